@@ -1,0 +1,301 @@
+"""Times each fedcodec kernel beside the numpy/torch code a user would otherwise write, in one run.
+
+Run with `make bench` (or `.venv/bin/python benches/report.py`): prints one table and writes it,
+with the machine it ran on, to benches/RESULTS.md. `pytest benches --benchmark-enable` times the
+same pairs through pytest-benchmark.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+import fedcodec as fc
+
+N = 10_000_000
+EDEN_N = 2**20
+CHUNK = 4096
+TOPK = N // 100
+MASK_FRACTION = 0.1
+REPEATS = 7
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+F32 = NDArray[np.float32]
+Floating = TypeVar("Floating", bound=np.floating[Any])
+QuantBlocks = list[tuple[NDArray[np.uint8], F32, F32]]
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything the pairs read, built once so no timing includes setting up."""
+
+    x: F32
+    x_eden: F32
+    x_eden_f64: NDArray[np.float64]
+    codes4: NDArray[np.uint16]
+    quant_frame: bytes
+    quant_blocks: QuantBlocks
+    sparse_frame: bytes
+    sparse_indices: NDArray[np.intp]
+    sparse_values: F32
+    accumulator: fc.Accumulator
+    numpy_sum: F32
+
+
+def make_inputs(seed: int = 0) -> Inputs:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(N, dtype=np.float32)
+    x_eden = rng.standard_normal(EDEN_N, dtype=np.float32)
+    sparse_frame = (fc.TopK(0.01) + fc.Quantize(8)).encode(x, seed=1)
+    sparse = fc.decode(sparse_frame)
+    sparse_indices = np.flatnonzero(sparse)
+    return Inputs(
+        x=x,
+        x_eden=x_eden,
+        x_eden_f64=x_eden.astype(np.float64),
+        codes4=rng.integers(0, 16, size=N).astype(np.uint16),
+        quant_frame=fc.Quantize(8).encode(x),
+        quant_blocks=numpy_quantize8(x),
+        sparse_frame=sparse_frame,
+        sparse_indices=sparse_indices,
+        sparse_values=sparse[sparse_indices],
+        accumulator=fc.Accumulator(N),
+        numpy_sum=np.zeros(N, dtype=np.float32),
+    )
+
+
+# --- the numpy/torch way -------------------------------------------------------------------------
+
+
+def chunked(x: F32) -> list[F32]:
+    """Whole chunks as one 2-d view, plus the partial last chunk."""
+    whole = x.size // CHUNK * CHUNK
+    blocks = [x[:whole].reshape(-1, CHUNK)]
+    if whole < x.size:
+        blocks.append(x[whole:].reshape(1, -1))
+    return blocks
+
+
+def numpy_quantize8(x: F32) -> QuantBlocks:
+    """Per-chunk min/max scale and round to uint8, as a numpy user writes it."""
+    out = []
+    for block in chunked(x):
+        lo = block.min(axis=1, keepdims=True)
+        scale = (block.max(axis=1, keepdims=True) - lo) / np.float32(255)
+        scale[scale == 0] = 1
+        codes = np.rint((block - lo) / scale).astype(np.uint8)
+        out.append((codes, lo, scale))
+    return out
+
+
+def numpy_dequantize8(blocks: QuantBlocks) -> F32:
+    return np.concatenate([(codes * scale + lo).ravel() for codes, lo, scale in blocks])
+
+
+def numpy_fwht(x: NDArray[Floating]) -> NDArray[Floating]:
+    """The standard iterative fast Walsh-Hadamard transform with reshape butterflies, orthonormal."""
+    n = x.size
+    y = x.copy()
+    h = 1
+    while h < n:
+        pairs = y.reshape(-1, 2, h)
+        total = pairs[:, 0] + pairs[:, 1]
+        pairs[:, 1] = pairs[:, 0] - pairs[:, 1]
+        pairs[:, 0] = total
+        h *= 2
+    y *= 1 / np.sqrt(n)
+    return y
+
+
+def numpy_pack_bits(codes: NDArray[np.uint16], bits: int) -> bytes:
+    """LSB-first bit packing via np.packbits, the same layout as fc.kernels.pack_bits."""
+    planes = ((codes[:, None] >> np.arange(bits, dtype=np.uint16)) & 1).astype(np.uint8)
+    return np.packbits(planes.ravel(), bitorder="little").tobytes()
+
+
+def numpy_mask_extract(x: F32, fraction: float, seed: int) -> F32:
+    """A seeded random mask drawn with numpy's PCG64, then boolean extraction."""
+    mask = np.random.default_rng(seed).random(x.size, dtype=np.float32) < fraction
+    return x[mask]
+
+
+def torch_topk(x: F32, k: int) -> torch.Tensor:
+    return torch.topk(torch.from_numpy(x).abs(), k).indices
+
+
+# --- the pairs -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Contender:
+    label: str
+    run: Callable[[Inputs], object]
+
+
+@dataclass(frozen=True)
+class Pair:
+    kernel: str
+    ours: Contender
+    theirs: Contender
+
+
+TOPK_EXACT = Contender("fc.kernels.topk_indices", lambda i: fc.kernels.topk_indices(i.x, TOPK))
+TOPK_SAMPLED = Contender(
+    "fc.kernels.topk_indices(sampled=True)",
+    lambda i: fc.kernels.topk_indices(i.x, TOPK, sampled=True, seed=1),
+)
+TORCH_TOPK = Contender("torch.topk", lambda i: torch_topk(i.x, TOPK))
+NUMPY_FWHT_F32 = Contender("numpy FWHT (float32)", lambda i: numpy_fwht(i.x_eden))
+
+PAIRS = [
+    Pair(
+        "8-bit per-chunk quantize, 10M",
+        Contender("fc.Quantize(8).encode (whole frame)", lambda i: fc.Quantize(8).encode(i.x)),
+        Contender("numpy min/max/scale/rint/uint8", lambda i: numpy_quantize8(i.x)),
+    ),
+    Pair(
+        "decode quant:8, 10M",
+        Contender("fc.decode", lambda i: fc.decode(i.quant_frame)),
+        Contender("numpy codes*scale+lo", lambda i: numpy_dequantize8(i.quant_blocks)),
+    ),
+    Pair(
+        "exact top-1%, 10M",
+        TOPK_EXACT,
+        Contender("np.argpartition", lambda i: np.argpartition(np.abs(i.x), -TOPK)[-TOPK:]),
+    ),
+    Pair("exact top-1%, 10M", TOPK_EXACT, TORCH_TOPK),
+    Pair("sampled top-1%, 10M", TOPK_SAMPLED, TORCH_TOPK),
+    Pair(
+        "pack 4-bit codes, 10M",
+        Contender("fc.kernels.pack_bits", lambda i: fc.kernels.pack_bits(i.codes4, 4)),
+        Contender("np.packbits of bit planes", lambda i: numpy_pack_bits(i.codes4, 4)),
+    ),
+    Pair(
+        "EDEN 1-bit encode, 2^20",
+        Contender("fc.Eden(1).encode", lambda i: fc.Eden(1).encode(i.x_eden, seed=1)),
+        Contender("numpy FWHT alone (float64)", lambda i: numpy_fwht(i.x_eden_f64)),
+    ),
+    Pair(
+        "FWHT, 2^20",
+        Contender("fc.kernels.fwht", lambda i: fc.kernels.fwht(i.x_eden)),
+        NUMPY_FWHT_F32,
+    ),
+    Pair(
+        "seeded mask extract 10%, 10M",
+        Contender("fc.kernels.mask_extract", lambda i: fc.kernels.mask_extract(i.x, MASK_FRACTION, 3)),
+        Contender("numpy PCG64 mask + x[mask]", lambda i: numpy_mask_extract(i.x, MASK_FRACTION, 3)),
+    ),
+    Pair(
+        "add a topk:0.01+quant:8 frame to a sum, 10M",
+        Contender("fc.Accumulator.add (parse+decode+add)", lambda i: i.accumulator.add(i.sparse_frame, 0.5)),
+        Contender(
+            "np.add.at of decoded values",
+            lambda i: np.add.at(i.numpy_sum, i.sparse_indices, np.float32(0.5) * i.sparse_values),
+        ),
+    ),
+]
+
+
+# --- timing and the report -----------------------------------------------------------------------
+
+
+def median_ms(run: Callable[[], object], repeats: int = REPEATS) -> float:
+    """Median wall time of `repeats` calls after one warm-up call."""
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+@dataclass(frozen=True)
+class Row:
+    pair: Pair
+    ours_ms: float
+    theirs_ms: float
+
+    @property
+    def speedup(self) -> float:
+        """How many times faster ours is (theirs over ours)."""
+        return self.theirs_ms / self.ours_ms
+
+
+def measure(inputs: Inputs) -> list[Row]:
+    cache: dict[str, float] = {}
+
+    def timed(contender: Contender) -> float:
+        if contender.label not in cache:
+            cache[contender.label] = median_ms(lambda: contender.run(inputs))
+        return cache[contender.label]
+
+    return [Row(pair, timed(pair.ours), timed(pair.theirs)) for pair in PAIRS]
+
+
+def cpu_model() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else platform.machine()
+
+
+def machine() -> list[str]:
+    blas = os.environ.get("OPENBLAS_CORETYPE")
+    return [
+        f"- CPU: {cpu_model()}, {os.cpu_count()} logical cores",
+        f"- Python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), fedcodec {fc.__version__}",
+        f"- OPENBLAS_CORETYPE={blas} (numpy's element-wise kernels do not use BLAS)" if blas else "",
+        f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+    ]
+
+
+def table(rows: list[Row]) -> list[str]:
+    lines = [
+        "| kernel | ours | ours (ms) | theirs | theirs (ms) | ratio (theirs/ours) |",
+        "| --- | --- | ---: | --- | ---: | ---: |",
+    ]
+    for row in rows:
+        p = row.pair
+        lines.append(
+            f"| {p.kernel} | {p.ours.label} | {row.ours_ms:.2f} | {p.theirs.label} "
+            f"| {row.theirs_ms:.2f} | {row.speedup:.2f}x |"
+        )
+    return lines
+
+
+def report(rows: list[Row]) -> str:
+    header = [
+        "# fedcodec kernels beside numpy/torch",
+        "",
+        f"Command: `make bench` (`.venv/bin/python benches/report.py`). Median of {REPEATS} runs after one "
+        "warm-up, same process, same inputs; ratio > 1 means fedcodec is faster.",
+        "",
+        *[line for line in machine() if line],
+        "",
+    ]
+    return "\n".join([*header, *table(rows), ""])
+
+
+def main() -> None:
+    text = report(measure(make_inputs()))
+    print(text)
+    RESULTS.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""One validated, frozen FLConfig per simulation: defaults, then a TOML file, then command-line flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from fedcore.selection import SELECTION_NAMES
+from fedcore.strategies import Strategy, make_strategy
+
+BACKENDS = ("torch", "mlx", "sklearn")
+MODELS = ("mlp", "cnn1d", "logreg")
+
+
+def _check_dataset(spec: str) -> None:
+    name, _, arg = spec.partition(":")
+    if (name == "digits" and not arg) or (name == "mnist1d" and (not arg or arg.isdigit())):
+        return
+    if name == "synthetic":
+        parts = arg.split(",")
+        if len(parts) == 2 and all(_is_float(p) for p in parts):
+            return
+    if name in ("npz", "leaf") and arg:
+        return
+    raise ValueError(
+        "dataset must be digits, mnist1d[:SAMPLES], synthetic:ALPHA,BETA, npz:PATH or leaf:PATH, "
+        f"got {spec!r}"
+    )
+
+
+def _check_partition(spec: str) -> None:
+    name, _, arg = spec.partition(":")
+    if name == "iid" and not arg:
+        return
+    if name == "dirichlet" and _is_float(arg) and float(arg) > 0.0:
+        return
+    if name == "shards" and arg.isdigit() and int(arg) > 0:
+        return
+    raise ValueError(f"partition must be iid, dirichlet:ALPHA (> 0) or shards:S (> 0), got {spec!r}")
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class FLConfig:
+    """A whole federated simulation; the defaults are the `fedcore sim` run with no flags."""
+
+    dataset: str = "digits"
+    clients: int = 100
+    per_round: int = 10
+    rounds: int = 60
+    local_epochs: int = 10
+    lr: float = 0.1
+    batch_size: int = 8
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    partition: str = "dirichlet:0.5"
+    backend: str = "torch"
+    model: str = "mlp"
+    strategy: str = "fedavg"
+    server_lr: float | None = (
+        None  # None: the strategy's own default (1.0 for averaging, 0.01 for FedAdam ...)
+    )
+    server_beta1: float = 0.9
+    server_beta2: float = 0.99
+    server_tau: float = 1e-3
+    codec: str | None = None
+    downlink_codec: str | None = None
+    error_feedback: bool = False
+    selection: str = "random"
+    poc_candidates: int | None = None
+    dropout: float = 0.0
+    min_clients: int = 1
+    min_battery: float = 20.0
+    min_bandwidth_mbps: float = 1.0
+    eval_clients: bool = False
+    test_fraction: float = 0.2
+    workers: int | None = None  # None: one per CPU core; 0 or 1: in-process
+    seed: int = 0
+    out: str = "runs/sim"
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        _check_dataset(self.dataset)
+        _check_partition(self.partition)
+        positive = {
+            "clients": self.clients,
+            "per_round": self.per_round,
+            "rounds": self.rounds,
+            "local_epochs": self.local_epochs,
+            "batch_size": self.batch_size,
+        }
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.per_round > self.clients:
+            raise ValueError(f"per_round ({self.per_round}) cannot exceed clients ({self.clients})")
+        if self.lr <= 0.0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.momentum < 0.0 or self.weight_decay < 0.0:
+            raise ValueError("momentum and weight_decay must be >= 0")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
+        if self.selection not in SELECTION_NAMES:
+            raise ValueError(f"selection must be one of {', '.join(SELECTION_NAMES)}, got {self.selection!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+        if not 1 <= self.min_clients <= self.per_round:
+            raise ValueError(
+                f"min_clients must lie in [1, per_round={self.per_round}], got {self.min_clients}"
+            )
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ValueError(f"test_fraction must lie in (0, 1), got {self.test_fraction}")
+        if self.workers is not None and self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.error_feedback and self.codec in (None, "none"):
+            raise ValueError("error_feedback needs a lossy uplink codec (--codec)")
+        self.make_strategy()  # raises on a bad spec or server parameters
+
+    def make_strategy(self) -> Strategy:
+        return make_strategy(
+            self.strategy, self.clients, self.server_lr, self.server_beta1, self.server_beta2, self.server_tau
+        )
+
+    @property
+    def num_workers(self) -> int:
+        """Worker processes to start; 0 means train in this process."""
+        workers = self.workers if self.workers is not None else (os.cpu_count() or 1)
+        return 0 if workers <= 1 else min(workers, self.per_round)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def run_settings(self) -> dict[str, Any]:
+        """Everything that decides the numbers: the config minus where the output goes."""
+        settings = self.to_dict()
+        del settings["out"]
+        return settings
+
+
+_FIELD_TYPES: dict[str, str] = {f.name: str(f.type) for f in dataclasses.fields(FLConfig)}
+
+
+def _check_types(config: FLConfig) -> None:
+    for name, type_name in _FIELD_TYPES.items():
+        value = getattr(config, name)
+        optional = "None" in type_name
+        if value is None and optional:
+            continue
+        base = type_name.split("|")[0].strip()
+        expected: tuple[type, ...] = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}[
+            base
+        ]
+        if not isinstance(value, expected) or (base != "bool" and isinstance(value, bool)):
+            raise ValueError(f"{name} must be {type_name}, got {value!r}")
+
+
+def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> FLConfig:
+    """Defaults, then the TOML file's keys (field names; '-' or '_'), then every override that is not None."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        with path.open("rb") as f:
+            values.update({k.replace("-", "_"): v for k, v in tomllib.load(f).items()})
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    unknown = sorted(set(values) - set(_FIELD_TYPES))
+    if unknown:
+        raise ValueError(f"unknown config key(s): {', '.join(unknown)}")
+    for name, value in values.items():
+        if _FIELD_TYPES[name].startswith("float") and isinstance(value, int) and not isinstance(value, bool):
+            values[name] = float(value)
+    return FLConfig(**values)

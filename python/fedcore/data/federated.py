@@ -1,0 +1,156 @@
+"""A dataset cut into per-client train/test splits plus a central test set the server evaluates on."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from fedcore.data.builtin import load_digits_dataset, load_mnist1d, synthetic
+from fedcore.data.dataset import Dataset, concat
+from fedcore.data.loaders import load_leaf_json, load_npz
+from fedcore.data.partition import partition
+
+DATASET_SPECS = "digits | mnist1d[:SAMPLES] | synthetic:ALPHA,BETA | npz:PATH | leaf:PATH"
+
+
+@dataclass(frozen=True)
+class ClientData:
+    """One client's local train and test split."""
+
+    client_id: int
+    train: Dataset
+    test: Dataset
+
+
+@dataclass(frozen=True)
+class FederatedData:
+    """Clients by id (0..num_clients-1) and a central test set no client ever trains on."""
+
+    name: str
+    clients: tuple[ClientData, ...]
+    central_test: Dataset
+
+    def __post_init__(self) -> None:
+        if not self.clients:
+            raise ValueError("federated data needs at least one client")
+        if any(c.client_id != i for i, c in enumerate(self.clients)):
+            raise ValueError("client ids must be 0..num_clients-1 in order")
+
+    @property
+    def num_clients(self) -> int:
+        return len(self.clients)
+
+    @property
+    def n_classes(self) -> int:
+        return self.central_test.n_classes
+
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        return self.central_test.feature_shape
+
+    @property
+    def in_features(self) -> int:
+        return self.central_test.in_features
+
+    def client(self, client_id: int) -> ClientData:
+        if not 0 <= client_id < len(self.clients):
+            raise IndexError(f"client id {client_id} out of range 0..{len(self.clients) - 1}")
+        return self.clients[client_id]
+
+    def train_sizes(self) -> NDArray[np.int64]:
+        """Samples each client trains on: FedAvg's weights."""
+        return np.array([len(c.train) for c in self.clients], dtype=np.int64)
+
+
+def build_federated(
+    dataset_spec: str,
+    num_clients: int,
+    partition_spec: str = "iid",
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    client_test_fraction: float = 0.2,
+) -> FederatedData:
+    """From spec strings to clients, the way the CLI's --dataset/--partition describe them.
+
+    Pooled datasets (digits, mnist1d, npz) lose `test_fraction` to the central test set first,
+    then are partitioned. Naturally partitioned ones (synthetic, leaf) give `test_fraction` of
+    every client's data to the central test set and ignore `partition_spec`.
+    """
+    for label, fraction in (("test_fraction", test_fraction), ("client_test_fraction", client_test_fraction)):
+        if not 0 <= fraction < 1:
+            raise ValueError(f"{label} must be in [0, 1), got {fraction}")
+    kind, _, arg = dataset_spec.partition(":")
+    if kind == "synthetic":
+        alpha, beta = _synthetic_args(dataset_spec, arg)
+        per_client = synthetic(alpha, beta, num_clients, seed)
+        name = f"synthetic({alpha:g},{beta:g})"
+        return _from_clients(name, per_client, seed, test_fraction, client_test_fraction)
+    if kind == "leaf" and arg:
+        users = load_leaf_json(arg)
+        if len(users) < num_clients:
+            raise ValueError(f"{arg} holds {len(users)} users, fewer than {num_clients} clients asked for")
+        chosen = np.sort(np.random.default_rng([seed, 3]).choice(len(users), num_clients, replace=False))
+        datasets = list(users.values())
+        return _from_clients("leaf", [datasets[i] for i in chosen], seed, test_fraction, client_test_fraction)
+    pooled = _pooled(dataset_spec, kind, arg)
+    rng = np.random.default_rng([seed, 1])
+    order = rng.permutation(len(pooled))
+    n_central = round(len(pooled) * test_fraction)
+    central, rest = pooled.subset(order[:n_central], "central-test"), pooled.subset(order[n_central:])
+    parts = partition(rest, num_clients, partition_spec, seed)
+    split_rng = np.random.default_rng([seed, 2])
+    clients = tuple(
+        _client(i, rest.subset(idx), client_test_fraction, split_rng) for i, idx in enumerate(parts)
+    )
+    return FederatedData(pooled.name, clients, central)
+
+
+def _pooled(spec: str, kind: str, arg: str) -> Dataset:
+    if kind == "digits" and not arg:
+        return load_digits_dataset()
+    if kind == "mnist1d":
+        if not arg:
+            return load_mnist1d()
+        if arg.isdigit():
+            return load_mnist1d(num_samples=int(arg))
+    if kind == "npz" and arg:
+        return load_npz(arg)
+    raise ValueError(f"unknown dataset {spec!r}; expected {DATASET_SPECS}")
+
+
+def _synthetic_args(spec: str, arg: str) -> tuple[float, float]:
+    try:
+        alpha, beta = (float(v) for v in arg.split(","))
+    except ValueError:
+        raise ValueError(f"bad dataset {spec!r}; expected synthetic:ALPHA,BETA e.g. synthetic:1,1") from None
+    return alpha, beta
+
+
+def _from_clients(
+    name: str, per_client: Sequence[Dataset], seed: int, test_fraction: float, client_test_fraction: float
+) -> FederatedData:
+    rng = np.random.default_rng([seed, 1])
+    split_rng = np.random.default_rng([seed, 2])
+    central_parts, clients = [], []
+    for i, data in enumerate(per_client):
+        kept, central = _split(data, test_fraction, rng)
+        central_parts.append(central)
+        clients.append(_client(i, kept, client_test_fraction, split_rng))
+    return FederatedData(name, tuple(clients), concat(central_parts, "central-test"))
+
+
+def _client(client_id: int, data: Dataset, test_fraction: float, rng: np.random.Generator) -> ClientData:
+    train, test = _split(data, test_fraction, rng)
+    return ClientData(client_id, train, test)
+
+
+def _split(data: Dataset, fraction: float, rng: np.random.Generator) -> tuple[Dataset, Dataset]:
+    """Random (kept, taken) split; `taken` gets round(n * fraction) but `kept` keeps at least one."""
+    if len(data) == 0:
+        raise ValueError(f"dataset {data.name!r} is empty")
+    order = rng.permutation(len(data))
+    n_taken = min(round(len(data) * fraction), len(data) - 1)
+    return data.subset(np.sort(order[n_taken:])), data.subset(np.sort(order[:n_taken]))

@@ -1,0 +1,116 @@
+"""Round records as JSON Lines and the run summary; all but the timing fields are a function of the seed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Self, TextIO
+
+# Wall-clock fields: the only ones allowed to differ between two runs with the same seed.
+TIMING_KEYS = ("wall_s", "train_s", "eval_s", "timing")
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """What happened in one round: who took part, what the global model scores, what crossed the network."""
+
+    round: int
+    clients: list[int]  # clients whose update was aggregated
+    selected: int
+    dropouts: list[int]
+    unavailable: int
+    accuracy: float
+    loss: float
+    train_loss: float
+    uplink_bytes: int
+    downlink_bytes: int
+    wall_s: float
+    train_s: float  # summed local-training (fit) time of this round's clients
+    eval_s: float  # evaluating the new global model
+    client_accuracy: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RoundRecord:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+class RoundsWriter:
+    """Appends one JSON line per round and flushes, so a crashed run still leaves its history."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: TextIO = path.open("w", encoding="utf-8")
+
+    def write(self, record: RoundRecord) -> None:
+        self._file.write(json.dumps(record.to_dict(), sort_keys=True) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_rounds(path: Path) -> list[RoundRecord]:
+    with path.open(encoding="utf-8") as f:
+        return [RoundRecord.from_dict(json.loads(line)) for line in f if line.strip()]
+
+
+def summarize(
+    records: Sequence[RoundRecord],
+    model_size: int,
+    config: Mapping[str, Any],
+    wall_s: float,
+    vectors_per_message: int = 1,
+) -> dict[str, Any]:
+    """The run in one object; uplink_ratio = the same messages' bytes as raw float32 / bytes actually sent.
+
+    `vectors_per_message` is 2 for SCAFFOLD, whose messages carry a control variate beside the model.
+    """
+    uplink = sum(r.uplink_bytes for r in records)
+    downlink = sum(r.downlink_bytes for r in records)
+    raw = 4 * model_size * vectors_per_message
+    raw_uplink = raw * sum(len(r.clients) for r in records)
+    raw_downlink = raw * sum(r.selected for r in records)
+    last = records[-1] if records else None
+    return {
+        "rounds": len(records),
+        "final_accuracy": last.accuracy if last else None,
+        "final_loss": last.loss if last else None,
+        "best_accuracy": max((r.accuracy for r in records), default=None),
+        "final_client_accuracy": last.client_accuracy if last else None,
+        "uplink_bytes": uplink,
+        "downlink_bytes": downlink,
+        "uplink_ratio": raw_uplink / uplink if uplink else None,
+        "downlink_ratio": raw_downlink / downlink if downlink else None,
+        "model_size": model_size,
+        "updates_aggregated": sum(len(r.clients) for r in records),
+        "dropouts": sum(len(r.dropouts) for r in records),
+        "unavailable": sum(r.unavailable for r in records),
+        "config": dict(config),
+        "wall_s": wall_s,
+        "timing": {
+            "train_s": sum(r.train_s for r in records),
+            "eval_s": sum(r.eval_s for r in records),
+            "mean_round_s": sum(r.wall_s for r in records) / len(records) if records else 0.0,
+        },
+    }
+
+
+def without_timing(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A record or summary minus its wall-clock fields: what must match between same-seed runs."""
+    return {k: v for k, v in data.items() if k not in TIMING_KEYS}
+
+
+def write_summary(path: Path, summary: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -1,0 +1,258 @@
+"""Simulation workers: each builds one model once, holds the dataset, and trains its share of clients."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any, Protocol
+
+from fedcore.backends.base import ModelAdapter, TrainConfig
+from fedcore.backends.models import make_adapter
+from fedcore.client import ClientTask, run_client
+from fedcore.compression import Encoder, Vector
+from fedcore.config import FLConfig
+from fedcore.data import FederatedData, build_federated
+from fedcore.server import FoldBuilder
+from fedcore.strategies.base import FoldSum
+
+
+@dataclass(frozen=True)
+class RoundTask:
+    """One worker's share of a round: the weights clients start from, and its clients in order."""
+
+    round: int
+    weights: Vector
+    server_control: Vector | None
+    train: TrainConfig
+    clients: tuple[ClientTask, ...]
+
+
+@dataclass(frozen=True)
+class ClientReport:
+    """Per-client facts the engine keeps: loss for selection; residual and control for its next turn."""
+
+    client_id: int
+    num_examples: int
+    num_steps: int
+    loss: float
+    uplink_bytes: int
+    residual: Vector | None
+    control: Vector | None
+    train_s: float
+
+
+@dataclass(frozen=True)
+class WorkerResult:
+    """A worker's partial fold of its clients and their reports, in task order."""
+
+    fold: FoldSum
+    reports: tuple[ClientReport, ...]
+
+
+class WorkerError(RuntimeError):
+    """A worker failed; the message carries its traceback."""
+
+
+def load_data(config: FLConfig) -> FederatedData:
+    return build_federated(
+        config.dataset, config.clients, config.partition, config.seed, test_fraction=config.test_fraction
+    )
+
+
+def build_model(config: FLConfig, data: FederatedData) -> ModelAdapter:
+    """Every process builds the same initial model from the config's seed."""
+    return make_adapter(config.backend, config.model, data.in_features, data.n_classes, config.seed)
+
+
+def limit_threads(config: FLConfig) -> None:
+    """One BLAS/torch thread per worker: workers are the parallelism, and results stay reproducible."""
+    if config.backend == "torch":
+        import torch
+
+        torch.set_num_threads(1)
+
+
+class ClientRunner:
+    """Trains clients one after another on one persistent model, folding each update as it arrives."""
+
+    def __init__(self, config: FLConfig, data: FederatedData, adapter: ModelAdapter) -> None:
+        self._data = data
+        self._adapter = adapter
+        self._strategy = config.make_strategy()
+        self._encoder = Encoder(config.codec, config.error_feedback)
+        self._control_encoder = Encoder(config.codec)
+        self._size = adapter.layout.size
+
+    def run(self, task: RoundTask) -> WorkerResult:
+        builder = FoldBuilder(self._size, task.server_control is not None)
+        reports: list[ClientReport] = []
+        for client in task.clients:
+            train = self._data.client(client.client_id).train
+            update = run_client(
+                self._adapter,
+                train.x,
+                train.y,
+                task.weights,
+                task.train,
+                client,
+                self._encoder,
+                self._control_encoder,
+                task.server_control,
+            )
+            builder.add(update, self._strategy.coefficient(update.num_examples, update.num_steps))
+            reports.append(
+                ClientReport(
+                    update.client_id,
+                    update.num_examples,
+                    update.num_steps,
+                    update.loss,
+                    update.uplink_bytes,
+                    update.residual,
+                    update.control,
+                    update.train_s,
+                )
+            )
+        return WorkerResult(builder.finish(), tuple(reports))
+
+
+class Pool(Protocol):
+    """Runs one task per worker and returns results in the same order."""
+
+    @property
+    def size(self) -> int: ...
+
+    def run(self, tasks: Sequence[RoundTask]) -> list[WorkerResult]: ...
+
+    def close(self) -> None: ...
+
+
+class InlinePool:
+    """The single-process mode: the same ClientRunner code path, in this process, for debugging."""
+
+    def __init__(self, config: FLConfig, data: FederatedData) -> None:
+        limit_threads(config)
+        self._runner = ClientRunner(config, data, build_model(config, data))
+
+    @property
+    def size(self) -> int:
+        return 1
+
+    def run(self, tasks: Sequence[RoundTask]) -> list[WorkerResult]:
+        return [self._runner.run(task) for task in tasks]
+
+    def close(self) -> None:
+        """Nothing to release in-process."""
+
+
+def _worker_main(conn: Connection, config: FLConfig, data: FederatedData) -> None:
+    try:
+        limit_threads(config)
+        runner = ClientRunner(config, data, build_model(config, data))
+    except Exception:  # any failure goes to the parent, which raises it
+        conn.send(("error", traceback.format_exc()))
+        return
+    conn.send(("ready", None))
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:
+            return
+        if task is None:
+            return
+        try:
+            conn.send(("ok", runner.run(task)))
+        except Exception:  # any failure goes to the parent, which raises it
+            conn.send(("error", traceback.format_exc()))
+
+
+_BACKEND_MODULES = {
+    "torch": ("torch", "fedcore.backends.torch_backend"),
+    "mlx": ("mlx.core", "fedcore.backends.mlx_backend"),
+    "sklearn": ("sklearn.linear_model", "sklearn.neural_network", "fedcore.backends.sklearn_backend"),
+}
+
+
+def _context(config: FLConfig) -> Any:
+    """Forkserver where there is one: heavy imports happen once in the server; workers fork from it."""
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["fedcore.sim.workers", *_BACKEND_MODULES[config.backend]])
+    # (the preload list only counts before the server's first start; later pools reuse that server)
+    return ctx
+
+
+class ProcessPool:
+    """N worker processes, one pipe each; tasks go out together and results come back in worker order."""
+
+    def __init__(self, config: FLConfig, data: FederatedData, workers: int) -> None:
+        ctx = _context(config)
+        self._conns: list[Connection] = []
+        self._procs: list[Any] = []
+        for _ in range(workers):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker_main, args=(child, config, data), daemon=True)
+            proc.start()
+            child.close()
+            self._conns.append(parent)
+            self._procs.append(proc)
+        try:
+            for conn in self._conns:
+                self._receive(conn)
+        except BaseException:
+            self._terminate()
+            raise
+
+    @property
+    def size(self) -> int:
+        return len(self._conns)
+
+    def run(self, tasks: Sequence[RoundTask]) -> list[WorkerResult]:
+        if len(tasks) > self.size:
+            raise ValueError(f"{len(tasks)} tasks for {self.size} workers")
+        for conn, task in zip(self._conns, tasks, strict=False):
+            conn.send(task)
+        try:
+            return [self._receive(conn) for conn, _ in zip(self._conns, tasks, strict=False)]
+        except BaseException:
+            self._terminate()  # the others may be blocked sending results nobody will read
+            raise
+
+    @staticmethod
+    def _receive(conn: Connection) -> Any:
+        try:
+            status, payload = conn.recv()
+        except EOFError:
+            raise WorkerError("a simulation worker exited unexpectedly") from None
+        if status == "error":
+            raise WorkerError(f"simulation worker failed:\n{payload}")
+        return payload
+
+    def close(self) -> None:
+        for conn in self._conns:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                conn.send(None)
+            conn.close()
+        for proc in self._procs:
+            proc.join(timeout=5)
+        self._terminate()
+
+    def _terminate(self) -> None:
+        for proc in self._procs:
+            if proc.is_alive():
+                proc.terminate()
+                proc.join()
+
+
+def make_pool(config: FLConfig, data: FederatedData) -> Pool:
+    workers = config.num_workers
+    return ProcessPool(config, data, workers) if workers > 1 else InlinePool(config, data)
+
+
+def split_round_robin(items: Sequence[Any], workers: int) -> list[list[Any]]:
+    """Position i goes to worker i mod W: a fixed assignment, so the fold order never changes between runs."""
+    return [list(items[w::workers]) for w in range(workers)]

@@ -1,0 +1,37 @@
+//! The one error type of the crate; the Python layer maps each variant in one place.
+
+use thiserror::Error;
+
+/// Everything that can go wrong in fedcodec, from bad parameters to hostile frames.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CodecError {
+    /// A codec parameter or spec string is out of range or malformed.
+    #[error("invalid parameter: {0}")]
+    InvalidParam(String),
+    /// The input array cannot be encoded (empty, NaN/Inf, wrong length).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// A frame is structurally wrong: bad magic, truncated, inconsistent lengths, too large.
+    #[error("malformed frame: {0}")]
+    Frame(String),
+    /// A frame's bytes do not match its crc32c.
+    #[error("checksum mismatch: frame says {expected:#010x}, bytes give {actual:#010x}")]
+    Checksum { expected: u32, actual: u32 },
+}
+
+impl CodecError {
+    pub(crate) fn param(msg: impl Into<String>) -> Self {
+        Self::InvalidParam(msg.into())
+    }
+
+    pub(crate) fn input(msg: impl Into<String>) -> Self {
+        Self::InvalidInput(msg.into())
+    }
+
+    pub(crate) fn frame(msg: impl Into<String>) -> Self {
+        Self::Frame(msg.into())
+    }
+}
+
+/// Result alias used across the crate.
+pub type Result<T> = std::result::Result<T, CodecError>;

@@ -1,0 +1,883 @@
+//! Encoding an array through a spec into one frame, and decoding any frame back (added, weighted, into a buffer).
+
+use std::borrow::Cow;
+
+use half::{bf16, f16};
+use rayon::prelude::*;
+
+use crate::eden::{eden_decode_add, eden_encode, eden_len, EdenParams};
+use crate::error::{CodecError, Result};
+use crate::frame::{verified_body, Header, Reader, Writer, DEFAULT_MAX_ELEMENTS};
+use crate::index_coding::{decode_indices, encode_indices};
+use crate::qsgd::{qsgd_decode_add, qsgd_encode, qsgd_len, QsgdParams};
+use crate::quantize::{dequantize_add, quantize, quantize_len, QuantParams};
+use crate::rng::derive;
+use crate::seeded_mask::{mask_extract, mask_scatter_add};
+use crate::sign::{sign_decode_add, sign_encode, sign_len, SignParams};
+use crate::spec::{Dtype, Spec, Stage, MAX_STAGES};
+use crate::topk::{gather, scatter_add, topk_exact, topk_sampled};
+
+/// Wire ids of the stages (the frame's `codec id` byte is the first stage's).
+mod id {
+    pub const F32: u8 = 1;
+    pub const F16: u8 = 2;
+    pub const BF16: u8 = 3;
+    pub const QUANT: u8 = 4;
+    pub const QSGD: u8 = 5;
+    pub const TOPK: u8 = 6;
+    pub const RANDK: u8 = 7;
+    pub const EDEN: u8 = 8;
+    pub const SIGN: u8 = 9;
+}
+
+/// Elements checked per task when scanning input for NaN/Inf.
+const SCAN_BLOCK: usize = 1 << 16;
+
+/// A stage as it travels: its parameters plus what the decoder must know (output count, seed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WireStage {
+    pub stage: Stage,
+    /// Elements this stage hands to the next one (sparsifiers) or encodes (terminal).
+    pub count: u64,
+    pub seed: u64,
+}
+
+/// Number of coordinates a top-k of `fraction` keeps out of `m`: at least one (of a non-empty input), at most all.
+#[must_use]
+pub fn topk_count(fraction: f64, m: usize) -> usize {
+    ((fraction * m as f64).round() as usize).clamp(m.min(1), m)
+}
+
+/// A zeroed buffer whose allocation failure is an error, not an abort.
+fn zeroed(len: usize) -> Result<Vec<f32>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| {
+        CodecError::frame(format!("cannot allocate {len} float32 values for decoding"))
+    })?;
+    v.resize(len, 0.0);
+    Ok(v)
+}
+
+/// Index of the first NaN/Inf, scanning in parallel blocks.
+fn first_non_finite(x: &[f32]) -> Option<usize> {
+    x.par_chunks(SCAN_BLOCK)
+        .position_first(|block| !block.iter().fold(true, |ok, v| ok & v.is_finite()))
+        .and_then(|b| {
+            let start = b * SCAN_BLOCK;
+            x[start..]
+                .iter()
+                .position(|v| !v.is_finite())
+                .map(|i| start + i)
+        })
+}
+
+/// Checks what every encoder needs: a non-empty, finite array whose shape matches its length.
+pub fn check_input(x: &[f32], shape: &[u64]) -> Result<()> {
+    if x.is_empty() {
+        return Err(CodecError::input("cannot encode an empty array"));
+    }
+    let product = shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d));
+    if product != Some(x.len() as u64) {
+        return Err(CodecError::input(format!(
+            "shape {shape:?} does not hold {} elements",
+            x.len()
+        )));
+    }
+    if shape.len() > crate::frame::MAX_NDIM {
+        return Err(CodecError::input(format!(
+            "{} dimensions exceed the limit of {}",
+            shape.len(),
+            crate::frame::MAX_NDIM
+        )));
+    }
+    if let Some(i) = first_non_finite(x) {
+        return Err(CodecError::input(format!(
+            "input holds a non-finite value ({}) at flat index {i}",
+            x[i]
+        )));
+    }
+    Ok(())
+}
+
+/// Encodes `x` (of the given shape) through `spec`; the same seed gives the same bytes.
+pub fn encode(spec: &Spec, x: &[f32], shape: &[u64], seed: u64) -> Result<Vec<u8>> {
+    check_input(x, shape)?;
+    let stages = spec.stages();
+    let mut values: Cow<'_, [f32]> = Cow::Borrowed(x);
+    let mut wire = Vec::with_capacity(stages.len());
+    let mut sparse_payloads = Vec::new();
+    for (i, stage) in stages.iter().enumerate() {
+        let stage_seed = derive(seed, i as u64);
+        let m = values.len();
+        match stage {
+            Stage::TopK { fraction, sampled } => {
+                if u32::try_from(m).is_err() {
+                    return Err(CodecError::input(format!(
+                        "topk handles at most {} elements, got {m}",
+                        u32::MAX
+                    )));
+                }
+                let k = topk_count(*fraction, m);
+                let idx = if k == 0 {
+                    Vec::new()
+                } else if *sampled {
+                    topk_sampled(&values, k, stage_seed)
+                } else {
+                    topk_exact(&values, k)
+                };
+                sparse_payloads.push(if idx.is_empty() {
+                    Vec::new()
+                } else {
+                    encode_indices(&idx, m)
+                });
+                values = Cow::Owned(gather(&values, &idx));
+                wire.push(WireStage {
+                    stage: stage.clone(),
+                    count: idx.len() as u64,
+                    seed: 0,
+                });
+            }
+            Stage::RandK { fraction } => {
+                values = Cow::Owned(mask_extract(&values, *fraction, stage_seed));
+                sparse_payloads.push(Vec::new());
+                wire.push(WireStage {
+                    stage: stage.clone(),
+                    count: values.len() as u64,
+                    seed: stage_seed,
+                });
+            }
+            _ => wire.push(WireStage {
+                stage: stage.clone(),
+                count: m as u64,
+                seed: stage_seed,
+            }),
+        }
+    }
+    let terminal = wire.last().expect("a Spec always ends in a terminal stage");
+    let terminal_len = payload_len(&terminal.stage, values.len())?;
+    let mut w = Writer::with_capacity(
+        128 + terminal_len + sparse_payloads.iter().map(Vec::len).sum::<usize>(),
+    );
+    Header {
+        codec_id: stage_id(&wire[0].stage),
+        n: x.len() as u64,
+        shape: shape.to_vec(),
+    }
+    .write(&mut w);
+    w.u8(wire.len() as u8);
+    for ws in &wire {
+        write_stage(&mut w, ws);
+    }
+    for payload in &sparse_payloads {
+        w.u64(payload.len() as u64);
+        w.bytes(payload);
+    }
+    if !values.is_empty() {
+        encode_terminal(terminal, &values, w.reserve_slot(terminal_len))?;
+    }
+    Ok(w.finish())
+}
+
+fn stage_id(stage: &Stage) -> u8 {
+    match stage {
+        Stage::Identity(Dtype::F32) => id::F32,
+        Stage::Identity(Dtype::F16) => id::F16,
+        Stage::Identity(Dtype::Bf16) => id::BF16,
+        Stage::Quantize(_) => id::QUANT,
+        Stage::Qsgd(_) => id::QSGD,
+        Stage::TopK { .. } => id::TOPK,
+        Stage::RandK { .. } => id::RANDK,
+        Stage::Eden(_) => id::EDEN,
+        Stage::Sign(_) => id::SIGN,
+    }
+}
+
+fn write_stage(w: &mut Writer, ws: &WireStage) {
+    w.u8(stage_id(&ws.stage));
+    match &ws.stage {
+        Stage::Identity(_) => {}
+        Stage::Quantize(p) => {
+            w.u8(p.bits as u8);
+            w.u8(u8::from(p.stochastic));
+            w.u32(p.chunk as u32);
+        }
+        Stage::Qsgd(p) => {
+            w.u16(p.levels as u16);
+            w.u32(p.bucket as u32);
+        }
+        Stage::TopK { fraction, sampled } => {
+            w.u8(u8::from(*sampled));
+            w.f64(*fraction);
+            w.u64(ws.count);
+        }
+        Stage::RandK { fraction } => {
+            w.f64(*fraction);
+            w.u64(ws.seed);
+            w.u64(ws.count);
+        }
+        Stage::Eden(p) => {
+            w.u8(p.bits as u8);
+            w.u64(ws.seed);
+        }
+        Stage::Sign(p) => w.u32(p.chunk as u32),
+    }
+}
+
+fn read_stage(r: &mut Reader<'_>, input_count: u64) -> Result<WireStage> {
+    let code = r.u8("stage id")?;
+    let terminal = |stage: Stage| WireStage {
+        stage,
+        count: input_count,
+        seed: 0,
+    };
+    let ws = match code {
+        id::F32 => terminal(Stage::Identity(Dtype::F32)),
+        id::F16 => terminal(Stage::Identity(Dtype::F16)),
+        id::BF16 => terminal(Stage::Identity(Dtype::Bf16)),
+        id::QUANT => {
+            let bits = u32::from(r.u8("quant bits")?);
+            let stochastic = match r.u8("quant stochastic flag")? {
+                0 => false,
+                1 => true,
+                other => {
+                    return Err(CodecError::frame(format!(
+                        "quant stochastic flag is {other}, not 0 or 1"
+                    )))
+                }
+            };
+            let chunk = r.u32("quant chunk")? as usize;
+            terminal(Stage::Quantize(QuantParams {
+                bits,
+                stochastic,
+                chunk,
+            }))
+        }
+        id::QSGD => {
+            let levels = u32::from(r.u16("qsgd levels")?);
+            let bucket = r.u32("qsgd bucket")? as usize;
+            terminal(Stage::Qsgd(QsgdParams { levels, bucket }))
+        }
+        id::EDEN => {
+            let bits = u32::from(r.u8("eden bits")?);
+            let seed = r.u64("eden seed")?;
+            WireStage {
+                stage: Stage::Eden(EdenParams { bits }),
+                count: input_count,
+                seed,
+            }
+        }
+        id::SIGN => {
+            let chunk = r.u32("sign chunk")? as usize;
+            terminal(Stage::Sign(SignParams { chunk }))
+        }
+        id::TOPK => {
+            let sampled = match r.u8("topk sampled flag")? {
+                0 => false,
+                1 => true,
+                other => {
+                    return Err(CodecError::frame(format!(
+                        "topk sampled flag is {other}, not 0 or 1"
+                    )))
+                }
+            };
+            let fraction = r.f64("topk fraction")?;
+            let count = r.u64("topk count")?;
+            if (count == 0 && input_count > 0) || count > input_count {
+                return Err(CodecError::frame(format!(
+                    "topk keeps {count} of {input_count} elements"
+                )));
+            }
+            WireStage {
+                stage: Stage::TopK { fraction, sampled },
+                count,
+                seed: 0,
+            }
+        }
+        id::RANDK => {
+            let fraction = r.f64("randk fraction")?;
+            let seed = r.u64("randk seed")?;
+            let count = r.u64("randk count")?;
+            if count > input_count {
+                return Err(CodecError::frame(format!(
+                    "randk keeps {count} of {input_count} elements"
+                )));
+            }
+            WireStage {
+                stage: Stage::RandK { fraction },
+                count,
+                seed,
+            }
+        }
+        other => return Err(CodecError::frame(format!("unknown stage id {other}"))),
+    };
+    ws.stage
+        .validate()
+        .map_err(|e| CodecError::frame(format!("stage parameters out of range: {e}")))?;
+    Ok(ws)
+}
+
+/// Exact payload bytes a terminal stage writes for `m` values.
+fn payload_len(stage: &Stage, m: usize) -> Result<usize> {
+    if m == 0 {
+        return Ok(0);
+    }
+    let len = match stage {
+        Stage::Identity(dtype) => m
+            .checked_mul(dtype.width())
+            .ok_or_else(|| CodecError::frame("payload size overflows"))?,
+        Stage::Quantize(p) => quantize_len(m, p),
+        Stage::Qsgd(p) => qsgd_len(m, p),
+        Stage::Eden(p) => eden_len(m, p),
+        Stage::Sign(p) => sign_len(m, p),
+        Stage::TopK { .. } | Stage::RandK { .. } => {
+            return Err(CodecError::frame("a sparsifier cannot end a pipeline"))
+        }
+    };
+    Ok(len)
+}
+
+fn encode_terminal(ws: &WireStage, values: &[f32], out: &mut [u8]) -> Result<()> {
+    match &ws.stage {
+        Stage::Identity(Dtype::F32) => {
+            out.par_chunks_mut(4 * SCAN_BLOCK)
+                .zip(values.par_chunks(SCAN_BLOCK))
+                .for_each(|(o, v)| {
+                    for (dst, x) in o.chunks_exact_mut(4).zip(v) {
+                        dst.copy_from_slice(&x.to_le_bytes());
+                    }
+                });
+        }
+        Stage::Identity(dtype) => {
+            if *dtype == Dtype::F16 {
+                if let Some(i) = values.iter().position(|v| v.abs() > f32::from(f16::MAX)) {
+                    return Err(CodecError::input(format!(
+                        "value {} at index {i} is outside float16's range (±65504); use bf16",
+                        values[i]
+                    )));
+                }
+            }
+            let half = *dtype == Dtype::F16;
+            out.par_chunks_mut(2 * SCAN_BLOCK)
+                .zip(values.par_chunks(SCAN_BLOCK))
+                .for_each(|(o, v)| {
+                    for (dst, x) in o.chunks_exact_mut(2).zip(v) {
+                        let bits = if half {
+                            f16::from_f32(*x).to_bits()
+                        } else {
+                            bf16::from_f32(*x).to_bits()
+                        };
+                        dst.copy_from_slice(&bits.to_le_bytes());
+                    }
+                });
+        }
+        Stage::Quantize(p) => quantize(values, p, ws.seed, out),
+        Stage::Qsgd(p) => qsgd_encode(values, p, ws.seed, out),
+        Stage::Eden(p) => eden_encode(values, p, ws.seed, out),
+        Stage::Sign(p) => sign_encode(values, p, out),
+        Stage::TopK { .. } | Stage::RandK { .. } => {
+            return Err(CodecError::param("a sparsifier cannot end a pipeline"))
+        }
+    }
+    Ok(())
+}
+
+fn decode_terminal_add(ws: &WireStage, bytes: &[u8], weight: f32, out: &mut [f32]) -> Result<()> {
+    let m = out.len();
+    if m == 0 {
+        return Ok(());
+    }
+    match &ws.stage {
+        Stage::Identity(dtype) => {
+            let width = dtype.width();
+            let dtype = *dtype;
+            let all_finite = out
+                .par_chunks_mut(SCAN_BLOCK)
+                .zip(bytes.par_chunks(width * SCAN_BLOCK))
+                .map(|(o, b)| {
+                    let mut ok = true;
+                    for (dst, src) in o.iter_mut().zip(b.chunks_exact(width)) {
+                        let v = match dtype {
+                            Dtype::F32 => f32::from_le_bytes([src[0], src[1], src[2], src[3]]),
+                            Dtype::F16 => {
+                                f16::from_bits(u16::from_le_bytes([src[0], src[1]])).to_f32()
+                            }
+                            Dtype::Bf16 => {
+                                bf16::from_bits(u16::from_le_bytes([src[0], src[1]])).to_f32()
+                            }
+                        };
+                        ok &= v.is_finite();
+                        *dst += weight * v;
+                    }
+                    ok
+                })
+                .reduce(|| true, |a, b| a & b);
+            if all_finite {
+                Ok(())
+            } else {
+                Err(CodecError::frame("payload holds NaN or Inf values"))
+            }
+        }
+        Stage::Quantize(p) => dequantize_add(bytes, m, p, weight, out),
+        Stage::Qsgd(p) => qsgd_decode_add(bytes, m, p, weight, out),
+        Stage::Eden(p) => eden_decode_add(bytes, m, p, ws.seed, weight, out),
+        Stage::Sign(p) => sign_decode_add(bytes, m, p, weight, out),
+        Stage::TopK { .. } | Stage::RandK { .. } => {
+            Err(CodecError::frame("a sparsifier cannot end a pipeline"))
+        }
+    }
+}
+
+/// A frame whose header, stages and lengths have all been checked; decoding it cannot overrun.
+#[derive(Debug)]
+pub struct ParsedFrame<'a> {
+    pub header: Header,
+    pub stages: Vec<WireStage>,
+    sparse_payloads: Vec<&'a [u8]>,
+    terminal_payload: &'a [u8],
+    pub frame_len: usize,
+}
+
+impl<'a> ParsedFrame<'a> {
+    /// Checks magic, version, checksum, every count and every length, allocating nothing payload-sized.
+    pub fn parse(frame: &'a [u8], max_elements: u64) -> Result<Self> {
+        let body = verified_body(frame)?;
+        let mut r = Reader::new(body);
+        let header = Header::read(&mut r, max_elements)?;
+        if usize::try_from(header.n).is_err() {
+            return Err(CodecError::frame("element count does not fit this machine"));
+        }
+        let count = usize::from(r.u8("stage count")?);
+        if count == 0 || count > MAX_STAGES {
+            return Err(CodecError::frame(format!(
+                "stage count {count} is outside 1..={MAX_STAGES}"
+            )));
+        }
+        let mut stages = Vec::with_capacity(count);
+        let mut m = header.n;
+        for i in 0..count {
+            let ws = read_stage(&mut r, m)?;
+            let last = i + 1 == count;
+            if ws.stage.is_sparsifier() == last {
+                return Err(CodecError::frame(
+                    "stage order is wrong: sparsifiers first, exactly one terminal stage last",
+                ));
+            }
+            m = ws.count;
+            stages.push(ws);
+        }
+        let first = stage_id(&stages[0].stage);
+        if first != header.codec_id {
+            return Err(CodecError::frame(format!(
+                "codec id {} does not match the first stage ({first})",
+                header.codec_id
+            )));
+        }
+        let mut sparse_payloads = Vec::with_capacity(count - 1);
+        for _ in 1..count {
+            let len = r.u64("sparse payload length")?;
+            let len = usize::try_from(len)
+                .map_err(|_| CodecError::frame("sparse payload length overflows"))?;
+            sparse_payloads.push(r.take(len, "sparse payload")?);
+        }
+        let terminal = stages.last().expect("count >= 1");
+        let expected = payload_len(&terminal.stage, terminal.count as usize)?;
+        let terminal_payload = r.rest();
+        if terminal_payload.len() != expected {
+            return Err(CodecError::frame(format!(
+                "payload is {} bytes, {} needs {expected} for {} values",
+                terminal_payload.len(),
+                SpecText(&stages),
+                terminal.count
+            )));
+        }
+        Ok(Self {
+            header,
+            stages,
+            sparse_payloads,
+            terminal_payload,
+            frame_len: frame.len(),
+        })
+    }
+
+    /// Element count of the decoded array.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.header.n as usize
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.header.n == 0
+    }
+
+    /// The canonical spec string of the codec that wrote this frame.
+    #[must_use]
+    pub fn spec_string(&self) -> String {
+        SpecText(&self.stages).to_string()
+    }
+
+    /// Adds `weight` times the decoded array into `out` (len n): decode and aggregation in one pass.
+    pub fn add_into(&self, weight: f32, out: &mut [f32]) -> Result<()> {
+        if out.len() != self.len() {
+            return Err(CodecError::input(format!(
+                "frame holds {} elements, buffer has {}",
+                self.len(),
+                out.len()
+            )));
+        }
+        let terminal = self.stages.last().expect("parsed frames have stages");
+        let sparsifiers = &self.stages[..self.stages.len() - 1];
+        if sparsifiers.is_empty() {
+            return decode_terminal_add(terminal, self.terminal_payload, weight, out);
+        }
+        let mut values = zeroed(terminal.count as usize)?;
+        decode_terminal_add(terminal, self.terminal_payload, 1.0, &mut values)?;
+        let mut input_counts: Vec<usize> = Vec::with_capacity(sparsifiers.len());
+        let mut m = self.len();
+        for ws in sparsifiers {
+            input_counts.push(m);
+            m = ws.count as usize;
+        }
+        for (j, ws) in sparsifiers.iter().enumerate().rev() {
+            let m_in = input_counts[j];
+            if j == 0 {
+                expand(ws, self.sparse_payloads[0], &values, weight, out)?;
+            } else {
+                let mut wider = zeroed(m_in)?;
+                expand(ws, self.sparse_payloads[j], &values, 1.0, &mut wider)?;
+                values = wider;
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes into a fresh float32 vector.
+    pub fn decode(&self) -> Result<Vec<f32>> {
+        let mut out = zeroed(self.len())?;
+        self.add_into(1.0, &mut out)?;
+        Ok(out)
+    }
+}
+
+/// Undoes one sparsifier: adds `weight` times its kept values back at their coordinates in `out`.
+fn expand(
+    ws: &WireStage,
+    payload: &[u8],
+    values: &[f32],
+    weight: f32,
+    out: &mut [f32],
+) -> Result<()> {
+    let m_in = out.len();
+    if ws.count == 0 {
+        return if payload.is_empty() {
+            Ok(())
+        } else {
+            Err(CodecError::frame(
+                "an empty selection carries a non-empty index payload",
+            ))
+        };
+    }
+    match &ws.stage {
+        Stage::TopK { .. } => {
+            let idx = decode_indices(payload, m_in, ws.count as usize)?;
+            scatter_add(values, &idx, weight, out);
+            Ok(())
+        }
+        Stage::RandK { fraction } => {
+            let unbiased = weight / *fraction as f32;
+            if !values.iter().all(|v| (v * unbiased).is_finite()) {
+                return Err(CodecError::frame(format!(
+                    "randk fraction {fraction} scales the values past float32's range"
+                )));
+            }
+            mask_scatter_add(values, m_in, *fraction, ws.seed, unbiased, out)
+        }
+        _ => Err(CodecError::frame("terminal stage in sparsifier position")),
+    }
+}
+
+/// Formats parsed stages back into spec text.
+struct SpecText<'a>(&'a [WireStage]);
+
+impl std::fmt::Display for SpecText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match Spec::new(self.0.iter().map(|ws| ws.stage.clone()).collect()) {
+            Ok(spec) => write!(f, "{spec}"),
+            Err(_) => f.write_str("<invalid>"),
+        }
+    }
+}
+
+/// Decodes a frame with the default element limit.
+pub fn decode(frame: &[u8]) -> Result<(Vec<f32>, Vec<u64>)> {
+    let parsed = ParsedFrame::parse(frame, DEFAULT_MAX_ELEMENTS)?;
+    Ok((parsed.decode()?, parsed.header.shape.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::accumulator::Accumulator;
+    use crate::rng::SplitMix64;
+
+    const SPECS: [&str; 14] = [
+        "none",
+        "f16",
+        "bf16",
+        "quant:8",
+        "quant:3:stochastic",
+        "qsgd:4",
+        "eden:1",
+        "eden:4",
+        "sign",
+        "topk:0.1",
+        "topk:0.05:sampled+quant:8",
+        "randk:0.3",
+        "randk:0.5+eden:2",
+        "topk:0.5+randk:0.5+quant:4",
+    ];
+
+    fn data(n: usize, seed: u64) -> Vec<f32> {
+        let mut g = SplitMix64::new(seed);
+        (0..n)
+            .map(|_| (g.next_f64() * 2.0 - 1.0) as f32 * 3.0)
+            .collect()
+    }
+
+    fn frame(spec: &str, x: &[f32]) -> Vec<u8> {
+        encode(&Spec::parse(spec).unwrap(), x, &[x.len() as u64], 5).unwrap()
+    }
+
+    #[test]
+    fn every_spec_round_trips_shape_and_size() {
+        let x = data(1000, 1);
+        for text in SPECS {
+            let spec = Spec::parse(text).unwrap();
+            let f = encode(&spec, &x, &[10, 100], 9).unwrap();
+            let parsed = ParsedFrame::parse(&f, DEFAULT_MAX_ELEMENTS).unwrap();
+            assert_eq!(parsed.header.shape, vec![10, 100], "{text}");
+            assert_eq!(parsed.spec_string(), text);
+            let y = parsed.decode().unwrap();
+            assert_eq!(y.len(), x.len());
+            assert!(y.iter().all(|v| v.is_finite()), "{text}");
+        }
+    }
+
+    #[test]
+    fn float32_is_exact_and_topk_keeps_the_largest() {
+        let x = data(5000, 2);
+        let (y, _) = decode(&frame("none", &x)).unwrap();
+        assert_eq!(x, y);
+        let (y, _) = decode(&frame("topk:0.01", &x)).unwrap();
+        let kept: Vec<usize> = (0..x.len()).filter(|&i| y[i] != 0.0).collect();
+        assert_eq!(kept.len(), 50);
+        let smallest_kept = kept
+            .iter()
+            .map(|&i| x[i].abs())
+            .fold(f32::INFINITY, f32::min);
+        let dropped_max = (0..x.len())
+            .filter(|i| !kept.contains(i))
+            .map(|i| x[i].abs())
+            .fold(0.0, f32::max);
+        assert!(smallest_kept >= dropped_max);
+        for &i in &kept {
+            assert_eq!(y[i].to_bits(), x[i].to_bits());
+        }
+    }
+
+    #[test]
+    fn a_sparsifier_fed_nothing_encodes_nothing() {
+        let x = [1.0f32, 2.0, 3.0];
+        let mut empty = 0;
+        for text in [
+            "randk:0.01+topk:0.1",
+            "randk:0.01+topk:0.5+quant:8",
+            "randk:0.01+eden:1",
+        ] {
+            for seed in 0..20 {
+                let f = encode(&Spec::parse(text).unwrap(), &x, &[3], seed).unwrap();
+                let parsed = ParsedFrame::parse(&f, 3).unwrap();
+                let y = parsed.decode().unwrap();
+                if parsed.stages[0].count == 0 {
+                    empty += 1;
+                    assert_eq!(y, vec![0.0; 3], "{text}");
+                }
+            }
+        }
+        assert!(empty > 0, "no seed made randk keep nothing");
+    }
+
+    #[test]
+    fn huge_counts_fail_cleanly_even_without_a_limit() {
+        let f = frame("topk:0.5", &data(64, 8));
+        let mut body = f[..f.len() - 4].to_vec();
+        body[8..16].copy_from_slice(&(1u64 << 62).to_le_bytes());
+        body[17..25].copy_from_slice(&(1u64 << 62).to_le_bytes());
+        let err = ParsedFrame::parse(&reseal(body), u64::MAX).unwrap_err();
+        assert!(err.to_string().contains("exceeds"), "{err}");
+    }
+
+    #[test]
+    fn same_seed_same_bytes() {
+        let x = data(3000, 3);
+        for text in SPECS {
+            let spec = Spec::parse(text).unwrap();
+            let a = encode(&spec, &x, &[3000], 11).unwrap();
+            let b = encode(&spec, &x, &[3000], 11).unwrap();
+            assert_eq!(a, b, "{text}");
+        }
+    }
+
+    #[test]
+    fn bad_input_is_refused() {
+        let spec = Spec::parse("quant:8").unwrap();
+        assert!(encode(&spec, &[], &[0], 0).is_err());
+        assert!(encode(&spec, &[1.0, f32::NAN], &[2], 0)
+            .unwrap_err()
+            .to_string()
+            .contains("index 1"));
+        assert!(encode(&spec, &[1.0, f32::INFINITY], &[2], 0).is_err());
+        assert!(encode(&spec, &[1.0, 2.0], &[3], 0).is_err());
+        let half = Spec::parse("f16").unwrap();
+        assert!(encode(&half, &[1e6], &[1], 0)
+            .unwrap_err()
+            .to_string()
+            .contains("float16"));
+    }
+
+    #[test]
+    fn every_truncation_and_bit_flip_is_an_error() {
+        let x = data(300, 4);
+        for text in SPECS {
+            let f = frame(text, &x);
+            for cut in 0..f.len() {
+                assert!(decode(&f[..cut]).is_err(), "{text} cut at {cut}");
+            }
+            for bit in (0..f.len() * 8).step_by(7) {
+                let mut g = f.clone();
+                g[bit / 8] ^= 1 << (bit % 8);
+                assert!(decode(&g).is_err(), "{text} bit {bit}");
+            }
+        }
+    }
+
+    /// Rewrites a frame's checksum so a mutation reaches the parser instead of stopping at the crc.
+    fn reseal(mut body: Vec<u8>) -> Vec<u8> {
+        let crc = crc32c::crc32c(&body);
+        body.extend_from_slice(&crc.to_le_bytes());
+        body
+    }
+
+    #[test]
+    fn forged_headers_are_refused_before_allocating() {
+        let x = data(64, 5);
+        let f = frame("quant:8", &x);
+        let body = &f[..f.len() - 4];
+        // n = 2^60 with a matching shape: refused by the element limit, not by an allocation failure.
+        let mut forged = body.to_vec();
+        forged[8..16].copy_from_slice(&(1u64 << 60).to_le_bytes());
+        forged[17..25].copy_from_slice(&(1u64 << 60).to_le_bytes());
+        let err = decode(&reseal(forged)).unwrap_err().to_string();
+        assert!(err.contains("exceeds"), "{err}");
+        // Flags and version.
+        let mut forged = body.to_vec();
+        forged[6] = 1;
+        assert!(decode(&reseal(forged))
+            .unwrap_err()
+            .to_string()
+            .contains("flags"));
+        let mut forged = body.to_vec();
+        forged[4] = 2;
+        assert!(decode(&reseal(forged))
+            .unwrap_err()
+            .to_string()
+            .contains("version"));
+        // Payload one byte short or long.
+        let short = body[..body.len() - 1].to_vec();
+        assert!(decode(&reseal(short))
+            .unwrap_err()
+            .to_string()
+            .contains("payload"));
+        let mut long = body.to_vec();
+        long.push(0);
+        assert!(decode(&reseal(long))
+            .unwrap_err()
+            .to_string()
+            .contains("payload"));
+    }
+
+    #[test]
+    fn failed_add_leaves_the_accumulator_unchanged() {
+        let x = data(500, 6);
+        let mut acc = Accumulator::new(500).unwrap();
+        acc.add(&frame("quant:8", &x), 2.0).unwrap();
+        let before = acc.sum().to_vec();
+        let mut bad = frame("quant:8", &x);
+        let last = bad.len() - 6;
+        bad[last] ^= 0xFF;
+        assert!(acc.add(&bad, 1.0).is_err());
+        assert!(acc.add(&frame("quant:8", &data(400, 1)), 1.0).is_err());
+        assert_eq!(acc.sum(), &before[..]);
+        assert_eq!(acc.count(), 1);
+    }
+
+    #[test]
+    fn accumulator_matches_weighted_sum_of_decodes() {
+        let n = 2000;
+        let mut acc = Accumulator::new(n).unwrap();
+        let mut expected = vec![0.0f32; n];
+        for (i, text) in ["quant:8", "topk:0.1+quant:8", "eden:2", "randk:0.2"]
+            .iter()
+            .enumerate()
+        {
+            let f = frame(text, &data(n, i as u64));
+            let (y, _) = decode(&f).unwrap();
+            let w = 1.0 + i as f32;
+            for (e, v) in expected.iter_mut().zip(&y) {
+                *e += w * v;
+            }
+            acc.add(&f, w).unwrap();
+        }
+        for (a, e) in acc.sum().iter().zip(&expected) {
+            assert!((a - e).abs() <= 1e-4 * (1.0 + e.abs()));
+        }
+        assert!((acc.total_weight() - 10.0).abs() < 1e-12);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn prop_round_trip(
+            x in proptest::collection::vec(-1.0e4f32..1.0e4, 1..2500),
+            which in 0..SPECS.len(),
+            seed in any::<u64>(),
+        ) {
+            let spec = Spec::parse(SPECS[which]).unwrap();
+            let f = encode(&spec, &x, &[x.len() as u64], seed).unwrap();
+            let (y, shape) = decode(&f).unwrap();
+            prop_assert_eq!(shape, vec![x.len() as u64]);
+            prop_assert_eq!(y.len(), x.len());
+            prop_assert!(y.iter().all(|v| v.is_finite()));
+        }
+
+        #[test]
+        fn prop_resealed_garbage_never_panics(
+            x in proptest::collection::vec(-10.0f32..10.0, 1..400),
+            which in 0..SPECS.len(),
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+            cut in any::<usize>(),
+        ) {
+            let f = frame(SPECS[which], &x);
+            let mut body = f[..f.len() - 4].to_vec();
+            for (pos, byte) in edits {
+                let i = pos % body.len();
+                body[i] = byte;
+            }
+            body.truncate(cut % (body.len() + 1));
+            let _ = decode(&reseal(body));
+        }
+    }
+}

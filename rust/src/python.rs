@@ -1,0 +1,494 @@
+//! The PyO3 module `fedcodec._fedcodec`: validates, converts, releases the GIL, calls the core.
+// PyO3 hands extracted arguments over by value; borrowing them is not an option here.
+#![allow(clippy::needless_pass_by_value)]
+
+use numpy::ndarray::IxDyn;
+use numpy::{
+    IntoPyArray, PyArray1, PyArrayDyn, PyArrayMethods, PyReadonlyArray1, PyReadonlyArrayDyn,
+    PyReadwriteArrayDyn, PyUntypedArrayMethods,
+};
+use pyo3::create_exception;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+
+use crate::accumulator::Accumulator as CoreAccumulator;
+use crate::error::CodecError as CoreError;
+use crate::frame::DEFAULT_MAX_ELEMENTS;
+use crate::pipeline::{self, ParsedFrame};
+use crate::spec::{Dtype, Spec, Stage};
+
+create_exception!(
+    fedcodec,
+    CodecError,
+    PyValueError,
+    "Bad codec parameters, bad input or a bad frame."
+);
+create_exception!(
+    fedcodec,
+    FrameError,
+    CodecError,
+    "A frame is truncated, malformed, oversized or forged."
+);
+create_exception!(
+    fedcodec,
+    ChecksumError,
+    FrameError,
+    "A frame's bytes do not match its crc32c."
+);
+
+/// The single place where core errors become Python exceptions.
+impl From<CoreError> for PyErr {
+    fn from(err: CoreError) -> PyErr {
+        let msg = err.to_string();
+        match err {
+            CoreError::InvalidParam(_) | CoreError::InvalidInput(_) => CodecError::new_err(msg),
+            CoreError::Frame(_) => FrameError::new_err(msg),
+            CoreError::Checksum { .. } => ChecksumError::new_err(msg),
+        }
+    }
+}
+
+fn contiguous<'a>(x: &'a PyReadonlyArrayDyn<'_, f32>) -> PyResult<&'a [f32]> {
+    x.as_slice()
+        .map_err(|_| CodecError::new_err("array must be C-contiguous float32"))
+}
+
+fn shape_of(x: &PyReadonlyArrayDyn<'_, f32>) -> Vec<u64> {
+    x.shape().iter().map(|&d| d as u64).collect()
+}
+
+fn to_usize_shape(shape: &[u64]) -> Vec<usize> {
+    shape.iter().map(|&d| d as usize).collect()
+}
+
+/// A compiled codec pipeline (parsed from a spec string once).
+#[pyclass(frozen, module = "fedcodec._fedcodec")]
+struct Codec {
+    spec: Spec,
+}
+
+#[pymethods]
+impl Codec {
+    #[new]
+    fn new(spec: &str) -> PyResult<Self> {
+        Ok(Self {
+            spec: Spec::parse(spec)?,
+        })
+    }
+
+    /// Canonical spec string.
+    #[getter]
+    fn spec(&self) -> String {
+        self.spec.to_string()
+    }
+
+    /// Stage parameters as dicts, for building the Python codec objects.
+    fn stages<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        self.spec
+            .stages()
+            .iter()
+            .map(|s| stage_dict(py, s))
+            .collect()
+    }
+
+    #[pyo3(signature = (x, seed=0))]
+    fn encode<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArrayDyn<'py, f32>,
+        seed: u64,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let shape = shape_of(&x);
+        let data = contiguous(&x)?;
+        let spec = &self.spec;
+        let frame = py.detach(|| pipeline::encode(spec, data, &shape, seed))?;
+        Ok(PyBytes::new(py, &frame))
+    }
+
+    /// Encodes x + residual and leaves the part the codec lost in `residual` (error feedback).
+    #[pyo3(signature = (x, residual, seed=0))]
+    fn encode_with_feedback<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArrayDyn<'py, f32>,
+        mut residual: PyReadwriteArrayDyn<'py, f32>,
+        seed: u64,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let shape = shape_of(&x);
+        let data = contiguous(&x)?;
+        if residual.shape() != x.shape() {
+            return Err(CodecError::new_err(format!(
+                "residual has shape {:?}, input has {:?}",
+                residual.shape(),
+                x.shape()
+            )));
+        }
+        let res = residual
+            .as_slice_mut()
+            .map_err(|_| CodecError::new_err("residual must be C-contiguous float32"))?;
+        let spec = &self.spec;
+        let frame = py.detach(|| -> Result<Vec<u8>, CoreError> {
+            let mut corrected: Vec<f32> = data.iter().zip(res.iter()).map(|(a, b)| a + b).collect();
+            let frame = pipeline::encode(spec, &corrected, &shape, seed)?;
+            ParsedFrame::parse(&frame, u64::MAX)?.add_into(-1.0, &mut corrected)?;
+            res.copy_from_slice(&corrected);
+            Ok(frame)
+        })?;
+        Ok(PyBytes::new(py, &frame))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Codec('{}')", self.spec)
+    }
+}
+
+fn stage_dict<'py>(py: Python<'py>, stage: &Stage) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    match stage {
+        Stage::Identity(dtype) => {
+            d.set_item("name", "identity")?;
+            d.set_item(
+                "dtype",
+                match dtype {
+                    Dtype::F32 => "float32",
+                    Dtype::F16 => "float16",
+                    Dtype::Bf16 => "bfloat16",
+                },
+            )?;
+        }
+        Stage::Quantize(p) => {
+            d.set_item("name", "quant")?;
+            d.set_item("bits", p.bits)?;
+            d.set_item("stochastic", p.stochastic)?;
+            d.set_item("chunk", p.chunk)?;
+        }
+        Stage::Qsgd(p) => {
+            d.set_item("name", "qsgd")?;
+            d.set_item("levels", p.levels)?;
+            d.set_item("bucket", p.bucket)?;
+        }
+        Stage::Eden(p) => {
+            d.set_item("name", "eden")?;
+            d.set_item("bits", p.bits)?;
+        }
+        Stage::Sign(p) => {
+            d.set_item("name", "sign")?;
+            d.set_item("chunk", p.chunk)?;
+        }
+        Stage::TopK { fraction, sampled } => {
+            d.set_item("name", "topk")?;
+            d.set_item("fraction", fraction)?;
+            d.set_item("sampled", sampled)?;
+        }
+        Stage::RandK { fraction } => {
+            d.set_item("name", "randk")?;
+            d.set_item("fraction", fraction)?;
+        }
+    }
+    Ok(d)
+}
+
+/// Decodes any frame into a float32 array of the shape it was encoded with.
+#[pyfunction]
+#[pyo3(signature = (frame, max_elements=DEFAULT_MAX_ELEMENTS))]
+fn decode<'py>(
+    py: Python<'py>,
+    frame: &[u8],
+    max_elements: u64,
+) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    let (values, shape) = py.detach(|| -> Result<_, CoreError> {
+        let parsed = ParsedFrame::parse(frame, max_elements)?;
+        Ok((parsed.decode()?, parsed.header.shape.clone()))
+    })?;
+    values
+        .into_pyarray(py)
+        .reshape(IxDyn(&to_usize_shape(&shape)))
+}
+
+/// What a frame holds, read without decoding the payload.
+#[pyfunction]
+#[pyo3(signature = (frame, max_elements=DEFAULT_MAX_ELEMENTS))]
+fn inspect<'py>(py: Python<'py>, frame: &[u8], max_elements: u64) -> PyResult<Bound<'py, PyDict>> {
+    let parsed = ParsedFrame::parse(frame, max_elements)?;
+    let d = PyDict::new(py);
+    d.set_item("spec", parsed.spec_string())?;
+    d.set_item("shape", parsed.header.shape.clone())?;
+    d.set_item("n", parsed.header.n)?;
+    d.set_item("nbytes", parsed.frame_len)?;
+    d.set_item("version", crate::frame::VERSION)?;
+    Ok(d)
+}
+
+/// Weighted running sum of decoded frames, O(model) memory.
+#[pyclass(module = "fedcodec._fedcodec")]
+struct Accumulator {
+    inner: CoreAccumulator,
+}
+
+#[pymethods]
+impl Accumulator {
+    #[new]
+    fn new(n: usize) -> PyResult<Self> {
+        Ok(Self {
+            inner: CoreAccumulator::new(n)?,
+        })
+    }
+
+    #[pyo3(signature = (frame, weight=1.0))]
+    fn add(&mut self, py: Python<'_>, frame: &[u8], weight: f32) -> PyResult<()> {
+        let inner = &mut self.inner;
+        py.detach(|| inner.add(frame, weight))?;
+        Ok(())
+    }
+
+    #[pyo3(signature = (x, weight=1.0))]
+    fn add_array(
+        &mut self,
+        py: Python<'_>,
+        x: PyReadonlyArrayDyn<'_, f32>,
+        weight: f32,
+    ) -> PyResult<()> {
+        let data = contiguous(&x)?;
+        let inner = &mut self.inner;
+        py.detach(|| inner.add_dense(data, weight))?;
+        Ok(())
+    }
+
+    fn result<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f32>> {
+        PyArray1::from_slice(py, self.inner.sum())
+    }
+
+    fn mean<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f32>>> {
+        Ok(self.inner.mean()?.into_pyarray(py))
+    }
+
+    fn reset(&mut self) {
+        self.inner.reset();
+    }
+
+    #[getter]
+    fn total_weight(&self) -> f64 {
+        self.inner.total_weight()
+    }
+
+    #[getter]
+    fn count(&self) -> usize {
+        self.inner.count()
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+}
+
+fn check_fraction(fraction: f64) -> PyResult<()> {
+    Stage::RandK { fraction }.validate()?;
+    Ok(())
+}
+
+fn flat<'a>(x: &'a PyReadonlyArray1<'_, f32>) -> PyResult<&'a [f32]> {
+    x.as_slice()
+        .map_err(|_| CodecError::new_err("array must be C-contiguous float32"))
+}
+
+/// Indices of the k largest magnitudes (exact linear-time select, or DGC-style sampled threshold).
+#[pyfunction]
+#[pyo3(signature = (x, k, sampled=false, seed=0))]
+fn topk_indices<'py>(
+    py: Python<'py>,
+    x: PyReadonlyArray1<'py, f32>,
+    k: usize,
+    sampled: bool,
+    seed: u64,
+) -> PyResult<Bound<'py, PyArray1<u32>>> {
+    let data = flat(&x)?;
+    if k == 0 || k > data.len() || u32::try_from(data.len()).is_err() {
+        return Err(CodecError::new_err(format!(
+            "k must be in 1..={} (and n < 2^32), got {k}",
+            data.len()
+        )));
+    }
+    let idx = py.detach(|| {
+        if sampled {
+            crate::topk::topk_sampled(data, k, seed)
+        } else {
+            crate::topk::topk_exact(data, k)
+        }
+    });
+    Ok(idx.into_pyarray(py))
+}
+
+/// Orthonormal fast Walsh–Hadamard transform of a power-of-two-length vector (returns a new array).
+#[pyfunction]
+fn fwht<'py>(
+    py: Python<'py>,
+    x: PyReadonlyArray1<'py, f32>,
+) -> PyResult<Bound<'py, PyArray1<f32>>> {
+    let mut data = flat(&x)?.to_vec();
+    if !data.len().is_power_of_two() {
+        return Err(CodecError::new_err(format!(
+            "fwht needs a power-of-two length, got {}",
+            data.len()
+        )));
+    }
+    py.detach(|| crate::hadamard::fwht(&mut data));
+    Ok(data.into_pyarray(py))
+}
+
+/// Values at a seeded mask's coordinates (partial model sharing: no indices travel).
+#[pyfunction]
+fn mask_extract<'py>(
+    py: Python<'py>,
+    x: PyReadonlyArray1<'py, f32>,
+    fraction: f64,
+    seed: u64,
+) -> PyResult<Bound<'py, PyArray1<f32>>> {
+    check_fraction(fraction)?;
+    let data = flat(&x)?;
+    let out = py.detach(|| crate::seeded_mask::mask_extract(data, fraction, seed));
+    Ok(out.into_pyarray(py))
+}
+
+/// Adds `weight` times the values back at a seeded mask's coordinates of `out`.
+#[pyfunction]
+#[pyo3(signature = (values, out, fraction, seed, weight=1.0))]
+fn mask_scatter_add(
+    py: Python<'_>,
+    values: PyReadonlyArray1<'_, f32>,
+    mut out: numpy::PyReadwriteArray1<'_, f32>,
+    fraction: f64,
+    seed: u64,
+    weight: f32,
+) -> PyResult<()> {
+    check_fraction(fraction)?;
+    let vals = flat(&values)?;
+    let target = out
+        .as_slice_mut()
+        .map_err(|_| CodecError::new_err("out must be C-contiguous float32"))?;
+    let n = target.len();
+    py.detach(|| crate::seeded_mask::mask_scatter_add(vals, n, fraction, seed, weight, target))?;
+    Ok(())
+}
+
+/// Number of coordinates a seeded mask selects.
+#[pyfunction]
+fn mask_count(n: usize, fraction: f64, seed: u64) -> PyResult<usize> {
+    check_fraction(fraction)?;
+    Ok(crate::seeded_mask::mask_count(n, fraction, seed))
+}
+
+/// A seeded mask as an LSB-first bitmap.
+#[pyfunction]
+fn mask_bitmap(py: Python<'_>, n: usize, fraction: f64, seed: u64) -> PyResult<Bound<'_, PyBytes>> {
+    check_fraction(fraction)?;
+    let bits = py.detach(|| crate::seeded_mask::mask_bitmap(n, fraction, seed));
+    Ok(PyBytes::new(py, &bits))
+}
+
+/// Values where an explicit LSB-first bitmap is set.
+#[pyfunction]
+fn bitmap_extract<'py>(
+    py: Python<'py>,
+    x: PyReadonlyArray1<'py, f32>,
+    bitmap: &[u8],
+) -> PyResult<Bound<'py, PyArray1<f32>>> {
+    let data = flat(&x)?;
+    let out = py.detach(|| crate::seeded_mask::bitmap_extract(data, bitmap))?;
+    Ok(out.into_pyarray(py))
+}
+
+/// Adds `weight` times values back where an explicit bitmap is set.
+#[pyfunction]
+#[pyo3(signature = (values, bitmap, out, weight=1.0))]
+fn bitmap_scatter_add(
+    py: Python<'_>,
+    values: PyReadonlyArray1<'_, f32>,
+    bitmap: &[u8],
+    mut out: numpy::PyReadwriteArray1<'_, f32>,
+    weight: f32,
+) -> PyResult<()> {
+    let vals = flat(&values)?;
+    let target = out
+        .as_slice_mut()
+        .map_err(|_| CodecError::new_err("out must be C-contiguous float32"))?;
+    py.detach(|| crate::seeded_mask::bitmap_scatter_add(vals, bitmap, weight, target))?;
+    Ok(())
+}
+
+/// Packs n-bit codes (LSB-first).
+#[pyfunction]
+fn pack_bits<'py>(
+    py: Python<'py>,
+    codes: PyReadonlyArray1<'py, u16>,
+    bits: u32,
+) -> PyResult<Bound<'py, PyBytes>> {
+    if !(1..=16).contains(&bits) {
+        return Err(CodecError::new_err(format!(
+            "bits must be in 1..=16, got {bits}"
+        )));
+    }
+    let c = codes
+        .as_slice()
+        .map_err(|_| CodecError::new_err("codes must be C-contiguous uint16"))?;
+    if bits < 16 {
+        if let Some(bad) = c.iter().find(|&&v| u32::from(v) >> bits != 0) {
+            return Err(CodecError::new_err(format!(
+                "code {bad} does not fit in {bits} bits"
+            )));
+        }
+    }
+    let mut out = vec![0u8; crate::bitpack::packed_len(c.len(), bits)];
+    py.detach(|| crate::bitpack::pack(c, bits, &mut out));
+    Ok(PyBytes::new(py, &out))
+}
+
+/// Unpacks `count` n-bit codes.
+#[pyfunction]
+fn unpack_bits<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    bits: u32,
+    count: usize,
+) -> PyResult<Bound<'py, PyArray1<u16>>> {
+    if !(1..=16).contains(&bits) {
+        return Err(CodecError::new_err(format!(
+            "bits must be in 1..=16, got {bits}"
+        )));
+    }
+    let need = crate::bitpack::packed_len(count, bits);
+    if data.len() < need {
+        return Err(FrameError::new_err(format!(
+            "{count} codes of {bits} bits need {need} bytes, got {}",
+            data.len()
+        )));
+    }
+    let mut out = vec![0u16; count];
+    py.detach(|| crate::bitpack::unpack(data, bits, &mut out));
+    Ok(out.into_pyarray(py))
+}
+
+#[pymodule]
+fn _fedcodec(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("CodecError", py.get_type::<CodecError>())?;
+    m.add("FrameError", py.get_type::<FrameError>())?;
+    m.add("ChecksumError", py.get_type::<ChecksumError>())?;
+    m.add("DEFAULT_MAX_ELEMENTS", DEFAULT_MAX_ELEMENTS)?;
+    m.add("FRAME_VERSION", crate::frame::VERSION)?;
+    m.add_class::<Codec>()?;
+    m.add_class::<Accumulator>()?;
+    m.add_function(wrap_pyfunction!(decode, m)?)?;
+    m.add_function(wrap_pyfunction!(inspect, m)?)?;
+    m.add_function(wrap_pyfunction!(topk_indices, m)?)?;
+    m.add_function(wrap_pyfunction!(fwht, m)?)?;
+    m.add_function(wrap_pyfunction!(mask_extract, m)?)?;
+    m.add_function(wrap_pyfunction!(mask_scatter_add, m)?)?;
+    m.add_function(wrap_pyfunction!(mask_count, m)?)?;
+    m.add_function(wrap_pyfunction!(mask_bitmap, m)?)?;
+    m.add_function(wrap_pyfunction!(bitmap_extract, m)?)?;
+    m.add_function(wrap_pyfunction!(bitmap_scatter_add, m)?)?;
+    m.add_function(wrap_pyfunction!(pack_bits, m)?)?;
+    m.add_function(wrap_pyfunction!(unpack_bits, m)?)?;
+    Ok(())
+}

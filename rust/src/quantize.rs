@@ -1,0 +1,650 @@
+//! Per-chunk uniform min/max quantization to 1..=16 bits, round-to-nearest or unbiased stochastic.
+
+use crate::bitpack::{
+    decode_runs, dispatch_bits, encode_runs, f32_at, ChunkedLayout, Code, RunDecoder, RunEncoder,
+    MAX_BITS,
+};
+use crate::error::{CodecError, Result};
+use crate::rng::uniform_pair;
+
+/// Settings of the uniform quantizer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuantParams {
+    /// Code width, 1..=16.
+    pub bits: u32,
+    /// Stochastic (unbiased) rounding instead of round-to-nearest.
+    pub stochastic: bool,
+    /// Elements per chunk sharing one `lo`/`step`; >= 8 and a multiple of 8.
+    pub chunk: usize,
+}
+
+impl QuantParams {
+    /// Checks the ranges the kernels rely on.
+    pub fn validate(&self) -> Result<()> {
+        self.problem().map_or(Ok(()), |m| Err(CodecError::param(m)))
+    }
+
+    fn problem(&self) -> Option<String> {
+        if !(1..=MAX_BITS).contains(&self.bits) {
+            Some(format!("quantization bits {} outside 1..=16", self.bits))
+        } else if self.chunk < 8 || self.chunk % 8 != 0 {
+            Some(format!(
+                "quantization chunk {} is not a multiple of 8 that is >= 8",
+                self.chunk
+            ))
+        } else {
+            None
+        }
+    }
+
+    fn layout(&self) -> ChunkedLayout {
+        ChunkedLayout {
+            chunk: self.chunk,
+            head: 8,
+            bits: self.bits,
+        }
+    }
+}
+
+/// Payload bytes for `n` elements: for every chunk `lo: f32, step: f32`, then the packed codes of
+/// all elements ([`crate::bitpack`] layout); a code decodes to `lo + code * step`.
+#[must_use]
+pub fn quantize_len(n: usize, p: &QuantParams) -> usize {
+    p.layout().len(n)
+}
+
+/// Quantizes `x` into `out` (`out.len() == quantize_len(x.len(), p)`); `seed` keys the stochastic
+/// rounding of element `i` through `(seed, i)` only, so the bytes do not depend on thread count.
+///
+/// Expects validated `p` and finite `x` whose per-chunk `max - min` is finite in f32 (true when
+/// every `|x| < 1.7e38`). Round-to-nearest keeps every element within `step / 2` (plus float
+/// rounding) of its decoded value.
+pub fn quantize(x: &[f32], p: &QuantParams, seed: u64, out: &mut [u8]) {
+    debug_assert!(p.problem().is_none(), "{p:?}");
+    assert_eq!(
+        out.len(),
+        quantize_len(x.len(), p),
+        "quantize output length"
+    );
+    let stochastic = p.stochastic;
+    p.layout().par_encode(x, out, |first, xs, head, codes| {
+        dispatch_bits!(
+            p.bits,
+            encode_chunk(xs, first, stochastic.then_some(seed), head, codes)
+        );
+    });
+}
+
+/// Decodes a payload of `n` elements and adds `weight * value` into `out` (`out.len() == n`).
+///
+/// Rejects, before touching `out`, a wrong byte count, bad params, a non-finite `lo` or `step`,
+/// a negative `step`, and a chunk whose largest code would decode past f32's range.
+pub fn dequantize_add(
+    bytes: &[u8],
+    n: usize,
+    p: &QuantParams,
+    weight: f32,
+    out: &mut [f32],
+) -> Result<()> {
+    if let Some(m) = p.problem() {
+        return Err(CodecError::frame(m));
+    }
+    if out.len() != n {
+        return Err(CodecError::frame(format!(
+            "output holds {} elements, frame has {n}",
+            out.len()
+        )));
+    }
+    let layout = p.layout();
+    let need = layout.len(n);
+    if bytes.len() != need {
+        return Err(CodecError::frame(format!(
+            "quantized payload is {} bytes, {n} elements at {} bits need {need}",
+            bytes.len(),
+            p.bits
+        )));
+    }
+    let max_code = ((1u32 << p.bits) - 1) as f32;
+    for (i, head) in layout.heads(bytes, n).enumerate() {
+        let (lo, step) = (f32_at(head, 0), f32_at(head, 4));
+        if !lo.is_finite() || !step.is_finite() || step < 0.0 || !(lo + step * max_code).is_finite()
+        {
+            return Err(CodecError::frame(format!(
+                "chunk {i} has lo {lo} and step {step}"
+            )));
+        }
+    }
+    layout.par_decode(bytes, out, |head, codes, o| {
+        let dec = AffineDecoder {
+            offset: weight * f32_at(head, 0),
+            scale: weight * f32_at(head, 4),
+        };
+        dispatch_bits!(p.bits, decode_runs(&dec, codes, o));
+    });
+    Ok(())
+}
+
+/// Adds `offset + code * scale`: the weighted value of a code in a chunk.
+struct AffineDecoder {
+    offset: f32,
+    scale: f32,
+}
+
+impl RunDecoder for AffineDecoder {
+    #[inline]
+    fn decode_run<C: Code>(&self, codes: &[C], out: &mut [f32]) {
+        for (o, &c) in out.iter_mut().zip(codes) {
+            *o += self.offset + c.to_i32() as f32 * self.scale;
+        }
+    }
+}
+
+/// Adding this to a float in `[0, 2^22)` leaves the round-to-nearest integer in the low
+/// mantissa bits: a branch-free rounding the compiler vectorises.
+const ROUND_MAGIC: f32 = 12_582_912.0;
+
+/// Maps an element to `t = (x - lo) / step` in `[0, levels]`, the code before rounding.
+#[derive(Clone, Copy)]
+struct Scaler {
+    lo: f32,
+    /// 1 for normal steps; 2^64 for subnormal ones, whose reciprocal would overflow f32.
+    pre: f32,
+    inv_step: f32,
+    levels: f32,
+}
+
+impl Scaler {
+    #[inline]
+    fn scaled(self, v: f32) -> f32 {
+        let t = ((v - self.lo) * self.pre) * self.inv_step;
+        if t < self.levels {
+            t
+        } else {
+            self.levels
+        }
+    }
+}
+
+/// Round-to-nearest codes.
+struct NearestEncoder(Scaler);
+
+impl RunEncoder for NearestEncoder {
+    #[inline]
+    fn encode_run<C: Code>(&self, _offset: usize, input: &[f32], codes: &mut [C]) {
+        let s = self.0;
+        for (c, &v) in codes.iter_mut().zip(input) {
+            *c = C::from_u32((s.scaled(v) + ROUND_MAGIC).to_bits() & 0xFFFF);
+        }
+    }
+}
+
+/// Unbiased stochastic codes; `first` is the global index of the chunk's first element.
+struct StochasticEncoder {
+    scaler: Scaler,
+    seed: u64,
+    first: usize,
+}
+
+impl RunEncoder for StochasticEncoder {
+    fn encode_run<C: Code>(&self, offset: usize, input: &[f32], codes: &mut [C]) {
+        let s = self.scaler;
+        let mut u = [0f32; UNIFORM_RUN];
+        for (k, (xs, cs)) in input
+            .chunks(UNIFORM_RUN)
+            .zip(codes.chunks_mut(UNIFORM_RUN))
+            .enumerate()
+        {
+            let u = &mut u[..xs.len()];
+            fill_uniforms(self.seed, self.first + offset + k * UNIFORM_RUN, u);
+            for ((c, &v), &u) in cs.iter_mut().zip(xs).zip(u.iter()) {
+                *c = C::from_u32(stochastic_floor(s.scaled(v), u));
+            }
+        }
+    }
+}
+
+/// Uniforms drawn per stack buffer; even, so pairs of elements never straddle two buffers.
+const UNIFORM_RUN: usize = 256;
+
+fn encode_chunk<const B: u32>(
+    x: &[f32],
+    first: usize,
+    seed: Option<u64>,
+    head: &mut [u8],
+    codes: &mut [u8],
+) {
+    let levels = ((1u32 << B) - 1) as f32;
+    let (lo, hi) = min_max(x);
+    let (step, inv_step, pre) = chunk_step(lo, hi, levels);
+    head[..4].copy_from_slice(&lo.to_le_bytes());
+    head[4..].copy_from_slice(&step.to_le_bytes());
+    let scaler = Scaler {
+        lo,
+        pre,
+        inv_step,
+        levels,
+    };
+    match seed {
+        None => encode_runs::<B>(&NearestEncoder(scaler), x, codes),
+        Some(seed) => encode_runs::<B>(
+            &StochasticEncoder {
+                scaler,
+                seed,
+                first,
+            },
+            x,
+            codes,
+        ),
+    }
+}
+
+/// `floor(t + u)` for `t >= 0` computed as `floor(t) + (u < frac(t))`, exact for any size of `t`.
+#[inline]
+pub(crate) fn stochastic_floor(t: f32, u: f32) -> u32 {
+    let whole = t as i32;
+    let frac = t - whole as f32;
+    (whole + i32::from(u < frac)) as u32
+}
+
+/// The uniforms of elements `first..first + u.len()` (`first` even): element `i` takes one half
+/// of `uniform_pair(seed, i / 2)`, so draws do not depend on how work is split.
+#[inline]
+pub(crate) fn fill_uniforms(seed: u64, first: usize, u: &mut [f32]) {
+    debug_assert!(first % 2 == 0);
+    for (k, pair) in u.chunks_mut(2).enumerate() {
+        let (a, b) = uniform_pair(seed, (first / 2 + k) as u64);
+        pair[0] = a;
+        if let Some(second) = pair.get_mut(1) {
+            *second = b;
+        }
+    }
+}
+
+/// Smallest and largest element, over sixteen independent lanes so the loop vectorises (eight
+/// lanes stay scalar at opt-level 3).
+fn min_max(x: &[f32]) -> (f32, f32) {
+    const LANES: usize = 16;
+    let mut lo = [f32::INFINITY; LANES];
+    let mut hi = [f32::NEG_INFINITY; LANES];
+    let blocks = x.chunks_exact(LANES);
+    let tail = blocks.remainder();
+    for b in blocks {
+        for j in 0..LANES {
+            lo[j] = lo[j].min(b[j]);
+            hi[j] = hi[j].max(b[j]);
+        }
+    }
+    let lo = lo
+        .into_iter()
+        .chain(tail.iter().copied())
+        .fold(f32::INFINITY, f32::min);
+    let hi = hi
+        .into_iter()
+        .chain(tail.iter().copied())
+        .fold(f32::NEG_INFINITY, f32::max);
+    (lo, hi)
+}
+
+/// `(step, 1 / (step * pre), pre)` for a chunk spanning `[lo, hi]`: all 0 but `pre` for a constant
+/// chunk; a subnormal step is lifted by `pre = 2^64` so its reciprocal stays finite and exact enough.
+fn chunk_step(lo: f32, hi: f32, levels: f32) -> (f32, f32, f32) {
+    const LIFT: f32 = 18_446_744_073_709_551_616.0; // 2^64: exact, keeps lifted subnormals normal
+    let range = f64::from(hi) - f64::from(lo);
+    let step = ((range / f64::from(levels)) as f32).min(f32::MAX);
+    if step >= f32::MIN_POSITIVE {
+        (step, (1.0 / step).min(f32::MAX), 1.0)
+    } else if step > 0.0 {
+        (step, 1.0 / (step * LIFT), LIFT)
+    } else {
+        (0.0, 0.0, 1.0)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::float_cmp)] // exact decoded values are what some tests assert
+mod tests {
+    use super::*;
+    use crate::rng::SplitMix64;
+    use proptest::prelude::*;
+
+    #[test]
+    fn subnormal_ranges_keep_the_half_step_bound() {
+        let x = [8.4595e-41f32, 0.0, 3.0e-41, 1.0e-44];
+        for bits in [1, 2, 8, 16] {
+            let p = QuantParams {
+                bits,
+                stochastic: false,
+                chunk: 8,
+            };
+            let mut bytes = vec![0u8; quantize_len(x.len(), &p)];
+            quantize(&x, &p, 0, &mut bytes);
+            let mut y = vec![0.0f32; x.len()];
+            dequantize_add(&bytes, x.len(), &p, 1.0, &mut y).unwrap();
+            let step = f32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+            for (a, b) in x.iter().zip(&y) {
+                assert!(
+                    (a - b).abs() <= step / 2.0 + f32::from_bits(1),
+                    "bits {bits}: {a} vs {b}"
+                );
+            }
+        }
+    }
+
+    fn params(bits: u32, stochastic: bool, chunk: usize) -> QuantParams {
+        QuantParams {
+            bits,
+            stochastic,
+            chunk,
+        }
+    }
+
+    fn gaussian_like(n: usize, seed: u64) -> Vec<f32> {
+        let mut g = SplitMix64::new(seed);
+        (0..n)
+            .map(|_| ((g.next_f64() + g.next_f64() + g.next_f64() - 1.5) * 4.0) as f32)
+            .collect()
+    }
+
+    fn encode(x: &[f32], p: &QuantParams, seed: u64) -> Vec<u8> {
+        let mut bytes = vec![0u8; quantize_len(x.len(), p)];
+        quantize(x, p, seed, &mut bytes);
+        bytes
+    }
+
+    fn decode(bytes: &[u8], n: usize, p: &QuantParams) -> Vec<f32> {
+        let mut out = vec![0f32; n];
+        dequantize_add(bytes, n, p, 1.0, &mut out).unwrap();
+        out
+    }
+
+    fn step_of(bytes: &[u8], chunk_index: usize) -> f32 {
+        f32_at(&bytes[chunk_index * 8..], 4)
+    }
+
+    /// Checks the round-to-nearest bound `|y - x| <= step / 2` up to f32 rounding of the chunk's
+    /// range and magnitude.
+    fn assert_within_half_step(x: &[f32], y: &[f32], bytes: &[u8], p: &QuantParams) {
+        let levels = f64::from((1u32 << p.bits) - 1);
+        for (c, (xc, yc)) in x.chunks(p.chunk).zip(y.chunks(p.chunk)).enumerate() {
+            let step = f64::from(step_of(bytes, c));
+            let magnitude = xc.iter().fold(0f64, |m, v| m.max(f64::from(v.abs())));
+            let slack = 4.0 * f64::from(f32::EPSILON) * (levels * step + magnitude);
+            for (i, (&a, &b)) in xc.iter().zip(yc).enumerate() {
+                let err = (f64::from(a) - f64::from(b)).abs();
+                assert!(
+                    err <= step / 2.0 + slack,
+                    "chunk {c} element {i}: {a} -> {b}, step {step}, bits {}",
+                    p.bits
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn deterministic_error_is_at_most_half_a_step_for_every_width() {
+        let x = gaussian_like(1000, 1);
+        for bits in 1..=16 {
+            for chunk in [8, 64, 256] {
+                let p = params(bits, false, chunk);
+                let bytes = encode(&x, &p, 0);
+                assert_within_half_step(&x, &decode(&bytes, x.len(), &p), &bytes, &p);
+            }
+        }
+    }
+
+    #[test]
+    fn chunk_extremes_are_exact() {
+        let x = gaussian_like(300, 2);
+        let p = params(8, false, 64);
+        let y = decode(&encode(&x, &p, 0), x.len(), &p);
+        for (xc, yc) in x.chunks(64).zip(y.chunks(64)) {
+            let lo = xc.iter().copied().fold(f32::INFINITY, f32::min);
+            let at = xc.iter().position(|&v| v == lo).unwrap();
+            assert_eq!(yc[at], lo);
+        }
+    }
+
+    #[test]
+    fn constant_chunks_decode_exactly() {
+        let mut x = vec![3.25f32; 40];
+        x.extend(std::iter::repeat_n(-1.5f32, 13));
+        for stochastic in [false, true] {
+            let p = params(4, stochastic, 8);
+            let bytes = encode(&x, &p, 5);
+            assert_eq!(step_of(&bytes, 0), 0.0);
+            assert_eq!(decode(&bytes, x.len(), &p), x);
+        }
+    }
+
+    #[test]
+    fn huge_and_subnormal_ranges_stay_decodable() {
+        let x = [
+            1e38, -1e38, 0.0, 1.0, 5.0, -5.0, 0.0, 0.0, 1e-45, -1e-45, 0.0, 1e-45,
+        ];
+        for bits in [1, 8, 16] {
+            for stochastic in [false, true] {
+                let p = params(bits, stochastic, 8);
+                let bytes = encode(&x, &p, 3);
+                let y = decode(&bytes, x.len(), &p);
+                assert!(y.iter().all(|v| v.is_finite()), "bits {bits}: {y:?}");
+                assert!(
+                    y[8..].iter().all(|v| v.abs() <= 3e-45),
+                    "bits {bits}: {y:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn decode_adds_with_weight() {
+        let x = gaussian_like(77, 3);
+        let p = params(8, false, 16);
+        let bytes = encode(&x, &p, 0);
+        let once = decode(&bytes, x.len(), &p);
+        let mut acc = vec![1.0f32; x.len()];
+        dequantize_add(&bytes, x.len(), &p, 2.5, &mut acc).unwrap();
+        for (a, o) in acc.iter().zip(&once) {
+            assert!((a - (1.0 + 2.5 * o)).abs() <= 1e-5 * (1.0 + o.abs()));
+        }
+    }
+
+    #[test]
+    fn stochastic_rounding_is_unbiased() {
+        let x = gaussian_like(24, 4);
+        let p = params(2, true, 8);
+        let seeds = 1000u64;
+        let mut sum = vec![0f64; x.len()];
+        for seed in 0..seeds {
+            let y = decode(&encode(&x, &p, seed), x.len(), &p);
+            for (s, v) in sum.iter_mut().zip(&y) {
+                *s += f64::from(*v);
+            }
+        }
+        let bytes = encode(&x, &p, 0);
+        for (i, (&xi, s)) in x.iter().zip(&sum).enumerate() {
+            let step = f64::from(step_of(&bytes, i / p.chunk));
+            let lo = f64::from(f32_at(&bytes[i / p.chunk * 8..], 0));
+            let t = (f64::from(xi) - lo) / step;
+            let frac = t - t.floor();
+            let sigma = step * (frac * (1.0 - frac) / seeds as f64).sqrt();
+            let mean = s / seeds as f64;
+            assert!(
+                (mean - f64::from(xi)).abs() <= 4.0 * sigma + 1e-5 * step,
+                "element {i}: mean {mean} x {xi} sigma {sigma}"
+            );
+        }
+    }
+
+    #[test]
+    fn stochastic_codes_bracket_the_input() {
+        let x = gaussian_like(500, 6);
+        let p = params(6, true, 128);
+        let bytes = encode(&x, &p, 77);
+        let y = decode(&bytes, x.len(), &p);
+        for (i, (&a, &b)) in x.iter().zip(&y).enumerate() {
+            let step = step_of(&bytes, i / p.chunk);
+            assert!((a - b).abs() <= step * 1.0001, "element {i}");
+        }
+    }
+
+    #[test]
+    fn bytes_do_not_depend_on_thread_count() {
+        let x = gaussian_like(100_003, 7);
+        for p in [params(8, false, 1024), params(5, true, 64)] {
+            let many = encode(&x, &p, 9);
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .unwrap();
+            let one = pool.install(|| encode(&x, &p, 9));
+            assert_eq!(many, one);
+        }
+    }
+
+    #[test]
+    fn different_seeds_give_different_stochastic_codes() {
+        let x = gaussian_like(256, 8);
+        let p = params(4, true, 64);
+        assert_ne!(encode(&x, &p, 1), encode(&x, &p, 2));
+        assert_eq!(encode(&x, &p, 1), encode(&x, &p, 1));
+    }
+
+    #[test]
+    fn validate_names_the_bad_field() {
+        assert!(params(8, false, 64).validate().is_ok());
+        for bad in [
+            params(0, false, 64),
+            params(17, false, 64),
+            params(8, false, 0),
+            params(8, false, 12),
+        ] {
+            assert!(
+                matches!(bad.validate(), Err(CodecError::InvalidParam(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_input_gives_empty_payload() {
+        let p = params(8, true, 64);
+        assert_eq!(quantize_len(0, &p), 0);
+        assert!(encode(&[], &p, 1).is_empty());
+        assert!(decode(&[], 0, &p).is_empty());
+    }
+
+    #[test]
+    fn decoder_rejects_malformed_payloads() {
+        let x = gaussian_like(20, 9);
+        let p = params(4, false, 8);
+        let bytes = encode(&x, &p, 0);
+        let mut out = vec![0f32; x.len()];
+        let frame_err = |r: Result<()>| matches!(r, Err(CodecError::Frame(_)));
+        assert!(frame_err(dequantize_add(
+            &bytes[..bytes.len() - 1],
+            x.len(),
+            &p,
+            1.0,
+            &mut out
+        )));
+        assert!(frame_err(dequantize_add(
+            &[bytes.clone(), vec![0]].concat(),
+            x.len(),
+            &p,
+            1.0,
+            &mut out
+        )));
+        assert!(frame_err(dequantize_add(
+            &bytes,
+            x.len() + 1,
+            &p,
+            1.0,
+            &mut out
+        )));
+        assert!(frame_err(dequantize_add(
+            &bytes,
+            usize::MAX,
+            &p,
+            1.0,
+            &mut out
+        )));
+        assert!(frame_err(dequantize_add(
+            &bytes,
+            x.len(),
+            &params(0, false, 8),
+            1.0,
+            &mut out
+        )));
+        assert!(frame_err(dequantize_add(
+            &bytes,
+            x.len(),
+            &params(4, false, 7),
+            1.0,
+            &mut out
+        )));
+        for (at, value) in [
+            (0, f32::NAN),
+            (4, f32::INFINITY),
+            (12, -1.0),
+            (8, f32::NEG_INFINITY),
+        ] {
+            let mut bad = bytes.clone();
+            bad[at..at + 4].copy_from_slice(&value.to_le_bytes());
+            let r = dequantize_add(&bad, x.len(), &p, 1.0, &mut out);
+            assert!(frame_err(r), "header byte {at} = {value}");
+        }
+        assert!(
+            out.iter().all(|&v| v == 0.0),
+            "a rejected payload must not touch the output"
+        );
+    }
+
+    #[test]
+    fn decoder_survives_random_and_truncated_bytes() {
+        let mut g = SplitMix64::new(10);
+        for trial in 0..400 {
+            let bits = 1 + (trial % 16) as u32;
+            let chunk = 8 * (1 + g.below(4) as usize);
+            let n = g.below(60) as usize;
+            let p = params(bits, false, chunk);
+            let len = if trial % 2 == 0 {
+                quantize_len(n, &p)
+            } else {
+                g.below(100) as usize
+            };
+            let bytes: Vec<u8> = (0..len).map(|_| g.below(256) as u8).collect();
+            let mut out = vec![0f32; n];
+            if dequantize_add(&bytes, n, &p, 1.0, &mut out).is_ok() {
+                assert_eq!(bytes.len(), quantize_len(n, &p));
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip_within_half_step(
+            x in prop::collection::vec(-1.0e3f32..1.0e3, 1..400),
+            bits in 1u32..=16,
+            chunk_blocks in 1usize..20,
+        ) {
+            let p = params(bits, false, chunk_blocks * 8);
+            let bytes = encode(&x, &p, 0);
+            assert_within_half_step(&x, &decode(&bytes, x.len(), &p), &bytes, &p);
+        }
+
+        #[test]
+        fn stochastic_round_trip_within_one_step(
+            x in prop::collection::vec(-1.0e3f32..1.0e3, 1..400),
+            bits in 1u32..=16,
+            seed in any::<u64>(),
+        ) {
+            let p = params(bits, true, 32);
+            let bytes = encode(&x, &p, seed);
+            let y = decode(&bytes, x.len(), &p);
+            for (i, (&a, &b)) in x.iter().zip(&y).enumerate() {
+                let step = step_of(&bytes, i / p.chunk);
+                prop_assert!((a - b).abs() <= step * 1.0001 + a.abs() * 1e-6);
+            }
+        }
+    }
+}
