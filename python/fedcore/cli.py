@@ -45,6 +45,7 @@ _SIM_FLAGS: tuple[tuple[str, type, str], ...] = (
     ("--codec", str, "uplink codec spec, e.g. topk:0.01+quant:8 (default: raw float32)"),
     ("--downlink-codec", str, "codec for the broadcast weights (default: raw float32)"),
     ("--dropout", float, "probability that a selected client never answers"),
+    ("--stragglers", float, "share of clients that run a random 1..E local epochs (system heterogeneity)"),
     ("--min-clients", int, "fail a round with fewer answering clients than this"),
     ("--workers", int, "worker processes (default: one per core; 0 or 1: in-process)"),
     ("--seed", int, "run seed; same seed, same numbers"),

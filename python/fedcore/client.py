@@ -22,6 +22,7 @@ class ClientTask:
     codec_seed: int
     residual: Vector | None = None
     control: Vector | None = None
+    epochs: int | None = None  # a straggler's own local epochs; None: the round's setting
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ def run_client(
     adapter.set_weights(weights)
     start = time.perf_counter()
     if y.size:
-        result = adapter.fit(x, y, replace(train, seed=task.train_seed), control=correction)
+        local = replace(train, seed=task.train_seed, epochs=task.epochs or train.epochs)
+        result = adapter.fit(x, y, local, control=correction)
         num_examples, num_steps, loss = result.num_examples, result.num_steps, result.loss
     else:
         num_examples, num_steps, loss = 0, 0, 0.0

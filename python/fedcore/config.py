@@ -82,6 +82,7 @@ class FLConfig:
     selection: str = "random"
     poc_candidates: int | None = None
     dropout: float = 0.0
+    stragglers: float = 0.0  # share of answering clients that run 1..E local epochs (FedProx paper)
     min_clients: int = 1
     min_battery: float = 20.0
     min_bandwidth_mbps: float = 1.0
@@ -119,6 +120,8 @@ class FLConfig:
             raise ValueError(f"selection must be one of {', '.join(SELECTION_NAMES)}, got {self.selection!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+        if not 0.0 <= self.stragglers <= 1.0:
+            raise ValueError(f"stragglers must lie in [0, 1], got {self.stragglers}")
         if not 1 <= self.min_clients <= self.per_round:
             raise ValueError(
                 f"min_clients must lie in [1, per_round={self.per_round}], got {self.min_clients}"

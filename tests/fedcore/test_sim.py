@@ -183,3 +183,13 @@ def test_worker_failure_surfaces_with_its_traceback() -> None:
     config = replace(TINY, backend="sklearn", model="logreg", strategy="scaffold", workers=2)
     with pytest.raises(WorkerError, match="SCAFFOLD"):
         simulate(config)
+
+
+def test_stragglers_run_fewer_local_epochs_and_change_the_run() -> None:
+    full = simulate(TINY)
+    straggling = simulate(replace(TINY, stragglers=1.0, local_epochs=4))
+    again = simulate(replace(TINY, stragglers=1.0, local_epochs=4))
+    np.testing.assert_array_equal(straggling.weights, again.weights)
+    assert not np.array_equal(full.weights, straggling.weights)
+    with pytest.raises(ValueError, match="stragglers"):
+        FLConfig(stragglers=1.5)

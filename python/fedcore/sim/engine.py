@@ -34,6 +34,7 @@ _TRAIN_SEED = 1
 _CODEC_SEED = 2
 _DOWNLINK_SEED = 3
 _CONTROL_DOWNLINK_SEED = 4
+_STRAGGLER_SEED = 5
 
 
 def derive_seed(seed: int, round_num: int, client_id: int, purpose: int) -> int:
@@ -160,6 +161,7 @@ def _run_rounds(
                 codec_seed=derive_seed(config.seed, round_num, cid, _CODEC_SEED),
                 residual=memory.residuals.get(cid),
                 control=memory.controls.get(cid),
+                epochs=_straggler_epochs(config, round_num, cid),
             )
             for cid in sel.answered.tolist()
         ]
@@ -179,6 +181,16 @@ def _run_rounds(
         if on_round is not None:
             on_round(record)
     return records, state
+
+
+def _straggler_epochs(config: FLConfig, round_num: int, client_id: int) -> int | None:
+    """A straggler's local epochs, uniform in 1..E as in the FedProx paper; None for a full client."""
+    if config.stragglers == 0.0:
+        return None
+    rng = np.random.default_rng(derive_seed(config.seed, round_num, client_id, _STRAGGLER_SEED))
+    if rng.random() >= config.stragglers:
+        return None
+    return int(rng.integers(1, config.local_epochs + 1))
 
 
 def _broadcast(
