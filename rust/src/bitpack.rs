@@ -376,6 +376,35 @@ impl ChunkedLayout {
             .saturating_add(packed_len(n, self.bits))
     }
 
+    /// The checks every chunked decoder makes before touching `out`: params, output size, exact payload size.
+    pub fn check_decode(
+        &self,
+        problem: Option<String>,
+        what: &str,
+        bytes: &[u8],
+        n: usize,
+        out_len: usize,
+    ) -> crate::error::Result<()> {
+        use crate::error::CodecError;
+        if let Some(m) = problem {
+            return Err(CodecError::frame(m));
+        }
+        if out_len != n {
+            return Err(CodecError::frame(format!(
+                "output holds {out_len} elements, frame has {n}"
+            )));
+        }
+        let need = self.len(n);
+        if bytes.len() != need {
+            return Err(CodecError::frame(format!(
+                "{what} payload is {} bytes, {n} elements at {} bits need {need}",
+                bytes.len(),
+                self.bits
+            )));
+        }
+        Ok(())
+    }
+
     /// The header bytes of every chunk, in order; `bytes` must hold the whole payload for `n`.
     pub fn heads<'a>(&self, bytes: &'a [u8], n: usize) -> std::slice::ChunksExact<'a, u8> {
         bytes[..n.div_ceil(self.chunk) * self.head].chunks_exact(self.head)

@@ -97,24 +97,8 @@ pub fn qsgd_decode_add(
     weight: f32,
     out: &mut [f32],
 ) -> Result<()> {
-    if let Some(m) = p.problem() {
-        return Err(CodecError::frame(m));
-    }
-    if out.len() != n {
-        return Err(CodecError::frame(format!(
-            "output holds {} elements, frame has {n}",
-            out.len()
-        )));
-    }
     let layout = p.layout();
-    let need = layout.len(n);
-    if bytes.len() != need {
-        return Err(CodecError::frame(format!(
-            "qsgd payload is {} bytes, {n} elements at {} levels need {need}",
-            bytes.len(),
-            p.levels
-        )));
-    }
+    layout.check_decode(p.problem(), "qsgd", bytes, n, out.len())?;
     for (i, head) in layout.heads(bytes, n).enumerate() {
         let norm = f32_at(head, 0);
         if !norm.is_finite() || norm < 0.0 {

@@ -86,24 +86,8 @@ pub fn dequantize_add(
     weight: f32,
     out: &mut [f32],
 ) -> Result<()> {
-    if let Some(m) = p.problem() {
-        return Err(CodecError::frame(m));
-    }
-    if out.len() != n {
-        return Err(CodecError::frame(format!(
-            "output holds {} elements, frame has {n}",
-            out.len()
-        )));
-    }
     let layout = p.layout();
-    let need = layout.len(n);
-    if bytes.len() != need {
-        return Err(CodecError::frame(format!(
-            "quantized payload is {} bytes, {n} elements at {} bits need {need}",
-            bytes.len(),
-            p.bits
-        )));
-    }
+    layout.check_decode(p.problem(), "quantized", bytes, n, out.len())?;
     let max_code = ((1u32 << p.bits) - 1) as f32;
     for (i, head) in layout.heads(bytes, n).enumerate() {
         let (lo, step) = (f32_at(head, 0), f32_at(head, 4));

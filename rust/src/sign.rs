@@ -63,23 +63,8 @@ pub fn sign_decode_add(
     weight: f32,
     out: &mut [f32],
 ) -> Result<()> {
-    if let Some(m) = p.problem() {
-        return Err(CodecError::frame(m));
-    }
-    if out.len() != n {
-        return Err(CodecError::frame(format!(
-            "output holds {} elements, frame has {n}",
-            out.len()
-        )));
-    }
     let layout = p.layout();
-    let need = layout.len(n);
-    if bytes.len() != need {
-        return Err(CodecError::frame(format!(
-            "sign payload is {} bytes, {n} elements need {need}",
-            bytes.len()
-        )));
-    }
+    layout.check_decode(p.problem(), "sign", bytes, n, out.len())?;
     for (i, head) in layout.heads(bytes, n).enumerate() {
         let scale = f32_at(head, 0);
         if !scale.is_finite() || scale < 0.0 || !(2.0 * scale).is_finite() {
