@@ -43,7 +43,14 @@ _SIM_FLAGS: tuple[tuple[str, type, str], ...] = (
     ),
     ("--server-lr", float, "server learning rate (default: the strategy's own)"),
     ("--codec", str, "uplink codec spec, e.g. topk:0.01+quant:8 (default: raw float32)"),
-    ("--downlink-codec", str, "codec for the broadcast weights (default: raw float32)"),
+    (
+        "--downlink-codec",
+        str,
+        "codec for the downlink: each client gets the encoded difference to the model it holds "
+        "(default: raw float32 weights)",
+    ),
+    ("--partial", str, "upload a masked share of each update: random:F | topk:F | gradient:F | structured:F"),
+    ("--powersgd", int, "PowerSGD rank for the uplink (warm start, error feedback); replaces --codec"),
     ("--dropout", float, "probability that a selected client never answers"),
     ("--stragglers", float, "share of clients that run a random 1..E local epochs (system heterogeneity)"),
     ("--min-clients", int, "fail a round with fewer answering clients than this"),

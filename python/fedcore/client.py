@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
 from fedcore.backends.base import ModelAdapter, TrainConfig
 from fedcore.compression import Encoder, Payload, Vector, payload_nbytes
+from fedcore.powersgd import PowerSGD
 from fedcore.strategies.scaffold import client_control_update
+
+if TYPE_CHECKING:  # masks import the fedcodec extension; runs without partial sharing need not
+    from fedcore.partial import Mask
 
 
 @dataclass(frozen=True)
 class ClientTask:
-    """Per-client inputs of one round; residual and control are the client's own state, kept by the engine."""
+    """Per-client inputs of one round; residual, control and compressor are the client's own state."""
 
     client_id: int
     train_seed: int
@@ -23,6 +28,8 @@ class ClientTask:
     residual: Vector | None = None
     control: Vector | None = None
     epochs: int | None = None  # a straggler's own local epochs; None: the round's setting
+    weights: Vector | None = None  # this client's own model under downlink sync; None: the broadcast
+    compressor: PowerSGD | None = None  # replaces the codec; its warm start and residual live on
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,7 @@ class ClientUpdate:
     residual: Vector | None
     control: Vector | None
     train_s: float
+    compressor: PowerSGD | None = None
 
 
 def run_client(
@@ -51,8 +59,12 @@ def run_client(
     encoder: Encoder,
     control_encoder: Encoder,
     server_control: Vector | None = None,
+    mask: Mask | None = None,
 ) -> ClientUpdate:
-    """Delta = new - received weights, encoded; `server_control` makes this a SCAFFOLD client (option II)."""
+    """Delta = new - received weights, encoded; `server_control` makes this a SCAFFOLD client (option II).
+
+    With a `mask` only the masked coordinates of the delta travel; with `task.compressor`, PowerSGD's factors.
+    """
     c_i = None
     correction = None
     if server_control is not None:
@@ -69,7 +81,7 @@ def run_client(
     train_s = time.perf_counter() - start
     new_weights = adapter.get_weights()
     delta = (new_weights - weights).astype(np.float32)
-    payload, residual = encoder.encode(delta, task.codec_seed, task.residual)
+    payload, residual = _encode_delta(delta, task, encoder, mask)
     nbytes = payload_nbytes(payload)
     control_payload = None
     new_control = None
@@ -88,4 +100,16 @@ def run_client(
         residual=residual,
         control=new_control,
         train_s=train_s,
+        compressor=task.compressor,
     )
+
+
+def _encode_delta(
+    delta: Vector, task: ClientTask, encoder: Encoder, mask: Mask | None
+) -> tuple[Payload, Vector | None]:
+    """(payload, new error-feedback residual) for whichever way this client uploads."""
+    if task.compressor is not None:
+        return task.compressor.compress(delta), None
+    if mask is not None:
+        return encoder.encode(mask.extract(delta), task.codec_seed)
+    return encoder.encode(delta, task.codec_seed, task.residual)

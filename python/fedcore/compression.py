@@ -10,8 +10,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from fedcore.powersgd import PowerSGDPayload, decompress
+
 Vector = NDArray[np.float32]
-Payload = bytes | Vector  # a codec frame, or the raw float32 delta when no codec is configured
+Payload = bytes | Vector | PowerSGDPayload  # a codec frame, raw float32, or PowerSGD's factors
 
 FLOAT32_BYTES = 4
 
@@ -46,14 +48,20 @@ def validate_spec(spec: str | None) -> None:
 
 
 def payload_nbytes(payload: Payload) -> int:
-    """Bytes on the wire: the real frame length, or 4 per float32 when sent raw."""
-    return len(payload) if isinstance(payload, bytes) else FLOAT32_BYTES * int(payload.size)
+    """Bytes on the wire: the real frame length, PowerSGD's wire length, or 4 per float32 when sent raw."""
+    if isinstance(payload, bytes):
+        return len(payload)
+    if isinstance(payload, PowerSGDPayload):
+        return payload.wire_nbytes
+    return FLOAT32_BYTES * int(payload.size)
 
 
 def decode(payload: Payload) -> Vector:
     """Whatever arrived, as a flat float32 vector; frames need no codec object to decode."""
     if isinstance(payload, bytes):
         return np.asarray(fedcodec().decode(payload), dtype=np.float32).reshape(-1)
+    if isinstance(payload, PowerSGDPayload):
+        return decompress(payload)
     return payload
 
 
@@ -96,9 +104,10 @@ class DeltaSum:
                 self._frames = fedcodec().Accumulator(self._size)
             self._frames.add(payload, weight=float(weight))
         else:
-            if payload.size != self._size:
-                raise ValueError(f"delta has {payload.size} elements, expected {self._size}")
-            self._dense += weight * payload.astype(np.float64)
+            dense = decode(payload)
+            if dense.size != self._size:
+                raise ValueError(f"delta has {dense.size} elements, expected {self._size}")
+            self._dense += weight * dense.astype(np.float64)
 
     def result(self) -> NDArray[np.float64]:
         if self._frames is None:

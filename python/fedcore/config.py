@@ -77,8 +77,10 @@ class FLConfig:
     server_beta2: float = 0.99
     server_tau: float = 1e-3
     codec: str | None = None
-    downlink_codec: str | None = None
+    downlink_codec: str | None = None  # clients get the encoded difference to the model they last rebuilt
     error_feedback: bool = False
+    partial: str | None = None  # share a masked subset per round: random:F, topk:F, gradient:F, structured:F
+    powersgd: int | None = None  # PowerSGD rank; replaces the uplink codec
     selection: str = "random"
     poc_candidates: int | None = None
     dropout: float = 0.0
@@ -132,6 +134,7 @@ class FLConfig:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
         if self.error_feedback and self.codec in (None, "none"):
             raise ValueError("error_feedback needs a lossy uplink codec (--codec)")
+        _check_upload_mode(self)
         self.make_strategy()  # raises on a bad spec or server parameters
 
     def make_strategy(self) -> Strategy:
@@ -153,6 +156,24 @@ class FLConfig:
         settings = self.to_dict()
         del settings["out"]
         return settings
+
+
+def _check_upload_mode(config: FLConfig) -> None:
+    """Partial sharing and PowerSGD each decide what a client uploads, so they exclude each other."""
+    if config.partial is not None:
+        from fedcore.partial import parse_partial
+
+        parse_partial(config.partial, config.seed)  # raises on a bad spec
+        if config.error_feedback:
+            raise ValueError("partial sharing does not combine with error_feedback")
+    if config.powersgd is None:
+        return
+    if config.powersgd < 1:
+        raise ValueError(f"powersgd rank must be >= 1, got {config.powersgd}")
+    if config.partial is not None:
+        raise ValueError("powersgd and partial sharing are two different uploads; pick one")
+    if config.codec not in (None, "none") or config.error_feedback:
+        raise ValueError("powersgd replaces the uplink codec and keeps its own error feedback; drop --codec")
 
 
 _FIELD_TYPES: dict[str, str] = {f.name: str(f.type) for f in dataclasses.fields(FLConfig)}

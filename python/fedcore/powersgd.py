@@ -252,6 +252,11 @@ class PowerSGD:
         return revived
 
     @property
+    def calls(self) -> int:
+        """Updates compressed so far; each one moved the warm start and the residual on."""
+        return self._calls
+
+    @property
     def residual(self) -> Vector:
         """What earlier payloads failed to carry (a copy); zero outside the factored matrices."""
         return self._residual.copy()

@@ -30,6 +30,7 @@ class RoundRecord:
     train_s: float  # summed local-training (fit) time of this round's clients
     eval_s: float  # evaluating the new global model
     client_accuracy: float | None = None
+    mask_fraction: float | None = None  # share of coordinates uploaded under partial sharing
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,6 +83,7 @@ def summarize(
     raw_uplink = raw * sum(len(r.clients) for r in records)
     raw_downlink = raw * sum(r.selected for r in records)
     last = records[-1] if records else None
+    fractions = [r.mask_fraction for r in records if r.mask_fraction is not None]
     return {
         "rounds": len(records),
         "final_accuracy": last.accuracy if last else None,
@@ -96,6 +98,9 @@ def summarize(
         "updates_aggregated": sum(len(r.clients) for r in records),
         "dropouts": sum(len(r.dropouts) for r in records),
         "unavailable": sum(r.unavailable for r in records),
+        "partial": config.get("partial"),
+        "mean_mask_fraction": sum(fractions) / len(fractions) if fractions else None,
+        "powersgd_rank": config.get("powersgd"),
         "config": dict(config),
         "wall_s": wall_s,
         "timing": {

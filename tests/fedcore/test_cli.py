@@ -91,3 +91,19 @@ def test_same_seed_same_summary_json_except_timing(tmp_path: Path) -> None:
         runs.append(json.loads((out / "summary.json").read_text()))
     assert without_timing(runs[0]) == without_timing(runs[1])
     assert set(runs[0]) - set(without_timing(runs[0])) == {"wall_s", "timing"}
+
+
+def test_partial_powersgd_and_downlink_flags_reach_the_records(tmp_path: Path) -> None:
+    out = tmp_path / "partial"
+    flags = ["--partial", "random:0.5", "--downlink-codec", "quant:8", "--out", str(out)]
+    assert main(["sim", *TINY_FLAGS, *flags]) == 0
+    records = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
+    assert all(0.4 < r["mask_fraction"] < 0.6 for r in records)
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["partial"], summary["powersgd_rank"]) == ("random:0.5", None)
+    assert summary["downlink_ratio"] > 3.0
+    path = tmp_path / "psgd.toml"
+    path.write_text(f'powersgd = 2\nout = "{tmp_path / "psgd"}"\n')
+    assert main(["sim", "--config", str(path), *TINY_FLAGS]) == 0
+    assert json.loads((tmp_path / "psgd" / "summary.json").read_text())["powersgd_rank"] == 2
+    assert main(["sim", *TINY_FLAGS, "--powersgd", "2", "--codec", "quant:8", "--out", str(out)]) == 2

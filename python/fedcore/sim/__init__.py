@@ -1,5 +1,6 @@
 """Simulated federated training: many clients, a few worker processes, one persistent model per worker."""
 
-from fedcore.sim.engine import SimResult, derive_seed, simulate
+from fedcore.sim.engine import SimResult, simulate
+from fedcore.sim.seeds import derive_seed
 
 __all__ = ["SimResult", "derive_seed", "simulate"]

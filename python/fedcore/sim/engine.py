@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fedcore.backends.base import ModelAdapter, TrainConfig
 from fedcore.client import ClientTask
-from fedcore.compression import Vector, validate_spec
+from fedcore.compression import Vector, normalise_spec, validate_spec
 from fedcore.config import FLConfig
 from fedcore.data import FederatedData
+from fedcore.downlink import DownlinkSync
+from fedcore.layout import ParamLayout
+from fedcore.powersgd import PowerSGD
 from fedcore.records import RoundRecord, summarize
 from fedcore.selection import AvailabilityModel, RoundSelection, make_selector, select_round
 from fedcore.server import Downlink, combine
+from fedcore.sim.broadcast import mask_descriptor_bytes, send_control, send_models
+from fedcore.sim.memory import ClientMemory
+from fedcore.sim.seeds import CODEC_SEED, POWERSGD_SEED, STRAGGLER_SEED, TRAIN_SEED, derive_seed
 from fedcore.sim.workers import (
     Pool,
     RoundTask,
@@ -29,45 +35,23 @@ from fedcore.sim.workers import (
 )
 from fedcore.strategies.base import ServerState, Strategy
 
-# Purposes mixed into derived seeds, so each random use gets its own stream.
-_TRAIN_SEED = 1
-_CODEC_SEED = 2
-_DOWNLINK_SEED = 3
-_CONTROL_DOWNLINK_SEED = 4
-_STRAGGLER_SEED = 5
-
-
-def derive_seed(seed: int, round_num: int, client_id: int, purpose: int) -> int:
-    """A 32-bit seed that depends only on (run seed, round, client, purpose); client -1 is the server."""
-    state = np.random.SeedSequence([seed, round_num, client_id + 1, purpose]).generate_state(1)
-    return int(state[0])
+if TYPE_CHECKING:
+    from fedcore.partial import Mask, MaskSelector
 
 
 @dataclass(frozen=True)
 class SimResult:
-    """Every round's record, the run summary and the final global weights."""
+    """Every round's record, the run summary, the final global weights, and the state left behind.
+
+    `clients` is what each client keeps for its next round; `downlink` is the server's record of the
+    model each client holds (None without a downlink codec, when every client gets the weights as they are).
+    """
 
     records: list[RoundRecord]
     summary: dict[str, Any]
     weights: Vector
-
-
-@dataclass
-class ClientMemory:
-    """Per-client memory between rounds: last loss, error-feedback residual, SCAFFOLD control."""
-
-    losses: dict[int, float]
-    residuals: dict[int, Vector]
-    controls: dict[int, Vector]
-
-    def remember(self, results: list[WorkerResult]) -> None:
-        for result in results:
-            for report in result.reports:
-                self.losses[report.client_id] = report.loss
-                if report.residual is not None:
-                    self.residuals[report.client_id] = report.residual
-                if report.control is not None:
-                    self.controls[report.client_id] = report.control
+    clients: ClientMemory
+    downlink: DownlinkSync | None
 
 
 def _evaluate(
@@ -110,15 +94,18 @@ def simulate(
     data = load_data(config)
     evaluator = build_model(config, data)
     pool = make_pool(config, data)
+    memory = ClientMemory()
+    downlink_spec = normalise_spec(config.downlink_codec)
+    sync = DownlinkSync(downlink_spec, evaluator.get_weights()) if downlink_spec is not None else None
     try:
-        records, state = _run_rounds(config, data, evaluator, pool, on_round)
+        records, state = _run_rounds(config, data, evaluator, pool, memory, sync, on_round)
     finally:
         pool.close()
     wall_s = time.perf_counter() - start
     vectors = 2 if config.make_strategy().uses_control else 1
     summary = summarize(records, evaluator.layout.size, config.run_settings(), wall_s, vectors)
     summary["timing"]["workers"] = pool.size
-    return SimResult(records, summary, state.weights)
+    return SimResult(records, summary, state.weights, memory, sync)
 
 
 def _run_rounds(
@@ -126,19 +113,23 @@ def _run_rounds(
     data: FederatedData,
     evaluator: ModelAdapter,
     pool: Pool,
+    memory: ClientMemory,
+    sync: DownlinkSync | None,
     on_round: Callable[[RoundRecord], None] | None,
 ) -> tuple[list[RoundRecord], ServerState]:
     strategy = config.make_strategy()
     state: ServerState = strategy.init_state(evaluator.get_weights())
+    initial = state.weights.copy()
+    masks = _mask_selector(config)
+    change = np.zeros_like(initial)  # the last round's global update, for gradient-based masks
     selector = make_selector(config.selection, config.poc_candidates)
     availability = (
         AvailabilityModel(config.seed, config.min_battery, config.min_bandwidth_mbps)
         if config.selection == "availability"
         else None
     )
-    downlink = Downlink(config.downlink_codec)
+    control_downlink = Downlink(config.downlink_codec)
     train = _train_config(config, strategy)
-    memory = ClientMemory({}, {}, {})
     records: list[RoundRecord] = []
     for round_num in range(config.rounds):
         t0 = time.perf_counter()
@@ -153,30 +144,43 @@ def _run_rounds(
             dropout_rate=config.dropout,
             min_clients=config.min_clients,
         )
-        weights, server_control, down_bytes = _broadcast(downlink, state, strategy, config.seed, round_num)
+        models, down_bytes = send_models(sync, memory, initial, state.weights, sel, config.seed, round_num)
+        server_control, control_bytes = send_control(
+            control_downlink, state, strategy, config.seed, round_num
+        )
+        mask = masks.select(round_num, state.weights, evaluator.layout, change) if masks else None
+        per_client_bytes = control_bytes + mask_descriptor_bytes(mask)
+        down_bytes += per_client_bytes * int(sel.selected.size)
         tasks = [
             ClientTask(
                 client_id=cid,
-                train_seed=derive_seed(config.seed, round_num, cid, _TRAIN_SEED),
-                codec_seed=derive_seed(config.seed, round_num, cid, _CODEC_SEED),
+                train_seed=derive_seed(config.seed, round_num, cid, TRAIN_SEED),
+                codec_seed=derive_seed(config.seed, round_num, cid, CODEC_SEED),
                 residual=memory.residuals.get(cid),
                 control=memory.controls.get(cid),
                 epochs=_straggler_epochs(config, round_num, cid),
+                weights=models.get(cid),
+                compressor=_compressor(config, memory, evaluator.layout, cid),
             )
             for cid in sel.answered.tolist()
         ]
         round_tasks = [
-            RoundTask(round_num, weights, server_control, train, tuple(group))
+            RoundTask(round_num, state.weights, server_control, train, tuple(group), mask)
             for group in split_round_robin(tasks, pool.size)
             if group
         ]
         results = pool.run(round_tasks)
         memory.remember(results)
+        before = state.weights
         state = strategy.aggregate(state, combine([r.fold for r in results]))
+        if mask is not None:
+            state = replace(state, weights=_hold_unshared(mask, before, state.weights))
+        change = (state.weights - before).astype(np.float32)
         t_eval = time.perf_counter()
         scores = _evaluate(evaluator, data, state.weights, config.eval_clients)
         eval_s = time.perf_counter() - t_eval
-        record = _round_record(round_num, sel, results, scores, down_bytes, t0, eval_s)
+        fraction = mask.fraction if mask is not None else None
+        record = _round_record(round_num, sel, results, scores, down_bytes, fraction, t0, eval_s)
         records.append(record)
         if on_round is not None:
             on_round(record)
@@ -187,23 +191,37 @@ def _straggler_epochs(config: FLConfig, round_num: int, client_id: int) -> int |
     """A straggler's local epochs, uniform in 1..E as in the FedProx paper; None for a full client."""
     if config.stragglers == 0.0:
         return None
-    rng = np.random.default_rng(derive_seed(config.seed, round_num, client_id, _STRAGGLER_SEED))
+    rng = np.random.default_rng(derive_seed(config.seed, round_num, client_id, STRAGGLER_SEED))
     if rng.random() >= config.stragglers:
         return None
     return int(rng.integers(1, config.local_epochs + 1))
 
 
-def _broadcast(
-    downlink: Downlink, state: ServerState, strategy: Strategy, seed: int, round_num: int
-) -> tuple[Vector, Vector | None, int]:
-    """What each selected client receives (weights; SCAFFOLD adds the server control) and its byte count."""
-    weights, nbytes = downlink.send(state.weights, derive_seed(seed, round_num, -1, _DOWNLINK_SEED))
-    if not strategy.uses_control:
-        return weights, None, nbytes
-    control = state.opt_state["control"].astype(np.float32)
-    control_seed = derive_seed(seed, round_num, -1, _CONTROL_DOWNLINK_SEED)
-    server_control, control_bytes = downlink.send(control, control_seed)
-    return weights, server_control, nbytes + control_bytes
+def _mask_selector(config: FLConfig) -> MaskSelector | None:
+    if config.partial is None:
+        return None
+    from fedcore.partial import parse_partial
+
+    return parse_partial(config.partial, config.seed)
+
+
+def _hold_unshared(mask: Mask, before: Vector, after: Vector) -> Vector:
+    """The new weights on the masked coordinates, the old ones bit for bit elsewhere."""
+    merged = np.array(before, dtype=np.float32)
+    mask.scatter(mask.extract(np.asarray(after, dtype=np.float32)), merged)
+    return merged
+
+
+def _compressor(
+    config: FLConfig, memory: ClientMemory, layout: ParamLayout, client_id: int
+) -> PowerSGD | None:
+    """The client's PowerSGD state from its last round, or a fresh one seeded per client."""
+    if config.powersgd is None:
+        return None
+    kept = memory.compressors.get(client_id)
+    if kept is not None:
+        return kept
+    return PowerSGD(config.powersgd, layout, derive_seed(config.seed, 0, client_id, POWERSGD_SEED))
 
 
 def _round_record(
@@ -212,6 +230,7 @@ def _round_record(
     results: list[WorkerResult],
     scores: tuple[float, float, float | None],
     down_bytes: int,
+    mask_fraction: float | None,
     t0: float,
     eval_s: float,
 ) -> RoundRecord:
@@ -229,9 +248,10 @@ def _round_record(
         loss=loss,
         train_loss=sum(r.loss * r.num_examples for r in reports) / examples if examples else 0.0,
         uplink_bytes=sum(rep.uplink_bytes for rep in reports),
-        downlink_bytes=down_bytes * int(sel.selected.size),
+        downlink_bytes=down_bytes,
         wall_s=time.perf_counter() - t0,
         train_s=sum(rep.train_s for rep in reports),
         eval_s=eval_s,
         client_accuracy=client_accuracy,
+        mask_fraction=mask_fraction,
     )

@@ -8,7 +8,7 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fedcore.backends.base import ModelAdapter, TrainConfig
 from fedcore.backends.models import make_adapter
@@ -16,24 +16,29 @@ from fedcore.client import ClientTask, run_client
 from fedcore.compression import Encoder, Vector
 from fedcore.config import FLConfig
 from fedcore.data import FederatedData, build_federated
+from fedcore.powersgd import PowerSGD
 from fedcore.server import FoldBuilder
 from fedcore.strategies.base import FoldSum
+
+if TYPE_CHECKING:
+    from fedcore.partial import Mask
 
 
 @dataclass(frozen=True)
 class RoundTask:
-    """One worker's share of a round: the weights clients start from, and its clients in order."""
+    """One worker's share of a round: the broadcast weights, its clients in order, and the round's mask."""
 
     round: int
     weights: Vector
     server_control: Vector | None
     train: TrainConfig
     clients: tuple[ClientTask, ...]
+    mask: Mask | None = None
 
 
 @dataclass(frozen=True)
 class ClientReport:
-    """Per-client facts the engine keeps: loss for selection; residual and control for its next turn."""
+    """Per-client facts the engine keeps: loss for selection; residual, control, compressor for next time."""
 
     client_id: int
     num_examples: int
@@ -43,6 +48,7 @@ class ClientReport:
     residual: Vector | None
     control: Vector | None
     train_s: float
+    compressor: PowerSGD | None = None
 
 
 @dataclass(frozen=True)
@@ -88,7 +94,7 @@ class ClientRunner:
         self._size = adapter.layout.size
 
     def run(self, task: RoundTask) -> WorkerResult:
-        builder = FoldBuilder(self._size, task.server_control is not None)
+        builder = FoldBuilder(self._size, task.server_control is not None, task.mask)
         reports: list[ClientReport] = []
         for client in task.clients:
             train = self._data.client(client.client_id).train
@@ -96,12 +102,13 @@ class ClientRunner:
                 self._adapter,
                 train.x,
                 train.y,
-                task.weights,
+                client.weights if client.weights is not None else task.weights,
                 task.train,
                 client,
                 self._encoder,
                 self._control_encoder,
                 task.server_control,
+                task.mask,
             )
             builder.add(update, self._strategy.coefficient(update.num_examples, update.num_steps))
             reports.append(
@@ -114,6 +121,7 @@ class ClientRunner:
                     update.residual,
                     update.control,
                     update.train_s,
+                    update.compressor,
                 )
             )
         return WorkerResult(builder.finish(), tuple(reports))

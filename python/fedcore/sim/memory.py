@@ -1,0 +1,42 @@
+"""What each simulated client keeps between the rounds it takes part in, as it would on its own device."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fedcore.compression import Payload, Vector
+from fedcore.downlink import reconstruct
+from fedcore.powersgd import PowerSGD
+from fedcore.sim.workers import WorkerResult
+
+
+@dataclass
+class ClientMemory:
+    """Last loss (for selection), error-feedback residual, SCAFFOLD control, downlink model, PowerSGD state.
+
+    `models` is each client's own copy of the model it rebuilt from downlink messages: one vector per
+    client that has received one, kept apart from the server's record so the two can be compared.
+    """
+
+    losses: dict[int, float] = field(default_factory=dict)
+    residuals: dict[int, Vector] = field(default_factory=dict)
+    controls: dict[int, Vector] = field(default_factory=dict)
+    models: dict[int, Vector] = field(default_factory=dict)
+    compressors: dict[int, PowerSGD] = field(default_factory=dict)
+
+    def remember(self, results: list[WorkerResult]) -> None:
+        for result in results:
+            for report in result.reports:
+                self.losses[report.client_id] = report.loss
+                if report.residual is not None:
+                    self.residuals[report.client_id] = report.residual
+                if report.control is not None:
+                    self.controls[report.client_id] = report.control
+                if report.compressor is not None:
+                    self.compressors[report.client_id] = report.compressor
+
+    def receive(self, client_id: int, payload: Payload, initial: Vector) -> Vector:
+        """The client applies a downlink message to the model it holds (the initial one if none yet)."""
+        model = reconstruct(self.models.get(client_id, initial), payload)
+        self.models[client_id] = model
+        return model
