@@ -1,4 +1,4 @@
-"""`fedcore sim` runs a simulation, writing rounds.jsonl + summary.json; `fedcore report DIR` plots one."""
+"""`fedcore sim` writes rounds.jsonl, summary.json (and personalization.jsonl); `fedcore report DIR` plots."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from rich.table import Table
 
 from fedcore.compression import CodecUnavailableError
 from fedcore.config import BACKENDS, MODELS, FLConfig, load_config
-from fedcore.records import RoundRecord, RoundsWriter, write_summary
+from fedcore.records import RoundRecord, RoundsWriter, write_jsonl, write_summary
 from fedcore.selection import SELECTION_NAMES, InsufficientClientsError
 from fedcore.sim.workers import WorkerError
 
@@ -50,6 +50,12 @@ _SIM_FLAGS: tuple[tuple[str, type, str], ...] = (
         "(default: raw float32 weights)",
     ),
     ("--partial", str, "upload a masked share of each update: random:F | topk:F | gradient:F | structured:F"),
+    (
+        "--personalize",
+        str,
+        "after the last round, personalize every client and score it on its own test split: "
+        "finetune:EPOCHS | fedrep[:HEAD_EPOCHS[,BODY_EPOCHS]] | ditto:LAMBDA",
+    ),
     ("--powersgd", int, "PowerSGD rank for the uplink (warm start, error feedback); replaces --codec"),
     ("--dropout", float, "probability that a selected client never answers"),
     ("--stragglers", float, "share of clients that run a random 1..E local epochs (system heterogeneity)"),
@@ -137,11 +143,15 @@ def _summary_table(summary: dict[str, Any], out: Path) -> Table:
         "wall_s",
     ):
         table.add_row(key, fmt(summary[key]))
+    personal = summary.get("personalization")
+    if personal is not None:
+        for key in ("mean_before", "mean_after", "worst_decile_before", "worst_decile_after"):
+            table.add_row(f"{personal['method']} {key}", fmt(personal[key]))
     return table
 
 
 def run_sim(config: FLConfig, console: Console) -> dict[str, Any]:
-    """Run, streaming rounds to OUT/rounds.jsonl, then write OUT/summary.json."""
+    """Stream rounds to OUT/rounds.jsonl, then write OUT/summary.json and any per-client personalization."""
     from fedcore.sim import simulate
 
     out = Path(config.out)
@@ -153,6 +163,8 @@ def run_sim(config: FLConfig, console: Console) -> dict[str, Any]:
 
         result = simulate(config, on_round)
     write_summary(out / "summary.json", result.summary)
+    if result.personalization is not None:
+        write_jsonl(out / "personalization.jsonl", [s.to_dict() for s in result.personalization.scores])
     console.print(_summary_table(result.summary, out))
     return result.summary
 

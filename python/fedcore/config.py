@@ -81,6 +81,7 @@ class FLConfig:
     error_feedback: bool = False
     partial: str | None = None  # share a masked subset per round: random:F, topk:F, gradient:F, structured:F
     powersgd: int | None = None  # PowerSGD rank; replaces the uplink codec
+    personalize: str | None = None  # after the last round: finetune:E, fedrep[:HEAD[,BODY]], ditto:LAMBDA
     selection: str = "random"
     poc_candidates: int | None = None
     dropout: float = 0.0
@@ -135,6 +136,10 @@ class FLConfig:
         if self.error_feedback and self.codec in (None, "none"):
             raise ValueError("error_feedback needs a lossy uplink codec (--codec)")
         _check_upload_mode(self)
+        if self.personalize is not None:
+            from fedcore.personalize.spec import parse_personalize
+
+            parse_personalize(self.personalize)  # raises on a bad spec
         self.make_strategy()  # raises on a bad spec or server parameters
 
     def make_strategy(self) -> Strategy:

@@ -55,11 +55,10 @@ impl Writer {
         self.buf.extend_from_slice(v);
     }
 
-    /// Grows the frame by `len` zero bytes and lends them to a kernel to fill.
-    pub fn reserve_slot(&mut self, len: usize) -> &mut [u8] {
-        let start = self.buf.len();
-        self.buf.resize(start + len, 0);
-        &mut self.buf[start..]
+    /// The bytes written so far, unsealed (the caller appends payload and checksum).
+    #[must_use]
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.buf
     }
 
     #[must_use]

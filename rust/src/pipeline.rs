@@ -48,13 +48,14 @@ pub fn topk_count(fraction: f64, m: usize) -> usize {
     ((fraction * m as f64).round() as usize).clamp(m.min(1), m)
 }
 
-/// A zeroed buffer whose allocation failure is an error, not an abort.
+/// A zeroed buffer, zero-filled by all cores (so fresh pages fault in parallel, once each);
+/// allocation failure is an error, not an abort.
 fn zeroed(len: usize) -> Result<Vec<f32>> {
     let mut v = Vec::new();
     v.try_reserve_exact(len).map_err(|_| {
         CodecError::frame(format!("cannot allocate {len} float32 values for decoding"))
     })?;
-    v.resize(len, 0.0);
+    v.par_extend(rayon::iter::repeat_n(0.0f32, len));
     Ok(v)
 }
 
@@ -99,8 +100,53 @@ pub fn check_input(x: &[f32], shape: &[u64]) -> Result<()> {
     Ok(())
 }
 
+/// A frame ready to be written: header, stages and index payloads done, the value payload still to encode.
+pub struct EncodePlan<'a> {
+    head: Vec<u8>,
+    values: Cow<'a, [f32]>,
+    terminal: WireStage,
+    terminal_len: usize,
+}
+
+impl EncodePlan<'_> {
+    /// Exact byte length of the finished frame.
+    #[must_use]
+    pub fn frame_len(&self) -> usize {
+        self.head.len() + self.terminal_len + crate::frame::CHECKSUM_LEN
+    }
+
+    /// Writes the whole frame into `out` (exactly `frame_len()` bytes, zeroed).
+    pub fn write_into(&self, out: &mut [u8]) -> Result<()> {
+        if out.len() != self.frame_len() {
+            return Err(CodecError::param(format!(
+                "frame buffer is {} bytes, the frame needs {}",
+                out.len(),
+                self.frame_len()
+            )));
+        }
+        let (head, rest) = out.split_at_mut(self.head.len());
+        head.copy_from_slice(&self.head);
+        let (payload, crc) = rest.split_at_mut(self.terminal_len);
+        if !self.values.is_empty() {
+            encode_terminal(&self.terminal, &self.values, payload)?;
+        }
+        let sum = crc32c::crc32c_append(crc32c::crc32c(head), payload);
+        crc.copy_from_slice(&sum.to_le_bytes());
+        Ok(())
+    }
+}
+
 /// Encodes `x` (of the given shape) through `spec`; the same seed gives the same bytes.
 pub fn encode(spec: &Spec, x: &[f32], shape: &[u64], seed: u64) -> Result<Vec<u8>> {
+    let plan = plan(spec, x, shape, seed)?;
+    let mut frame = vec![0u8; plan.frame_len()];
+    plan.write_into(&mut frame)?;
+    Ok(frame)
+}
+
+/// Runs the sparsifiers and lays out everything but the value payload, so the caller can choose where
+/// the frame's bytes live (a Python `bytes` object, say) before the heavy kernel writes them.
+pub fn plan<'a>(spec: &Spec, x: &'a [f32], shape: &[u64], seed: u64) -> Result<EncodePlan<'a>> {
     check_input(x, shape)?;
     let stages = spec.stages();
     let mut values: Cow<'_, [f32]> = Cow::Borrowed(x);
@@ -155,9 +201,7 @@ pub fn encode(spec: &Spec, x: &[f32], shape: &[u64], seed: u64) -> Result<Vec<u8
     }
     let terminal = wire.last().expect("a Spec always ends in a terminal stage");
     let terminal_len = payload_len(&terminal.stage, values.len())?;
-    let mut w = Writer::with_capacity(
-        128 + terminal_len + sparse_payloads.iter().map(Vec::len).sum::<usize>(),
-    );
+    let mut w = Writer::with_capacity(64 + sparse_payloads.iter().map(Vec::len).sum::<usize>());
     Header {
         codec_id: stage_id(&wire[0].stage),
         n: x.len() as u64,
@@ -172,10 +216,12 @@ pub fn encode(spec: &Spec, x: &[f32], shape: &[u64], seed: u64) -> Result<Vec<u8
         w.u64(payload.len() as u64);
         w.bytes(payload);
     }
-    if !values.is_empty() {
-        encode_terminal(terminal, &values, w.reserve_slot(terminal_len))?;
-    }
-    Ok(w.finish())
+    Ok(EncodePlan {
+        head: w.into_bytes(),
+        terminal: terminal.clone(),
+        values,
+        terminal_len,
+    })
 }
 
 fn stage_id(stage: &Stage) -> u8 {

@@ -102,8 +102,11 @@ impl Codec {
         let shape = shape_of(&x);
         let data = contiguous(&x)?;
         let spec = &self.spec;
-        let frame = py.detach(|| pipeline::encode(spec, data, &shape, seed))?;
-        Ok(PyBytes::new(py, &frame))
+        let plan = py.detach(|| pipeline::plan(spec, data, &shape, seed))?;
+        // The kernel writes straight into the bytes object: no second copy of the frame.
+        PyBytes::new_with(py, plan.frame_len(), |buf| {
+            py.detach(|| plan.write_into(buf)).map_err(PyErr::from)
+        })
     }
 
     /// Encodes x + residual and leaves the part the codec lost in `residual` (error feedback).
@@ -197,13 +200,18 @@ fn decode<'py>(
     frame: &[u8],
     max_elements: u64,
 ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-    let (values, shape) = py.detach(|| -> Result<_, CoreError> {
-        let parsed = ParsedFrame::parse(frame, max_elements)?;
-        Ok((parsed.decode()?, parsed.header.shape.clone()))
-    })?;
-    values
-        .into_pyarray(py)
-        .reshape(IxDyn(&to_usize_shape(&shape)))
+    let parsed = py.detach(|| ParsedFrame::parse(frame, max_elements))?;
+    let shape = to_usize_shape(&parsed.header.shape);
+    // numpy allocates the output (huge pages for large arrays), the core adds into it.
+    let out = PyArrayDyn::<f32>::zeros(py, IxDyn(&shape), false);
+    {
+        let mut view = out.readwrite();
+        let slice = view
+            .as_slice_mut()
+            .map_err(|_| CodecError::new_err("numpy returned a non-contiguous array"))?;
+        py.detach(|| parsed.add_into(1.0, slice))?;
+    }
+    Ok(out)
 }
 
 /// What a frame holds, read without decoding the payload.

@@ -274,7 +274,10 @@ fn min_max(x: &[f32]) -> (f32, f32) {
 fn chunk_step(lo: f32, hi: f32, levels: f32) -> (f32, f32, f32) {
     const LIFT: f32 = 18_446_744_073_709_551_616.0; // 2^64: exact, keeps lifted subnormals normal
     let range = f64::from(hi) - f64::from(lo);
-    let step = ((range / f64::from(levels)) as f32).min(f32::MAX);
+    let mut step = ((range / f64::from(levels)) as f32).min(f32::MAX);
+    if range > 0.0 && step == 0.0 {
+        step = f32::from_bits(1); // the range/levels underflowed: the smallest subnormal still resolves it
+    }
     if step >= f32::MIN_POSITIVE {
         (step, (1.0 / step).min(f32::MAX), 1.0)
     } else if step > 0.0 {
@@ -293,8 +296,12 @@ mod tests {
 
     #[test]
     fn subnormal_ranges_keep_the_half_step_bound() {
-        let x = [8.4595e-41f32, 0.0, 3.0e-41, 1.0e-44];
-        for bits in [1, 2, 8, 16] {
+        // The second case has a range so small that range / 127 underflows to zero.
+        for (x, bits) in [1, 2, 7, 8, 16]
+            .into_iter()
+            .map(|b| ([8.4595e-41f32, 0.0, 3.0e-41, 1.0e-44], b))
+            .chain([([4.8e-44f32, 0.0, 0.0, 0.0], 7)])
+        {
             let p = QuantParams {
                 bits,
                 stochastic: false,

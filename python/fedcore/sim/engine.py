@@ -16,13 +16,26 @@ from fedcore.config import FLConfig
 from fedcore.data import FederatedData
 from fedcore.downlink import DownlinkSync
 from fedcore.layout import ParamLayout
+from fedcore.personalize import (
+    PersonalizationReport,
+    make_personalizer,
+    parse_personalize,
+    personalize_clients,
+)
 from fedcore.powersgd import PowerSGD
 from fedcore.records import RoundRecord, summarize
 from fedcore.selection import AvailabilityModel, RoundSelection, make_selector, select_round
 from fedcore.server import Downlink, combine
 from fedcore.sim.broadcast import mask_descriptor_bytes, send_control, send_models
 from fedcore.sim.memory import ClientMemory
-from fedcore.sim.seeds import CODEC_SEED, POWERSGD_SEED, STRAGGLER_SEED, TRAIN_SEED, derive_seed
+from fedcore.sim.seeds import (
+    CODEC_SEED,
+    PERSONALIZE_SEED,
+    POWERSGD_SEED,
+    STRAGGLER_SEED,
+    TRAIN_SEED,
+    derive_seed,
+)
 from fedcore.sim.workers import (
     Pool,
     RoundTask,
@@ -45,6 +58,7 @@ class SimResult:
 
     `clients` is what each client keeps for its next round; `downlink` is the server's record of the
     model each client holds (None without a downlink codec, when every client gets the weights as they are).
+    `personalization` holds every client's score before and after, when the config asks for it.
     """
 
     records: list[RoundRecord]
@@ -52,6 +66,7 @@ class SimResult:
     weights: Vector
     clients: ClientMemory
     downlink: DownlinkSync | None
+    personalization: PersonalizationReport | None = None
 
 
 def _evaluate(
@@ -71,15 +86,33 @@ def _evaluate(
     return central.accuracy, central.loss, (correct / total if total else None)
 
 
-def _train_config(config: FLConfig, strategy: Strategy) -> TrainConfig:
-    base = TrainConfig(
+def _local_config(config: FLConfig) -> TrainConfig:
+    return TrainConfig(
         epochs=config.local_epochs,
         lr=config.lr,
         batch_size=config.batch_size,
         momentum=config.momentum,
         weight_decay=config.weight_decay,
     )
-    return strategy.client_config(base)
+
+
+def _train_config(config: FLConfig, strategy: Strategy) -> TrainConfig:
+    return strategy.client_config(_local_config(config))
+
+
+def _personalize(
+    config: FLConfig, data: FederatedData, evaluator: ModelAdapter, weights: Vector
+) -> PersonalizationReport | None:
+    """Every client personalizes the final global model on its own data, in this process; nothing is sent."""
+    if config.personalize is None:
+        return None
+    spec = parse_personalize(config.personalize)
+    personalizer = make_personalizer(spec, _local_config(config))
+
+    def client_seed(client_id: int) -> int:
+        return derive_seed(config.seed, config.rounds, client_id, PERSONALIZE_SEED)
+
+    return personalize_clients(evaluator, data, weights, personalizer, config.personalize, client_seed)
 
 
 def simulate(
@@ -101,11 +134,16 @@ def simulate(
         records, state = _run_rounds(config, data, evaluator, pool, memory, sync, on_round)
     finally:
         pool.close()
+    t_personal = time.perf_counter()
+    personal = _personalize(config, data, evaluator, state.weights)
+    personalize_s = time.perf_counter() - t_personal
     wall_s = time.perf_counter() - start
     vectors = 2 if config.make_strategy().uses_control else 1
     summary = summarize(records, evaluator.layout.size, config.run_settings(), wall_s, vectors)
     summary["timing"]["workers"] = pool.size
-    return SimResult(records, summary, state.weights, memory, sync)
+    summary["timing"]["personalize_s"] = personalize_s
+    summary["personalization"] = personal.summary() if personal is not None else None
+    return SimResult(records, summary, state.weights, memory, sync, personal)
 
 
 def _run_rounds(

@@ -11,6 +11,7 @@ DOWNLINK_SEED = 3
 CONTROL_DOWNLINK_SEED = 4
 STRAGGLER_SEED = 5
 POWERSGD_SEED = 6
+PERSONALIZE_SEED = 7
 
 
 def derive_seed(seed: int, round_num: int, client_id: int, purpose: int) -> int:
