@@ -50,7 +50,7 @@ impl BitWriter {
     }
 }
 
-/// Reads bits LSB-first from untrusted bytes.
+/// Reads bits LSB-first from untrusted bytes, a 64-bit window at a time.
 struct BitReader<'a> {
     bytes: &'a [u8],
     pos: usize,
@@ -61,34 +61,50 @@ impl<'a> BitReader<'a> {
         Self { bytes, pos: 0 }
     }
 
-    fn bit(&mut self) -> Result<u64> {
-        let byte = self
-            .bytes
-            .get(self.pos / 8)
-            .ok_or_else(|| CodecError::frame("rice index stream ends early"))?;
-        let b = (byte >> (self.pos % 8)) & 1;
-        self.pos += 1;
-        Ok(u64::from(b))
+    fn bits_left(&self) -> usize {
+        self.bytes.len() * 8 - self.pos
     }
 
-    fn bits(&mut self, count: u32) -> Result<u64> {
-        let mut v = 0u64;
-        for i in 0..count {
-            v |= self.bit()? << i;
+    /// The next bits from `pos` (at least 57 valid when available), zero past the end.
+    fn window(&self) -> u64 {
+        let byte = self.pos / 8;
+        let mut buf = [0u8; 8];
+        if byte < self.bytes.len() {
+            let end = (byte + 8).min(self.bytes.len());
+            buf[..end - byte].copy_from_slice(&self.bytes[byte..end]);
         }
+        u64::from_le_bytes(buf) >> (self.pos % 8)
+    }
+
+    /// Reads `count` (<= 32) bits.
+    fn bits(&mut self, count: u32) -> Result<u64> {
+        if count as usize > self.bits_left() {
+            return Err(CodecError::frame("rice index stream ends early"));
+        }
+        let v = self.window() & ((1u64 << count) - 1);
+        self.pos += count as usize;
         Ok(v)
     }
 
     /// Counts one-bits up to the next zero, refusing runs longer than `limit`.
     fn unary(&mut self, limit: u64) -> Result<u64> {
         let mut q = 0u64;
-        while self.bit()? == 1 {
-            q += 1;
-            if q > limit {
-                return Err(CodecError::frame("rice quotient runs past the array"));
+        loop {
+            let avail = self.bits_left().min(57);
+            if avail == 0 {
+                return Err(CodecError::frame("rice index stream ends early"));
             }
+            let ones = (self.window().trailing_ones() as usize).min(avail);
+            q += ones as u64;
+            if q > limit {
+                return Err(CodecError::frame("rice index quotient runs past the array"));
+            }
+            if ones < avail {
+                self.pos += ones + 1;
+                return Ok(q);
+            }
+            self.pos += ones;
         }
-        Ok(q)
     }
 }
 
@@ -176,10 +192,8 @@ pub fn decode(bytes: &[u8], n: usize, k: usize) -> Result<Vec<u32>> {
             stream.len() - used_bytes
         )));
     }
-    while r.pos < used_bytes * 8 {
-        if r.bit()? != 0 {
-            return Err(CodecError::frame("rice index stream has non-zero padding"));
-        }
+    if r.pos % 8 != 0 && stream[used_bytes - 1] >> (r.pos % 8) != 0 {
+        return Err(CodecError::frame("rice index stream has non-zero padding"));
     }
     Ok(out)
 }
