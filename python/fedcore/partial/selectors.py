@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -85,9 +86,10 @@ class RandomMaskSelector(MaskSelector):
 
 
 @dataclass(frozen=True)
-class TopKMagnitudeSelector(MaskSelector):
-    """The largest |weights|; the mask follows the weights, so coverage of small ones is not guaranteed."""
+class _LargestScoresSelector(MaskSelector):
+    """Keeps the coordinates with the largest |score|; subclasses say what the score is."""
 
+    prefix: ClassVar[str]
     fraction: float
 
     def __post_init__(self) -> None:
@@ -95,7 +97,12 @@ class TopKMagnitudeSelector(MaskSelector):
 
     @property
     def spec(self) -> str:
-        return f"topk:{self.fraction!r}"
+        return f"{self.prefix}:{self.fraction!r}"
+
+    @abstractmethod
+    def _scores(
+        self, weights: NDArray[np.float32], gradient: NDArray[np.float32] | None
+    ) -> NDArray[np.float32]: ...
 
     def select(
         self,
@@ -105,35 +112,35 @@ class TopKMagnitudeSelector(MaskSelector):
         gradient: NDArray[np.float32] | None = None,
     ) -> Mask:
         _check_inputs(weights, layout)
-        return _largest_magnitudes(weights, self.fraction)
+        return _largest_magnitudes(self._scores(weights, gradient), self.fraction)
 
 
 @dataclass(frozen=True)
-class GradientMaskSelector(MaskSelector):
+class TopKMagnitudeSelector(_LargestScoresSelector):
+    """The largest |weights|; the mask follows the weights, so coverage of small ones is not guaranteed."""
+
+    prefix: ClassVar[str] = "topk"
+
+    def _scores(
+        self, weights: NDArray[np.float32], gradient: NDArray[np.float32] | None
+    ) -> NDArray[np.float32]:
+        return weights
+
+
+@dataclass(frozen=True)
+class GradientMaskSelector(_LargestScoresSelector):
     """The largest |gradient| (or |update|): share what is changing most."""
 
-    fraction: float
+    prefix: ClassVar[str] = "gradient"
 
-    def __post_init__(self) -> None:
-        _check_fraction(self.fraction)
-
-    @property
-    def spec(self) -> str:
-        return f"gradient:{self.fraction!r}"
-
-    def select(
-        self,
-        round: int,
-        weights: NDArray[np.float32],
-        layout: ParamLayout,
-        gradient: NDArray[np.float32] | None = None,
-    ) -> Mask:
-        _check_inputs(weights, layout)
+    def _scores(
+        self, weights: NDArray[np.float32], gradient: NDArray[np.float32] | None
+    ) -> NDArray[np.float32]:
         if gradient is None:
             raise ValueError("GradientMaskSelector needs the gradient (or last update) to select from")
         if gradient.shape != weights.shape:
             raise ValueError(f"gradient has shape {gradient.shape}, weights have {weights.shape}")
-        return _largest_magnitudes(gradient, self.fraction)
+        return gradient
 
 
 @dataclass(frozen=True)
