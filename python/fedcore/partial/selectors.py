@@ -60,19 +60,36 @@ class MaskSelector(ABC):
 
 
 @dataclass(frozen=True)
-class RandomMaskSelector(MaskSelector):
-    """A fresh seeded mask each round: 24 bytes describe it, and every coordinate is synced eventually."""
+class _FractionSelector(MaskSelector):
+    """A selector named by `PREFIX:FRACTION`, the form `parse_partial` reads back."""
 
+    prefix: ClassVar[str]
     fraction: float
-    seed: int = 0
 
     def __post_init__(self) -> None:
         _check_fraction(self.fraction)
-        _check_seed(self.seed)
 
     @property
     def spec(self) -> str:
-        return f"random:{self.fraction!r}"
+        return f"{self.prefix}:{self.fraction!r}"
+
+
+@dataclass(frozen=True)
+class _SeededFractionSelector(_FractionSelector):
+    """A fraction selector whose choices are seeded, so server and clients derive the same masks."""
+
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_seed(self.seed)
+
+
+@dataclass(frozen=True)
+class RandomMaskSelector(_SeededFractionSelector):
+    """A fresh seeded mask each round: 24 bytes describe it, and every coordinate is synced eventually."""
+
+    prefix: ClassVar[str] = "random"
 
     def select(
         self,
@@ -86,18 +103,8 @@ class RandomMaskSelector(MaskSelector):
 
 
 @dataclass(frozen=True)
-class _LargestScoresSelector(MaskSelector):
+class _LargestScoresSelector(_FractionSelector):
     """Keeps the coordinates with the largest |score|; subclasses say what the score is."""
-
-    prefix: ClassVar[str]
-    fraction: float
-
-    def __post_init__(self) -> None:
-        _check_fraction(self.fraction)
-
-    @property
-    def spec(self) -> str:
-        return f"{self.prefix}:{self.fraction!r}"
 
     @abstractmethod
     def _scores(
@@ -144,19 +151,10 @@ class GradientMaskSelector(_LargestScoresSelector):
 
 
 @dataclass(frozen=True)
-class StructuredMaskSelector(MaskSelector):
+class StructuredMaskSelector(_SeededFractionSelector):
     """Whole tensors in ceil(1/fraction) size-balanced groups, one per round: each is shared regularly."""
 
-    fraction: float
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        _check_fraction(self.fraction)
-        _check_seed(self.seed)
-
-    @property
-    def spec(self) -> str:
-        return f"structured:{self.fraction!r}"
+    prefix: ClassVar[str] = "structured"
 
     def groups(self, layout: ParamLayout) -> list[list[int]]:
         """Tensor indices per group: largest tensors first into the lightest group (seeded tie-breaks)."""
