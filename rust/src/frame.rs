@@ -60,24 +60,14 @@ impl Writer {
     pub fn into_bytes(self) -> Vec<u8> {
         self.buf
     }
+}
 
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.buf.len()
-    }
-
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
-    }
-
-    /// Seals the frame with the crc32c of everything written so far.
-    #[must_use]
-    pub fn finish(mut self) -> Vec<u8> {
-        let crc = crc32c::crc32c(&self.buf);
-        self.u32(crc);
-        self.buf
-    }
+/// Appends the crc32c of `body`, making it a frame (tests and tools build frames by hand this way).
+#[must_use]
+pub fn seal(mut body: Vec<u8>) -> Vec<u8> {
+    let crc = crc32c::crc32c(&body);
+    body.extend_from_slice(&crc.to_le_bytes());
+    body
 }
 
 /// Reads little-endian fields from untrusted bytes; every read is bounds-checked.
@@ -256,7 +246,7 @@ mod tests {
         }
         .write(&mut w);
         w.bytes(&[9; 5]);
-        w.finish()
+        seal(w.into_bytes())
     }
 
     #[test]
