@@ -10,7 +10,7 @@ SIM_ARGS ?=
 RUST_SOURCES := $(shell find rust/src -name '*.rs') Cargo.toml
 PY_META := pyproject.toml
 
-.PHONY: help sim test lint rust-test py-test bench bench-rust fuzz clean
+.PHONY: help sim study test lint rust-test py-test bench bench-rust fuzz clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ $(STAMP): $(BIN)/python $(RUST_SOURCES) $(PY_META)
 
 sim: $(STAMP) ## set up and run the default simulation (digits, 100 clients, FedAvg, torch)
 	$(BIN)/fedcore sim --out runs/default $(SIM_ARGS)
+
+study: $(STAMP) ## the accuracy-per-byte study (216 runs, about 35 min on 2 cores): runs/study/results.md
+	$(BIN)/fedcore sweep --out runs/study
 
 test: lint rust-test py-test ## set up and run every check: fmt, clippy, cargo test, ruff, mypy, pytest
 

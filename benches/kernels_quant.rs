@@ -38,7 +38,9 @@ fn quant(c: &mut Criterion, x: &[f32]) {
             chunk: CHUNK,
         };
         let mut out = vec![0u8; quantize_len(N, &p)];
-        c.bench_function(name, |b| b.iter(|| quantize(black_box(x), &p, 7, &mut out)));
+        c.bench_function(name, |b| {
+            b.iter(|| quantize(black_box(x), &p, 7, &mut out).unwrap());
+        });
     }
     for bits in [8, 4] {
         let p = QuantParams {
@@ -47,7 +49,7 @@ fn quant(c: &mut Criterion, x: &[f32]) {
             chunk: CHUNK,
         };
         let mut bytes = vec![0u8; quantize_len(N, &p)];
-        quantize(x, &p, 7, &mut bytes);
+        quantize(x, &p, 7, &mut bytes).unwrap();
         let mut y = vec![0f32; N];
         c.bench_function(&format!("dequantize {bits}-bit"), |b| {
             b.iter(|| dequantize_add(black_box(&bytes), N, &p, 1.0, &mut y).unwrap());

@@ -22,6 +22,16 @@ DEFAULT_LADDER = (
 _PROBE_SEED = 0
 
 
+def parse_ladder(text: str | None) -> tuple[str, ...]:
+    """A ladder from comma-separated specs, best quality first (codec specs never contain a comma)."""
+    if text is None:
+        return DEFAULT_LADDER
+    ladder = tuple(spec.strip() for spec in text.split(","))
+    if not all(ladder):
+        raise ValueError(f"adaptive ladder has an empty spec: {text!r}")
+    return ladder
+
+
 def megabits_to_bytes_per_s(mbps: float) -> float:
     """The simulator reports bandwidth in Mbit/s; the policy works in bytes/s."""
     return mbps * 1e6 / 8

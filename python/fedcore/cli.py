@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from rich.table import Table
 
 from fedcore.compression import CodecUnavailableError
 from fedcore.config import BACKENDS, MODELS, FLConfig, load_config
-from fedcore.records import RoundRecord, RoundsWriter, write_jsonl, write_summary
+from fedcore.records import RoundRecord
 from fedcore.selection import SELECTION_NAMES, InsufficientClientsError
 from fedcore.sim.workers import WorkerError
 
@@ -57,6 +58,7 @@ _SIM_FLAGS: tuple[tuple[str, type, str], ...] = (
         "finetune:EPOCHS | fedrep[:HEAD_EPOCHS[,BODY_EPOCHS]] | ditto:LAMBDA",
     ),
     ("--powersgd", int, "PowerSGD rank for the uplink (warm start, error feedback); replaces --codec"),
+    ("--adaptive-ladder", str, "codec specs for --adaptive, best first, comma-separated (default: 8 rungs)"),
     ("--dropout", float, "probability that a selected client never answers"),
     ("--stragglers", float, "share of clients that run a random 1..E local epochs (system heterogeneity)"),
     ("--min-clients", int, "fail a round with fewer answering clients than this"),
@@ -73,6 +75,14 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--config", type=Path, help="TOML file with FLConfig fields; flags override it")
     for flag, kind, text in _SIM_FLAGS:
         sim.add_argument(flag, type=kind, help=text)
+    sim.add_argument(
+        "--adaptive",
+        dest="adaptive_deadline_s",
+        type=float,
+        metavar="DEADLINE_S",
+        help="per client and round, the best --adaptive-ladder codec whose upload over the simulated "
+        "bandwidth ends within DEADLINE_S seconds of the round start; replaces --codec",
+    )
     sim.add_argument("--backend", choices=BACKENDS, help="training backend")
     sim.add_argument("--model", choices=MODELS, help="model architecture")
     sim.add_argument("--selection", choices=SELECTION_NAMES, help="client selection")
@@ -83,14 +93,49 @@ def _parser() -> argparse.ArgumentParser:
         help="keep a per-client error-feedback residual for the uplink codec",
     )
     sim.add_argument(
+        "--local-head",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="FedRep in rounds: each client keeps its own output layer and uploads only the body; "
+        "--personalize fedrep:HEAD_EPOCHS,BODY_EPOCHS sets the epochs (default: --local-epochs each)",
+    )
+    sim.add_argument(
+        "--ditto-rounds",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with --personalize ditto:LAMBDA, every selected client also trains its personal model "
+        "in each round it takes part (instead of once after the last round)",
+    )
+    sim.add_argument(
         "--eval-clients",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="also report the global model's mean accuracy on the clients' own test splits",
     )
+    _add_sweep_parser(sub)
     report = sub.add_parser("report", help="plot accuracy and bytes per round of a finished run")
     report.add_argument("run_dir", type=Path, help="directory holding rounds.jsonl")
     return parser
+
+
+def _add_sweep_parser(sub: Any) -> None:
+    sweep = sub.add_parser(
+        "sweep", help="run the accuracy-per-byte study (or your own plan) and write results.md + a PNG"
+    )
+    sweep.add_argument("--plan", type=Path, help="TOML sweep plan (default: the built-in study)")
+    sweep.add_argument("--out", type=Path, default=Path("runs/sweep"), help="folder for runs and results")
+    sweep.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="simulations at a time")
+    sweep.add_argument("--seeds", type=_int_list, help="comma-separated seeds, replacing the plan's")
+    sweep.add_argument("--datasets", type=_str_list, help="comma-separated subset of the plan's datasets")
+    sweep.add_argument("--dry-run", action="store_true", help="list the runs and exit")
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(","))
+
+
+def _str_list(text: str) -> tuple[str, ...]:
+    return tuple(part for part in text.split(",") if part)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -139,10 +184,17 @@ def _summary_table(summary: dict[str, Any], out: Path) -> Table:
         "downlink_bytes",
         "uplink_ratio",
         "dropouts",
+        "diverged_updates",
         "unavailable",
         "wall_s",
     ):
         table.add_row(key, fmt(summary[key]))
+    picks = summary.get("adaptive_codecs")
+    if picks is not None:
+        table.add_row("adaptive codecs", ", ".join(f"{spec} x{count}" for spec, count in picks.items()))
+        table.add_row("late uploads", fmt(summary["late_uploads"]))
+    if summary.get("final_personal_accuracy") is not None:
+        table.add_row("final_personal_accuracy", fmt(summary["final_personal_accuracy"]))
     personal = summary.get("personalization")
     if personal is not None:
         for key in ("mean_before", "mean_after", "worst_decile_before", "worst_decile_after"):
@@ -151,22 +203,62 @@ def _summary_table(summary: dict[str, Any], out: Path) -> Table:
 
 
 def run_sim(config: FLConfig, console: Console) -> dict[str, Any]:
-    """Stream rounds to OUT/rounds.jsonl, then write OUT/summary.json and any per-client personalization."""
-    from fedcore.sim import simulate
+    """Simulate into config.out (see `simulate_to_dir`) and print the summary table."""
+    from fedcore.sim import simulate_to_dir
 
-    out = Path(config.out)
-    with RoundsWriter(out / "rounds.jsonl") as writer, _progress(console, config.rounds) as advance:
-
-        def on_round(record: RoundRecord) -> None:
-            writer.write(record)
-            advance(record)
-
-        result = simulate(config, on_round)
-    write_summary(out / "summary.json", result.summary)
-    if result.personalization is not None:
-        write_jsonl(out / "personalization.jsonl", [s.to_dict() for s in result.personalization.scores])
-    console.print(_summary_table(result.summary, out))
+    with _progress(console, config.rounds) as advance:
+        result = simulate_to_dir(config, advance)
+    console.print(_summary_table(result.summary, Path(config.out)))
     return result.summary
+
+
+def run_sweep_command(
+    args: argparse.Namespace, console: Console, err: Console, argv: Sequence[str] | None
+) -> int:
+    """Plan, run what is not on disk yet, then write results.md, results.json and accuracy_vs_bytes.png."""
+    from fedcore.sweep import builtin_plan, collect_cells, load_plan, run_sweep
+    from fedcore.sweep.document import write_results
+    from fedcore.sweep.plan import RunSpec
+    from fedcore.sweep.plot import plot_accuracy_vs_bytes
+    from fedcore.sweep.runner import SweepRunError
+
+    try:
+        plan = load_plan(args.plan) if args.plan is not None else builtin_plan()
+        if args.seeds is not None:
+            plan = plan.with_seeds(args.seeds)
+        if args.datasets is not None:
+            plan = plan.with_datasets(args.datasets)
+        specs = plan.runs(args.out / "runs")
+    except (OSError, ValueError, CodecUnavailableError) as exc:
+        err.print(f"[red]invalid sweep:[/red] {exc}")
+        return 2
+    if args.dry_run:
+        for spec in specs:
+            console.print(f"{spec.run_dir}  {spec.setting.overrides}")
+        console.print(f"{len(specs)} runs")
+        return 0
+    total = len(specs)
+    done = 0
+
+    def report(spec: RunSpec, summary: dict[str, Any], reused: bool) -> None:
+        nonlocal done
+        done += 1
+        how = "on disk" if reused else f"{summary['wall_s']:.0f} s"
+        console.print(
+            f"[{done}/{total}] {spec.dataset} {spec.partition} {spec.setting.name} seed {spec.seed}: "
+            f"accuracy {summary['final_accuracy']:.4f}, {summary['uplink_ratio']:.1f}x less uplink ({how})"
+        )
+
+    try:
+        summaries = run_sweep(specs, args.jobs, report)
+    except (SweepRunError, ValueError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        return 1
+    cells = collect_cells(plan, specs, summaries)
+    png = plot_accuracy_vs_bytes(cells, args.out / "accuracy_vs_bytes.png")
+    command = "fedcore " + " ".join(argv if argv is not None else sys.argv[1:])
+    console.print(f"wrote {write_results(plan, cells, args.out, command, png)} and {png}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -183,6 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         console.print(f"wrote {path}")
         return 0
+    if args.command == "sweep":
+        return run_sweep_command(args, console, err, argv)
     try:
         config = load_config(args.config, _overrides(args))
     except (OSError, ValueError, CodecUnavailableError) as exc:

@@ -80,6 +80,8 @@ class Encoder:
         """(payload, new residual); with error feedback, residual = (x + old residual) - decode(frame)."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         if self._codec is None:
+            if self.error_feedback and residual is not None:
+                return (x + residual).astype(np.float32), None  # raw floats deliver the whole residual
             return x, None
         if not self.error_feedback:
             return bytes(self._codec.encode(x, seed=seed)), None

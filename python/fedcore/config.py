@@ -81,7 +81,11 @@ class FLConfig:
     error_feedback: bool = False
     partial: str | None = None  # share a masked subset per round: random:F, topk:F, gradient:F, structured:F
     powersgd: int | None = None  # PowerSGD rank; replaces the uplink codec
-    personalize: str | None = None  # after the last round: finetune:E, fedrep[:HEAD[,BODY]], ditto:LAMBDA
+    adaptive_deadline_s: float | None = None  # each client picks the best ladder codec that meets it
+    adaptive_ladder: str | None = None  # comma-separated codec specs, best first; None: the default ladder
+    personalize: str | None = None  # finetune:E, fedrep[:HEAD[,BODY]], ditto:LAMBDA; after the last round
+    local_head: bool = False  # FedRep in rounds: each client keeps its own head; only the body is shared
+    ditto_rounds: bool = False  # Ditto in rounds: with personalize=ditto:LAMBDA, personal models every round
     selection: str = "random"
     poc_candidates: int | None = None
     dropout: float = 0.0
@@ -133,13 +137,16 @@ class FLConfig:
             raise ValueError(f"test_fraction must lie in (0, 1), got {self.test_fraction}")
         if self.workers is not None and self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
-        if self.error_feedback and self.codec in (None, "none"):
-            raise ValueError("error_feedback needs a lossy uplink codec (--codec)")
+        sends_all = self.codec in (None, "none") and self.adaptive_deadline_s is None and self.partial is None
+        if self.error_feedback and sends_all:
+            raise ValueError("error_feedback needs a lossy upload: --codec, --partial or --adaptive")
         _check_upload_mode(self)
+        _check_adaptive(self)
         if self.personalize is not None:
             from fedcore.personalize.spec import parse_personalize
 
             parse_personalize(self.personalize)  # raises on a bad spec
+        _check_personal_rounds(self)
         self.make_strategy()  # raises on a bad spec or server parameters
 
     def make_strategy(self) -> Strategy:
@@ -169,8 +176,6 @@ def _check_upload_mode(config: FLConfig) -> None:
         from fedcore.partial import parse_partial
 
         parse_partial(config.partial, config.seed)  # raises on a bad spec
-        if config.error_feedback:
-            raise ValueError("partial sharing does not combine with error_feedback")
     if config.powersgd is None:
         return
     if config.powersgd < 1:
@@ -179,6 +184,62 @@ def _check_upload_mode(config: FLConfig) -> None:
         raise ValueError("powersgd and partial sharing are two different uploads; pick one")
     if config.codec not in (None, "none") or config.error_feedback:
         raise ValueError("powersgd replaces the uplink codec and keeps its own error feedback; drop --codec")
+
+
+def _check_personal_rounds(config: FLConfig) -> None:
+    """A local head fixes what is uploaded and how clients train; Ditto in rounds needs its lambda."""
+    from fedcore.backends.base import TrainConfig
+    from fedcore.personalize.spec import parse_personalize
+
+    method = parse_personalize(config.personalize).method if config.personalize is not None else None
+    if config.ditto_rounds:
+        if method != "ditto":
+            raise ValueError("ditto_rounds needs personalize=ditto:LAMBDA (--personalize ditto:LAMBDA)")
+        if config.backend == "sklearn":
+            raise ValueError("ditto_rounds pulls through a per-step gradient correction; use torch or mlx")
+    if not config.local_head:
+        return
+    if method not in (None, "fedrep"):
+        raise ValueError(
+            f"local_head is FedRep in rounds; personalize may only be fedrep[:H[,B]], got {method}"
+        )
+    plain = TrainConfig()
+    strategy = config.make_strategy()
+    excluded = {
+        "partial": config.partial is not None,
+        "powersgd": config.powersgd is not None,
+        "stragglers": config.stragglers > 0.0,
+        "momentum": config.momentum > 0.0,
+        f"strategy {config.strategy}": strategy.uses_control or strategy.client_config(plain) != plain,
+    }
+    for name, is_set in excluded.items():
+        if is_set:
+            raise ValueError(
+                f"local_head uploads the body after fixed head and body epochs of plain SGD; drop {name} "
+                "(partial sharing and PowerSGD pick their own upload, stragglers their own epochs; "
+                "momentum, FedProx and SCAFFOLD change the local steps)"
+            )
+
+
+def _check_adaptive(config: FLConfig) -> None:
+    """Adaptive compression picks each client's uplink codec, so no other setting may fix it."""
+    if config.adaptive_deadline_s is None:
+        if config.adaptive_ladder is not None:
+            raise ValueError("adaptive_ladder needs adaptive_deadline_s (--adaptive DEADLINE_S)")
+        return
+    if not config.adaptive_deadline_s > 0.0:
+        raise ValueError(f"adaptive_deadline_s must be > 0, got {config.adaptive_deadline_s}")
+    fixed = {
+        "codec": config.codec not in (None, "none"),
+        "powersgd": config.powersgd is not None,
+        "partial": config.partial is not None,
+    }
+    for name, is_set in fixed.items():
+        if is_set:
+            raise ValueError(f"adaptive compression picks each client's codec; drop {name} (--{name})")
+    from fedcore.adaptive import AdaptiveCodecPolicy, parse_ladder
+
+    AdaptiveCodecPolicy(parse_ladder(config.adaptive_ladder), config.adaptive_deadline_s)  # checks every spec
 
 
 _FIELD_TYPES: dict[str, str] = {f.name: str(f.type) for f in dataclasses.fields(FLConfig)}

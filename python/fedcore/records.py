@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Self, TextIO
 
@@ -31,6 +32,10 @@ class RoundRecord:
     eval_s: float  # evaluating the new global model
     client_accuracy: float | None = None
     mask_fraction: float | None = None  # share of coordinates uploaded under partial sharing
+    codecs: dict[str, int] | None = None  # adaptive compression: clients per picked codec spec
+    late: list[int] | None = None  # adaptive: clients whose smallest upload still missed the deadline
+    personal_accuracy: float | None = None  # in-round personalization: mean over clients, own model, own test
+    diverged: list[int] = field(default_factory=list)  # clients whose training went non-finite: dropped
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,12 +89,17 @@ def summarize(
     raw_downlink = raw * sum(r.selected for r in records)
     last = records[-1] if records else None
     fractions = [r.mask_fraction for r in records if r.mask_fraction is not None]
+    adaptive = [r for r in records if r.codecs is not None]
+    picks: Counter[str] = Counter()
+    for r in adaptive:
+        picks.update(r.codecs or {})
     return {
         "rounds": len(records),
         "final_accuracy": last.accuracy if last else None,
         "final_loss": last.loss if last else None,
         "best_accuracy": max((r.accuracy for r in records), default=None),
         "final_client_accuracy": last.client_accuracy if last else None,
+        "final_personal_accuracy": last.personal_accuracy if last else None,
         "uplink_bytes": uplink,
         "downlink_bytes": downlink,
         "uplink_ratio": raw_uplink / uplink if uplink else None,
@@ -97,10 +107,13 @@ def summarize(
         "model_size": model_size,
         "updates_aggregated": sum(len(r.clients) for r in records),
         "dropouts": sum(len(r.dropouts) for r in records),
+        "diverged_updates": sum(len(r.diverged) for r in records),
         "unavailable": sum(r.unavailable for r in records),
         "partial": config.get("partial"),
         "mean_mask_fraction": sum(fractions) / len(fractions) if fractions else None,
         "powersgd_rank": config.get("powersgd"),
+        "adaptive_codecs": dict(sorted(picks.items())) if adaptive else None,
+        "late_uploads": sum(len(r.late or ()) for r in adaptive) if adaptive else None,
         "config": dict(config),
         "wall_s": wall_s,
         "timing": {

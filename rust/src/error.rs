@@ -31,6 +31,14 @@ impl CodecError {
     pub(crate) fn frame(msg: impl Into<String>) -> Self {
         Self::Frame(msg.into())
     }
+
+    /// The refusal of an input whose first NaN/Inf is `value` at flat `index`, worded alike by
+    /// the up-front scan and by kernels that spot it in their own pass.
+    pub(crate) fn non_finite(index: usize, value: f32) -> Self {
+        Self::input(format!(
+            "input holds a non-finite value ({value}) at flat index {index}"
+        ))
+    }
 }
 
 /// Result alias used across the crate.

@@ -4,6 +4,7 @@
 
 pub mod accumulator;
 pub mod bitpack;
+pub mod checksum;
 pub mod eden;
 pub mod error;
 pub mod frame;

@@ -74,6 +74,17 @@ fn first_non_finite(x: &[f32]) -> Option<usize> {
 
 /// Checks what every encoder needs: a non-empty, finite array whose shape matches its length.
 pub fn check_input(x: &[f32], shape: &[u64]) -> Result<()> {
+    check_shape(x, shape)?;
+    check_finite(x)
+}
+
+/// Refuses an array holding a NaN/Inf, naming the first one.
+fn check_finite(x: &[f32]) -> Result<()> {
+    first_non_finite(x).map_or(Ok(()), |i| Err(CodecError::non_finite(i, x[i])))
+}
+
+/// Refuses an empty array, or a shape that does not hold exactly its elements.
+fn check_shape(x: &[f32], shape: &[u64]) -> Result<()> {
     if x.is_empty() {
         return Err(CodecError::input("cannot encode an empty array"));
     }
@@ -89,12 +100,6 @@ pub fn check_input(x: &[f32], shape: &[u64]) -> Result<()> {
             "{} dimensions exceed the limit of {}",
             shape.len(),
             crate::frame::MAX_NDIM
-        )));
-    }
-    if let Some(i) = first_non_finite(x) {
-        return Err(CodecError::input(format!(
-            "input holds a non-finite value ({}) at flat index {i}",
-            x[i]
         )));
     }
     Ok(())
@@ -130,7 +135,7 @@ impl EncodePlan<'_> {
         if !self.values.is_empty() {
             encode_terminal(&self.terminal, &self.values, payload)?;
         }
-        let sum = crc32c::crc32c_append(crc32c::crc32c(head), payload);
+        let sum = crate::checksum::crc32c_append(crc32c::crc32c(head), payload);
         crc.copy_from_slice(&sum.to_le_bytes());
         Ok(())
     }
@@ -147,8 +152,13 @@ pub fn encode(spec: &Spec, x: &[f32], shape: &[u64], seed: u64) -> Result<Vec<u8
 /// Runs the sparsifiers and lays out everything but the value payload, so the caller can choose where
 /// the frame's bytes live (a Python `bytes` object, say) before the heavy kernel writes them.
 pub fn plan<'a>(spec: &Spec, x: &'a [f32], shape: &[u64], seed: u64) -> Result<EncodePlan<'a>> {
-    check_input(x, shape)?;
+    check_shape(x, shape)?;
     let stages = spec.stages();
+    // The quantizer refuses NaN/Inf, with the same error, from the min/max pass it makes anyway,
+    // so a quantize-only spec reads the input once; every other first stage needs the scan.
+    if !matches!(stages, [Stage::Quantize(_)]) {
+        check_finite(x)?;
+    }
     let mut values: Cow<'_, [f32]> = Cow::Borrowed(x);
     let mut wire = Vec::with_capacity(stages.len());
     let mut sparse_payloads = Vec::new();
@@ -416,7 +426,7 @@ fn encode_terminal(ws: &WireStage, values: &[f32], out: &mut [u8]) -> Result<()>
                     }
                 });
         }
-        Stage::Quantize(p) => quantize(values, p, ws.seed, out),
+        Stage::Quantize(p) => quantize(values, p, ws.seed, out)?,
         Stage::Qsgd(p) => qsgd_encode(values, p, ws.seed, out),
         Stage::Eden(p) => eden_encode(values, p, ws.seed, out),
         Stage::Sign(p) => sign_encode(values, p, out),
@@ -793,6 +803,18 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("float16"));
+    }
+
+    #[test]
+    fn every_spec_refuses_non_finite_input_alike() {
+        let mut x = data(100_000, 7);
+        x[77_777] = f32::NAN;
+        x[90_000] = f32::INFINITY;
+        let expected = CodecError::non_finite(77_777, f32::NAN);
+        for text in SPECS {
+            let err = encode(&Spec::parse(text).unwrap(), &x, &[100_000], 1).unwrap_err();
+            assert_eq!(err, expected, "{text}");
+        }
     }
 
     #[test]

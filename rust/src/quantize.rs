@@ -1,5 +1,7 @@
 //! Per-chunk uniform min/max quantization to 1..=16 bits, round-to-nearest or unbiased stochastic.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use crate::bitpack::{
     decode_runs, dispatch_bits, encode_runs, f32_at, ChunkedLayout, Code, RunDecoder, RunEncoder,
     MAX_BITS,
@@ -56,10 +58,11 @@ pub fn quantize_len(n: usize, p: &QuantParams) -> usize {
 /// Quantizes `x` into `out` (`out.len() == quantize_len(x.len(), p)`); `seed` keys the stochastic
 /// rounding of element `i` through `(seed, i)` only, so the bytes do not depend on thread count.
 ///
-/// Expects validated `p` and finite `x` whose per-chunk `max - min` is finite in f32 (true when
-/// every `|x| < 1.7e38`). Round-to-nearest keeps every element within `step / 2` (plus float
-/// rounding) of its decoded value.
-pub fn quantize(x: &[f32], p: &QuantParams, seed: u64, out: &mut [u8]) {
+/// Refuses a NaN/Inf, naming the first, from the min/max pass every chunk makes anyway: callers
+/// need not scan `x` first (`out` then holds garbage). Expects validated `p` and per-chunk
+/// `max - min` finite in f32 (true when every `|x| < 1.7e38`). Round-to-nearest keeps every
+/// element within `step / 2` (plus float rounding) of its decoded value.
+pub fn quantize(x: &[f32], p: &QuantParams, seed: u64, out: &mut [u8]) -> Result<()> {
     debug_assert!(p.problem().is_none(), "{p:?}");
     assert_eq!(
         out.len(),
@@ -67,12 +70,22 @@ pub fn quantize(x: &[f32], p: &QuantParams, seed: u64, out: &mut [u8]) {
         "quantize output length"
     );
     let stochastic = p.stochastic;
+    let first_bad = AtomicUsize::new(usize::MAX);
     p.layout().par_encode(x, out, |first, xs, head, codes| {
-        dispatch_bits!(
+        let encoded = dispatch_bits!(
             p.bits,
             encode_chunk(xs, first, stochastic.then_some(seed), head, codes)
         );
+        if !encoded {
+            if let Some(i) = xs.iter().position(|v| !v.is_finite()) {
+                first_bad.fetch_min(first + i, Ordering::Relaxed);
+            }
+        }
     });
+    match first_bad.into_inner() {
+        i if i < x.len() => Err(CodecError::non_finite(i, x[i])),
+        _ => Ok(()),
+    }
 }
 
 /// Decodes a payload of `n` elements and adds `weight * value` into `out` (`out.len() == n`).
@@ -138,9 +151,11 @@ struct Scaler {
 }
 
 impl Scaler {
+    /// `LIFTED` applies `pre`; normal steps skip it, a multiply by 1 in the hottest loop.
     #[inline]
-    fn scaled(self, v: f32) -> f32 {
-        let t = ((v - self.lo) * self.pre) * self.inv_step;
+    fn scaled<const LIFTED: bool>(self, v: f32) -> f32 {
+        let d = v - self.lo;
+        let t = if LIFTED { d * self.pre } else { d } * self.inv_step;
         if t < self.levels {
             t
         } else {
@@ -149,15 +164,15 @@ impl Scaler {
     }
 }
 
-/// Round-to-nearest codes.
-struct NearestEncoder(Scaler);
+/// Round-to-nearest codes; `LIFTED` for subnormal steps (see [`Scaler::scaled`]).
+struct NearestEncoder<const LIFTED: bool>(Scaler);
 
-impl RunEncoder for NearestEncoder {
+impl<const LIFTED: bool> RunEncoder for NearestEncoder<LIFTED> {
     #[inline]
     fn encode_run<C: Code>(&self, _offset: usize, input: &[f32], codes: &mut [C]) {
         let s = self.0;
         for (c, &v) in codes.iter_mut().zip(input) {
-            *c = C::from_u32((s.scaled(v) + ROUND_MAGIC).to_bits() & 0xFFFF);
+            *c = C::from_u32((s.scaled::<LIFTED>(v) + ROUND_MAGIC).to_bits() & 0xFFFF);
         }
     }
 }
@@ -181,7 +196,7 @@ impl RunEncoder for StochasticEncoder {
             let u = &mut u[..xs.len()];
             fill_uniforms(self.seed, self.first + offset + k * UNIFORM_RUN, u);
             for ((c, &v), &u) in cs.iter_mut().zip(xs).zip(u.iter()) {
-                *c = C::from_u32(stochastic_floor(s.scaled(v), u));
+                *c = C::from_u32(stochastic_floor(s.scaled::<true>(v), u));
             }
         }
     }
@@ -190,15 +205,18 @@ impl RunEncoder for StochasticEncoder {
 /// Uniforms drawn per stack buffer; even, so pairs of elements never straddle two buffers.
 const UNIFORM_RUN: usize = 256;
 
+/// Encodes one chunk; false, writing nothing, if it holds a NaN/Inf.
 fn encode_chunk<const B: u32>(
     x: &[f32],
     first: usize,
     seed: Option<u64>,
     head: &mut [u8],
     codes: &mut [u8],
-) {
+) -> bool {
     let levels = ((1u32 << B) - 1) as f32;
-    let (lo, hi) = min_max(x);
+    let Some((lo, hi)) = finite_range(x) else {
+        return false;
+    };
     let (step, inv_step, pre) = chunk_step(lo, hi, levels);
     head[..4].copy_from_slice(&lo.to_le_bytes());
     head[4..].copy_from_slice(&step.to_le_bytes());
@@ -209,7 +227,8 @@ fn encode_chunk<const B: u32>(
         levels,
     };
     match seed {
-        None => encode_runs::<B>(&NearestEncoder(scaler), x, codes),
+        None if pre > 1.0 => encode_runs::<B>(&NearestEncoder::<true>(scaler), x, codes),
+        None => encode_runs::<B>(&NearestEncoder::<false>(scaler), x, codes),
         Some(seed) => encode_runs::<B>(
             &StochasticEncoder {
                 scaler,
@@ -220,6 +239,7 @@ fn encode_chunk<const B: u32>(
             codes,
         ),
     }
+    true
 }
 
 /// `floor(t + u)` for `t >= 0` computed as `floor(t) + (u < frac(t))`, exact for any size of `t`.
@@ -244,19 +264,29 @@ pub(crate) fn fill_uniforms(seed: u64, first: usize, u: &mut [f32]) {
     }
 }
 
-/// Smallest and largest element, over sixteen independent lanes so the loop vectorises (eight
-/// lanes stay scalar at opt-level 3).
-fn min_max(x: &[f32]) -> (f32, f32) {
+/// Smallest and largest element, or `None` if any is NaN/Inf, in one pass over sixteen
+/// independent lanes so the loop vectorises (eight lanes stay scalar at opt-level 3).
+/// Comparisons rather than `f32::min` compile to bare `minps`/`maxps`, and a running sum, which
+/// a NaN/Inf makes non-finite, detects them in one more instruction per vector.
+fn finite_range(x: &[f32]) -> Option<(f32, f32)> {
     const LANES: usize = 16;
     let mut lo = [f32::INFINITY; LANES];
     let mut hi = [f32::NEG_INFINITY; LANES];
+    let mut sum = [0f32; LANES];
     let blocks = x.chunks_exact(LANES);
     let tail = blocks.remainder();
     for b in blocks {
         for j in 0..LANES {
-            lo[j] = lo[j].min(b[j]);
-            hi[j] = hi[j].max(b[j]);
+            let v = b[j];
+            lo[j] = if v < lo[j] { v } else { lo[j] };
+            hi[j] = if v > hi[j] { v } else { hi[j] };
+            sum[j] += v;
         }
+    }
+    // Huge finite values can overflow the sum too: only then is every element checked.
+    let total: f32 = sum.iter().chain(tail).sum();
+    if !total.is_finite() && !x.iter().all(|v| v.is_finite()) {
+        return None;
     }
     let lo = lo
         .into_iter()
@@ -266,7 +296,7 @@ fn min_max(x: &[f32]) -> (f32, f32) {
         .into_iter()
         .chain(tail.iter().copied())
         .fold(f32::NEG_INFINITY, f32::max);
-    (lo, hi)
+    Some((lo, hi))
 }
 
 /// `(step, 1 / (step * pre), pre)` for a chunk spanning `[lo, hi]`: all 0 but `pre` for a constant
@@ -308,7 +338,7 @@ mod tests {
                 chunk: 8,
             };
             let mut bytes = vec![0u8; quantize_len(x.len(), &p)];
-            quantize(&x, &p, 0, &mut bytes);
+            quantize(&x, &p, 0, &mut bytes).unwrap();
             let mut y = vec![0.0f32; x.len()];
             dequantize_add(&bytes, x.len(), &p, 1.0, &mut y).unwrap();
             let step = f32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
@@ -338,7 +368,7 @@ mod tests {
 
     fn encode(x: &[f32], p: &QuantParams, seed: u64) -> Vec<u8> {
         let mut bytes = vec![0u8; quantize_len(x.len(), p)];
-        quantize(x, p, seed, &mut bytes);
+        quantize(x, p, seed, &mut bytes).unwrap();
         bytes
     }
 
@@ -498,6 +528,43 @@ mod tests {
         let p = params(4, true, 64);
         assert_ne!(encode(&x, &p, 1), encode(&x, &p, 2));
         assert_eq!(encode(&x, &p, 1), encode(&x, &p, 1));
+    }
+
+    #[test]
+    fn non_finite_input_is_refused_naming_the_first() {
+        let clean = gaussian_like(100_003, 11);
+        // In a 16-lane block, in a chunk's tail past the blocks, in the short last chunk.
+        let spots = [
+            (40_000, f32::NAN),
+            (70_995, f32::INFINITY),
+            (100_002, f32::NEG_INFINITY),
+        ];
+        for p in [params(8, false, 1000), params(3, true, 64)] {
+            for (at, bad) in spots {
+                let mut x = clean.clone();
+                x[at] = bad;
+                let mut bytes = vec![0u8; quantize_len(x.len(), &p)];
+                let err = quantize(&x, &p, 1, &mut bytes).unwrap_err();
+                assert_eq!(err, CodecError::non_finite(at, bad), "{p:?}");
+            }
+            let mut x = clean.clone();
+            for (at, bad) in spots.iter().rev() {
+                x[*at] = *bad;
+            }
+            let mut bytes = vec![0u8; quantize_len(x.len(), &p)];
+            let err = quantize(&x, &p, 1, &mut bytes).unwrap_err();
+            assert!(err.to_string().contains("flat index 40000"), "{err}");
+        }
+    }
+
+    #[test]
+    fn huge_values_that_overflow_the_finiteness_sum_still_encode() {
+        let x: Vec<f32> = (0..64)
+            .map(|i| if i % 3 == 0 { 1.0e38 } else { 1.5e38 })
+            .collect();
+        let p = params(8, false, 32);
+        let bytes = encode(&x, &p, 0);
+        assert_within_half_step(&x, &decode(&bytes, x.len(), &p), &bytes, &p);
     }
 
     #[test]

@@ -7,8 +7,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from fedcore.backends.base import EvalResult, FitResult, TrainConfig
+from fedcore.client import ClientTask, run_client
+from fedcore.compression import Encoder, decode
 from fedcore.config import FLConfig
-from fedcore.partial import parse_partial
+from fedcore.layout import ParamLayout
+from fedcore.partial import Mask, parse_partial
 from fedcore.sim import simulate
 from fedcore.sim.workers import build_model, load_data
 
@@ -58,9 +62,83 @@ def test_non_seeded_masks_send_their_bitmap_down() -> None:
     [
         ({"partial": "lottery:0.5"}, "partial spec"),
         ({"partial": "random:0"}, "fraction"),
-        ({"partial": "random:0.5", "codec": "topk:0.1", "error_feedback": True}, "error_feedback"),
     ],
 )
 def test_config_rejects_bad_partial_settings(changes: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         replace(TINY, **changes)
+
+
+class StepAdapter:
+    """A fake model whose training adds one fixed step to the weights, so the client's delta is known."""
+
+    def __init__(self, step: np.ndarray) -> None:
+        self._step = step
+        self._w = np.zeros_like(step)
+        self.layout = ParamLayout.from_shapes([("w", step.shape)])
+
+    def get_weights(self) -> np.ndarray:
+        return self._w.copy()
+
+    def set_weights(self, flat: np.ndarray) -> None:
+        self._w = np.asarray(flat, dtype=np.float32).copy()
+
+    def fit(
+        self, x: np.ndarray, y: np.ndarray, config: TrainConfig, control: np.ndarray | None = None
+    ) -> FitResult:
+        self._w = self._w + self._step
+        return FitResult(len(y), 1, 0.5)
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> EvalResult:
+        return EvalResult(len(y), 0.0, 1.0)
+
+
+def _share(
+    encoder: Encoder, mask: Mask, step: np.ndarray, residual: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """One client round under `mask`: (what the server rebuilds, on the full vector; the new residual)."""
+    task = ClientTask(0, train_seed=1, codec_seed=2, residual=residual)
+    x, y = np.zeros((4, 1), np.float32), np.zeros(4, np.int64)
+    weights = np.zeros_like(step)
+    update = run_client(
+        StepAdapter(step), x, y, weights, TrainConfig(), task, encoder, Encoder(None), mask=mask
+    )
+    delivered = np.zeros_like(step)
+    mask.scatter(decode(update.delta), delivered)
+    return delivered, update.residual
+
+
+def test_error_feedback_keeps_everything_the_mask_and_codec_held_back() -> None:
+    step = np.linspace(-1.0, 1.0, 64, dtype=np.float32)
+    old = np.full(64, 0.125, dtype=np.float32)
+    owed = step + old
+    mask = Mask.seeded(64, 0.5, seed=3)
+    shared = mask.to_bool()
+    delivered, residual = _share(Encoder("quant:4", error_feedback=True), mask, step, old)
+    assert residual is not None
+    np.testing.assert_allclose(delivered + residual, owed, atol=1e-6)
+    np.testing.assert_array_equal(residual[~shared], owed[~shared])  # unshared: carried over whole
+    assert np.abs(residual[shared]).max() > 0  # shared: what 4-bit values lost
+    delivered, residual = _share(Encoder(None, error_feedback=True), mask, step, old)
+    assert residual is not None
+    np.testing.assert_array_equal(delivered[shared], owed[shared])  # a raw share arrives whole
+    np.testing.assert_array_equal(residual[shared], 0.0)
+    np.testing.assert_array_equal(residual[~shared], owed[~shared])
+    delivered, residual = _share(Encoder(None), mask, step, old)
+    assert residual is None
+    np.testing.assert_array_equal(delivered[shared], step[shared])
+
+
+def test_error_feedback_with_partial_sharing_needs_no_codec() -> None:
+    config = replace(TINY, rounds=4, partial="random:0.5", error_feedback=True)
+    result = simulate(config)
+    plain = simulate(replace(config, error_feedback=False))
+    assert not plain.clients.residuals
+    last = result.records[-1]
+    layout = build_model(config, load_data(config)).layout
+    shared = parse_partial("random:0.5", config.seed).select(len(result.records) - 1, result.weights, layout)
+    for cid in last.clients:
+        residual = result.clients.residuals[cid]
+        np.testing.assert_array_equal(residual[shared.to_bool()], 0.0)
+        assert np.mean(residual[~shared.to_bool()] != 0.0) > 0.5
+    assert not np.array_equal(result.weights, plain.weights)  # clients that return send what they owed

@@ -193,3 +193,12 @@ def test_stragglers_run_fewer_local_epochs_and_change_the_run() -> None:
     assert not np.array_equal(full.weights, straggling.weights)
     with pytest.raises(ValueError, match="stragglers"):
         FLConfig(stragglers=1.5)
+
+
+def test_a_client_whose_training_diverges_is_dropped_and_the_model_stays_finite() -> None:
+    blown_up = simulate(replace(TINY, lr=1e30, rounds=2))
+    assert blown_up.summary["diverged_updates"] == 2 * TINY.per_round
+    assert all(r.clients == [] and len(r.diverged) == TINY.per_round for r in blown_up.records)
+    assert all(r.uplink_bytes == 0 for r in blown_up.records)
+    assert np.isfinite(blown_up.weights).all()
+    assert simulate(TINY).summary["diverged_updates"] == 0

@@ -22,14 +22,20 @@ class BatchPlan:
         return len(self.bounds)
 
 
-def plan_batches(num_examples: int, config: TrainConfig) -> BatchPlan:
-    """Reshuffle every epoch from `config.seed`; keep the last short batch; stop at `max_steps`."""
+def count_steps(num_examples: int, config: TrainConfig) -> int:
+    """Steps `plan_batches` will take, without drawing the schedule: the simulator's clock counts them."""
     if num_examples <= 0:
         raise ValueError("cannot train on zero examples")
-    steps_per_epoch = -(-num_examples // config.batch_size)
-    total_steps = config.epochs * steps_per_epoch
+    total_steps = config.epochs * -(-num_examples // config.batch_size)
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
+    return total_steps
+
+
+def plan_batches(num_examples: int, config: TrainConfig) -> BatchPlan:
+    """Reshuffle every epoch from `config.seed`; keep the last short batch; stop at `max_steps`."""
+    total_steps = count_steps(num_examples, config)
+    steps_per_epoch = -(-num_examples // config.batch_size)
     epochs_needed = -(-total_steps // steps_per_epoch)
     rng = np.random.default_rng(config.seed)
     order = np.concatenate([rng.permutation(num_examples) for _ in range(epochs_needed)])

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fedcore.adaptive import Choice
 from fedcore.backends.base import ModelAdapter, TrainConfig
+from fedcore.backends.batches import count_steps
 from fedcore.client import ClientTask
-from fedcore.compression import Vector, normalise_spec, validate_spec
+from fedcore.compression import FLOAT32_BYTES, Vector, normalise_spec, validate_spec
 from fedcore.config import FLConfig
 from fedcore.data import FederatedData
 from fedcore.downlink import DownlinkSync
 from fedcore.layout import ParamLayout
 from fedcore.personalize import (
+    LocalHead,
     PersonalizationReport,
+    make_local_head,
     make_personalizer,
+    mean_client_accuracy,
     parse_personalize,
     personalize_clients,
 )
@@ -28,6 +34,7 @@ from fedcore.selection import AvailabilityModel, RoundSelection, make_selector, 
 from fedcore.server import Downlink, combine
 from fedcore.sim.broadcast import mask_descriptor_bytes, send_control, send_models
 from fedcore.sim.memory import ClientMemory
+from fedcore.sim.personal import own_models, score_ditto_rounds, score_local_head
 from fedcore.sim.seeds import (
     CODEC_SEED,
     PERSONALIZE_SEED,
@@ -36,6 +43,7 @@ from fedcore.sim.seeds import (
     TRAIN_SEED,
     derive_seed,
 )
+from fedcore.sim.uplink import AdaptiveUplink
 from fedcore.sim.workers import (
     Pool,
     RoundTask,
@@ -101,17 +109,30 @@ def _train_config(config: FLConfig, strategy: Strategy) -> TrainConfig:
 
 
 def _personalize(
-    config: FLConfig, data: FederatedData, evaluator: ModelAdapter, weights: Vector
+    config: FLConfig,
+    data: FederatedData,
+    evaluator: ModelAdapter,
+    weights: Vector,
+    memory: ClientMemory,
+    local_head: LocalHead | None,
 ) -> PersonalizationReport | None:
-    """Every client personalizes the final global model on its own data, in this process; nothing is sent."""
-    if config.personalize is None:
-        return None
-    spec = parse_personalize(config.personalize)
-    personalizer = make_personalizer(spec, _local_config(config))
+    """Every client's personal model scored against a shared one, in this process; nothing is sent.
+
+    Post-hoc methods personalize the final global model here; in-round ones score what the clients kept
+    (see fedcore.sim.personal), with the post-hoc step only for clients never selected.
+    """
 
     def client_seed(client_id: int) -> int:
         return derive_seed(config.seed, config.rounds, client_id, PERSONALIZE_SEED)
 
+    train = _local_config(config)
+    if local_head is not None:
+        return score_local_head(evaluator, data, memory, weights, local_head, train, client_seed)
+    if config.personalize is None:
+        return None
+    if config.ditto_rounds:
+        return score_ditto_rounds(evaluator, data, memory, weights, config.personalize, train, client_seed)
+    personalizer = make_personalizer(parse_personalize(config.personalize), train)
     return personalize_clients(evaluator, data, weights, personalizer, config.personalize, client_seed)
 
 
@@ -130,12 +151,17 @@ def simulate(
     memory = ClientMemory()
     downlink_spec = normalise_spec(config.downlink_codec)
     sync = DownlinkSync(downlink_spec, evaluator.get_weights()) if downlink_spec is not None else None
+    local_head = (
+        make_local_head(config.personalize, config.local_epochs, evaluator.layout)
+        if config.local_head
+        else None
+    )
     try:
-        records, state = _run_rounds(config, data, evaluator, pool, memory, sync, on_round)
+        records, state = _run_rounds(config, data, evaluator, pool, memory, sync, local_head, on_round)
     finally:
         pool.close()
     t_personal = time.perf_counter()
-    personal = _personalize(config, data, evaluator, state.weights)
+    personal = _personalize(config, data, evaluator, state.weights, memory, local_head)
     personalize_s = time.perf_counter() - t_personal
     wall_s = time.perf_counter() - start
     vectors = 2 if config.make_strategy().uses_control else 1
@@ -153,19 +179,20 @@ def _run_rounds(
     pool: Pool,
     memory: ClientMemory,
     sync: DownlinkSync | None,
+    local_head: LocalHead | None,
     on_round: Callable[[RoundRecord], None] | None,
 ) -> tuple[list[RoundRecord], ServerState]:
+    """With a `local_head`, its body is every round's mask: only the body travels and is averaged."""
     strategy = config.make_strategy()
     state: ServerState = strategy.init_state(evaluator.get_weights())
     initial = state.weights.copy()
     masks = _mask_selector(config)
     change = np.zeros_like(initial)  # the last round's global update, for gradient-based masks
     selector = make_selector(config.selection, config.poc_candidates)
-    availability = (
-        AvailabilityModel(config.seed, config.min_battery, config.min_bandwidth_mbps)
-        if config.selection == "availability"
-        else None
-    )
+    devices = AvailabilityModel(config.seed, config.min_battery, config.min_bandwidth_mbps)
+    availability = devices if config.selection == "availability" else None
+    uplink = AdaptiveUplink.from_config(config, devices)
+    vectors = 2 if strategy.uses_control else 1
     control_downlink = Downlink(config.downlink_codec)
     train = _train_config(config, strategy)
     records: list[RoundRecord] = []
@@ -183,12 +210,25 @@ def _run_rounds(
             min_clients=config.min_clients,
         )
         models, down_bytes = send_models(sync, memory, initial, state.weights, sel, config.seed, round_num)
+        if local_head is not None and sync is None:  # the head is not the server's to send
+            down_bytes = FLOAT32_BYTES * local_head.body.count * int(sel.selected.size)
         server_control, control_bytes = send_control(
             control_downlink, state, strategy, config.seed, round_num
         )
         mask = masks.select(round_num, state.weights, evaluator.layout, change) if masks else None
         per_client_bytes = control_bytes + mask_descriptor_bytes(mask)
         down_bytes += per_client_bytes * int(sel.selected.size)
+        if local_head is not None:  # fixed by the architecture: no descriptor travels
+            mask = local_head.body
+        answered = sel.answered.tolist()
+        epochs = {cid: _straggler_epochs(config, round_num, cid) for cid in answered}
+        choices = (
+            uplink.choose(
+                round_num, *_upload_plan(data, train, epochs, local_head, vectors, evaluator.layout)
+            )
+            if uplink is not None
+            else None
+        )
         tasks = [
             ClientTask(
                 client_id=cid,
@@ -196,11 +236,15 @@ def _run_rounds(
                 codec_seed=derive_seed(config.seed, round_num, cid, CODEC_SEED),
                 residual=memory.residuals.get(cid),
                 control=memory.controls.get(cid),
-                epochs=_straggler_epochs(config, round_num, cid),
+                epochs=epochs[cid],
                 weights=models.get(cid),
                 compressor=_compressor(config, memory, evaluator.layout, cid),
+                codec=choices[cid].spec if choices is not None else None,
+                head=memory.heads.get(cid),
+                personal=memory.personal.get(cid),
+                personal_seed=_personal_seed(config, round_num, cid),
             )
-            for cid in sel.answered.tolist()
+            for cid in answered
         ]
         round_tasks = [
             RoundTask(round_num, state.weights, server_control, train, tuple(group), mask)
@@ -210,19 +254,29 @@ def _run_rounds(
         results = pool.run(round_tasks)
         memory.remember(results)
         before = state.weights
-        state = strategy.aggregate(state, combine([r.fold for r in results]))
+        fold = combine([r.fold for r in results])
+        if fold.count:  # every answering client diverged: the global model stays as it was
+            state = strategy.aggregate(state, fold)
         if mask is not None:
             state = replace(state, weights=_hold_unshared(mask, before, state.weights))
         change = (state.weights - before).astype(np.float32)
         t_eval = time.perf_counter()
         scores = _evaluate(evaluator, data, state.weights, config.eval_clients)
+        own = own_models(memory, state.weights, local_head, config.ditto_rounds)
+        personal = mean_client_accuracy(evaluator, data, own) if own is not None else None
         eval_s = time.perf_counter() - t_eval
-        fraction = mask.fraction if mask is not None else None
-        record = _round_record(round_num, sel, results, scores, down_bytes, fraction, t0, eval_s)
+        fraction = mask.fraction if masks is not None and mask is not None else None
+        record = _round_record(round_num, sel, results, scores, down_bytes, fraction, choices, t0, eval_s)
+        record = replace(record, personal_accuracy=personal)
         records.append(record)
         if on_round is not None:
             on_round(record)
     return records, state
+
+
+def _personal_seed(config: FLConfig, round_num: int, client_id: int) -> int:
+    """Ditto's personal epochs in rounds 0..R-1; the post-hoc step uses round R, so the streams never meet."""
+    return derive_seed(config.seed, round_num, client_id, PERSONALIZE_SEED) if config.ditto_rounds else 0
 
 
 def _straggler_epochs(config: FLConfig, round_num: int, client_id: int) -> int | None:
@@ -233,6 +287,31 @@ def _straggler_epochs(config: FLConfig, round_num: int, client_id: int) -> int |
     if rng.random() >= config.stragglers:
         return None
     return int(rng.integers(1, config.local_epochs + 1))
+
+
+def _upload_plan(
+    data: FederatedData,
+    train: TrainConfig,
+    epochs: dict[int, int | None],
+    local_head: LocalHead | None,
+    vectors: int,
+    layout: ParamLayout,
+) -> tuple[dict[int, int], int]:
+    """Each client's local steps and the float32 count it uploads; a local head adds its head epochs."""
+    if local_head is None:
+        return _local_steps(data, train, epochs), vectors * layout.size
+    both = replace(train, epochs=local_head.head_epochs + local_head.body_epochs)
+    return _local_steps(data, both, epochs), vectors * local_head.body.count
+
+
+def _local_steps(data: FederatedData, train: TrainConfig, epochs: dict[int, int | None]) -> dict[int, int]:
+    """The steps each client will take this round (stragglers fewer), known before anyone trains."""
+    steps = {}
+    for cid, own in epochs.items():
+        examples = len(data.client(cid).train)
+        local = replace(train, epochs=own or train.epochs)
+        steps[cid] = count_steps(examples, local) if examples else 0
+    return steps
 
 
 def _mask_selector(config: FLConfig) -> MaskSelector | None:
@@ -269,11 +348,18 @@ def _round_record(
     scores: tuple[float, float, float | None],
     down_bytes: int,
     mask_fraction: float | None,
+    choices: dict[int, Choice] | None,
     t0: float,
     eval_s: float,
 ) -> RoundRecord:
     """Downlink counts every selected client (dropouts got the model too); uplink only those that answered."""
-    reports = [rep for r in results for rep in r.reports]
+    everyone = [rep for r in results for rep in r.reports]
+    reports = [rep for rep in everyone if not rep.diverged]
+    codecs = None
+    late = None
+    if choices is not None:
+        codecs = dict(sorted(Counter(c.spec for c in choices.values()).items()))
+        late = sorted(cid for cid, c in choices.items() if not c.meets_deadline)
     examples = sum(rep.num_examples for rep in reports)
     accuracy, loss, client_accuracy = scores
     return RoundRecord(
@@ -292,4 +378,7 @@ def _round_record(
         eval_s=eval_s,
         client_accuracy=client_accuracy,
         mask_fraction=mask_fraction,
+        codecs=codecs,
+        late=late,
+        diverged=sorted(rep.client_id for rep in everyone if rep.diverged),
     )

@@ -6,16 +6,20 @@ import contextlib
 import multiprocessing as mp
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
+from numpy.typing import NDArray
+
 from fedcore.backends.base import ModelAdapter, TrainConfig
 from fedcore.backends.models import make_adapter
-from fedcore.client import ClientTask, run_client
+from fedcore.client import ClientTask, DivergedUpdateError, run_client
 from fedcore.compression import Encoder, Vector
 from fedcore.config import FLConfig
 from fedcore.data import FederatedData, build_federated
+from fedcore.personalize.rounds import DittoRounds, LocalHead, make_ditto_rounds, make_local_head
 from fedcore.powersgd import PowerSGD
 from fedcore.server import FoldBuilder
 from fedcore.strategies.base import FoldSum
@@ -38,7 +42,7 @@ class RoundTask:
 
 @dataclass(frozen=True)
 class ClientReport:
-    """Per-client facts the engine keeps: loss for selection; residual, control, compressor for next time."""
+    """Per-client facts the engine keeps: loss for selection; the rest is the client's state for next time."""
 
     client_id: int
     num_examples: int
@@ -49,6 +53,27 @@ class ClientReport:
     control: Vector | None
     train_s: float
     compressor: PowerSGD | None = None
+    head: Vector | None = None
+    personal: Vector | None = None
+    diverged: bool = False  # training blew up: nothing was sent and the client's state is as it was
+
+    @classmethod
+    def from_diverged(cls, task: ClientTask) -> ClientReport:
+        """A client whose update is dropped, as a server drops a failed client; it keeps its old state."""
+        return cls(
+            task.client_id,
+            num_examples=0,
+            num_steps=0,
+            loss=0.0,
+            uplink_bytes=0,
+            residual=task.residual,
+            control=task.control,
+            train_s=0.0,
+            compressor=task.compressor,
+            head=task.head,
+            personal=task.personal,
+            diverged=True,
+        )
 
 
 @dataclass(frozen=True)
@@ -89,27 +114,47 @@ class ClientRunner:
         self._data = data
         self._adapter = adapter
         self._strategy = config.make_strategy()
-        self._encoder = Encoder(config.codec, config.error_feedback)
-        self._control_encoder = Encoder(config.codec)
+        self._codec = config.codec
+        self._error_feedback = config.error_feedback
+        self._encoders: dict[tuple[str | None, bool], Encoder] = {}
         self._size = adapter.layout.size
+        self._local_head = _local_head(config, adapter)
+        self._ditto = make_ditto_rounds(config.personalize) if config.ditto_rounds else None
+
+    def _encoder(self, spec: str | None, error_feedback: bool) -> Encoder:
+        """One encoder per (spec, error feedback), built on first use: adaptive runs switch per client."""
+        key = (spec, error_feedback)
+        if key not in self._encoders:
+            self._encoders[key] = Encoder(spec, error_feedback)
+        return self._encoders[key]
 
     def run(self, task: RoundTask) -> WorkerResult:
         builder = FoldBuilder(self._size, task.server_control is not None, task.mask)
         reports: list[ClientReport] = []
         for client in task.clients:
             train = self._data.client(client.client_id).train
-            update = run_client(
-                self._adapter,
-                train.x,
-                train.y,
-                client.weights if client.weights is not None else task.weights,
-                task.train,
-                client,
-                self._encoder,
-                self._control_encoder,
-                task.server_control,
-                task.mask,
-            )
+            spec = client.codec if client.codec is not None else self._codec
+            received = client.weights if client.weights is not None else task.weights
+            try:
+                update = run_client(
+                    self._adapter,
+                    train.x,
+                    train.y,
+                    received,
+                    task.train,
+                    client,
+                    self._encoder(spec, self._error_feedback),
+                    self._encoder(spec, False),
+                    task.server_control,
+                    task.mask,
+                    self._local_head,
+                )
+            except DivergedUpdateError:
+                reports.append(ClientReport.from_diverged(client))
+                continue
+            personal = None
+            if self._ditto is not None:
+                personal = self._personal_step(self._ditto, train.x, train.y, received, task.train, client)
             builder.add(update, self._strategy.coefficient(update.num_examples, update.num_steps))
             reports.append(
                 ClientReport(
@@ -122,9 +167,30 @@ class ClientRunner:
                     update.control,
                     update.train_s,
                     update.compressor,
+                    update.head,
+                    personal,
                 )
             )
         return WorkerResult(builder.finish(), tuple(reports))
+
+    def _personal_step(
+        self,
+        ditto: DittoRounds,
+        x: NDArray[np.float32],
+        y: NDArray[np.int64],
+        received: Vector,
+        train: TrainConfig,
+        client: ClientTask,
+    ) -> Vector:
+        """Ditto's personal epochs (a straggler's fewer), seeded apart from the global update's."""
+        config = replace(train, seed=client.personal_seed, epochs=client.epochs or train.epochs)
+        return ditto.update(self._adapter, x, y, client.personal, received, config)
+
+
+def _local_head(config: FLConfig, adapter: ModelAdapter) -> LocalHead | None:
+    if not config.local_head:
+        return None
+    return make_local_head(config.personalize, config.local_epochs, adapter.layout)
 
 
 class Pool(Protocol):
