@@ -6,12 +6,12 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from fakes import FlatAdapter
 
-from fedcore.backends.base import EvalResult, FitResult, TrainConfig
+from fedcore.backends.base import TrainConfig
 from fedcore.client import ClientTask, run_client
 from fedcore.compression import Encoder, decode
 from fedcore.config import FLConfig
-from fedcore.layout import ParamLayout
 from fedcore.partial import Mask, parse_partial
 from fedcore.sim import simulate
 from fedcore.sim.workers import build_model, load_data
@@ -69,28 +69,9 @@ def test_config_rejects_bad_partial_settings(changes: dict[str, object], message
         replace(TINY, **changes)
 
 
-class StepAdapter:
+def step_adapter(step: np.ndarray) -> FlatAdapter:
     """A fake model whose training adds one fixed step to the weights, so the client's delta is known."""
-
-    def __init__(self, step: np.ndarray) -> None:
-        self._step = step
-        self._w = np.zeros_like(step)
-        self.layout = ParamLayout.from_shapes([("w", step.shape)])
-
-    def get_weights(self) -> np.ndarray:
-        return self._w.copy()
-
-    def set_weights(self, flat: np.ndarray) -> None:
-        self._w = np.asarray(flat, dtype=np.float32).copy()
-
-    def fit(
-        self, x: np.ndarray, y: np.ndarray, config: TrainConfig, control: np.ndarray | None = None
-    ) -> FitResult:
-        self._w = self._w + self._step
-        return FitResult(len(y), 1, 0.5)
-
-    def evaluate(self, x: np.ndarray, y: np.ndarray) -> EvalResult:
-        return EvalResult(len(y), 0.0, 1.0)
+    return FlatAdapter(step.size, lambda w, config, control: (w + step, 1))
 
 
 def _share(
@@ -101,7 +82,7 @@ def _share(
     x, y = np.zeros((4, 1), np.float32), np.zeros(4, np.int64)
     weights = np.zeros_like(step)
     update = run_client(
-        StepAdapter(step), x, y, weights, TrainConfig(), task, encoder, Encoder(None), mask=mask
+        step_adapter(step), x, y, weights, TrainConfig(), task, encoder, Encoder(None), mask=mask
     )
     delivered = np.zeros_like(step)
     mask.scatter(decode(update.delta), delivered)

@@ -7,12 +7,12 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from fakes import FlatAdapter
 
-from fedcore.backends.base import EvalResult, FitResult, TrainConfig
+from fedcore.backends.base import TrainConfig
 from fedcore.client import ClientTask, run_client
 from fedcore.compression import Encoder
 from fedcore.config import FLConfig
-from fedcore.layout import ParamLayout
 from fedcore.records import without_timing
 from fedcore.selection import InsufficientClientsError
 from fedcore.sim import simulate
@@ -105,29 +105,15 @@ def test_availability_selection_skips_devices() -> None:
     assert all(r.unavailable > 0 for r in result.records)
 
 
-class ShiftAdapter:
+def shift_adapter(size: int) -> FlatAdapter:
     """A fake model whose 'training' moves each weight by -lr * (1 + control) per step, for exact checks."""
 
-    def __init__(self, size: int) -> None:
-        self._w = np.zeros(size, dtype=np.float32)
-        self.layout = ParamLayout.from_shapes([("w", (size,))])
-
-    def get_weights(self) -> np.ndarray:
-        return self._w.copy()
-
-    def set_weights(self, flat: np.ndarray) -> None:
-        self._w = np.asarray(flat, dtype=np.float32).copy()
-
-    def fit(
-        self, x: np.ndarray, y: np.ndarray, config: TrainConfig, control: np.ndarray | None = None
-    ) -> FitResult:
+    def move(w: np.ndarray, config: TrainConfig, control: np.ndarray | None) -> tuple[np.ndarray, int]:
         steps = 2
         correction = 0.0 if control is None else control
-        self._w = (self._w - steps * config.lr * (1.0 + correction)).astype(np.float32)
-        return FitResult(len(y), steps, 0.5)
+        return (w - steps * config.lr * (1.0 + correction)).astype(np.float32), steps
 
-    def evaluate(self, x: np.ndarray, y: np.ndarray) -> EvalResult:
-        return EvalResult(len(y), 0.0, 1.0)
+    return FlatAdapter(size, move)
 
 
 def test_scaffold_client_sends_delta_and_control_delta() -> None:
@@ -136,7 +122,7 @@ def test_scaffold_client_sends_delta_and_control_delta() -> None:
     x = np.ones(2, dtype=np.float32)
     task = ClientTask(3, train_seed=1, codec_seed=2, control=np.full(2, 0.25, dtype=np.float32))
     update = run_client(
-        ShiftAdapter(2),
+        shift_adapter(2),
         np.zeros((4, 1), np.float32),
         np.zeros(4, np.int64),
         x,
