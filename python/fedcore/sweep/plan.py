@@ -29,7 +29,7 @@ class Setting:
     @property
     def slug(self) -> str:
         """The label as a folder name: runs stay findable by eye."""
-        return re.sub(r"[^A-Za-z0-9.]+", "_", self.name).strip("_") or "setting"
+        return _slug(self.name) or "setting"
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,7 @@ class SweepPlan:
 
 
 def _slug(text: str) -> str:
+    """Runs of anything but letters, digits and dots become one underscore."""
     return re.sub(r"[^A-Za-z0-9.]+", "_", text).strip("_")
 
 

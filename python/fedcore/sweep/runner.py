@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -75,48 +76,39 @@ def run_sweep(
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     summaries: dict[Path, dict[str, Any]] = {}
+
+    def record(spec: RunSpec, summary: dict[str, Any], reused: bool) -> None:
+        summaries[spec.run_dir] = summary
+        if on_done is not None:
+            on_done(spec, summary, reused)
+
     todo = []
     for spec in specs:
         summary = finished_summary(spec)
         if summary is None:
             todo.append(spec)
-            continue
-        summaries[spec.run_dir] = summary
-        if on_done is not None:
-            on_done(spec, summary, True)
-    if not todo:
-        return summaries
+        else:
+            record(spec, summary, True)
     failures: dict[Path, str] = {}
-    if jobs == 1:
-        for spec in todo:
-            try:
-                summary = _simulate(spec.config)
-            except Exception as exc:  # one broken run must not cost the others
-                failures[spec.run_dir] = f"{type(exc).__name__}: {exc}"
-                continue
-            _finish(spec, summary, summaries, on_done)
-    else:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(_simulate, spec.config): spec for spec in todo}
-            for future in as_completed(futures):
-                spec = futures[future]
-                try:
-                    summary = future.result()
-                except Exception as exc:  # one broken run must not cost the others
-                    failures[spec.run_dir] = f"{type(exc).__name__}: {exc}"
-                    continue
-                _finish(spec, summary, summaries, on_done)
+    for spec, outcome in _outcomes(todo, jobs):
+        try:
+            summary = outcome()
+        except Exception as exc:  # one broken run must not cost the others
+            failures[spec.run_dir] = f"{type(exc).__name__}: {exc}"
+            continue
+        record(spec, summary, False)
     if failures:
         raise SweepRunError(failures)
     return summaries
 
 
-def _finish(
-    spec: RunSpec,
-    summary: dict[str, Any],
-    summaries: dict[Path, dict[str, Any]],
-    on_done: Callable[[RunSpec, dict[str, Any], bool], None] | None,
-) -> None:
-    summaries[spec.run_dir] = summary
-    if on_done is not None:
-        on_done(spec, summary, False)
+def _outcomes(todo: Sequence[RunSpec], jobs: int) -> Iterator[tuple[RunSpec, Callable[[], dict[str, Any]]]]:
+    """Each run with a call that returns its summary or raises its error: in order here, or as they finish."""
+    if jobs == 1 or len(todo) <= 1:
+        for spec in todo:
+            yield spec, partial(_simulate, spec.config)
+        return
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(_simulate, spec.config): spec for spec in todo}
+        for future in as_completed(futures):
+            yield futures[future], future.result
