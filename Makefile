@@ -26,7 +26,7 @@ $(STAMP): $(BIN)/python $(RUST_SOURCES) $(PY_META)
 sim: $(STAMP) ## set up and run the default simulation (digits, 100 clients, FedAvg, torch)
 	$(BIN)/fedcore sim --out runs/default $(SIM_ARGS)
 
-study: $(STAMP) ## the accuracy-per-byte study (216 runs, about 35 min on 2 cores): runs/study/results.md
+study: $(STAMP) ## the accuracy-per-byte study (264 runs, about 45 min on 2 cores): runs/study/results.md
 	$(BIN)/fedcore sweep --out runs/study
 
 test: lint rust-test py-test ## set up and run every check: fmt, clippy, cargo test, ruff, mypy, pytest

@@ -12,6 +12,7 @@ from fedcore.cli import main
 from fedcore.records import RoundRecord, write_jsonl, write_summary
 from fedcore.sweep import RunSpec, Setting, SweepPlan, builtin_plan, collect_cells
 from fedcore.sweep.plan import plan_from_dict
+from fedcore.sweep.plot import line_styles
 from fedcore.sweep.runner import finished_summary
 
 TINY_PLAN = """
@@ -197,3 +198,13 @@ def test_a_failing_run_is_reported_after_the_others_finish(
     for setting in ("none", "quant_4"):
         assert (out / "runs" / "digits" / "iid" / setting / "seed0" / "summary.json").is_file()
     assert not (out / "results.md").exists()
+
+
+def test_one_codec_keeps_its_color_across_server_variants_and_each_variant_its_line_style() -> None:
+    styles = line_styles(["none", "eden:1", "eden:1, FedYogi", "none, FedYogi", "eden:1, FedAvgM"])
+    assert list(styles["eden:1"][0]) != list(styles["none"][0])
+    assert list(styles["eden:1, FedYogi"][0]) == list(styles["eden:1"][0])
+    assert list(styles["none, FedYogi"][0]) == list(styles["none"][0])
+    assert styles["eden:1"][1] == "-"
+    assert styles["eden:1, FedYogi"][1] == styles["none, FedYogi"][1] != "-"
+    assert styles["eden:1, FedAvgM"][1] not in {"-", styles["eden:1, FedYogi"][1]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -18,6 +19,23 @@ def _panels(cells: Sequence[Cell]) -> list[tuple[str, str]]:
     return list(dict.fromkeys((c.dataset, c.partition) for c in cells))
 
 
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
+def line_styles(settings: Sequence[str]) -> dict[str, tuple[Any, str]]:
+    """(color, line style) per setting: a setting named "CODEC, VARIANT" takes its codec's color and
+    its variant's line style, so one codec under several server optimizers reads as one family."""
+    codec = {s: s.split(", ", 1)[0] for s in settings}
+    variant = {s: s.split(", ", 1)[1] if ", " in s else "" for s in settings}
+    codecs = list(dict.fromkeys(codec.values()))
+    variants = list(dict.fromkeys(variant.values()))
+    colors = plt.get_cmap("tab20")(np.arange(len(codecs)) % 20)
+    return {
+        s: (colors[codecs.index(codec[s])], LINE_STYLES[variants.index(variant[s]) % len(LINE_STYLES)])
+        for s in settings
+    }
+
+
 def plot_accuracy_vs_bytes(cells: Sequence[Cell], path: Path) -> Path:
     """Curves are averaged over seeds round by round (bytes and accuracy alike); the x axis is log scale."""
     panels = _panels(cells)
@@ -30,15 +48,14 @@ def plot_accuracy_vs_bytes(cells: Sequence[Cell], path: Path) -> Path:
         squeeze=False,
         constrained_layout=True,
     )
-    settings = list(dict.fromkeys(c.setting for c in cells))
-    colors = plt.get_cmap("tab20")(np.linspace(0.0, 1.0, max(len(settings), 2)))
+    styles = line_styles(list(dict.fromkeys(c.setting for c in cells)))
     for cell in cells:
         ax = axes[datasets.index(cell.dataset)][partitions.index(cell.partition)]
         rounds = min(len(c.accuracy) for c in cell.curves)
         uplink = np.mean([c.cumulative_uplink[:rounds] for c in cell.curves], axis=0)
         accuracy = np.mean([c.accuracy[:rounds] for c in cell.curves], axis=0)
-        color = colors[settings.index(cell.setting)]
-        ax.plot(uplink / 1e6, accuracy, color=color, label=cell.setting, linewidth=1.4)
+        color, style = styles[cell.setting]
+        ax.plot(uplink / 1e6, accuracy, color=color, linestyle=style, label=cell.setting, linewidth=1.4)
     for row, dataset in enumerate(datasets):
         for col, partition in enumerate(partitions):
             ax = axes[row][col]
