@@ -11,7 +11,7 @@ import pytest
 from fedcore.cli import main
 from fedcore.records import RoundRecord, write_jsonl, write_summary
 from fedcore.sweep import RunSpec, Setting, SweepPlan, builtin_plan, collect_cells
-from fedcore.sweep.plan import plan_from_dict
+from fedcore.sweep.plan import load_plan, plan_from_dict
 from fedcore.sweep.plot import line_styles
 from fedcore.sweep.runner import finished_summary
 
@@ -208,3 +208,13 @@ def test_one_codec_keeps_its_color_across_server_variants_and_each_variant_its_l
     assert styles["eden:1"][1] == "-"
     assert styles["eden:1, FedYogi"][1] == styles["none, FedYogi"][1] != "-"
     assert styles["eden:1, FedAvgM"][1] not in {"-", styles["eden:1, FedYogi"][1]}
+
+
+@pytest.mark.parametrize(
+    "plan_file", sorted((Path(__file__).parents[2] / "docs").glob("*.toml")), ids=lambda p: p.name
+)
+def test_the_plans_the_results_page_cites_load_and_name_every_run(plan_file: Path, tmp_path: Path) -> None:
+    plan = load_plan(plan_file)
+    runs = plan.runs(tmp_path)
+    assert len(runs) == len(plan.datasets) * len(plan.partitions) * len(plan.settings) * len(plan.seeds)
+    assert len({run.run_dir for run in runs}) == len(runs)
