@@ -25,14 +25,13 @@ LINE_STYLES = ("-", "--", ":", "-.")
 def line_styles(settings: Sequence[str]) -> dict[str, tuple[Any, str]]:
     """(color, line style) per setting: a setting named "CODEC, VARIANT" takes its codec's color and
     its variant's line style, so one codec under several server optimizers reads as one family."""
-    codec = {s: s.split(", ", 1)[0] for s in settings}
-    variant = {s: s.split(", ", 1)[1] if ", " in s else "" for s in settings}
-    codecs = list(dict.fromkeys(codec.values()))
-    variants = list(dict.fromkeys(variant.values()))
+    parts = {s: s.partition(", ")[::2] for s in settings}  # (codec, variant); variant "" if none
+    codecs = list(dict.fromkeys(codec for codec, _ in parts.values()))
+    variants = list(dict.fromkeys(variant for _, variant in parts.values()))
     colors = plt.get_cmap("tab20")(np.arange(len(codecs)) % 20)
     return {
-        s: (colors[codecs.index(codec[s])], LINE_STYLES[variants.index(variant[s]) % len(LINE_STYLES)])
-        for s in settings
+        s: (colors[codecs.index(codec)], LINE_STYLES[variants.index(variant) % len(LINE_STYLES)])
+        for s, (codec, variant) in parts.items()
     }
 
 
