@@ -2,6 +2,8 @@
 
 use rayon::prelude::*;
 
+use crate::checksum::combine;
+
 /// Widest code the packers handle.
 pub const MAX_BITS: u32 = 16;
 
@@ -308,6 +310,7 @@ pub(crate) trait RunDecoder {
 
 /// Encodes one chunk into its packed codes (`out.len() == packed_len(input.len(), B)`): 8-bit
 /// codes go straight into `out`, narrower ones through a `u8` buffer, wider through `u16`.
+#[inline(always)]
 pub(crate) fn encode_runs<const B: u32>(enc: &impl RunEncoder, input: &[f32], out: &mut [u8]) {
     match B {
         8 => enc.encode_run::<u8>(0, input, out),
@@ -316,6 +319,7 @@ pub(crate) fn encode_runs<const B: u32>(enc: &impl RunEncoder, input: &[f32], ou
     }
 }
 
+#[inline(always)]
 fn encode_buffered<const B: u32, C: Code>(
     enc: &impl RunEncoder,
     input: &[f32],
@@ -410,9 +414,10 @@ impl ChunkedLayout {
         bytes[..n.div_ceil(self.chunk) * self.head].chunks_exact(self.head)
     }
 
-    /// Runs `encode(first_index, chunk_input, head_out, codes_out)` for every chunk, in parallel.
+    /// Runs `encode(first_index, chunk_input, head_out, codes_out)` for every chunk, in parallel,
+    /// and returns the crc32c of `out`, each task hashing its codes while they are still in cache.
     /// `out.len()` must equal `self.len(x.len())`.
-    pub fn par_encode<F>(&self, x: &[f32], out: &mut [u8], encode: F)
+    pub fn par_encode<F>(&self, x: &[f32], out: &mut [u8], encode: F) -> u32
     where
         F: Fn(usize, &[f32], &mut [u8], &mut [u8]) + Sync,
     {
@@ -421,12 +426,12 @@ impl ChunkedLayout {
         let per_task = (TASK_ELEMS / chunk).max(1);
         let task_elems = per_task * chunk;
         let chunk_bytes = chunk / 8 * bits as usize;
-        heads
+        let (codes_crc, codes_len) = heads
             .par_chunks_mut(per_task * head)
             .zip(codes.par_chunks_mut(per_task * chunk_bytes))
             .zip(x.par_chunks(task_elems))
             .enumerate()
-            .for_each(|(t, ((h, c), xs))| {
+            .map(|(t, ((h, c), xs))| {
                 for (k, ((h, c), xs)) in h
                     .chunks_mut(head)
                     .zip(c.chunks_mut(chunk_bytes))
@@ -435,7 +440,13 @@ impl ChunkedLayout {
                 {
                     encode(t * task_elems + k * chunk, xs, h, c);
                 }
-            });
+                (crc32c::crc32c(c), c.len())
+            })
+            .reduce(
+                || (0, 0),
+                |(a, a_len), (b, b_len)| (combine(a, b, b_len), a_len + b_len),
+            );
+        combine(crc32c::crc32c(heads), codes_crc, codes_len)
     }
 
     /// Runs `decode(head, codes, chunk_out)` for every chunk, in parallel.

@@ -37,8 +37,10 @@ pub fn crc32c_append(crc: u32, data: &[u8]) -> u32 {
     combine(crc, tail_crc, tail_len)
 }
 
-/// crc32c of `A` then `B` from `crc32c(A)`, `crc32c(B)` and `B`'s length.
-fn combine(crc_a: u32, crc_b: u32, len_b: usize) -> u32 {
+/// crc32c of `A` then `B` from `crc32c(A)`, `crc32c(B)` and `B`'s length: kernels that hash
+/// their output piece by piece while it is still in cache join the pieces with this.
+#[must_use]
+pub fn combine(crc_a: u32, crc_b: u32, len_b: usize) -> u32 {
     let mut shift = 1 << 31; // x^0
     let mut bits = len_b;
     let mut k = 3; // a byte is 2^3 bits

@@ -1,6 +1,6 @@
 //! fedcodec: compression codecs, a checksummed wire format and streaming aggregation for
 //! federated-learning model updates. The core works on slices; `python` adds the PyO3 module.
-#![cfg_attr(not(feature = "python"), forbid(unsafe_code))]
+#![cfg_attr(not(feature = "python"), deny(unsafe_code))]
 
 pub mod accumulator;
 pub mod bitpack;
@@ -18,6 +18,7 @@ pub mod rice;
 pub mod rng;
 pub mod seeded_mask;
 pub mod sign;
+mod simd;
 pub mod spec;
 pub mod topk;
 

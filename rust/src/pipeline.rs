@@ -132,10 +132,13 @@ impl EncodePlan<'_> {
         let (head, rest) = out.split_at_mut(self.head.len());
         head.copy_from_slice(&self.head);
         let (payload, crc) = rest.split_at_mut(self.terminal_len);
-        if !self.values.is_empty() {
-            encode_terminal(&self.terminal, &self.values, payload)?;
-        }
-        let sum = crate::checksum::crc32c_append(crc32c::crc32c(head), payload);
+        let hashed = if self.values.is_empty() {
+            None
+        } else {
+            encode_terminal(&self.terminal, &self.values, payload)?
+        };
+        let payload_crc = hashed.unwrap_or_else(|| crate::checksum::crc32c(payload));
+        let sum = crate::checksum::combine(crc32c::crc32c(head), payload_crc, payload.len());
         crc.copy_from_slice(&sum.to_le_bytes());
         Ok(())
     }
@@ -392,7 +395,8 @@ fn payload_len(stage: &Stage, m: usize) -> Result<usize> {
     Ok(len)
 }
 
-fn encode_terminal(ws: &WireStage, values: &[f32], out: &mut [u8]) -> Result<()> {
+/// Writes the terminal stage's payload; returns its crc32c when the kernel hashed it on the way.
+fn encode_terminal(ws: &WireStage, values: &[f32], out: &mut [u8]) -> Result<Option<u32>> {
     match &ws.stage {
         Stage::Identity(Dtype::F32) => {
             out.par_chunks_mut(4 * SCAN_BLOCK)
@@ -426,15 +430,15 @@ fn encode_terminal(ws: &WireStage, values: &[f32], out: &mut [u8]) -> Result<()>
                     }
                 });
         }
-        Stage::Quantize(p) => quantize(values, p, ws.seed, out)?,
-        Stage::Qsgd(p) => qsgd_encode(values, p, ws.seed, out),
+        Stage::Quantize(p) => return quantize(values, p, ws.seed, out).map(Some),
+        Stage::Qsgd(p) => return Ok(Some(qsgd_encode(values, p, ws.seed, out))),
         Stage::Eden(p) => eden_encode(values, p, ws.seed, out),
-        Stage::Sign(p) => sign_encode(values, p, out),
+        Stage::Sign(p) => return Ok(Some(sign_encode(values, p, out))),
         Stage::TopK { .. } | Stage::RandK { .. } => {
             return Err(CodecError::param("a sparsifier cannot end a pipeline"))
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 fn decode_terminal_add(ws: &WireStage, bytes: &[u8], weight: f32, out: &mut [f32]) -> Result<()> {

@@ -60,11 +60,11 @@ pub fn qsgd_len(n: usize, p: &QsgdParams) -> usize {
     p.layout().len(n)
 }
 
-/// Encodes `x` into `out` (`out.len() == qsgd_len(x.len(), p)`); the level of element `i` is drawn
+/// Encodes `x` into `out` (`out.len() == qsgd_len(x.len(), p)`), returning the crc32c of `out`; the level of element `i` is drawn
 /// from `(seed, i)` only, so the bytes do not depend on thread count.
 ///
 /// Expects validated `p` and finite `x`. Unbiased: the mean of the decoded values over seeds is `x`.
-pub fn qsgd_encode(x: &[f32], p: &QsgdParams, seed: u64, out: &mut [u8]) {
+pub fn qsgd_encode(x: &[f32], p: &QsgdParams, seed: u64, out: &mut [u8]) -> u32 {
     debug_assert!(p.problem().is_none(), "{p:?}");
     assert_eq!(out.len(), qsgd_len(x.len(), p), "qsgd output length");
     p.layout().par_encode(x, out, |first, xs, head, codes| {
@@ -82,7 +82,7 @@ pub fn qsgd_encode(x: &[f32], p: &QsgdParams, seed: u64, out: &mut [u8]) {
             first,
         };
         dispatch_bits!(p.code_bits(), encode_runs(&enc, xs, codes));
-    });
+    })
 }
 
 /// Decodes a payload of `n` elements and adds `weight * value` into `out` (`out.len() == n`).
@@ -204,7 +204,12 @@ mod tests {
 
     fn encode(x: &[f32], p: &QsgdParams, seed: u64) -> Vec<u8> {
         let mut bytes = vec![0u8; qsgd_len(x.len(), p)];
-        qsgd_encode(x, p, seed, &mut bytes);
+        let crc = qsgd_encode(x, p, seed, &mut bytes);
+        assert_eq!(
+            crc,
+            crc32c::crc32c(&bytes),
+            "qsgd_encode returns its output's crc32c"
+        );
         bytes
     }
 

@@ -43,14 +43,15 @@ pub fn sign_len(n: usize, p: &SignParams) -> usize {
     p.layout().len(n)
 }
 
-/// Encodes `x` into `out` (`out.len() == sign_len(x.len(), p)`); expects validated `p` and finite `x`.
-pub fn sign_encode(x: &[f32], p: &SignParams, out: &mut [u8]) {
+/// Encodes `x` into `out` (`out.len() == sign_len(x.len(), p)`), returning the crc32c of `out`;
+/// expects validated `p` and finite `x`.
+pub fn sign_encode(x: &[f32], p: &SignParams, out: &mut [u8]) -> u32 {
     debug_assert!(p.problem().is_none(), "{p:?}");
     assert_eq!(out.len(), sign_len(x.len(), p), "sign output length");
     p.layout().par_encode(x, out, |_, xs, head, bits| {
         head.copy_from_slice(&mean_abs(xs).to_le_bytes());
         encode_runs::<1>(&SignBits, xs, bits);
-    });
+    })
 }
 
 /// Decodes a payload of `n` elements and adds `weight * value` into `out` (`out.len() == n`).
@@ -143,7 +144,12 @@ mod tests {
 
     fn encode(x: &[f32], p: SignParams) -> Vec<u8> {
         let mut bytes = vec![0u8; sign_len(x.len(), &p)];
-        sign_encode(x, &p, &mut bytes);
+        let crc = sign_encode(x, &p, &mut bytes);
+        assert_eq!(
+            crc,
+            crc32c::crc32c(&bytes),
+            "sign_encode returns its output's crc32c"
+        );
         bytes
     }
 
