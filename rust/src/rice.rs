@@ -66,14 +66,19 @@ impl<'a> BitReader<'a> {
     }
 
     /// The next bits from `pos` (at least 57 valid when available), zero past the end.
+    #[inline]
     fn window(&self) -> u64 {
         let byte = self.pos / 8;
-        let mut buf = [0u8; 8];
-        if byte < self.bytes.len() {
-            let end = (byte + 8).min(self.bytes.len());
-            buf[..end - byte].copy_from_slice(&self.bytes[byte..end]);
-        }
-        u64::from_le_bytes(buf) >> (self.pos % 8)
+        let word = if let Some(eight) = self.bytes.get(byte..byte + 8) {
+            u64::from_le_bytes(eight.try_into().unwrap_or_default())
+        } else {
+            // Only the last 7 bytes pay for a variable-length copy (a memmove call).
+            let mut buf = [0u8; 8];
+            let tail = self.bytes.get(byte..).unwrap_or_default();
+            buf[..tail.len()].copy_from_slice(tail);
+            u64::from_le_bytes(buf)
+        };
+        word >> (self.pos % 8)
     }
 
     /// Reads `count` (<= 32) bits.

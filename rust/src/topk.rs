@@ -3,6 +3,7 @@
 use rayon::prelude::*;
 
 use crate::rng::hash_u64;
+use crate::simd::prefetch;
 
 /// Bits of the magnitude key that the first histogram resolves (65 536 bins, 256 KiB, L2-resident).
 const TOP_BITS: u32 = 16;
@@ -287,8 +288,13 @@ pub fn gather(x: &[f32], idx: &[u32]) -> Vec<f32> {
 /// Precondition: `values.len() == idx.len()` and indices `< out.len()`, as
 /// [`crate::index_coding::decode_indices`] guarantees; an index out of range is skipped, never a panic.
 pub fn scatter_add(values: &[f32], idx: &[u32], weight: f32, out: &mut [f32]) {
+    /// Indices between a prefetch and its add: enough misses in flight to hide memory latency.
+    const AHEAD: usize = 24;
     debug_assert_eq!(values.len(), idx.len());
-    for (&v, &i) in values.iter().zip(idx) {
+    for (j, (&v, &i)) in values.iter().zip(idx).enumerate() {
+        if let Some(later) = idx.get(j + AHEAD).and_then(|&a| out.get(a as usize)) {
+            prefetch(std::slice::from_ref(later));
+        }
         debug_assert!((i as usize) < out.len());
         if let Some(o) = out.get_mut(i as usize) {
             *o += weight * v;
