@@ -2,7 +2,10 @@
 
 use rayon::prelude::*;
 
+use std::mem::MaybeUninit;
+
 use crate::checksum::combine;
+use crate::uninit::{assume_written, zeroed};
 
 /// Widest code the packers handle.
 pub const MAX_BITS: u32 = 16;
@@ -255,11 +258,32 @@ fn unpack_block<const B: u32, C: Code>(bytes: &[u8], out: &mut [C]) {
 /// Codes per stack buffer when a codec packs or unpacks through 16-bit codes; a multiple of 8.
 const RUN: usize = 512;
 
-/// An unsigned code word a kernel writes or reads: `u8` straight in the byte stream at 8 bits,
+/// Where an encoder puts a code: a fresh frame's byte at 8 bits, a `u8` or `u16` in a stack
+/// buffer otherwise.
+pub(crate) trait CodeSlot: Copy {
+    /// The code `c` (already `< 2^bits`), narrowed.
+    fn from_u32(c: u32) -> Self;
+}
+
+impl CodeSlot for MaybeUninit<u8> {
+    #[inline]
+    fn from_u32(c: u32) -> Self {
+        MaybeUninit::new(c as u8)
+    }
+}
+
+impl<C: Code> CodeSlot for C {
+    #[inline]
+    fn from_u32(c: u32) -> Self {
+        Code::narrow(c)
+    }
+}
+
+/// An unsigned code word a kernel reads or writes: `u8` straight in the byte stream at 8 bits,
 /// `u16` in a stack buffer otherwise.
 pub(crate) trait Code: Copy {
     /// The code `c` (already `< 2^bits`), narrowed.
-    fn from_u32(c: u32) -> Self;
+    fn narrow(c: u32) -> Self;
     /// The code, widened.
     fn to_u32(self) -> u32;
     /// The code as a signed integer, for exact and vectorisable conversion to `f32`.
@@ -268,7 +292,7 @@ pub(crate) trait Code: Copy {
 
 impl Code for u8 {
     #[inline]
-    fn from_u32(c: u32) -> Self {
+    fn narrow(c: u32) -> Self {
         c as u8
     }
     #[inline]
@@ -283,7 +307,7 @@ impl Code for u8 {
 
 impl Code for u16 {
     #[inline]
-    fn from_u32(c: u32) -> Self {
+    fn narrow(c: u32) -> Self {
         c as u16
     }
     #[inline]
@@ -298,9 +322,14 @@ impl Code for u16 {
 
 /// A codec's element-wise encoder for one chunk, written as a plain loop over slices so the
 /// compiler vectorises it.
-pub(crate) trait RunEncoder {
+///
+/// # Safety
+/// `encode_run` writes every element of `codes` (`codes.len() == input.len()`): at 8 bits they
+/// are a fresh frame's uninitialized bytes, which [`encode_runs`] then hands out as `&mut [u8]`.
+#[allow(unsafe_code)]
+pub(crate) unsafe trait RunEncoder {
     /// Writes the code of each `input[i]`, which is element `offset + i` of the chunk.
-    fn encode_run<C: Code>(&self, offset: usize, input: &[f32], codes: &mut [C]);
+    fn encode_run<C: CodeSlot>(&self, offset: usize, input: &[f32], codes: &mut [C]);
 }
 
 /// A codec's element-wise decoder for one chunk: adds each code's weighted value into `out`.
@@ -311,11 +340,31 @@ pub(crate) trait RunDecoder {
 /// Encodes one chunk into its packed codes (`out.len() == packed_len(input.len(), B)`): 8-bit
 /// codes go straight into `out`, narrower ones through a `u8` buffer, wider through `u16`.
 #[inline(always)]
-pub(crate) fn encode_runs<const B: u32>(enc: &impl RunEncoder, input: &[f32], out: &mut [u8]) {
+pub(crate) fn encode_runs<'a, const B: u32>(
+    enc: &impl RunEncoder,
+    input: &[f32],
+    out: &'a mut [MaybeUninit<u8>],
+) -> &'a mut [u8] {
     match B {
-        8 => enc.encode_run::<u8>(0, input, out),
-        1..=7 => encode_buffered::<B, u8>(enc, input, out, &mut [0u8; RUN]),
-        _ => encode_buffered::<B, u16>(enc, input, out, &mut [0u16; RUN]),
+        8 => {
+            assert_eq!(out.len(), input.len(), "8-bit codes: one byte per element");
+            enc.encode_run::<MaybeUninit<u8>>(0, input, out);
+            // SAFETY: RunEncoder's contract: encode_run wrote all `input.len() == out.len()` codes.
+            #[allow(unsafe_code)]
+            unsafe {
+                crate::uninit::assume_written(out)
+            }
+        }
+        1..=7 => {
+            let out = zeroed(out);
+            encode_buffered::<B, u8>(enc, input, out, &mut [0u8; RUN]);
+            out
+        }
+        _ => {
+            let out = zeroed(out);
+            encode_buffered::<B, u16>(enc, input, out, &mut [0u16; RUN]);
+            out
+        }
     }
 }
 
@@ -415,38 +464,73 @@ impl ChunkedLayout {
     }
 
     /// Runs `encode(first_index, chunk_input, head_out, codes_out)` for every chunk, in parallel,
-    /// and returns the crc32c of `out`, each task hashing its codes while they are still in cache.
+    /// and returns the crc32c of `out`, each task hashing its bytes while they are in cache.
+    /// `out` may start uninitialized: `encode` hands back `head_out` and `codes_out` written
+    /// whole (through [`crate::uninit`] or [`encode_runs`]), so each byte is written once.
     /// `out.len()` must equal `self.len(x.len())`.
-    pub fn par_encode<F>(&self, x: &[f32], out: &mut [u8], encode: F) -> u32
+    pub(crate) fn par_encode<F>(&self, x: &[f32], out: &mut [MaybeUninit<u8>], encode: F) -> u32
     where
-        F: Fn(usize, &[f32], &mut [u8], &mut [u8]) + Sync,
+        F: for<'h, 'c> Fn(
+                usize,
+                &[f32],
+                &'h mut [MaybeUninit<u8>],
+                &'c mut [MaybeUninit<u8>],
+            ) -> (&'h mut [u8], &'c mut [u8])
+            + Sync,
     {
         let Self { chunk, head, bits } = *self;
         let (heads, codes) = out.split_at_mut(x.len().div_ceil(chunk) * head);
         let per_task = (TASK_ELEMS / chunk).max(1);
         let task_elems = per_task * chunk;
         let chunk_bytes = chunk / 8 * bits as usize;
-        let (codes_crc, codes_len) = heads
+        let (heads_crc, _, codes_crc, codes_len) = heads
             .par_chunks_mut(per_task * head)
             .zip(codes.par_chunks_mut(per_task * chunk_bytes))
             .zip(x.par_chunks(task_elems))
             .enumerate()
             .map(|(t, ((h, c), xs))| {
+                let mut whole = true;
                 for (k, ((h, c), xs)) in h
                     .chunks_mut(head)
                     .zip(c.chunks_mut(chunk_bytes))
                     .zip(xs.chunks(chunk))
                     .enumerate()
                 {
-                    encode(t * task_elems + k * chunk, xs, h, c);
+                    let given = (
+                        h.as_ptr().cast::<u8>(),
+                        h.len(),
+                        c.as_ptr().cast::<u8>(),
+                        c.len(),
+                    );
+                    let (h, c) = encode(t * task_elems + k * chunk, xs, h, c);
+                    whole &= given == (h.as_ptr(), h.len(), c.as_ptr(), c.len());
                 }
-                (crc32c::crc32c(c), c.len())
+                let (h, c) = if whole {
+                    // SAFETY: `encode` handed back every chunk's head and codes as `&mut [u8]`
+                    // over exactly the memory it was given (checked above), and safe code can
+                    // only make such a slice from these buffers by writing them.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        (assume_written(h), assume_written(c))
+                    }
+                } else {
+                    debug_assert!(false, "a chunk encoder handed back other memory");
+                    (zeroed(h), zeroed(c))
+                };
+                (crc32c::crc32c(h), h.len(), crc32c::crc32c(c), c.len())
             })
             .reduce(
-                || (0, 0),
-                |(a, a_len), (b, b_len)| (combine(a, b, b_len), a_len + b_len),
+                || (0, 0, 0, 0),
+                |(h_a, h_a_len, c_a, c_a_len), (h_b, h_b_len, c_b, c_b_len)| {
+                    (
+                        combine(h_a, h_b, h_b_len),
+                        h_a_len + h_b_len,
+                        combine(c_a, c_b, c_b_len),
+                        c_a_len + c_b_len,
+                    )
+                },
             );
-        combine(crc32c::crc32c(heads), codes_crc, codes_len)
+        combine(heads_crc, codes_crc, codes_len)
     }
 
     /// Runs `decode(head, codes, chunk_out)` for every chunk, in parallel.

@@ -21,6 +21,7 @@ pub mod sign;
 mod simd;
 pub mod spec;
 pub mod topk;
+mod uninit;
 
 #[cfg(feature = "python")]
 mod python;

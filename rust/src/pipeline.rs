@@ -1,6 +1,7 @@
 //! Encoding an array through a spec into one frame, and decoding any frame back (added, weighted, into a buffer).
 
 use std::borrow::Cow;
+use std::mem::MaybeUninit;
 
 use half::{bf16, f16};
 use rayon::prelude::*;
@@ -9,13 +10,14 @@ use crate::eden::{eden_decode_add, eden_encode, eden_len, EdenParams};
 use crate::error::{CodecError, Result};
 use crate::frame::{verified_body, Header, Reader, Writer, DEFAULT_MAX_ELEMENTS};
 use crate::index_coding::{decode_indices, encode_indices};
-use crate::qsgd::{qsgd_decode_add, qsgd_encode, qsgd_len, QsgdParams};
-use crate::quantize::{dequantize_add, quantize, quantize_len, QuantParams};
+use crate::qsgd::{qsgd_decode_add, qsgd_encode_uninit, qsgd_len, QsgdParams};
+use crate::quantize::{dequantize_add, quantize_len, quantize_uninit, QuantParams};
 use crate::rng::derive;
 use crate::seeded_mask::{mask_extract, mask_scatter_add};
-use crate::sign::{sign_decode_add, sign_encode, sign_len, SignParams};
+use crate::sign::{sign_decode_add, sign_encode_uninit, sign_len, SignParams};
 use crate::spec::{Dtype, Spec, Stage, MAX_STAGES};
 use crate::topk::{gather, scatter_add, topk_exact, topk_sampled};
+use crate::uninit::{self, as_uninit, copied};
 
 /// Wire ids of the stages (the frame's `codec id` byte is the first stage's).
 mod id {
@@ -120,8 +122,14 @@ impl EncodePlan<'_> {
         self.head.len() + self.terminal_len + crate::frame::CHECKSUM_LEN
     }
 
-    /// Writes the whole frame into `out` (exactly `frame_len()` bytes, zeroed).
+    /// Writes the whole frame into `out` (exactly `frame_len()` bytes).
     pub fn write_into(&self, out: &mut [u8]) -> Result<()> {
+        self.write_uninit(as_uninit(out))
+    }
+
+    /// Writes the whole frame into `out`, which may start uninitialized (a fresh Python `bytes`):
+    /// every byte is written once, chunked codecs' payloads by the kernel itself.
+    pub fn write_uninit(&self, out: &mut [MaybeUninit<u8>]) -> Result<()> {
         if out.len() != self.frame_len() {
             return Err(CodecError::param(format!(
                 "frame buffer is {} bytes, the frame needs {}",
@@ -130,16 +138,16 @@ impl EncodePlan<'_> {
             )));
         }
         let (head, rest) = out.split_at_mut(self.head.len());
-        head.copy_from_slice(&self.head);
+        let head = copied(head, &self.head);
         let (payload, crc) = rest.split_at_mut(self.terminal_len);
-        let hashed = if self.values.is_empty() {
-            None
+        let payload_len = payload.len();
+        let payload_crc = if self.values.is_empty() {
+            crate::checksum::crc32c(uninit::zeroed(payload))
         } else {
             encode_terminal(&self.terminal, &self.values, payload)?
         };
-        let payload_crc = hashed.unwrap_or_else(|| crate::checksum::crc32c(payload));
-        let sum = crate::checksum::combine(crc32c::crc32c(head), payload_crc, payload.len());
-        crc.copy_from_slice(&sum.to_le_bytes());
+        let sum = crate::checksum::combine(crc32c::crc32c(head), payload_crc, payload_len);
+        copied(crc, &sum.to_le_bytes());
         Ok(())
     }
 }
@@ -395,50 +403,63 @@ fn payload_len(stage: &Stage, m: usize) -> Result<usize> {
     Ok(len)
 }
 
-/// Writes the terminal stage's payload; returns its crc32c when the kernel hashed it on the way.
-fn encode_terminal(ws: &WireStage, values: &[f32], out: &mut [u8]) -> Result<Option<u32>> {
+/// Writes the terminal stage's payload into `out` (initialized or not) and returns its crc32c:
+/// chunked codecs hash it on the way, the others after.
+fn encode_terminal(ws: &WireStage, values: &[f32], out: &mut [MaybeUninit<u8>]) -> Result<u32> {
     match &ws.stage {
-        Stage::Identity(Dtype::F32) => {
-            out.par_chunks_mut(4 * SCAN_BLOCK)
-                .zip(values.par_chunks(SCAN_BLOCK))
-                .for_each(|(o, v)| {
-                    for (dst, x) in o.chunks_exact_mut(4).zip(v) {
-                        dst.copy_from_slice(&x.to_le_bytes());
-                    }
-                });
+        Stage::Quantize(p) => quantize_uninit(values, p, ws.seed, out),
+        Stage::Qsgd(p) => Ok(qsgd_encode_uninit(values, p, ws.seed, out)),
+        Stage::Sign(p) => Ok(sign_encode_uninit(values, *p, out)),
+        Stage::Eden(p) => {
+            let out = uninit::zeroed(out);
+            eden_encode(values, p, ws.seed, out);
+            Ok(crate::checksum::crc32c(out))
         }
         Stage::Identity(dtype) => {
-            if *dtype == Dtype::F16 {
-                if let Some(i) = values.iter().position(|v| v.abs() > f32::from(f16::MAX)) {
-                    return Err(CodecError::input(format!(
-                        "value {} at index {i} is outside float16's range (±65504); use bf16",
-                        values[i]
-                    )));
-                }
-            }
-            let half = *dtype == Dtype::F16;
-            out.par_chunks_mut(2 * SCAN_BLOCK)
-                .zip(values.par_chunks(SCAN_BLOCK))
-                .for_each(|(o, v)| {
-                    for (dst, x) in o.chunks_exact_mut(2).zip(v) {
-                        let bits = if half {
-                            f16::from_f32(*x).to_bits()
-                        } else {
-                            bf16::from_f32(*x).to_bits()
-                        };
-                        dst.copy_from_slice(&bits.to_le_bytes());
-                    }
-                });
+            let out = uninit::zeroed(out);
+            encode_identity(*dtype, values, out)?;
+            Ok(crate::checksum::crc32c(out))
         }
-        Stage::Quantize(p) => return quantize(values, p, ws.seed, out).map(Some),
-        Stage::Qsgd(p) => return Ok(Some(qsgd_encode(values, p, ws.seed, out))),
-        Stage::Eden(p) => eden_encode(values, p, ws.seed, out),
-        Stage::Sign(p) => return Ok(Some(sign_encode(values, p, out))),
         Stage::TopK { .. } | Stage::RandK { .. } => {
-            return Err(CodecError::param("a sparsifier cannot end a pipeline"))
+            Err(CodecError::param("a sparsifier cannot end a pipeline"))
         }
     }
-    Ok(None)
+}
+
+/// Writes `values` as little-endian float32, float16 or bfloat16; float16 refuses values past its range.
+fn encode_identity(dtype: Dtype, values: &[f32], out: &mut [u8]) -> Result<()> {
+    if dtype == Dtype::F32 {
+        out.par_chunks_mut(4 * SCAN_BLOCK)
+            .zip(values.par_chunks(SCAN_BLOCK))
+            .for_each(|(o, v)| {
+                for (dst, x) in o.chunks_exact_mut(4).zip(v) {
+                    dst.copy_from_slice(&x.to_le_bytes());
+                }
+            });
+        return Ok(());
+    }
+    if dtype == Dtype::F16 {
+        if let Some(i) = values.iter().position(|v| v.abs() > f32::from(f16::MAX)) {
+            return Err(CodecError::input(format!(
+                "value {} at index {i} is outside float16's range (±65504); use bf16",
+                values[i]
+            )));
+        }
+    }
+    let half = dtype == Dtype::F16;
+    out.par_chunks_mut(2 * SCAN_BLOCK)
+        .zip(values.par_chunks(SCAN_BLOCK))
+        .for_each(|(o, v)| {
+            for (dst, x) in o.chunks_exact_mut(2).zip(v) {
+                let bits = if half {
+                    f16::from_f32(*x).to_bits()
+                } else {
+                    bf16::from_f32(*x).to_bits()
+                };
+                dst.copy_from_slice(&bits.to_le_bytes());
+            }
+        });
+    Ok(())
 }
 
 fn decode_terminal_add(ws: &WireStage, bytes: &[u8], weight: f32, out: &mut [f32]) -> Result<()> {
@@ -710,6 +731,22 @@ mod tests {
 
     fn frame(spec: &str, x: &[f32]) -> Vec<u8> {
         encode(&Spec::parse(spec).unwrap(), x, &[x.len() as u64], 5).unwrap()
+    }
+
+    #[test]
+    fn a_frame_written_over_garbage_matches_one_written_over_zeros() {
+        // Garbage stands in for uninitialized memory: any byte the writer skips stays 0xAB.
+        // Big enough for several parallel tasks and a partial last chunk; one element; a few.
+        for n in [1, 7, 100_003] {
+            let x = data(n, 11);
+            for spec in SPECS {
+                let plan = plan(&Spec::parse(spec).unwrap(), &x, &[n as u64], 5).unwrap();
+                let mut dirty = vec![0xABu8; plan.frame_len()];
+                plan.write_uninit(crate::uninit::as_uninit(&mut dirty))
+                    .unwrap();
+                assert_eq!(dirty, frame(spec, &x), "{spec}, {n} elements");
+            }
+        }
     }
 
     #[test]

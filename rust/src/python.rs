@@ -7,8 +7,11 @@ use numpy::{
     IntoPyArray, PyArray1, PyArrayDyn, PyArrayMethods, PyReadonlyArray1, PyReadonlyArrayDyn,
     PyReadwriteArrayDyn, PyUntypedArrayMethods,
 };
+use std::mem::MaybeUninit;
+
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
@@ -104,8 +107,8 @@ impl Codec {
         let spec = &self.spec;
         let plan = py.detach(|| pipeline::plan(spec, data, &shape, seed))?;
         // The kernel writes straight into the bytes object: no second copy of the frame.
-        PyBytes::new_with(py, plan.frame_len(), |buf| {
-            py.detach(|| plan.write_into(buf)).map_err(PyErr::from)
+        fresh_bytes(py, plan.frame_len(), |buf| {
+            py.detach(|| plan.write_uninit(buf)).map_err(PyErr::from)
         })
     }
 
@@ -190,6 +193,34 @@ fn stage_dict<'py>(py: Python<'py>, stage: &Stage) -> PyResult<Bound<'py, PyDict
         }
     }
     Ok(d)
+}
+
+/// A new `bytes` of `len` bytes that `fill` writes. CPython hands it over uninitialized, so a
+/// frame's bytes are written once, by the kernel: `PyBytes::new_with` zero-fills first, which
+/// costs 13 % of an 8-bit encode on one core and 23 % on two (10M floats).
+fn fresh_bytes(
+    py: Python<'_>,
+    len: usize,
+    fill: impl FnOnce(&mut [MaybeUninit<u8>]) -> PyResult<()>,
+) -> PyResult<Bound<'_, PyBytes>> {
+    let size = ffi::Py_ssize_t::try_from(len)
+        .map_err(|_| CodecError::new_err(format!("a frame of {len} bytes is too large")))?;
+    // SAFETY: given a null pointer, CPython returns a new bytes object of `size` bytes whose
+    // contents the caller writes, or null with an exception set.
+    let obj = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), size) };
+    if obj.is_null() {
+        return Err(PyErr::fetch(py));
+    }
+    // SAFETY: `obj` is a new, owned reference to a bytes object.
+    let bytes = unsafe { Bound::from_owned_ptr(py, obj).cast_into_unchecked::<PyBytes>() };
+    // SAFETY: the object's `len` bytes live as long as `bytes`, no other code has seen the object
+    // yet, and `MaybeUninit` claims nothing about their contents. If `fill` fails, the object is
+    // dropped unread.
+    let buf = unsafe {
+        std::slice::from_raw_parts_mut(ffi::PyBytes_AsString(obj).cast::<MaybeUninit<u8>>(), len)
+    };
+    fill(buf)?;
+    Ok(bytes)
 }
 
 /// Decodes any frame into a float32 array of the shape it was encoded with.

@@ -1,10 +1,14 @@
 //! QSGD (Alistarh et al. 2017): per-bucket L2 norm and unbiased stochastic levels `0..=s`.
 
+use std::mem::MaybeUninit;
+
 use crate::bitpack::{
-    decode_runs, dispatch_bits, encode_runs, f32_at, ChunkedLayout, Code, RunDecoder, RunEncoder,
+    decode_runs, dispatch_bits, encode_runs, f32_at, ChunkedLayout, Code, CodeSlot, RunDecoder,
+    RunEncoder,
 };
 use crate::error::{CodecError, Result};
 use crate::quantize::{fill_uniforms, stochastic_floor};
+use crate::uninit::{as_uninit, copied};
 
 /// Largest level count whose codes `[0, 2s]` still fit 16 bits.
 pub const MAX_LEVELS: u32 = 32_767;
@@ -65,11 +69,21 @@ pub fn qsgd_len(n: usize, p: &QsgdParams) -> usize {
 ///
 /// Expects validated `p` and finite `x`. Unbiased: the mean of the decoded values over seeds is `x`.
 pub fn qsgd_encode(x: &[f32], p: &QsgdParams, seed: u64, out: &mut [u8]) -> u32 {
+    qsgd_encode_uninit(x, p, seed, as_uninit(out))
+}
+
+/// [`qsgd_encode`] into a buffer that may start uninitialized (a fresh frame).
+pub(crate) fn qsgd_encode_uninit(
+    x: &[f32],
+    p: &QsgdParams,
+    seed: u64,
+    out: &mut [MaybeUninit<u8>],
+) -> u32 {
     debug_assert!(p.problem().is_none(), "{p:?}");
     assert_eq!(out.len(), qsgd_len(x.len(), p), "qsgd output length");
     p.layout().par_encode(x, out, |first, xs, head, codes| {
         let norm = l2_norm(xs);
-        head.copy_from_slice(&norm.to_le_bytes());
+        let head = copied(head, &norm.to_le_bytes());
         let levels = p.levels as f32;
         let enc = LevelEncoder {
             scale: if norm > 0.0 {
@@ -81,7 +95,10 @@ pub fn qsgd_encode(x: &[f32], p: &QsgdParams, seed: u64, out: &mut [u8]) -> u32 
             seed,
             first,
         };
-        dispatch_bits!(p.code_bits(), encode_runs(&enc, xs, codes));
+        (
+            head,
+            dispatch_bits!(p.code_bits(), encode_runs(&enc, xs, codes)),
+        )
     })
 }
 
@@ -144,8 +161,10 @@ struct LevelEncoder {
 /// Uniforms drawn per stack buffer; even, so pairs of elements never straddle two buffers.
 const UNIFORM_RUN: usize = 256;
 
-impl RunEncoder for LevelEncoder {
-    fn encode_run<C: Code>(&self, offset: usize, input: &[f32], codes: &mut [C]) {
+// SAFETY: writes every code: `input` and `codes` are cut into the same runs, one code per element.
+#[allow(unsafe_code)]
+unsafe impl RunEncoder for LevelEncoder {
+    fn encode_run<C: CodeSlot>(&self, offset: usize, input: &[f32], codes: &mut [C]) {
         let s = self.levels as i32;
         let mut u = [0f32; UNIFORM_RUN];
         for (k, (xs, cs)) in input

@@ -1,14 +1,16 @@
 //! Per-chunk uniform min/max quantization to 1..=16 bits, round-to-nearest or unbiased stochastic.
 
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::bitpack::{
-    decode_runs, dispatch_bits, encode_runs, f32_at, ChunkedLayout, Code, RunDecoder, RunEncoder,
-    MAX_BITS,
+    decode_runs, dispatch_bits, encode_runs, f32_at, ChunkedLayout, Code, CodeSlot, RunDecoder,
+    RunEncoder, MAX_BITS,
 };
 use crate::error::{CodecError, Result};
 use crate::rng::uniform_pair;
 use crate::simd::{prefetch, quantize_chunk};
+use crate::uninit::{as_uninit, copied, zeroed};
 
 /// Settings of the uniform quantizer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +67,16 @@ pub fn quantize_len(n: usize, p: &QuantParams) -> usize {
 /// `max - min` finite in f32 (true when every `|x| < 1.7e38`). Round-to-nearest keeps every
 /// element within `step / 2` (plus float rounding) of its decoded value.
 pub fn quantize(x: &[f32], p: &QuantParams, seed: u64, out: &mut [u8]) -> Result<u32> {
+    quantize_uninit(x, p, seed, as_uninit(out))
+}
+
+/// [`quantize`] into a buffer that may start uninitialized (a fresh frame).
+pub(crate) fn quantize_uninit(
+    x: &[f32],
+    p: &QuantParams,
+    seed: u64,
+    out: &mut [MaybeUninit<u8>],
+) -> Result<u32> {
     debug_assert!(p.problem().is_none(), "{p:?}");
     assert_eq!(
         out.len(),
@@ -76,15 +88,16 @@ pub fn quantize(x: &[f32], p: &QuantParams, seed: u64, out: &mut [u8]) -> Result
     let crc = p.layout().par_encode(x, out, |first, xs, head, codes| {
         let after = &x[first + xs.len()..];
         let next = &after[..after.len().min(xs.len())];
-        let encoded = dispatch_bits!(
+        let chunk = dispatch_bits!(
             p.bits,
             quantize_chunk(xs, next, first, stochastic.then_some(seed), head, codes)
         );
-        if !encoded {
+        if !chunk.finite {
             if let Some(i) = xs.iter().position(|v| !v.is_finite()) {
                 first_bad.fetch_min(first + i, Ordering::Relaxed);
             }
         }
+        (chunk.head, chunk.codes)
     });
     match first_bad.into_inner() {
         i if i < x.len() => Err(CodecError::non_finite(i, x[i])),
@@ -171,9 +184,11 @@ impl Scaler {
 /// Round-to-nearest codes; `LIFTED` for subnormal steps (see [`Scaler::scaled`]).
 struct NearestEncoder<const LIFTED: bool>(Scaler);
 
-impl<const LIFTED: bool> RunEncoder for NearestEncoder<LIFTED> {
+// SAFETY: writes every code: one per input element, `codes.len() == input.len()`.
+#[allow(unsafe_code)]
+unsafe impl<const LIFTED: bool> RunEncoder for NearestEncoder<LIFTED> {
     #[inline(always)]
-    fn encode_run<C: Code>(&self, _offset: usize, input: &[f32], codes: &mut [C]) {
+    fn encode_run<C: CodeSlot>(&self, _offset: usize, input: &[f32], codes: &mut [C]) {
         let s = self.0;
         for (c, &v) in codes.iter_mut().zip(input) {
             *c = C::from_u32((s.scaled::<LIFTED>(v) + ROUND_MAGIC).to_bits() & 0xFFFF);
@@ -188,9 +203,11 @@ struct StochasticEncoder {
     first: usize,
 }
 
-impl RunEncoder for StochasticEncoder {
+// SAFETY: writes every code: `input` and `codes` are cut into the same runs, one code per element.
+#[allow(unsafe_code)]
+unsafe impl RunEncoder for StochasticEncoder {
     #[inline(always)]
-    fn encode_run<C: Code>(&self, offset: usize, input: &[f32], codes: &mut [C]) {
+    fn encode_run<C: CodeSlot>(&self, offset: usize, input: &[f32], codes: &mut [C]) {
         let s = self.scaler;
         let mut u = [0f32; UNIFORM_RUN];
         for (k, (xs, cs)) in input
@@ -214,30 +231,35 @@ const UNIFORM_RUN: usize = 256;
 /// nothing, if it holds a NaN/Inf. `LANES` sizes the min/max pass to the build's registers (see
 /// [`finite_range`]); inlined whole so [`quantize_chunk`] can build it for AVX2.
 #[inline(always)]
-pub(crate) fn encode_chunk<const B: u32, const LANES: usize>(
+pub(crate) fn encode_chunk<'h, 'c, const B: u32, const LANES: usize>(
     x: &[f32],
     next: &[f32],
     first: usize,
     seed: Option<u64>,
-    head: &mut [u8],
-    codes: &mut [u8],
-) -> bool {
+    head: &'h mut [MaybeUninit<u8>],
+    codes: &'c mut [MaybeUninit<u8>],
+) -> ChunkBytes<'h, 'c> {
     let levels = ((1u32 << B) - 1) as f32;
     let Some((lo, hi)) = finite_range::<LANES>(x) else {
-        return false;
+        return ChunkBytes {
+            head: zeroed(head),
+            codes: zeroed(codes),
+            finite: false,
+        };
     };
     let (step, inv_step, pre) = chunk_step(lo, hi, levels);
-    head[..4].copy_from_slice(&lo.to_le_bytes());
-    head[4..].copy_from_slice(&step.to_le_bytes());
+    let mut fields = [0u8; 8];
+    fields[..4].copy_from_slice(&lo.to_le_bytes());
+    fields[4..].copy_from_slice(&step.to_le_bytes());
     let scaler = Scaler {
         lo,
         pre,
         inv_step,
         levels,
     };
-    match seed {
+    let codes = match seed {
         None if pre > 1.0 => {
-            encode_prefetching::<B>(NearestEncoder::<true>(scaler), next, x, codes);
+            encode_prefetching::<B>(NearestEncoder::<true>(scaler), next, x, codes)
         }
         None => encode_prefetching::<B>(NearestEncoder::<false>(scaler), next, x, codes),
         Some(seed) => encode_prefetching::<B>(
@@ -250,8 +272,20 @@ pub(crate) fn encode_chunk<const B: u32, const LANES: usize>(
             x,
             codes,
         ),
+    };
+    ChunkBytes {
+        head: copied(head, &fields),
+        codes,
+        finite: true,
     }
-    true
+}
+
+/// One chunk's header and codes, every byte written.
+pub(crate) struct ChunkBytes<'h, 'c> {
+    pub(crate) head: &'h mut [u8],
+    pub(crate) codes: &'c mut [u8],
+    /// False, with head and codes zeroed, when the chunk held a NaN/Inf.
+    pub(crate) finite: bool,
 }
 
 /// Min/max lanes of the portable build: four SSE2 (or NEON) vectors per accumulator.
@@ -266,19 +300,21 @@ const PREFETCH_RUN: usize = 256;
 /// Encodes a chunk with `enc`, run by run, asking the cache for the same run of `next` before
 /// each: the memory stream of the next chunk overlaps this one's arithmetic.
 #[inline(always)]
-fn encode_prefetching<const B: u32>(
+fn encode_prefetching<'c, const B: u32>(
     enc: impl RunEncoder,
     next: &[f32],
     x: &[f32],
-    codes: &mut [u8],
-) {
+    codes: &'c mut [MaybeUninit<u8>],
+) -> &'c mut [u8] {
     struct Prefetching<'a, E> {
         enc: E,
         next: &'a [f32],
     }
-    impl<E: RunEncoder> RunEncoder for Prefetching<'_, E> {
+    // SAFETY: writes every code, through `enc`'s own contract, run by run.
+    #[allow(unsafe_code)]
+    unsafe impl<E: RunEncoder> RunEncoder for Prefetching<'_, E> {
         #[inline(always)]
-        fn encode_run<C: Code>(&self, offset: usize, input: &[f32], codes: &mut [C]) {
+        fn encode_run<C: CodeSlot>(&self, offset: usize, input: &[f32], codes: &mut [C]) {
             for (k, (xs, cs)) in input
                 .chunks(PREFETCH_RUN)
                 .zip(codes.chunks_mut(PREFETCH_RUN))
@@ -291,7 +327,7 @@ fn encode_prefetching<const B: u32>(
             }
         }
     }
-    encode_runs::<B>(&Prefetching { enc, next }, x, codes);
+    encode_runs::<B>(&Prefetching { enc, next }, x, codes)
 }
 
 /// `floor(t + u)` for `t >= 0` computed as `floor(t) + (u < frac(t))`, exact for any size of `t`.

@@ -1,9 +1,12 @@
 //! Scaled sign (EF-signSGD, Karimireddy et al. 2019): one bit per element and a per-chunk scale.
 
+use std::mem::MaybeUninit;
+
 use crate::bitpack::{
-    decode_runs, encode_runs, f32_at, ChunkedLayout, Code, RunDecoder, RunEncoder,
+    decode_runs, encode_runs, f32_at, ChunkedLayout, Code, CodeSlot, RunDecoder, RunEncoder,
 };
 use crate::error::{CodecError, Result};
+use crate::uninit::{as_uninit, copied};
 
 /// Settings of the scaled-sign codec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,11 +49,16 @@ pub fn sign_len(n: usize, p: &SignParams) -> usize {
 /// Encodes `x` into `out` (`out.len() == sign_len(x.len(), p)`), returning the crc32c of `out`;
 /// expects validated `p` and finite `x`.
 pub fn sign_encode(x: &[f32], p: &SignParams, out: &mut [u8]) -> u32 {
+    sign_encode_uninit(x, *p, as_uninit(out))
+}
+
+/// [`sign_encode`] into a buffer that may start uninitialized (a fresh frame).
+pub(crate) fn sign_encode_uninit(x: &[f32], p: SignParams, out: &mut [MaybeUninit<u8>]) -> u32 {
     debug_assert!(p.problem().is_none(), "{p:?}");
-    assert_eq!(out.len(), sign_len(x.len(), p), "sign output length");
+    assert_eq!(out.len(), sign_len(x.len(), &p), "sign output length");
     p.layout().par_encode(x, out, |_, xs, head, bits| {
-        head.copy_from_slice(&mean_abs(xs).to_le_bytes());
-        encode_runs::<1>(&SignBits, xs, bits);
+        let head = copied(head, &mean_abs(xs).to_le_bytes());
+        (head, encode_runs::<1>(&SignBits, xs, bits))
     })
 }
 
@@ -105,9 +113,11 @@ fn mean_abs(x: &[f32]) -> f32 {
 /// Bit 1 for a negative element.
 struct SignBits;
 
-impl RunEncoder for SignBits {
+// SAFETY: writes every code: one per input element, `codes.len() == input.len()`.
+#[allow(unsafe_code)]
+unsafe impl RunEncoder for SignBits {
     #[inline]
-    fn encode_run<C: Code>(&self, _offset: usize, input: &[f32], codes: &mut [C]) {
+    fn encode_run<C: CodeSlot>(&self, _offset: usize, input: &[f32], codes: &mut [C]) {
         for (c, &v) in codes.iter_mut().zip(input) {
             *c = C::from_u32(u32::from(v < 0.0));
         }
