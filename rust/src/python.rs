@@ -196,8 +196,9 @@ fn stage_dict<'py>(py: Python<'py>, stage: &Stage) -> PyResult<Bound<'py, PyDict
 }
 
 /// A new `bytes` of `len` bytes that `fill` writes. CPython hands it over uninitialized, so a
-/// frame's bytes are written once, by the kernel: `PyBytes::new_with` zero-fills first, which
-/// costs 13 % of an 8-bit encode on one core and 23 % on two (10M floats).
+/// frame's bytes are written once, by the kernel: with `PyBytes::new_with`, which zero-fills
+/// first, an 8-bit encode of 10M floats took 6.08 ms on one core and 4.38 ms on two, against 5.14
+/// and 3.19 ms now.
 fn fresh_bytes(
     py: Python<'_>,
     len: usize,
