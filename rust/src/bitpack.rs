@@ -1,8 +1,8 @@
 //! LSB-first packing of 1..=16-bit codes and the "chunk headers, then one code stream" layout.
 
-use rayon::prelude::*;
-
 use std::mem::MaybeUninit;
+
+use rayon::prelude::*;
 
 use crate::checksum::combine;
 use crate::uninit::{assume_written, zeroed};
@@ -352,7 +352,7 @@ pub(crate) fn encode_runs<'a, const B: u32>(
             // SAFETY: RunEncoder's contract: encode_run wrote all `input.len() == out.len()` codes.
             #[allow(unsafe_code)]
             unsafe {
-                crate::uninit::assume_written(out)
+                assume_written(out)
             }
         }
         1..=7 => {
