@@ -272,18 +272,23 @@ impl CodeSlot for MaybeUninit<u8> {
     }
 }
 
-impl<C: Code> CodeSlot for C {
+impl CodeSlot for u8 {
     #[inline]
     fn from_u32(c: u32) -> Self {
-        Code::narrow(c)
+        c as u8
+    }
+}
+
+impl CodeSlot for u16 {
+    #[inline]
+    fn from_u32(c: u32) -> Self {
+        c as u16
     }
 }
 
 /// An unsigned code word a kernel reads or writes: `u8` straight in the byte stream at 8 bits,
 /// `u16` in a stack buffer otherwise.
-pub(crate) trait Code: Copy {
-    /// The code `c` (already `< 2^bits`), narrowed.
-    fn narrow(c: u32) -> Self;
+pub(crate) trait Code: CodeSlot {
     /// The code, widened.
     fn to_u32(self) -> u32;
     /// The code as a signed integer, for exact and vectorisable conversion to `f32`.
@@ -291,10 +296,6 @@ pub(crate) trait Code: Copy {
 }
 
 impl Code for u8 {
-    #[inline]
-    fn narrow(c: u32) -> Self {
-        c as u8
-    }
     #[inline]
     fn to_u32(self) -> u32 {
         u32::from(self)
@@ -306,10 +307,6 @@ impl Code for u8 {
 }
 
 impl Code for u16 {
-    #[inline]
-    fn narrow(c: u32) -> Self {
-        c as u16
-    }
     #[inline]
     fn to_u32(self) -> u32 {
         u32::from(self)

@@ -64,8 +64,9 @@ pub fn qsgd_len(n: usize, p: &QsgdParams) -> usize {
     p.layout().len(n)
 }
 
-/// Encodes `x` into `out` (`out.len() == qsgd_len(x.len(), p)`), returning the crc32c of `out`; the level of element `i` is drawn
-/// from `(seed, i)` only, so the bytes do not depend on thread count.
+/// Encodes `x` into `out` (`out.len() == qsgd_len(x.len(), p)`), returning the crc32c of `out`;
+/// the level of element `i` is drawn from `(seed, i)` only, so the bytes do not depend on thread
+/// count.
 ///
 /// Expects validated `p` and finite `x`. Unbiased: the mean of the decoded values over seeds is `x`.
 pub fn qsgd_encode(x: &[f32], p: &QsgdParams, seed: u64, out: &mut [u8]) -> u32 {

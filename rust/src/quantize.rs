@@ -227,9 +227,9 @@ unsafe impl RunEncoder for StochasticEncoder {
 /// Uniforms drawn per stack buffer; even, so pairs of elements never straddle two buffers.
 const UNIFORM_RUN: usize = 256;
 
-/// Encodes one chunk, prefetching `next` (the chunk after it) as it goes; false, writing
-/// nothing, if it holds a NaN/Inf. `LANES` sizes the min/max pass to the build's registers (see
-/// [`finite_range`]); inlined whole so [`quantize_chunk`] can build it for AVX2.
+/// Encodes one chunk, prefetching `next` (the chunk after it) as it goes; a chunk holding a
+/// NaN/Inf comes back zeroed with `finite: false`. `LANES` sizes the min/max pass to the build's
+/// registers (see [`finite_range`]); inlined whole so [`quantize_chunk`] can build it for AVX2.
 #[inline(always)]
 pub(crate) fn encode_chunk<'h, 'c, const B: u32, const LANES: usize>(
     x: &[f32],

@@ -1,7 +1,7 @@
 //! An AVX2 build of the quantizer's chunk kernel, chosen at run time, and cache prefetch hints;
-//! `unsafe` for the feature-checked call and the hint. 8-bit quantization of 10M floats on one core of an AMD EPYC (Zen 3),
-//! medians of eight alternating runs: 7.5 ms portable, 5.9 ms AVX2, 4.2 ms AVX2 with the next
-//! chunk prefetched while this one encodes. Other CPUs run the portable build. Prefetching the
+//! `unsafe` for the feature-checked call and the hint. 8-bit quantization of 10M floats on one
+//! core of an AMD EPYC (Zen 3), medians of eight alternating runs: 7.5 ms portable, 5.9 ms AVX2,
+//! 4.2 ms AVX2 with the next chunk prefetched while this one encodes. Other CPUs run the portable build. Prefetching the
 //! slot 24 indices ahead also takes `topk::scatter_add` of 100K values into 10M floats from
 //! 1.5-2.0 ms to 1.1-1.3 ms when the sum is not in cache.
 #![allow(unsafe_code)]
