@@ -1,0 +1,24 @@
+"""The aggregator protocol: fold client replies one at a time, merge partial folds, finish into a fold sum."""
+
+from __future__ import annotations
+
+from typing import Protocol, Self
+
+from fedcore.protocol.messages import Failure, Reply
+from fedcore.strategies.base import FoldSum
+
+
+class Aggregator(Protocol):
+    """start (the factory) / add / merge / finish; `add` is all-or-nothing and names what it refused."""
+
+    def add(self, reply: Reply) -> Failure | None:
+        """Fold one reply; a reply that does not decode leaves the aggregate as it was and comes back refused."""
+        ...
+
+    def merge(self, other: Self) -> Self:
+        """This fold followed by `other`'s, in that order (workers' partial folds combine this way)."""
+        ...
+
+    def finish(self) -> FoldSum:
+        """The round's fold, which the strategy turns into new weights."""
+        ...
