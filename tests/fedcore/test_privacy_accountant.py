@@ -46,7 +46,9 @@ def test_default_is_pld_for_poisson_and_rdp_for_fixed_size() -> None:
 def test_fixed_size_sampling_is_sampling_without_replacement_under_replace_one() -> None:
     fixed = Sampling.fixed(population=1000, cohort=10)
     event = round_event(fixed, 2.0)
-    assert event == dp_accounting.SampledWithoutReplacementDpEvent(1000, 10, dp_accounting.GaussianDpEvent(1.0))
+    # Replace-one moves the sum by up to 2C, so sigma = 2 is a Gaussian of multiplier 1 on the sensitivity.
+    expected = dp_accounting.SampledWithoutReplacementDpEvent(1000, 10, dp_accounting.GaussianDpEvent(1.0))
+    assert event == expected
     reference = rdp_privacy_accountant.RdpAccountant(
         neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE
     )

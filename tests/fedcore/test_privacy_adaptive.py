@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedcore.privacy import AdaptiveClipping, Accountant, Sampling, update_noise_multiplier
+from fedcore.privacy import Accountant, AdaptiveClipping, Sampling, update_noise_multiplier
 from fedcore.privacy.adaptive import geometric_clip_update
 
 
