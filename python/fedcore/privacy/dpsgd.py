@@ -48,10 +48,11 @@ def clipped_grad_sum(
     if x.shape[0] == 0:
         return {name: torch.zeros_like(p) for name, p in _trainable(module).items()}, 0
     grads = per_sample_grads(module, loss_fn, x, y)
-    flat = torch.cat([g.reshape(g.shape[0], -1) for g in grads.values()], dim=1)
-    norms = torch.linalg.vector_norm(flat, dim=1)
+    # Norms per parameter then combined: concatenating the [batch, params] gradients first copies them all.
+    squares = [torch.linalg.vector_norm(g.reshape(g.shape[0], -1), dim=1) ** 2 for g in grads.values()]
+    norms = torch.sqrt(torch.stack(squares).sum(dim=0))
     factors = clip_factors(norms, clip)
-    sums = {name: torch.tensordot(factors, g, dims=1) for name, g in grads.items()}
+    sums = {name: (factors @ g.reshape(g.shape[0], -1)).reshape(g.shape[1:]) for name, g in grads.items()}
     return sums, int((norms > clip).sum())
 
 
