@@ -74,7 +74,7 @@ def test_calibrated_sigma_reaches_the_target_epsilon_within_1e_3(kind: str) -> N
 
 
 def test_budget_check_names_the_last_round_that_fits() -> None:
-    acct = Accountant(Sampling.poisson(1000, 0.1), 1.0, 1e-4, "rdp")
+    acct = Accountant(Sampling.poisson(1000, 0.1), 1.5, 1e-4, "rdp")
     last = acct.last_round_within(max_epsilon=3.0, max_rounds=1000)
     assert 0 < last < 1000
     assert acct.epsilon(last) <= 3.0 < acct.epsilon(last + 1)
