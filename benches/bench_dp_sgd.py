@@ -1,9 +1,10 @@
-"""DP-SGD per-sample clipping: torch.func vmap(grad) against a Python loop of one backward pass per example.
+"""DP-SGD per-sample clipping: vmap(grad) against a Python loop of one gradient per example, torch and MLX.
 
 Run: PYTHONPATH=python python benches/bench_dp_sgd.py [--repeats 20] [--threads 1]
 Workload: the digits MLP 64-128-10 and a wider 64-256-256-10, batches of 64 and 256. Both paths compute the
 same thing (sum over the batch of gradients clipped to norm C = 1, checked equal before timing); the time is
-the median of `repeats` runs after one warm-up. Ratio = loop / vmap.
+the median of `repeats` runs after one warm-up. Ratio = loop / vmap. torch: torch.func over functional_call;
+MLX (rows only if mlx imports): mx.vmap(mx.grad) on the CPU device.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), median of {args.repeats}")
-    print(f"{'model':<16} {'batch':>5} {'loop ms':>9} {'vmap ms':>9} {'ratio':>7}")
+    print(f"{'lib':<6} {'model':<16} {'batch':>5} {'loop ms':>9} {'vmap ms':>9} {'ratio':>7}")
     for hidden in ([128], [256, 256]):
         model = torch_mlp(64, hidden, 10, seed=0)
         name = "-".join(str(w) for w in [64, *hidden, 10])
@@ -51,7 +52,37 @@ def main() -> None:
                 torch.testing.assert_close(fast[key], slow[key], rtol=1e-4, atol=1e-6)
             loop = median_ms(lambda: clipped_grad_sum_loop(model, CE, x, y, 1.0), args.repeats)  # noqa: B023
             vec = median_ms(lambda: clipped_grad_sum(model, CE, x, y, 1.0), args.repeats)  # noqa: B023
-            print(f"{name:<16} {size:>5} {loop:>9.2f} {vec:>9.2f} {loop / vec:>6.1f}x")
+            print(f"{'torch':<6} {name:<16} {size:>5} {loop:>9.2f} {vec:>9.2f} {loop / vec:>6.1f}x")
+    mlx_rows(args.repeats)
+
+
+def mlx_rows(repeats: int) -> None:
+    try:
+        import mlx.core as mx
+    except ImportError:
+        print("mlx not installed: no MLX rows")
+        return
+    import numpy as np
+
+    from fedcore.backends.mlx_backend import _cross_entropy
+    from fedcore.backends.models import mlx_mlp
+    from fedcore.privacy.dpsgd_mlx import clipped_grad_sum_mlx, clipped_grad_sum_mlx_loop
+
+    mx.set_default_device(mx.cpu)
+    for hidden in ([128], [256, 256]):
+        model = mlx_mlp(64, hidden, 10, seed=0)
+        name = "-".join(str(w) for w in [64, *hidden, 10])
+        for size in (64, 256):
+            rng = np.random.default_rng(size)
+            x = mx.array(rng.standard_normal((size, 64)).astype(np.float32))
+            y = mx.array(rng.integers(0, 10, size))
+            fast, _ = clipped_grad_sum_mlx(model, _cross_entropy, x, y, 1.0)
+            slow, _ = clipped_grad_sum_mlx_loop(model, _cross_entropy, x, y, 1.0)
+            for key in slow:
+                np.testing.assert_allclose(np.array(fast[key]), np.array(slow[key]), rtol=1e-4, atol=1e-6)
+            loop = median_ms(lambda: clipped_grad_sum_mlx_loop(model, _cross_entropy, x, y, 1.0), repeats)  # noqa: B023
+            vec = median_ms(lambda: clipped_grad_sum_mlx(model, _cross_entropy, x, y, 1.0), repeats)  # noqa: B023
+            print(f"{'mlx':<6} {name:<16} {size:>5} {loop:>9.2f} {vec:>9.2f} {loop / vec:>6.1f}x")
 
 
 if __name__ == "__main__":
