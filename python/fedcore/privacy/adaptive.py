@@ -88,6 +88,7 @@ class AdaptiveClipping:
         return update_noise_multiplier(self.noise_multiplier, self.count_noise)
 
     def init_state(self) -> AdaptiveClipState:
+        """Round one's clip: the paper starts small (0.1) and lets the geometric update grow it."""
         return AdaptiveClipState(self.initial_clip)
 
     def clip(self, update: F32, state: AdaptiveClipState) -> tuple[F32, int]:
