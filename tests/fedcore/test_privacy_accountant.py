@@ -65,6 +65,16 @@ def test_epsilon_grows_with_rounds_and_is_zero_before_the_first() -> None:
 
 
 @pytest.mark.parametrize("kind", ["pld", "rdp"])
+def test_per_round_curve_equals_one_call_per_round(kind: str) -> None:
+    acct = Accountant(Sampling.poisson(1000, 0.1), 1.0, 1e-4, kind)  # type: ignore[arg-type]
+    curve = acct.epsilons(12)
+    assert len(curve) == 12
+    for r in (1, 5, 12):
+        assert curve[r - 1] == pytest.approx(acct.epsilon(r), rel=1e-9)
+    assert curve == sorted(curve)
+
+
+@pytest.mark.parametrize("kind", ["pld", "rdp"])
 def test_calibrated_sigma_reaches_the_target_epsilon_within_1e_3(kind: str) -> None:
     sampling = Sampling.poisson(population=10_000, rate=0.01)
     sigma = calibrate_noise(2.0, 1e-5, sampling, rounds=500, accountant=kind)  # type: ignore[arg-type]

@@ -7,7 +7,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import dp_accounting  # type: ignore[import-untyped]
-from dp_accounting.pld import pld_privacy_accountant  # type: ignore[import-untyped]
+from dp_accounting.pld import (  # type: ignore[import-untyped]
+    pld_privacy_accountant,
+    privacy_loss_distribution,
+)
 from dp_accounting.rdp import rdp_privacy_accountant  # type: ignore[import-untyped]
 
 SamplingKind = Literal["poisson", "fixed"]
@@ -15,6 +18,9 @@ AccountantKind = Literal["pld", "rdp"]
 
 # dp-accounting's events are untyped attrs classes; this alias keeps signatures readable.
 DpEvent = Any
+
+# dp-accounting's default grid for privacy-loss values; its PLD estimates are pessimistic at any grid.
+_PLD_DISCRETIZATION = 1e-4
 
 
 @dataclass(frozen=True)
@@ -112,7 +118,7 @@ def _new_accountant(kind: AccountantKind, sampling: Sampling) -> Any:
         else dp_accounting.NeighboringRelation.REPLACE_ONE
     )
     if kind == "pld":
-        return pld_privacy_accountant.PLDAccountant(neighboring_relation=relation)
+        return pld_privacy_accountant.PLDAccountant(relation, _PLD_DISCRETIZATION)
     return rdp_privacy_accountant.RdpAccountant(neighboring_relation=relation)
 
 
@@ -160,6 +166,26 @@ class Accountant:
         accountant = _new_accountant(self.accountant_kind, self.sampling)
         accountant.compose(self.event(rounds))
         return float(accountant.get_epsilon(self.delta))
+
+    def epsilons(self, rounds: int) -> list[float]:
+        """Epsilon after each of rounds 1..`rounds`, for per-round records, in one call.
+
+        PLD builds the one-round loss distribution once (most of the cost) and self-composes it per round,
+        exactly as dp-accounting's PLD accountant does for a self-composed event; RDP is cheap per call.
+        """
+        if rounds < 0:
+            raise ValueError(f"rounds must be >= 0, got {rounds}")
+        if self.accountant_kind == "rdp" or rounds == 0:
+            return [self.epsilon(r) for r in range(1, rounds + 1)]
+        one_round = privacy_loss_distribution.from_gaussian_mechanism(
+            standard_deviation=self.noise_multiplier,
+            value_discretization_interval=_PLD_DISCRETIZATION,
+            sampling_prob=self.sampling.rate,
+            neighboring_relation=dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE,
+        )
+        return [
+            float(one_round.self_compose(r).get_epsilon_for_delta(self.delta)) for r in range(1, rounds + 1)
+        ]
 
     def last_round_within(self, max_epsilon: float, max_rounds: int) -> int:
         """The largest round r <= max_rounds with epsilon(r) <= max_epsilon (0 if even round 1 exceeds it)."""
