@@ -542,9 +542,12 @@ use numpy::{PyArray2, PyReadonlyArray2};
 /// A C-contiguous K x d float32 matrix as a flat slice and its shape.
 fn matrix<'a>(x: &'a PyReadonlyArray2<'_, f32>) -> PyResult<(&'a [f32], usize, usize)> {
     let (k, d) = (x.shape()[0], x.shape()[1]);
+    // as_slice also accepts Fortran order, whose flat data would read as the transpose.
     let data = x
         .as_slice()
-        .map_err(|_| CodecError::new_err("updates must be a C-contiguous float32 K x d array"))?;
+        .ok()
+        .filter(|_| x.is_c_contiguous())
+        .ok_or_else(|| CodecError::new_err("updates must be a C-contiguous float32 K x d array"))?;
     Ok((data, k, d))
 }
 
@@ -558,7 +561,9 @@ fn square<'a>(x: &'a PyReadonlyArray2<'_, f64>) -> PyResult<(&'a [f64], usize)> 
     }
     let data = x
         .as_slice()
-        .map_err(|_| CodecError::new_err("distances must be a C-contiguous float64 array"))?;
+        .ok()
+        .filter(|_| x.is_c_contiguous())
+        .ok_or_else(|| CodecError::new_err("distances must be a C-contiguous float64 array"))?;
     Ok((data, k))
 }
 
@@ -654,7 +659,9 @@ fn mix_rows<'py>(
     let rows = mixing.shape()[0];
     let m = mixing
         .as_slice()
-        .map_err(|_| CodecError::new_err("mixing must be a C-contiguous float64 array"))?;
+        .ok()
+        .filter(|_| mixing.is_c_contiguous())
+        .ok_or_else(|| CodecError::new_err("mixing must be a C-contiguous float64 array"))?;
     let out = py.detach(|| robust::mix_rows(&Updates::new(data, k, d)?, m, rows))?;
     Ok(out.into_pyarray(py).reshape([rows, d])?)
 }
