@@ -88,7 +88,8 @@ def test_geometric_median_satisfies_its_optimality_condition() -> None:
     x[:4] += 40.0  # four far outliers
     w = np.arange(1.0, 16.0)
     z, iters, converged = robust.geometric_median(x, w, 1e-9, 1000, 1e-12)
-    assert converged and 1 <= iters < 1000
+    assert converged
+    assert 1 <= iters < 1000
     diff = z.astype(np.float64) - x
     grad = (w[:, None] * diff / np.linalg.norm(diff, axis=1, keepdims=True)).sum(axis=0)
     assert np.linalg.norm(grad) < 1e-3 * w.sum()

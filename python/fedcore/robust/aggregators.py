@@ -227,5 +227,5 @@ class NormBound:
         x = as_updates(updates)
         w = as_weights(weights, x.shape[0])
         norms = np.sqrt(kernels.sq_dists_to(x, np.zeros(x.shape[1], dtype=np.float32)))
-        scale = np.minimum(1.0, self.c / np.maximum(norms, np.finfo(np.float64).tiny))
+        scale = self.c / np.maximum(norms, self.c)  # min(1, c / norm), without dividing by a zero norm
         return kernels.row_combination(x, w * scale / w.sum())
