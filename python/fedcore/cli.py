@@ -59,7 +59,20 @@ _SIM_FLAGS: tuple[tuple[str, type, str], ...] = (
     ),
     ("--powersgd", int, "PowerSGD rank for the uplink (warm start, error feedback); replaces --codec"),
     ("--adaptive-ladder", str, "codec specs for --adaptive, best first, comma-separated (default: 8 rungs)"),
-    ("--aggregator", str, "mean (streaming weighted fold) | median (collects every update)"),
+    (
+        "--aggregator",
+        str,
+        "mean (streaming weighted fold) or a robust rule over every update: median | trimmed:BETA | "
+        "krum:F | multikrum:F,M | bulyan:F | geomed | cclip:TAU | normbound:C, optionally after "
+        "bucket:S+ or nnm:F+",
+    ),
+    (
+        "--attack",
+        str,
+        "simulated Byzantine clients: signflip | gauss[:SIGMA] | alie | ipm[:EPS] | minmax | minsum | "
+        "labelflip | backdoor:TARGET[,BOOST]",
+    ),
+    ("--byzantine", float, "share of the population that attacks (with --attack)"),
     (
         "--dp",
         str,
@@ -116,6 +129,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="with --personalize ditto:LAMBDA, every selected client also trains its personal model "
         "in each round it takes part (instead of once after the last round)",
+    )
+    sim.add_argument(
+        "--exclude-suspects",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="leave clients a robust aggregator flagged (suspicious in 3 of their last 5 rounds) out of selection",
     )
     sim.add_argument(
         "--eval-clients",

@@ -93,6 +93,9 @@ class FLConfig:
     target_epsilon: float | None = None  # calibrate sigma so the whole run spends this epsilon
     delta: float | None = None  # None: 0.1 / clients (user-level) or 0.1 / a client's examples (local)
     max_epsilon: float | None = None  # stop at the last round whose epsilon fits
+    attack: str | None = None  # simulated Byzantine clients: signflip, gauss, alie, ipm, minmax, labelflip ...
+    byzantine: float = 0.0  # share of the population that attacks
+    exclude_suspects: bool = False  # leave clients flagged in 3 of their last 5 rounds out of selection
     selection: str = "random"
     poc_candidates: int | None = None
     dropout: float = 0.0
@@ -155,6 +158,7 @@ class FLConfig:
             parse_personalize(self.personalize)  # raises on a bad spec
         _check_personal_rounds(self)
         _check_privacy(self)
+        _check_attack(self)
         self.make_strategy()  # raises on a bad spec or server parameters
 
     def make_strategy(self) -> Strategy:
@@ -264,6 +268,26 @@ def _check_privacy(config: FLConfig) -> None:
         raise ValueError("--dp accounts for uniform K-of-N sampling; --selection must be random")
     if config.aggregator != "mean":
         raise ValueError("--dp adds noise to the mean; --aggregator must be mean")
+
+
+def _check_attack(config: FLConfig) -> None:
+    """An attack needs attackers, and rewrites whole updates, so it refuses uploads it cannot forge."""
+    if not 0.0 <= config.byzantine < 1.0:
+        raise ValueError(f"--byzantine must lie in [0, 1), got {config.byzantine}")
+    if config.attack is None:
+        if config.byzantine > 0.0:
+            raise ValueError("--byzantine needs --attack NAME (signflip, gauss, alie, ipm, minmax, labelflip ...)")
+        return
+    from fedcore.robust.attacks import parse
+
+    parse(config.attack)
+    if round(config.byzantine * config.clients) < 1:
+        raise ValueError(f"--attack {config.attack} needs --byzantine F with F x clients >= 1")
+    forged = {"--partial": config.partial is not None, "--powersgd": config.powersgd is not None,
+              "--local-head": config.local_head, "--adaptive": config.adaptive_deadline_s is not None}
+    for flag, is_set in forged.items():
+        if is_set:
+            raise ValueError(f"--attack forges whole-model updates with the run's codec; drop {flag}")
 
 
 def _check_adaptive(config: FLConfig) -> None:

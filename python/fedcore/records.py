@@ -40,6 +40,8 @@ class RoundRecord:
     epsilon: float | None = None  # user-level DP: epsilon spent after this round (at the run's delta)
     dp_clip: float | None = None  # user-level DP: the clip norm this round used
     local_epsilon: float | None = None  # DP-SGD: the largest epsilon any of this round's clients has spent
+    suspicion: dict[str, float] | None = None  # robust aggregators: client id -> distance to center / median
+    backdoor_accuracy: float | None = None  # backdoor attack: share of triggered test inputs on the target
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

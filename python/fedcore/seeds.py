@@ -14,6 +14,7 @@ POWERSGD_SEED = 6
 PERSONALIZE_SEED = 7
 DEVICE_SPEED_SEED = 8
 DP_NOISE_SEED = 9
+ATTACK_SEED = 10
 
 
 def derive_seed(seed: int, round_num: int, client_id: int, purpose: int) -> int:

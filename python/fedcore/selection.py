@@ -166,8 +166,12 @@ def select_round(
     availability: AvailabilityModel | None = None,
     dropout_rate: float = 0.0,
     min_clients: int = 1,
+    excluded: frozenset[int] = frozenset(),
 ) -> RoundSelection:
-    """Select, drop out (each selected client fails with probability dropout_rate) and enforce min_clients."""
+    """Select, drop out (each selected client fails with probability dropout_rate) and enforce min_clients.
+
+    `excluded` clients (flagged suspects) are never eligible.
+    """
     if not 0.0 <= dropout_rate < 1.0:
         raise ValueError(f"dropout_rate must lie in [0, 1), got {dropout_rate}")
     eligible = np.arange(num_clients, dtype=np.int64)
@@ -176,6 +180,8 @@ def select_round(
         mask = availability.available(round_num, num_clients)
         eligible = eligible[mask]
         unavailable = num_clients - eligible.size
+    if excluded:
+        eligible = eligible[~np.isin(eligible, np.fromiter(excluded, dtype=np.int64))]
     selected = (
         selector.select(np.random.default_rng([seed, round_num, _SELECT_STREAM]), eligible, per_round, losses)
         if eligible.size

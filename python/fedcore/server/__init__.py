@@ -2,17 +2,18 @@
 
 from fedcore.server.aggregation import Collecting, FoldContext, LinearFold
 from fedcore.server.driver import DriverState, RoundDriver, initial_state
-from fedcore.server.registry import AGGREGATOR_NAMES, aggregator_factory
+from fedcore.server.registry import STREAMING, aggregator_factory, check_aggregator
 from fedcore.server.run import run_federation
 
 __all__ = [
-    "AGGREGATOR_NAMES",
     "Collecting",
     "DriverState",
     "FoldContext",
     "LinearFold",
     "RoundDriver",
+    "STREAMING",
     "aggregator_factory",
+    "check_aggregator",
     "initial_state",
     "run_federation",
 ]

@@ -19,6 +19,15 @@ Vector = NDArray[np.float32]
 CenterRule = Callable[[NDArray[np.float32], NDArray[np.float64]], NDArray[np.float32]]
 
 
+def _suspicion(clients: list[int], updates: NDArray[np.float32], center: Vector) -> dict[int, float]:
+    """Distance of each update to the robust center over the round's median distance (1 is typical)."""
+    from fedcore.robust import distance_scores
+
+    if len(clients) < 2:
+        return {}
+    return {cid: float(s) for cid, s in zip(clients, distance_scores(updates, center), strict=True)}
+
+
 class RefusedPayloadError(ValueError):
     """A reply whose payloads cannot be folded; `kind` is its failure kind."""
 
@@ -185,6 +194,7 @@ class Collecting:
         self._controls = LinearFold(ctx) if ctx.with_control else None
         self._num_examples = 0
         self._weighted_steps = 0.0
+        self.suspicion: dict[int, float] = {}  # after finish: each client's distance to the center / median
 
     @property
     def client_ids(self) -> list[int]:
@@ -231,7 +241,9 @@ class Collecting:
         weight_sum = float(sum(self._coefs))
         if count == 0:
             return FoldSum.empty(self._ctx.size, self._ctx.with_control)
-        center = self._rule(self.updates(), np.asarray(self._coefs, dtype=np.float64))
+        updates = self.updates()
+        center = self._rule(updates, np.asarray(self._coefs, dtype=np.float64))
+        self.suspicion = _suspicion(self._client_ids, updates, center)
         controls = self._controls.finish().control_sum if self._controls is not None else None
         return FoldSum(
             delta_sum=center.astype(np.float64) * weight_sum,

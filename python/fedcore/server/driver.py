@@ -25,6 +25,7 @@ from fedcore.personalize import LocalHead, make_local_head
 from fedcore.protocol.messages import Task
 from fedcore.protocol.transport import RoundOutcome, Transport
 from fedcore.records import RoundRecord
+from fedcore.robust.detect import SuspectTracker
 from fedcore.privacy.adaptive import update_noise_multiplier
 from fedcore.privacy.plan import DEFAULT_INITIAL_CLIP, PrivacyPlan
 from fedcore.privacy.spec import DPSpec
@@ -72,6 +73,7 @@ class DriverState:
     downlink: DownlinkSync | None = None
     records: tuple[RoundRecord, ...] = ()
     dp_clip: float | None = None  # user-level DP: the clip norm clients use next round
+    suspects: SuspectTracker | None = None  # robust aggregators: who looked suspicious in recent rounds
 
 
 def initial_state(config: FLConfig, weights: Vector) -> DriverState:
@@ -137,6 +139,7 @@ class RoundDriver:
     transport: Transport
     planner: UplinkPlanner | None = None
     personal_score: PersonalScore | None = None
+    backdoor_score: PersonalScore | None = None
     client_tests: Callable[[], list[Dataset]] | None = None
     deadline_s: float | None = None
 
@@ -169,6 +172,7 @@ class RoundDriver:
             availability=self.availability,
             dropout_rate=config.dropout,
             min_clients=config.min_clients,
+            excluded=state.suspects.flagged() if state.suspects and config.exclude_suspects else frozenset(),
         )
         models, down_bytes, sync = self._models(state, sel, round_num)
         control, control_bytes = self._control(server, round_num)
@@ -211,13 +215,18 @@ class RoundDriver:
             equal_weights=self.privacy is not None,
         )
         noise = self._noise(state, round_num)
-        factory = aggregator_factory(config.aggregator, fold_ctx, noise)
+        factory = aggregator_factory(config.aggregator, fold_ctx, noise, derive_seed(config.seed, round_num, -1, 0))
         outcome = self.transport.run_round(tasks, factory, self.deadline_s)
         reached = len(outcome.replies) + sum(f.kind == "diverged" for f in outcome.failures)
         if reached < config.min_clients:  # a diverged client did answer, as in the simulation
             raise InsufficientClientsError(round_num, reached, config.min_clients)
         fold = outcome.aggregator.finish()
         dp_metrics: dict[str, float] = getattr(outcome.aggregator, "metrics", {})
+        suspicion: dict[int, float] = getattr(outcome.aggregator, "suspicion", {})
+        suspects = state.suspects
+        if suspicion:
+            tracker = suspects if suspects is not None else SuspectTracker()
+            suspects = tracker.observe(list(suspicion), list(suspicion.values()))
         before = server.weights
         if fold.count:  # every answering client failed: the global model stays as it was
             server = self.strategy.aggregate(server, fold)
@@ -238,6 +247,8 @@ class RoundDriver:
         local = [r.metrics["local_epsilon"] for r in outcome.replies if "local_epsilon" in r.metrics]
         record = replace(
             record,
+            suspicion={str(c): s for c, s in sorted(suspicion.items())} or None,
+            backdoor_accuracy=self.backdoor_score(server.weights) if self.backdoor_score else None,
             personal_accuracy=personal,
             epsilon=epsilon,
             dp_clip=state.dp_clip,
@@ -245,7 +256,15 @@ class RoundDriver:
         )
         next_clip = dp_metrics.get("dp_next_clip", state.dp_clip)
         new_state = DriverState(
-            round_num + 1, server, state.initial, change, losses, sync, (*state.records, record), next_clip
+            round_num + 1,
+            server,
+            state.initial,
+            change,
+            losses,
+            sync,
+            (*state.records, record),
+            next_clip,
+            suspects,
         )
         return new_state, record, outcome
 

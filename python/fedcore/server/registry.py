@@ -1,4 +1,7 @@
-"""Aggregator specs: `mean` (the streaming fold) or a collecting rule; one line per aggregator."""
+"""Aggregator specs: `mean` is the streaming fold; any fedcore.robust spec collects updates for its rule.
+
+A new robust rule is one class in fedcore/robust/aggregators.py plus one line in its `_AGGREGATORS`.
+"""
 
 from __future__ import annotations
 
@@ -8,40 +11,45 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fedcore.protocol.aggregator import Aggregator
-from fedcore.server.aggregation import CenterRule, Collecting, FoldContext, LinearFold
+from fedcore.server.aggregation import Collecting, FoldContext, LinearFold
 from fedcore.server.private_fold import PrivateFold, RoundNoise
 
-
-def _coordinate_median(updates: NDArray[np.float32], weights: NDArray[np.float64]) -> NDArray[np.float32]:
-    del weights
-    return np.median(updates, axis=0).astype(np.float32)
-
-
-# name -> the center rule of a collecting aggregator; "mean" is the linear fold itself.
-CENTER_RULES: dict[str, CenterRule] = {
-    "median": _coordinate_median,
-}
-AGGREGATOR_NAMES = ("mean", *CENTER_RULES)
+STREAMING = "mean"
 
 
 def check_aggregator(spec: str) -> None:
-    """Fail at configuration time with the choices spelled out."""
-    if spec != "mean" and spec not in CENTER_RULES:
-        raise ValueError(f"unknown aggregator {spec!r}; choose from {', '.join(AGGREGATOR_NAMES)}")
+    """Fail at configuration time: `mean`, or a robust rule such as `trimmed:0.2`, `bucket:2+krum:2`."""
+    if spec != STREAMING:
+        from fedcore.robust import parse
+
+        parse(spec)
+
+
+class RobustRule:
+    """A robust spec as a center rule `(updates K x d, weights) -> center`, seeded per round; picklable."""
+
+    def __init__(self, spec: str, seed: int) -> None:
+        self.spec = spec
+        self.seed = seed
+
+    def __call__(self, updates: NDArray[np.float32], weights: NDArray[np.float64]) -> NDArray[np.float32]:
+        from fedcore.robust import parse
+
+        return np.asarray(parse(self.spec)(updates, weights, seed=self.seed), dtype=np.float32)
 
 
 def aggregator_factory(
-    spec: str, ctx: FoldContext, noise: RoundNoise | None = None
+    spec: str, ctx: FoldContext, noise: RoundNoise | None = None, seed: int = 0
 ) -> Callable[[], Aggregator]:
     """A picklable factory: workers build their partial aggregators from it; `noise` makes the fold private."""
     check_aggregator(spec)
-    return _Factory(ctx, None if spec == "mean" else CENTER_RULES[spec], noise)
+    return AggregatorFactory(ctx, None if spec == STREAMING else RobustRule(spec, seed), noise)
 
 
-class _Factory:
+class AggregatorFactory:
     """Builds one empty aggregator of a kind; plain data, so it crosses process boundaries."""
 
-    def __init__(self, ctx: FoldContext, rule: CenterRule | None, noise: RoundNoise | None) -> None:
+    def __init__(self, ctx: FoldContext, rule: RobustRule | None, noise: RoundNoise | None) -> None:
         self.ctx = ctx
         self.rule = rule
         self.noise = noise

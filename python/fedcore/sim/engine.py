@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from fedcore.adaptive import AdaptiveCodecPolicy, Choice, megabits_to_bytes_per_s, parse_ladder
 from fedcore.backends.base import ModelAdapter
 from fedcore.backends.batches import count_steps
@@ -27,7 +29,16 @@ from fedcore.personalize import (
 from fedcore.records import RoundRecord, summarize
 from fedcore.seeds import DEVICE_SPEED_SEED, PERSONALIZE_SEED, derive_seed
 from fedcore.selection import AvailabilityModel
-from fedcore.server.driver import DriverState, RoundDriver, UplinkPlanner, initial_state, privacy_summary
+from fedcore.protocol.transport import Transport
+from fedcore.server.driver import (
+    DriverState,
+    PersonalScore,
+    RoundDriver,
+    UplinkPlanner,
+    initial_state,
+    privacy_summary,
+)
+from fedcore.sim.attack import AttackedTransport, byzantine_clients
 from fedcore.sim.personal import own_models, score_ditto_rounds, score_local_head
 from fedcore.sim.transport import SimTransport
 from fedcore.sim.workers import build_model, limit_threads, load_data, make_pool
@@ -56,7 +67,7 @@ class SimResult:
 
 def seconds_per_step(seed: int, client_id: int) -> float:
     """A device's fixed training speed, seeded per client, so picks never depend on this machine's clock."""
-    import numpy as np
+
 
     rng = np.random.default_rng(derive_seed(seed, 0, client_id, DEVICE_SPEED_SEED))
     return float(rng.lognormal(np.log(MEDIAN_SECONDS_PER_STEP), _SPEED_SPREAD))
@@ -92,6 +103,49 @@ def adaptive_planner(config: FLConfig, data: FederatedData) -> UplinkPlanner | N
         return picks
 
     return plan
+
+
+def backdoor_score(config: FLConfig, evaluator: ModelAdapter, data: FederatedData) -> PersonalScore | None:
+    """Under a backdoor attack: the share of triggered central-test inputs the model sends to the target."""
+    if config.attack is None:
+        return None
+    from fedcore.robust.attacks import Backdoor, parse
+
+    attack = parse(config.attack)
+    if not isinstance(attack, Backdoor):
+        return None
+    test = data.central_test
+    keep = test.y != attack.target
+    x = attack.stamp(test.x[keep])
+    y = np.full(int(keep.sum()), attack.target, dtype=np.int64)
+
+    def score(weights: Vector) -> float:
+        evaluator.set_weights(weights)
+        return evaluator.evaluate(x, y).accuracy
+
+    return score
+
+
+def robustness_summary(config: FLConfig, state: DriverState) -> dict[str, object]:
+    """Who attacked, who was flagged (suspicious in 3 of their last 5 rounds), and how well that matched."""
+    summary: dict[str, object] = {}
+    flagged = sorted(state.suspects.flagged()) if state.suspects is not None else None
+    if flagged is not None:
+        summary["suspects"] = flagged
+    if config.attack is not None:
+        bad = byzantine_clients(config)
+        summary["byzantine_clients"] = sorted(bad)
+        if flagged is not None:
+            seen = set(state.suspects.history) if state.suspects is not None else set()
+            caught = len(bad & set(flagged))
+            honest_seen = len(seen - bad)
+            summary["detection"] = {
+                "flagged_attackers": caught,
+                "attackers_seen": len(bad & seen),
+                "false_positives": len(set(flagged) - bad),
+                "honest_seen": honest_seen,
+            }
+    return summary
 
 
 def _personalize(
@@ -134,7 +188,8 @@ def simulate(
     data = load_data(config)
     evaluator = build_model(config, data)
     devices = ClientStateStore()
-    transport = SimTransport(make_pool(config, data), devices)
+    simulated = SimTransport(make_pool(config, data), devices)
+    transport: Transport = simulated if config.attack is None else AttackedTransport(simulated, config)
     layout = evaluator.layout
     local_head = (
         make_local_head(config.personalize, config.local_epochs, layout) if config.local_head else None
@@ -152,6 +207,7 @@ def simulate(
         transport,
         planner=adaptive_planner(config, data),
         personal_score=personal_score,
+        backdoor_score=backdoor_score(config, evaluator, data),
         client_tests=(lambda: [data.client(c).test for c in range(data.num_clients)])
         if config.eval_clients
         else None,
@@ -171,8 +227,9 @@ def simulate(
     vectors = 2 if config.make_strategy().uses_control else 1
     records = list(state.records)
     summary = summarize(records, layout.size, config.run_settings(), wall_s, vectors)
-    summary["timing"]["workers"] = transport.workers
+    summary["timing"]["workers"] = simulated.workers
     summary["timing"]["personalize_s"] = personalize_s
     summary["personalization"] = personal.summary() if personal is not None else None
     summary.update(privacy_summary(driver, records))
+    summary.update(robustness_summary(config, state))
     return SimResult(records, summary, state.server.weights, devices, state.downlink, personal)

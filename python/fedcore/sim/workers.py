@@ -18,6 +18,7 @@ from fedcore.data import FederatedData, build_federated
 from fedcore.protocol.aggregator import Aggregator
 from fedcore.protocol.messages import Failure, Task
 from fedcore.protocol.transport import AggregatorFactory, ReplyInfo
+from fedcore.sim.attack import poisoned_data
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,8 @@ class ClientRunner:
     """The simulated devices a worker hosts: one ClientApp on one persistent model, states handed in per job."""
 
     def __init__(self, config: FLConfig, data: FederatedData) -> None:
-        self._app = ClientApp(config, lambda cid: data.client(cid).train, build_model(config, data))
+        data_for = poisoned_data(config, lambda cid: data.client(cid).train)
+        self._app = ClientApp(config, data_for, build_model(config, data))
 
     def run(self, job: WorkerJob) -> WorkerResult:
         aggregator = job.make_aggregator()
