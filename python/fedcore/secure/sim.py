@@ -1,0 +1,176 @@
+"""The whole SecAgg+ round in one process, for tests and benchmarks: drop chosen clients at chosen stages,
+corrupt chosen shares, and time every stage on the client and on the server side."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, replace
+
+import numpy as np
+from numpy.typing import NDArray
+
+from fedcodec import secagg
+from fedcore.secure.client import ClientAdvertise, ClientMask, ClientShare, ClientUnmask, start_client
+from fedcore.secure.encoding import RingConfig, decode_sum, encode_update, encoded_length
+from fedcore.secure.messages import (
+    AdvertiseKeys,
+    MaskedInput,
+    RevealedShare,
+    RoundSetup,
+    SecAggResult,
+    ShareKeys,
+    UnmaskResponse,
+)
+from fedcore.secure.params import SecAggParams
+from fedcore.secure.server import start_server
+
+__all__ = ["STAGES", "RoundReport", "run_secagg_round", "secure_sum"]
+
+STAGES = ("advertise", "share", "mask", "unmask")
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    """A simulated round: its result, seconds per stage on all clients together and on the server, bytes up."""
+
+    result: SecAggResult
+    client_seconds: dict[str, float]
+    server_seconds: dict[str, float]
+    upload_bytes: int
+
+    @property
+    def seconds(self) -> float:
+        """Wall time of the round's protocol work, clients and server together."""
+        return sum(self.client_seconds.values()) + sum(self.server_seconds.values())
+
+
+def _flip(data: bytes) -> bytes:
+    return bytes([data[0] ^ 1]) + data[1:]
+
+
+def run_secagg_round(
+    codes: Mapping[int, NDArray[np.uint32]],
+    params: SecAggParams,
+    ring_bits: int,
+    *,
+    drop: Mapping[str, Collection[int]] | None = None,
+    seed: int = 0,
+    tamper_sealed: Collection[tuple[int, int]] = (),
+    tamper_revealed: Collection[tuple[int, int]] = (),
+) -> RoundReport:
+    """One SecAgg+ round over `codes` (client id -> ring elements), all four stages in process.
+
+    `drop[stage]` lists clients that go silent at that stage (send nothing from it on).
+    `tamper_sealed` holds (sender, recipient) pairs whose sealed share is corrupted in transit;
+    `tamper_revealed` holds (holder, owner) pairs whose revealed share is replaced by a wrong one.
+    Client secrets derive from `seed` (simulation only; real clients draw a fresh random seed).
+    """
+    drop = drop or {}
+    unknown = set(drop) - set(STAGES)
+    if unknown:
+        raise ValueError(f"unknown stages {sorted(unknown)}; stages are {STAGES}")
+    clients = tuple(sorted(codes))
+    length = next(iter(codes.values())).size
+    base = seed.to_bytes(8, "little")
+    setup = RoundSetup(
+        round_id=secagg.derive_scalar(base, b"round id")[:16],
+        clients=clients,
+        degree=params.degree,
+        threshold=params.threshold,
+        ring_bits=ring_bits,
+        length=length,
+        graph_seed=secagg.derive_scalar(base, b"graph seed"),
+    )
+    gone: set[int] = set()
+    csec = dict.fromkeys(STAGES, 0.0)
+    ssec = dict.fromkeys(STAGES, 0.0)
+
+    def alive(stage: str, ids: Collection[int]) -> list[int]:
+        gone.update(drop.get(stage, ()))
+        return [c for c in sorted(ids) if c not in gone]
+
+    t0 = time.perf_counter()
+    server = start_server(setup)
+    c1: dict[int, ClientAdvertise] = {
+        c: start_client(setup, c, secagg.derive_scalar(base, b"client %d" % c)) for c in clients
+    }
+    ssec["advertise"] += time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    adverts: list[AdvertiseKeys] = []
+    c2: dict[int, ClientShare] = {}
+    for c in alive("advertise", c1):
+        adverts.append((pair := c1[c].advertise())[0])
+        c2[c] = pair[1]
+    t1 = time.perf_counter()
+    keys, server2 = server.collect(adverts)
+    t2 = time.perf_counter()
+    csec["advertise"] += t1 - t0
+    ssec["advertise"] += t2 - t1
+
+    shares: list[ShareKeys] = []
+    c3: dict[int, ClientMask] = {}
+    for c in alive("share", set(c2) & set(keys)):
+        msg, c3[c] = c2[c].share(keys[c])
+        sealed = tuple(replace(s, ciphertext=_flip(s.ciphertext)) if (c, s.recipient) in tamper_sealed else s
+                       for s in msg.shares)
+        shares.append(replace(msg, shares=sealed))
+    t3 = time.perf_counter()
+    deliveries, server3 = server2.collect(shares)
+    t4 = time.perf_counter()
+    csec["share"] += t3 - t2
+    ssec["share"] += t4 - t3
+
+    masked: list[MaskedInput] = []
+    c4: dict[int, ClientUnmask] = {}
+    for c in alive("mask", set(c3) & set(deliveries)):
+        msg4, c4[c] = c3[c].mask(deliveries[c], codes[c])
+        masked.append(msg4)
+    t5 = time.perf_counter()
+    requests, server4 = server3.collect(masked)
+    t6 = time.perf_counter()
+    csec["mask"] += t5 - t4
+    ssec["mask"] += t6 - t5
+
+    responses: list[UnmaskResponse] = []
+    for c in alive("unmask", set(c4) & set(requests)):
+        r = c4[c].unmask(requests[c])
+        if any(h == c for h, _ in tamper_revealed):
+            def bad(s: RevealedShare, holder: int = c) -> RevealedShare:
+                if (holder, s.owner) not in tamper_revealed:
+                    return s
+                return replace(s, share=secagg.derive_scalar(s.share, b"tampered"))
+
+            r = replace(r, self_mask_shares=tuple(map(bad, r.self_mask_shares)),
+                        key_shares=tuple(map(bad, r.key_shares)))
+        responses.append(r)
+    t7 = time.perf_counter()
+    result = server4.finish(responses)
+    t8 = time.perf_counter()
+    csec["unmask"] += t7 - t6
+    ssec["unmask"] += t8 - t7
+    upload = len(masked[0].payload) if masked else 0
+    return RoundReport(result, csec, ssec, upload)
+
+
+def secure_sum(
+    updates: Mapping[int, NDArray[np.float32]],
+    config: RingConfig,
+    params: SecAggParams,
+    **kwargs: object,
+) -> tuple[NDArray[np.float32], RoundReport, dict[str, float]]:
+    """The float sum of the surviving clients' updates through a full SecAgg+ round, with encode/decode seconds."""
+    n = next(iter(updates.values())).size
+    t0 = time.perf_counter()
+    codes = {
+        c: encode_update(x, config, secagg.derive_scalar(c.to_bytes(8, "little"), b"rounding %d" % config.seed))
+        for c, x in updates.items()
+    }
+    t1 = time.perf_counter()
+    report = run_secagg_round(codes, params, config.ring_bits, **kwargs)  # type: ignore[arg-type]
+    t2 = time.perf_counter()
+    total = decode_sum(report.result.total, len(report.result.included), n, config)
+    t3 = time.perf_counter()
+    assert codes[next(iter(codes))].size == encoded_length(n, config)
+    return total, report, {"encode": t1 - t0, "decode": t3 - t2, "protocol": t2 - t1}
