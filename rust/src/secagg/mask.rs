@@ -27,12 +27,34 @@ pub struct Mask<'a> {
     pub negate: bool,
 }
 
-/// Writes keystream elements `first .. first + buf.len() / 4` of `seed` into `buf`.
-fn keystream(seed: &[u8; SEED_LEN], first: usize, buf: &mut [u8]) {
-    let mut cipher = ChaCha20::new(seed.into(), &[0u8; 12].into());
+/// Keystream bytes per step: small enough to stay in L1 while they are added.
+const STEP: usize = 4096;
+/// All-zero input, so the cipher writes its keystream instead of XORing it into a buffer.
+static ZEROS: [u8; STEP] = [0u8; STEP];
+
+/// `chunk[i] = chunk[i] ± stream[first + i]` for one seed's stream.
+fn add_stream(mask: &Mask<'_>, first: usize, chunk: &mut [u32]) {
+    let mut cipher = ChaCha20::new(mask.seed.into(), &[0u8; 12].into());
     cipher.seek(first as u64 * 4);
-    buf.fill(0);
-    cipher.apply_keystream(buf);
+    let mut buf = [0u8; STEP];
+    for part in chunk.chunks_mut(STEP / 4) {
+        let bytes = &mut buf[..part.len() * 4];
+        cipher
+            .apply_keystream_b2b(&ZEROS[..bytes.len()], bytes)
+            .expect("input and output buffers have equal lengths");
+        let words = bytes
+            .chunks_exact(4)
+            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+        if mask.negate {
+            part.iter_mut()
+                .zip(words)
+                .for_each(|(a, r)| *a = a.wrapping_sub(r));
+        } else {
+            part.iter_mut()
+                .zip(words)
+                .for_each(|(a, r)| *a = a.wrapping_add(r));
+        }
+    }
 }
 
 fn refuse_oversize(n: usize) -> Result<()> {
@@ -52,23 +74,8 @@ pub fn apply_masks(acc: &mut [u32], masks: &[Mask<'_>], ring_bits: u32) -> Resul
     acc.par_chunks_mut(CHUNK)
         .enumerate()
         .for_each(|(c, chunk)| {
-            let mut buf = vec![0u8; chunk.len() * 4];
             for m in masks {
-                keystream(m.seed, c * CHUNK, &mut buf);
-                let words = buf
-                    .chunks_exact(4)
-                    .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
-                if m.negate {
-                    chunk
-                        .iter_mut()
-                        .zip(words)
-                        .for_each(|(a, r)| *a = a.wrapping_sub(r));
-                } else {
-                    chunk
-                        .iter_mut()
-                        .zip(words)
-                        .for_each(|(a, r)| *a = a.wrapping_add(r));
-                }
+                add_stream(m, c * CHUNK, chunk);
             }
             chunk.iter_mut().for_each(|a| *a &= keep);
         });
