@@ -27,7 +27,7 @@ from fedcore.secure.messages import (
 )
 from fedcore.secure.params import SecAggParams, choose_params
 from fedcore.secure.server import ServerAdvertise, ServerCollect, ServerShare, ServerUnmask, start_server
-from fedcore.secure.sim import STAGES, RoundReport, run_secagg_round, secure_sum
+from fedcore.secure.sim import STAGES, RoundReport, make_setup, run_secagg_round, secure_sum
 
 __all__ = [
     "STAGES",
@@ -62,6 +62,7 @@ __all__ = [
     "decode_sum",
     "encode_update",
     "encoded_length",
+    "make_setup",
     "neighbours",
     "run_secagg_round",
     "secure_sum",

@@ -1,4 +1,4 @@
-"""The server's modular sum of bit-packed ring payloads: start / add / merge / finish, in Rust, O(model) memory."""
+"""The server's modular sum of bit-packed ring payloads: start / add / merge / finish, O(model) memory."""
 
 from __future__ import annotations
 
@@ -38,9 +38,11 @@ class ModularSum:
         return cls(length, ring_bits, capacity)
 
     def add(self, payload: bytes, weight: int = 1) -> None:
-        """Adds one packed payload; a wrong length or weight, or one payload too many, is refused and leaves the sum."""
+        """Adds one packed payload; a bad length or weight, or one too many, is refused, sum untouched."""
         if weight != 1:
-            raise ValueError("a modular sum adds masked payloads with weight 1 only (clients pre-scale their updates)")
+            raise ValueError(
+                "a modular sum adds masked payloads with weight 1 only (clients pre-scale their updates)"
+            )
         if self.count >= self.capacity:
             raise ValueError(f"the ring holds the sum of {self.capacity} payloads; one more could wrap")
         secagg.add_packed(self._acc, payload, self.ring_bits)
@@ -51,7 +53,9 @@ class ModularSum:
         if (other.length, other.ring_bits) != (self.length, self.ring_bits):
             raise ValueError("cannot merge sums of different lengths or rings")
         if self.count + other.count > self.capacity:
-            raise ValueError(f"merged sum of {self.count + other.count} payloads exceeds capacity {self.capacity}")
+            raise ValueError(
+                f"merged sum of {self.count + other.count} payloads exceeds capacity {self.capacity}"
+            )
         merged = type(self)(self.length, self.ring_bits, self.capacity, self.count + other.count)
         keep = np.uint32((1 << self.ring_bits) - 1)
         np.add(self._acc, other._acc, out=merged._acc)

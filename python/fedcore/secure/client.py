@@ -88,10 +88,15 @@ class ClientShare:
         mine = neighbours(setup.clients, setup.degree, setup.graph_seed, self.me)
         peers = {k.sender: k for k in received.keys if k.sender in mine}
         if len(peers) < setup.threshold:
-            raise SecAggAbort(f"client {self.me}: {len(peers)} neighbours advertised keys, threshold is {setup.threshold}")
+            raise SecAggAbort(
+                f"client {self.me}: {len(peers)} neighbours advertised keys, threshold is {setup.threshold}"
+            )
         holders = sorted(peers)
         shares = secagg.share(
-            [self.keys.mask, self.keys.self_seed], [setup.point(v) for v in holders], setup.threshold, self.keys.coin
+            [self.keys.mask, self.keys.self_seed],
+            [setup.point(v) for v in holders],
+            setup.threshold,
+            self.keys.coin,
         )
         sealed = []
         for v, share in zip(holders, shares, strict=True):
@@ -113,13 +118,17 @@ class ClientMask:
     peers: dict[int, AdvertiseKeys]
 
     def mask(self, delivery: ShareDelivery, codes: NDArray[np.uint32]) -> tuple[MaskedInput, ClientUnmask]:
-        """The masked upload of `codes` (ring elements) and the neighbours whose sealed shares did not open."""
+        """The masked upload of `codes` (ring elements) and the neighbours whose sealed shares failed."""
         setup = self.setup
         if codes.shape != (setup.length,) or codes.dtype != np.uint32:
-            raise ValueError(f"codes must be a uint32 vector of length {setup.length}, got {codes.dtype} {codes.shape}")
+            raise ValueError(
+                f"codes must be a uint32 vector of length {setup.length}, got {codes.dtype} {codes.shape}"
+            )
         held: dict[int, bytes] = {}
         bad: list[int] = []
-        senders = sorted({s.sender for s in delivery.shares if s.sender in self.peers and s.recipient == self.me})
+        senders = sorted(
+            {s.sender for s in delivery.shares if s.sender in self.peers and s.recipient == self.me}
+        )
         for s in delivery.shares:
             if s.sender not in self.peers or s.recipient != self.me or s.sender in held:
                 continue
@@ -135,7 +144,9 @@ class ClientMask:
                 continue
             held[s.sender] = plain
         if len(senders) < setup.threshold:
-            raise SecAggAbort(f"client {self.me}: {len(senders)} neighbours shared keys, threshold is {setup.threshold}")
+            raise SecAggAbort(
+                f"client {self.me}: {len(senders)} neighbours shared keys, threshold is {setup.threshold}"
+            )
         seeds = [self.keys.self_seed]
         signs = [1]
         for v in senders:
@@ -148,7 +159,7 @@ class ClientMask:
 
 @dataclass(frozen=True)
 class ClientUnmask:
-    """Stage 4: reveal self-mask shares of survivors or pair-key shares of the dropped, never both for one client."""
+    """Stage 4: reveal survivors' self-mask shares or dropped clients' pair-key shares, never both."""
 
     setup: RoundSetup
     me: int
@@ -164,7 +175,8 @@ class ClientUnmask:
             )
         if len(survivors) < self.setup.threshold:
             raise SecAggAbort(
-                f"client {self.me}: only {len(survivors)} survivors, threshold is {self.setup.threshold}; refusing"
+                f"client {self.me}: only {len(survivors)} survivors, "
+                f"threshold is {self.setup.threshold}; refusing"
             )
         if self.me not in survivors:
             raise SecAggAbort(f"client {self.me}: not listed as a survivor; refusing to reveal shares")

@@ -46,7 +46,7 @@ class RingConfig:
             raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
         if self.ring_bits > 32:
             raise ValueError(
-                f"a sum of {self.max_clients} codes of {self.bits} bits needs a ring of {self.ring_bits} bits "
+                f"a sum of {self.max_clients} codes of {self.bits} bits needs {self.ring_bits} ring bits "
                 "and would wrap the 32-bit ring: lower bits or max_clients"
             )
 

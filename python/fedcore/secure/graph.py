@@ -1,4 +1,4 @@
-"""SecAgg+'s communication graph: a Harary graph of even degree k over a seeded random order of the clients."""
+"""SecAgg+'s communication graph: a Harary graph of even degree k over a seeded random client order."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ MAX_CLIENT_ID = (1 << 32) - 1  # ids travel as 32-bit fields of the AEAD nonce
 
 
 class SecAggAbort(RuntimeError):
-    """The round cannot finish safely (too few survivors, a request that would reveal a client, bad shares)."""
+    """The round cannot finish safely (too few survivors, a request exposing a client, bad shares)."""
 
     def __init__(self, message: str, flagged: tuple[Flag, ...] = ()) -> None:
         super().__init__(message)
@@ -127,7 +127,7 @@ class ShareDelivery:
 
 @dataclass(frozen=True)
 class MaskedInput:
-    """Stage 3, client -> server: the masked, bit-packed update and the neighbours whose shares failed to open."""
+    """Stage 3, client -> server: the masked, bit-packed update and neighbours whose shares failed to open."""
 
     sender: int
     payload: bytes
@@ -171,7 +171,7 @@ class Flag:
 
 @dataclass(frozen=True)
 class SecAggResult:
-    """The round's outcome: the unmasked sum in Z_2^ring_bits over `included`, and who dropped or was flagged."""
+    """Outcome: the unmasked sum in Z_2^ring_bits over `included`; who dropped; who is flagged."""
 
     total: NDArray[np.uint32]
     included: tuple[int, ...]

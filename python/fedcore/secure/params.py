@@ -34,7 +34,11 @@ def _log2_tail_ge(k: int, p: float, t: int) -> float:
     if p >= 1.0:
         return 0.0
     logs = [
-        math.lgamma(k + 1) - math.lgamma(i + 1) - math.lgamma(k - i + 1) + i * math.log(p) + (k - i) * math.log1p(-p)
+        math.lgamma(k + 1)
+        - math.lgamma(i + 1)
+        - math.lgamma(k - i + 1)
+        + i * math.log(p)
+        + (k - i) * math.log1p(-p)
         for i in range(t, k + 1)
     ]
     top = max(logs)
@@ -43,19 +47,31 @@ def _log2_tail_ge(k: int, p: float, t: int) -> float:
 
 def _log2_hypergeom_tail_ge(population: int, bad: int, draws: int, t: int) -> float:
     """log2 P[at least t bad among `draws` drawn without replacement from `population` holding `bad`]."""
-    hits = sum(math.comb(bad, i) * math.comb(population - bad, draws - i) for i in range(max(t, 0), min(bad, draws) + 1))
+    hits = sum(
+        math.comb(bad, i) * math.comb(population - bad, draws - i)
+        for i in range(max(t, 0), min(bad, draws) + 1)
+    )
     return -math.inf if hits == 0 else math.log2(hits) - math.log2(math.comb(population, draws))
 
 
-def _bounds(n: int, k: int, dropout: float, corrupt: float, security_bits: int, correctness_bits: int,
-            malicious_server: bool) -> tuple[int, int, int] | None:
+def _bounds(
+    n: int,
+    k: int,
+    dropout: float,
+    corrupt: float,
+    security_bits: int,
+    correctness_bits: int,
+    malicious_server: bool,
+) -> tuple[int, int, int] | None:
     """(t_low, t_high, c_max) for degree k, or None when no threshold meets every bound."""
     log_n = math.log2(n)
     # c_max: colluding neighbours of any one client, exceeded with probability <= 2^-security_bits,
     # when ceil(corrupt * n) clients collude and the seeded graph places them at random.
     colluding = math.ceil(corrupt * n)
     c_max = next(
-        c for c in range(k + 1) if log_n + _log2_hypergeom_tail_ge(n - 1, colluding, k, c + 1) <= -security_bits
+        c
+        for c in range(k + 1)
+        if log_n + _log2_hypergeom_tail_ge(n - 1, colluding, k, c + 1) <= -security_bits
     )
     t_low = c_max + 1  # colluding neighbours alone hold fewer than t shares
     if malicious_server:
@@ -80,7 +96,7 @@ def choose_params(
     correctness_bits: int = 20,
     malicious_server: bool = False,
 ) -> SecAggParams:
-    """The smallest even k (Harary graph) and the smallest safe t for n clients, or a ValueError saying why not.
+    """The smallest even k (Harary graph) and smallest safe t for n clients, or a ValueError saying why not.
 
     `corrupt` is the fraction of clients that collude with the server (ceil(corrupt * n) of them);
     `dropout` the chance that one client drops out, independently. Bounds (each over all n
@@ -108,12 +124,19 @@ def choose_params(
             f"{graph} for n={n}: "
             f"t={t_low} exceeds the {c_max} colluding neighbours seen with prob >= 1-2^-{security_bits} "
             f"when {math.ceil(corrupt * n)} clients collude"
-            + (f" and (k + {c_max}) / 2, so a malicious server cannot gather both shares of a client" if
-               malicious_server else "")
-            + f"; up to t={t_high} neighbours survive a dropout rate {dropout} with prob >= 1-2^-{correctness_bits}"
-            + ("" if complete else
-               f"; {k // 2} consecutive dropped-or-colluding ring positions (disconnecting the honest "
-               f"survivors) occur with prob <= 2^{math.log2(n) + (k // 2) * math.log2(max(bad, 1e-300)):.1f}")
+            + (
+                f" and (k + {c_max}) / 2, so a malicious server cannot gather both shares of a client"
+                if malicious_server
+                else ""
+            )
+            + f"; up to t={t_high} neighbours survive a dropout rate {dropout} "
+            + f"with prob >= 1-2^-{correctness_bits}"
+            + (
+                ""
+                if complete
+                else f"; {k // 2} consecutive dropped-or-colluding ring positions (disconnecting the honest "
+                f"survivors) occur with prob <= 2^{math.log2(n) + (k // 2) * math.log2(max(bad, 1e-300)):.1f}"
+            )
         )
         return SecAggParams(degree=k, threshold=t_low, reason=reason)
     raise ValueError(

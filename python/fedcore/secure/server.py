@@ -71,11 +71,13 @@ class ServerAdvertise:
     def collect(self, messages: Sequence[AdvertiseKeys]) -> tuple[dict[int, NeighbourKeys], ServerShare]:
         """Keys to send to each client that advertised (U1)."""
         keys = {
-            s: m for s, m in _unique(messages, self.setup.clients).items()
+            s: m
+            for s, m in _unique(messages, self.setup.clients).items()
             if len(m.enc_public) == 32 and len(m.mask_public) == 32
         }
         out = {
-            u: NeighbourKeys(u, tuple(keys[v] for v in sorted(self.graph[u]) if v in keys)) for u in sorted(keys)
+            u: NeighbourKeys(u, tuple(keys[v] for v in sorted(self.graph[u]) if v in keys))
+            for u in sorted(keys)
         }
         return out, ServerShare(self.setup, self.graph, keys)
 
@@ -100,7 +102,7 @@ class ServerShare:
                 continue
             shared[u] = m
         inbox: dict[int, list[EncryptedShare]] = {u: [] for u in shared}
-        for u, m in shared.items():
+        for m in shared.values():
             for s in m.shares:
                 if s.recipient in inbox:
                     inbox[s.recipient].append(s)
@@ -138,7 +140,9 @@ class ServerCollect:
                 if v in self.graph[u]
             ]
         if len(included) < setup.threshold:
-            raise SecAggAbort(f"only {len(included)} masked inputs arrived, threshold is {setup.threshold}", tuple(flagged))
+            raise SecAggAbort(
+                f"only {len(included)} masked inputs arrived, threshold is {setup.threshold}", tuple(flagged)
+            )
         survivors = tuple(included)
         dropped = tuple(sorted(set(self.commitments) - set(included)))
         requests = {v: UnmaskRequest(v, survivors, dropped) for v in survivors}
@@ -174,7 +178,7 @@ def _recover(shares: dict[int, bytes], setup: RoundSetup, verify: Callable[[byte
 
 @dataclass(frozen=True)
 class ServerUnmask:
-    """Stage 4: rebuild the survivors' self-mask seeds and the dropped clients' pair keys, remove every mask."""
+    """Stage 4: rebuild survivors' self-mask seeds and dropped clients' pair keys, then remove every mask."""
 
     collected: ServerCollect
     total: ModularSum = field(repr=False)
@@ -183,7 +187,7 @@ class ServerUnmask:
     flagged: tuple[Flag, ...] = ()
 
     def finish(self, messages: Sequence[UnmaskResponse]) -> SecAggResult:
-        """The unmasked sum over the survivors, or SecAggAbort naming the clients whose secret cannot be rebuilt."""
+        """The unmasked sum over the survivors, or SecAggAbort naming who cannot be unmasked."""
         c = self.collected
         setup, graph = c.setup, c.graph
         responses = _unique(messages, self.survivors)
@@ -209,22 +213,27 @@ class ServerUnmask:
                 )
                 return
             missing.append(owner)
-            if rec.bad_holders:  # enough shares, but no t of them rebuild the commitment: the dealer's fault or many liars
-                flagged.append(Flag(owner, f"no {setup.threshold} of its {kind} shares rebuild what it committed to"))
+            if (
+                rec.bad_holders
+            ):  # enough shares, but no t of them rebuild the commitment: the dealer's fault or many liars
+                flagged.append(
+                    Flag(owner, f"no {setup.threshold} of its {kind} shares rebuild what it committed to")
+                )
+
+        def commits_to(want: bytes) -> Callable[[bytes], bool]:
+            return lambda seed: secagg.derive_scalar(seed, setup.info(b"commit")) == want
+
+        def is_secret_of(public: bytes) -> Callable[[bytes], bool]:
+            return lambda secret: secagg.public_key(secret) == public
 
         for u in self.survivors:
-            commitment = c.commitments[u]
-            rec = _recover(
-                self_shares[u], setup,
-                lambda s, want=commitment: secagg.derive_scalar(s, setup.info(b"commit")) == want,
-            )
+            rec = _recover(self_shares[u], setup, commits_to(c.commitments[u]))
             record(u, "self-mask", rec)
             if rec.secret is not None:
                 seeds.append(rec.secret)
                 signs.append(-1)
         for u in self.dropped:
-            public = c.keys[u].mask_public
-            rec = _recover(key_shares[u], setup, lambda s, want=public: secagg.public_key(s) == want)
+            rec = _recover(key_shares[u], setup, is_secret_of(c.keys[u].mask_public))
             record(u, "pair-key", rec)
             if rec.secret is None:
                 continue
@@ -233,7 +242,8 @@ class ServerUnmask:
                 signs.append(-1 if v < u else 1)  # v added +stream when v < u; take back what v added
         if missing:
             raise SecAggAbort(
-                f"cannot rebuild the masks of clients {sorted(missing)}: fewer than {setup.threshold} matching shares",
+                f"cannot rebuild the masks of clients {sorted(missing)}: "
+                f"fewer than {setup.threshold} matching shares",
                 tuple(flagged),
             )
         total = self.total.finish()
