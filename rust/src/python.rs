@@ -654,12 +654,12 @@ fn secagg_share<'py>(
 
 /// Lagrange interpolation of shares at each point of `at` (point 0 recovers the secrets).
 #[pyfunction]
-fn secagg_interpolate<'py>(
-    py: Python<'py>,
+fn secagg_interpolate(
+    py: Python<'_>,
     xs: Vec<u32>,
     shares: Vec<Vec<u8>>,
     at: Vec<u32>,
-) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+) -> PyResult<Vec<Bound<'_, PyBytes>>> {
     let refs: Vec<&[u8]> = shares.iter().map(Vec::as_slice).collect();
     let values = py.detach(|| crate::secagg::interpolate(&xs, &refs, &at))?;
     Ok(values.iter().map(|v| PyBytes::new(py, v)).collect())

@@ -77,7 +77,9 @@ pub fn apply_masks(acc: &mut [u32], masks: &[Mask<'_>], ring_bits: u32) -> Resul
             for m in masks {
                 add_stream(m, c * CHUNK, chunk);
             }
-            chunk.iter_mut().for_each(|a| *a &= keep);
+            for a in chunk.iter_mut() {
+                *a &= keep;
+            }
         });
     Ok(())
 }
