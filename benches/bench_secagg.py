@@ -38,8 +38,10 @@ def bench_masks(n: int) -> None:
     seed = secagg.derive_scalar(b"bench", b"mask")
     pcg = np.random.default_rng(0)
     mt = np.random.Generator(np.random.MT19937(0))
+    acc = np.zeros(n, dtype=np.uint32)
     rows = {
         "fedcodec ChaCha20 mask_stream (Z_2^32)": lambda: secagg.mask_stream(seed, n, 32),
+        "fedcodec ChaCha20 mask added in place (apply_masks)": lambda: secagg.apply_masks(acc, [seed], [1], 32),
         "numpy PCG64 Generator.integers uint32": lambda: pcg.integers(0, 2**32, n, dtype=np.uint32),
         "numpy PCG64 Generator.bytes": lambda: pcg.bytes(4 * n),
         "numpy MT19937 integers uint32 (Flower's generator)": lambda: mt.integers(

@@ -84,6 +84,23 @@ def unpack_bits(data: bytes, bits: int, count: int) -> NDArray[np.uint16]: ...
 
 # ---- Secure aggregation (rust/src/secagg/) ----
 
+__all__ += [
+    "secagg_add_packed",
+    "secagg_agree",
+    "secagg_apply_masks",
+    "secagg_derive_scalar",
+    "secagg_interpolate",
+    "secagg_mask",
+    "secagg_mask_stream",
+    "secagg_open",
+    "secagg_pack",
+    "secagg_public_key",
+    "secagg_quantize",
+    "secagg_seal",
+    "secagg_share",
+    "secagg_unpack",
+]
+
 def secagg_derive_scalar(seed: bytes, info: bytes) -> bytes: ...
 def secagg_public_key(secret: bytes) -> bytes: ...
 def secagg_agree(secret: bytes, peer_public: bytes, info: bytes) -> bytes: ...
