@@ -1,8 +1,10 @@
 //! Mask vectors over Z_2^b expanded from 32-byte seeds by the ChaCha20 keystream.
 //!
-//! Element `i` of the stream of `seed` is little-endian bytes `4i .. 4i + 4` of ChaCha20 keyed
-//! by `seed` with the all-zero nonce; each seed is used for one stream only (HKDF gives a fresh
-//! seed per round and pair), so the fixed nonce never repeats under one key. Masks are added
+//! In a ring of `b` bits, element `i` of the stream of `seed` is the little-endian bytes
+//! `w·i .. w·i + w`, `w = ceil(b / 8)`, of ChaCha20 keyed by `seed` with the all-zero nonce (only
+//! the low `b` bits of an element count, so no keystream is drawn for the rest); each seed is used
+//! for one stream only (HKDF gives a fresh seed per round and pair), so the fixed nonce never
+//! repeats under one key. Masks are added
 //! with wrapping u32 arithmetic and reduced mod 2^b at the end: 2^b divides 2^32, so the result
 //! is the sum in Z_2^b.
 
@@ -27,24 +29,26 @@ pub struct Mask<'a> {
     pub negate: bool,
 }
 
-/// Keystream bytes per step: small enough to stay in L1 while they are added.
-const STEP: usize = 4096;
+/// Elements per step: their keystream stays in L1 while it is added.
+const STEP: usize = 1024;
 /// All-zero input, so the cipher writes its keystream instead of XORing it into a buffer.
-static ZEROS: [u8; STEP] = [0u8; STEP];
+static ZEROS: [u8; STEP * 4] = [0u8; STEP * 4];
 
-/// `chunk[i] = chunk[i] ± stream[first + i]` for one seed's stream.
-fn add_stream(mask: &Mask<'_>, first: usize, chunk: &mut [u32]) {
+/// `chunk[i] = chunk[i] ± stream[first + i]` for one seed's stream of `W`-byte elements.
+fn add_stream<const W: usize>(mask: &Mask<'_>, first: usize, chunk: &mut [u32]) {
     let mut cipher = ChaCha20::new(mask.seed.into(), &[0u8; 12].into());
-    cipher.seek(first as u64 * 4);
-    let mut buf = [0u8; STEP];
-    for part in chunk.chunks_mut(STEP / 4) {
-        let bytes = &mut buf[..part.len() * 4];
+    cipher.seek(first as u64 * W as u64);
+    let mut buf = [0u8; STEP * 4];
+    for part in chunk.chunks_mut(STEP) {
+        let bytes = &mut buf[..part.len() * W];
         cipher
             .apply_keystream_b2b(&ZEROS[..bytes.len()], bytes)
             .expect("input and output buffers have equal lengths");
-        let words = bytes
-            .chunks_exact(4)
-            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+        let words = bytes.chunks_exact(W).map(|w| {
+            let mut le = [0u8; 4];
+            le[..W].copy_from_slice(w);
+            u32::from_le_bytes(le)
+        });
         if mask.negate {
             part.iter_mut()
                 .zip(words)
@@ -75,7 +79,13 @@ pub fn apply_masks(acc: &mut [u32], masks: &[Mask<'_>], ring_bits: u32) -> Resul
         .enumerate()
         .for_each(|(c, chunk)| {
             for m in masks {
-                add_stream(m, c * CHUNK, chunk);
+                // Only the low `ring_bits` of an element matter: draw ceil(ring_bits / 8) bytes of it.
+                match ring_bits.div_ceil(8) {
+                    1 => add_stream::<1>(m, c * CHUNK, chunk),
+                    2 => add_stream::<2>(m, c * CHUNK, chunk),
+                    3 => add_stream::<3>(m, c * CHUNK, chunk),
+                    _ => add_stream::<4>(m, c * CHUNK, chunk),
+                }
             }
             for a in chunk.iter_mut() {
                 *a &= keep;
@@ -154,6 +164,20 @@ mod tests {
             .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
             .collect();
         assert_eq!(mask_stream(&seed, n, 32).unwrap(), want);
+    }
+
+    #[test]
+    fn narrow_rings_read_consecutive_three_byte_elements() {
+        let seed = [4u8; 32];
+        let n = CHUNK + 3 * STEP + 7;
+        let mut whole = vec![0u8; n * 3];
+        let mut cipher = ChaCha20::new((&seed).into(), &[0u8; 12].into());
+        cipher.apply_keystream(&mut whole);
+        let want: Vec<u32> = whole
+            .chunks_exact(3)
+            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], 0]) & 0x7f_ffff)
+            .collect();
+        assert_eq!(mask_stream(&seed, n, 23).unwrap(), want);
     }
 
     #[test]
