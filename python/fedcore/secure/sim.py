@@ -61,6 +61,20 @@ def make_setup(
     )
 
 
+class _Stopwatch:
+    """Seconds since the previous lap, charged to one stage on the client or the server side."""
+
+    def __init__(self) -> None:
+        self.client = dict.fromkeys(STAGES, 0.0)
+        self.server = dict.fromkeys(STAGES, 0.0)
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str, *, server: bool = False) -> None:
+        now = time.perf_counter()
+        (self.server if server else self.client)[stage] += now - self._last
+        self._last = now
+
+
 def _flip(data: bytes) -> bytes:
     return bytes([data[0] ^ 1]) + data[1:]
 
@@ -90,31 +104,26 @@ def run_secagg_round(
     setup = make_setup(clients, next(iter(codes.values())).size, params, ring_bits, seed)
     base = seed.to_bytes(8, "little")
     gone: set[int] = set()
-    csec = dict.fromkeys(STAGES, 0.0)
-    ssec = dict.fromkeys(STAGES, 0.0)
+    watch = _Stopwatch()
 
     def alive(stage: str, ids: Collection[int]) -> list[int]:
         gone.update(drop.get(stage, ()))
         return [c for c in sorted(ids) if c not in gone]
 
-    t0 = time.perf_counter()
     server = start_server(setup)
     c1: dict[int, ClientAdvertise] = {
         c: start_client(setup, c, secagg.derive_scalar(base, b"client %d" % c)) for c in clients
     }
-    ssec["advertise"] += time.perf_counter() - t0
+    watch.lap("advertise", server=True)
 
-    t0 = time.perf_counter()
     adverts: list[AdvertiseKeys] = []
     c2: dict[int, ClientShare] = {}
     for c in alive("advertise", c1):
         adverts.append((pair := c1[c].advertise())[0])
         c2[c] = pair[1]
-    t1 = time.perf_counter()
+    watch.lap("advertise")
     keys, server2 = server.collect(adverts)
-    t2 = time.perf_counter()
-    csec["advertise"] += t1 - t0
-    ssec["advertise"] += t2 - t1
+    watch.lap("advertise", server=True)
 
     shares: list[ShareKeys] = []
     c3: dict[int, ClientMask] = {}
@@ -125,22 +134,18 @@ def run_secagg_round(
             for s in msg.shares
         )
         shares.append(replace(msg, shares=sealed))
-    t3 = time.perf_counter()
+    watch.lap("share")
     deliveries, server3 = server2.collect(shares)
-    t4 = time.perf_counter()
-    csec["share"] += t3 - t2
-    ssec["share"] += t4 - t3
+    watch.lap("share", server=True)
 
     masked: list[MaskedInput] = []
     c4: dict[int, ClientUnmask] = {}
     for c in alive("mask", set(c3) & set(deliveries)):
         msg4, c4[c] = c3[c].mask(deliveries[c], codes[c])
         masked.append(msg4)
-    t5 = time.perf_counter()
+    watch.lap("mask")
     requests, server4 = server3.collect(masked)
-    t6 = time.perf_counter()
-    csec["mask"] += t5 - t4
-    ssec["mask"] += t6 - t5
+    watch.lap("mask", server=True)
 
     responses: list[UnmaskResponse] = []
     for c in alive("unmask", set(c4) & set(requests)):
@@ -158,13 +163,11 @@ def run_secagg_round(
                 key_shares=tuple(map(bad, r.key_shares)),
             )
         responses.append(r)
-    t7 = time.perf_counter()
+    watch.lap("unmask")
     result = server4.finish(responses)
-    t8 = time.perf_counter()
-    csec["unmask"] += t7 - t6
-    ssec["unmask"] += t8 - t7
+    watch.lap("unmask", server=True)
     upload = len(masked[0].payload) if masked else 0
-    return RoundReport(result, csec, ssec, upload)
+    return RoundReport(result, watch.client, watch.server, upload)
 
 
 def secure_sum(
