@@ -41,7 +41,9 @@ def bench_masks(n: int) -> None:
     acc = np.zeros(n, dtype=np.uint32)
     rows = {
         "fedcodec ChaCha20 mask_stream (Z_2^32)": lambda: secagg.mask_stream(seed, n, 32),
-        "fedcodec ChaCha20 mask added in place (apply_masks)": lambda: secagg.apply_masks(acc, [seed], [1], 32),
+        "fedcodec ChaCha20 mask added in place (apply_masks)": lambda: secagg.apply_masks(
+            acc, [seed], [1], 32
+        ),
         "numpy PCG64 Generator.integers uint32": lambda: pcg.integers(0, 2**32, n, dtype=np.uint32),
         "numpy PCG64 Generator.bytes": lambda: pcg.bytes(4 * n),
         "numpy MT19937 integers uint32 (Flower's generator)": lambda: mt.integers(
@@ -63,31 +65,32 @@ def bench_round(n_clients: int, n_params: int, params: SecAggParams, label: str)
     rng = np.random.default_rng(1)
     updates = {c: (rng.standard_normal(n_params) * 0.01).astype(np.float32) for c in range(n_clients)}
     config = RingConfig(clip=0.05, bits=16, max_clients=n_clients, seed=3)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     acc = Accumulator(n_params)
     for x in updates.values():
         acc.add_array(x)
     plain_sum = acc.result()
-    plain = time.perf_counter() - start
-    start = time.perf_counter()
-    total, report, codec = secure_sum(updates, config, params)
-    wall = time.perf_counter() - start
+    plain, plain_cpu = time.perf_counter() - start, time.process_time() - cpu
+    start, cpu = time.perf_counter(), time.process_time()
+    total, report, codec = secure_sum(updates, config, params, clock=time.process_time)
+    wall, round_cpu = time.perf_counter() - start, time.process_time() - cpu
     clipped = sum(np.clip(x, -config.clip, config.clip).astype(np.float64) for x in updates.values())
     err = float(np.max(np.abs(total - clipped)))
     clip_err = float(np.max(np.abs(total - plain_sum)))
     print(
         f"\n## {label}: {n_clients} clients, {n_params:,} params, k={params.degree}, t={params.threshold}\n"
     )
-    print("| stage | all clients (s) | server (s) |\n| --- | ---: | ---: |")
+    print("| stage (CPU seconds) | all clients | server |\n| --- | ---: | ---: |")
     for stage in report.client_seconds:
         print(f"| {stage} | {report.client_seconds[stage]:.3f} | {report.server_seconds[stage]:.3f} |")
     print(f"| encode (clip, round, all clients) | {codec['encode']:.3f} | |")
     print(f"| decode to float sum | | {codec['decode']:.3f} |")
+    per_client = sum(report.client_seconds.values()) / n_clients
     print(
-        f"\nround wall {wall:.2f} s in one process "
-        f"(per client {sum(report.client_seconds.values()) / n_clients:.3f} s, "
-        f"server {sum(report.server_seconds.values()):.3f} s); plain float sum of the same updates "
-        f"{plain:.3f} s; ratio {wall / plain:.1f}x"
+        f"\nround: {round_cpu:.2f} CPU s ({wall:.2f} s wall), all clients and the server in one process; "
+        f"per client {per_client:.3f} CPU s, server {sum(report.server_seconds.values()):.3f} CPU s. "
+        f"Plain float sum of the same updates: {plain_cpu:.3f} CPU s ({plain:.3f} s wall); "
+        f"ratio {round_cpu / plain_cpu:.0f}x"
     )
     print(
         f"upload {report.upload_bytes / n_params:.3f} B/param (ring {config.ring_bits} bits); "
