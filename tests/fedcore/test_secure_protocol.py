@@ -56,6 +56,7 @@ def test_unmasked_sum_equals_plain_sum_under_dropouts(stage: str, rate: float) -
     assert result.flagged == ()
 
 
+@pytest.mark.slow
 def test_a_thousand_clients_in_one_round() -> None:
     codes = _codes(1000, length=256)
     params = SecAggParams(degree=38, threshold=19, reason="choose_params(1000)")
