@@ -1,5 +1,7 @@
 """SecAgg+ end to end: the server gets the exact sum of the surviving clients and nothing it should not."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from numpy.typing import NDArray
@@ -124,6 +126,15 @@ def test_a_revealed_share_that_does_not_match_names_its_holder() -> None:
     assert [f.client for f in result.flagged] == [holder]
     assert "does not match" in result.flagged[0].reason
     np.testing.assert_array_equal(result.total, _plain(codes, result.included))
+
+
+def test_a_small_order_public_key_is_refused_and_named() -> None:
+    setup = make_setup(tuple(range(6)), 8, SecAggParams(5, 3, "complete graph of 6"), RING)
+    adverts = [start_client(setup, c).advertise()[0] for c in setup.clients]
+    adverts[4] = replace(adverts[4], mask_public=bytes(32))
+    keys, stage2 = start_server(setup).collect(adverts)
+    assert 4 not in keys
+    assert [f.client for f in stage2.flagged] == [4]
 
 
 def test_setup_refuses_a_threshold_above_the_degree() -> None:

@@ -87,6 +87,12 @@ class ClientShare:
         setup = self.setup
         mine = neighbours(setup.clients, setup.degree, setup.graph_seed, self.me)
         peers = {k.sender: k for k in received.keys if k.sender in mine}
+        for v, k in peers.items():
+            try:  # the server refuses small-order keys; one that forwards them is not followed
+                secagg.agree(self.keys.mask, k.mask_public, b"probe")
+                secagg.agree(self.keys.enc, k.enc_public, b"probe")
+            except CodecError as exc:
+                raise SecAggAbort(f"client {self.me}: neighbour {v}'s public key is unusable: {exc}") from exc
         if len(peers) < setup.threshold:
             raise SecAggAbort(
                 f"client {self.me}: {len(peers)} neighbours advertised keys, threshold is {setup.threshold}"

@@ -70,16 +70,22 @@ class ServerAdvertise:
 
     def collect(self, messages: Sequence[AdvertiseKeys]) -> tuple[dict[int, NeighbourKeys], ServerShare]:
         """Keys to send to each client that advertised (U1)."""
-        keys = {
-            s: m
-            for s, m in _unique(messages, self.setup.clients).items()
-            if len(m.enc_public) == 32 and len(m.mask_public) == 32
-        }
+        probe = secagg.derive_scalar(self.setup.round_id, b"fedcore/secagg/key-probe")
+        keys: dict[int, AdvertiseKeys] = {}
+        flagged: list[Flag] = []
+        for u, m in _unique(messages, self.setup.clients).items():
+            try:  # a small-order key would fix every key derived with it: refuse it before anyone uses it
+                for public in (m.enc_public, m.mask_public):
+                    secagg.agree(probe, public, b"probe")
+            except CodecError as exc:
+                flagged.append(Flag(u, f"advertised an unusable public key: {exc}"))
+                continue
+            keys[u] = m
         out = {
             u: NeighbourKeys(u, tuple(keys[v] for v in sorted(self.graph[u]) if v in keys))
             for u in sorted(keys)
         }
-        return out, ServerShare(self.setup, self.graph, keys)
+        return out, ServerShare(self.setup, self.graph, keys, tuple(flagged))
 
 
 @dataclass(frozen=True)
@@ -89,10 +95,11 @@ class ServerShare:
     setup: RoundSetup
     graph: dict[int, frozenset[int]]
     keys: dict[int, AdvertiseKeys]
+    flagged: tuple[Flag, ...] = ()
 
     def collect(self, messages: Sequence[ShareKeys]) -> tuple[dict[int, ShareDelivery], ServerCollect]:
         """Deliveries for the clients that shared keys (U2); a client that skipped a neighbour is flagged."""
-        flagged: list[Flag] = []
+        flagged = list(self.flagged)
         shared: dict[int, ShareKeys] = {}
         for u, m in _unique(messages, self.keys).items():
             expected = {v for v in self.graph[u] if v in self.keys}
