@@ -50,6 +50,14 @@ class _Secrets:
         return cls(derive(b"enc"), derive(b"mask"), derive(b"self"), derive(b"coin"))
 
 
+def _agree(me: int, peer: int, secret: bytes, public: bytes, info: bytes) -> bytes:
+    """Key agreement with a neighbour; a small-order key (which the server should refuse) aborts."""
+    try:
+        return secagg.agree(secret, public, info)
+    except CodecError as exc:
+        raise SecAggAbort(f"client {me}: neighbour {peer}'s public key is unusable: {exc}") from exc
+
+
 def start_client(setup: RoundSetup, me: int, seed: bytes | None = None) -> ClientAdvertise:
     """Stage 0: a selected client's state machine for this round (a fresh random seed unless one is given)."""
     if me not in setup.clients:
@@ -87,12 +95,6 @@ class ClientShare:
         setup = self.setup
         mine = neighbours(setup.clients, setup.degree, setup.graph_seed, self.me)
         peers = {k.sender: k for k in received.keys if k.sender in mine}
-        for v, k in peers.items():
-            try:  # the server refuses small-order keys; one that forwards them is not followed
-                secagg.agree(self.keys.mask, k.mask_public, b"probe")
-                secagg.agree(self.keys.enc, k.enc_public, b"probe")
-            except CodecError as exc:
-                raise SecAggAbort(f"client {self.me}: neighbour {v}'s public key is unusable: {exc}") from exc
         if len(peers) < setup.threshold:
             raise SecAggAbort(
                 f"client {self.me}: {len(peers)} neighbours advertised keys, threshold is {setup.threshold}"
@@ -106,7 +108,7 @@ class ClientShare:
         )
         sealed = []
         for v, share in zip(holders, shares, strict=True):
-            key = secagg.agree(self.keys.enc, peers[v].enc_public, setup.info(b"share-key"))
+            key = _agree(self.me, v, self.keys.enc, peers[v].enc_public, setup.info(b"share-key"))
             nonce = share_nonce(self.me, v)
             sealed.append(EncryptedShare(self.me, v, secagg.seal(key, nonce, setup.round_id + nonce, share)))
         commitment = secagg.derive_scalar(self.keys.self_seed, setup.info(b"commit"))
@@ -156,7 +158,9 @@ class ClientMask:
         seeds = [self.keys.self_seed]
         signs = [1]
         for v in senders:
-            seeds.append(secagg.agree(self.keys.mask, self.peers[v].mask_public, setup.info(b"pair-mask")))
+            seeds.append(
+                _agree(self.me, v, self.keys.mask, self.peers[v].mask_public, setup.info(b"pair-mask"))
+            )
             signs.append(1 if self.me < v else -1)
         payload = secagg.mask(codes, seeds, signs, setup.ring_bits)
         message = MaskedInput(self.me, payload, tuple(sorted(set(bad))))
