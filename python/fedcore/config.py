@@ -147,9 +147,14 @@ class FLConfig:
             raise ValueError(f"test_fraction must lie in (0, 1), got {self.test_fraction}")
         if self.workers is not None and self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
-        sends_all = self.codec in (None, "none") and self.adaptive_deadline_s is None and self.partial is None
+        sends_all = (
+            self.codec in (None, "none")
+            and self.adaptive_deadline_s is None
+            and self.partial is None
+            and self.powersgd is None
+        )
         if self.error_feedback and sends_all:
-            raise ValueError("error_feedback needs a lossy upload: --codec, --partial or --adaptive")
+            raise ValueError("error_feedback needs a lossy upload: --codec, --partial, --powersgd or --adaptive")
         _check_upload_mode(self)
         _check_adaptive(self)
         if self.personalize is not None:

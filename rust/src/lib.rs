@@ -17,6 +17,7 @@ pub mod quantize;
 pub mod rice;
 pub mod rng;
 pub mod robust;
+pub mod secagg;
 pub mod seeded_mask;
 pub mod sign;
 mod simd;

@@ -531,6 +531,7 @@ fn _fedcodec(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(pack_bits, m)?)?;
     m.add_function(wrap_pyfunction!(unpack_bits, m)?)?;
     register_robust(m)?;
+    register_secagg(m)?;
     Ok(())
 }
 
@@ -742,5 +743,259 @@ fn register_robust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bulyan_select, m)?)?;
     m.add_function(wrap_pyfunction!(geometric_median, m)?)?;
     m.add_function(wrap_pyfunction!(centered_clip, m)?)?;
+    Ok(())
+}
+
+// ---- Secure aggregation (rust/src/secagg/): keys, shares, masks and the ring, for fedcore.secure ----
+
+fn secagg_key(bytes: &[u8], what: &str) -> PyResult<[u8; 32]> {
+    Ok(crate::secagg::keys::key32(bytes, what)?)
+}
+
+fn secagg_masks<'a>(seeds: &'a [[u8; 32]], signs: &[i8]) -> PyResult<Vec<crate::secagg::Mask<'a>>> {
+    if seeds.len() != signs.len() {
+        return Err(CodecError::new_err(format!(
+            "one sign per seed: {} seeds, {} signs",
+            seeds.len(),
+            signs.len()
+        )));
+    }
+    seeds
+        .iter()
+        .zip(signs)
+        .map(|(seed, &s)| match s {
+            1 => Ok(crate::secagg::Mask {
+                seed,
+                negate: false,
+            }),
+            -1 => Ok(crate::secagg::Mask { seed, negate: true }),
+            _ => Err(CodecError::new_err(format!(
+                "mask signs must be +1 or -1, got {s}"
+            ))),
+        })
+        .collect()
+}
+
+fn secagg_seeds(seeds: Vec<Vec<u8>>) -> PyResult<Vec<[u8; 32]>> {
+    seeds.iter().map(|s| secagg_key(s, "mask seed")).collect()
+}
+
+fn secagg_ring_slice<'a>(
+    acc: &'a mut numpy::PyReadwriteArray1<'_, u32>,
+) -> PyResult<&'a mut [u32]> {
+    acc.as_slice_mut()
+        .map_err(|_| CodecError::new_err("acc must be a C-contiguous uint32 array"))
+}
+
+/// A canonical Curve25519 scalar derived by HKDF-SHA256 from `seed` for purpose `info`.
+#[pyfunction]
+fn secagg_derive_scalar<'py>(py: Python<'py>, seed: &[u8], info: &[u8]) -> Bound<'py, PyBytes> {
+    PyBytes::new(py, &crate::secagg::derive_scalar(seed, info))
+}
+
+/// The X25519 public key of a 32-byte secret.
+#[pyfunction]
+fn secagg_public_key<'py>(py: Python<'py>, secret: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    let secret = secagg_key(secret, "secret key")?;
+    Ok(PyBytes::new(py, &crate::secagg::public_key(&secret)))
+}
+
+/// X25519 with a peer's public key, then HKDF-SHA256 with `info`: a 32-byte key for one purpose.
+#[pyfunction]
+fn secagg_agree<'py>(
+    py: Python<'py>,
+    secret: &[u8],
+    peer_public: &[u8],
+    info: &[u8],
+) -> PyResult<Bound<'py, PyBytes>> {
+    let secret = secagg_key(secret, "secret key")?;
+    let peer = secagg_key(peer_public, "peer public key")?;
+    Ok(PyBytes::new(
+        py,
+        &crate::secagg::agree(&secret, &peer, info)?,
+    ))
+}
+
+fn secagg_nonce(nonce: &[u8]) -> PyResult<[u8; 12]> {
+    nonce
+        .try_into()
+        .map_err(|_| CodecError::new_err(format!("nonce must be 12 bytes, got {}", nonce.len())))
+}
+
+/// ChaCha20-Poly1305 encryption bound to `aad` (ciphertext followed by its 16-byte tag).
+#[pyfunction]
+fn secagg_seal<'py>(
+    py: Python<'py>,
+    key: &[u8],
+    nonce: &[u8],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> PyResult<Bound<'py, PyBytes>> {
+    let key = secagg_key(key, "AEAD key")?;
+    let sealed = crate::secagg::seal(&key, &secagg_nonce(nonce)?, aad, plaintext)?;
+    Ok(PyBytes::new(py, &sealed))
+}
+
+/// Decrypts what `secagg_seal` made; raises CodecError when authentication fails.
+#[pyfunction]
+fn secagg_open<'py>(
+    py: Python<'py>,
+    key: &[u8],
+    nonce: &[u8],
+    aad: &[u8],
+    sealed: &[u8],
+) -> PyResult<Bound<'py, PyBytes>> {
+    let key = secagg_key(key, "AEAD key")?;
+    let plain = crate::secagg::open(&key, &secagg_nonce(nonce)?, aad, sealed)?;
+    Ok(PyBytes::new(py, &plain))
+}
+
+/// Shamir t-of-n shares of 32-byte scalar secrets at points `xs`, coefficients from HKDF of `coin`.
+#[pyfunction]
+fn secagg_share<'py>(
+    py: Python<'py>,
+    secrets: Vec<Vec<u8>>,
+    xs: Vec<u32>,
+    threshold: usize,
+    coin: &[u8],
+) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+    let refs: Vec<&[u8]> = secrets.iter().map(Vec::as_slice).collect();
+    let shares = crate::secagg::share(&refs, &xs, threshold, coin)?;
+    Ok(shares.iter().map(|s| PyBytes::new(py, s)).collect())
+}
+
+/// Lagrange interpolation of shares at each point of `at` (point 0 recovers the secrets).
+#[pyfunction]
+fn secagg_interpolate(
+    py: Python<'_>,
+    xs: Vec<u32>,
+    shares: Vec<Vec<u8>>,
+    at: Vec<u32>,
+) -> PyResult<Vec<Bound<'_, PyBytes>>> {
+    let refs: Vec<&[u8]> = shares.iter().map(Vec::as_slice).collect();
+    let values = py.detach(|| crate::secagg::interpolate(&xs, &refs, &at))?;
+    Ok(values.iter().map(|v| PyBytes::new(py, v)).collect())
+}
+
+/// Clip to [-clip, clip] and stochastically round to `bits`-bit codes (uint32), rounding noise from `seed`.
+#[pyfunction]
+fn secagg_quantize<'py>(
+    py: Python<'py>,
+    x: PyReadonlyArray1<'py, f32>,
+    clip: f32,
+    bits: u32,
+    seed: &[u8],
+) -> PyResult<Bound<'py, PyArray1<u32>>> {
+    let data = flat(&x)?;
+    let seed = secagg_key(seed, "rounding seed")?;
+    let codes = py.detach(|| crate::secagg::quantize(data, clip, bits, &seed))?;
+    Ok(codes.into_pyarray(py))
+}
+
+/// x + sum of sign_i * stream(seed_i) in Z_2^ring_bits, bit-packed: a client's masked upload.
+#[pyfunction]
+fn secagg_mask<'py>(
+    py: Python<'py>,
+    x: PyReadonlyArray1<'py, u32>,
+    seeds: Vec<Vec<u8>>,
+    signs: Vec<i8>,
+    ring_bits: u32,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let mut data = x
+        .as_slice()
+        .map_err(|_| CodecError::new_err("x must be a C-contiguous uint32 array"))?
+        .to_vec();
+    let seeds = secagg_seeds(seeds)?;
+    let masks = secagg_masks(&seeds, &signs)?;
+    let packed = py.detach(|| -> Result<Vec<u8>, CoreError> {
+        crate::secagg::apply_masks(&mut data, &masks, ring_bits)?;
+        crate::secagg::pack(&data, ring_bits)
+    })?;
+    Ok(PyBytes::new(py, &packed))
+}
+
+/// In place: acc += sum of sign_i * stream(seed_i) in Z_2^ring_bits (the server removes masks).
+#[pyfunction]
+fn secagg_apply_masks(
+    py: Python<'_>,
+    mut acc: numpy::PyReadwriteArray1<'_, u32>,
+    seeds: Vec<Vec<u8>>,
+    signs: Vec<i8>,
+    ring_bits: u32,
+) -> PyResult<()> {
+    let seeds = secagg_seeds(seeds)?;
+    let masks = secagg_masks(&seeds, &signs)?;
+    let target = secagg_ring_slice(&mut acc)?;
+    py.detach(|| crate::secagg::apply_masks(target, &masks, ring_bits))?;
+    Ok(())
+}
+
+/// In place: acc += a packed payload in Z_2^ring_bits (the server's modular sum).
+#[pyfunction]
+fn secagg_add_packed(
+    py: Python<'_>,
+    mut acc: numpy::PyReadwriteArray1<'_, u32>,
+    payload: &[u8],
+    ring_bits: u32,
+) -> PyResult<()> {
+    let target = secagg_ring_slice(&mut acc)?;
+    py.detach(|| crate::secagg::add_packed(target, payload, ring_bits))?;
+    Ok(())
+}
+
+/// Bit-packs ring elements (reduced mod 2^ring_bits).
+#[pyfunction]
+fn secagg_pack<'py>(
+    py: Python<'py>,
+    x: PyReadonlyArray1<'py, u32>,
+    ring_bits: u32,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let data = x
+        .as_slice()
+        .map_err(|_| CodecError::new_err("x must be a C-contiguous uint32 array"))?;
+    let packed = py.detach(|| crate::secagg::pack(data, ring_bits))?;
+    Ok(PyBytes::new(py, &packed))
+}
+
+/// The `n` ring elements of a packed payload (its length must match exactly).
+#[pyfunction]
+fn secagg_unpack<'py>(
+    py: Python<'py>,
+    payload: &[u8],
+    ring_bits: u32,
+    n: usize,
+) -> PyResult<Bound<'py, PyArray1<u32>>> {
+    let out = py.detach(|| crate::secagg::unpack(payload, ring_bits, n))?;
+    Ok(out.into_pyarray(py))
+}
+
+/// The first `n` elements of a seed's ChaCha20 mask stream in Z_2^ring_bits.
+#[pyfunction]
+fn secagg_mask_stream<'py>(
+    py: Python<'py>,
+    seed: &[u8],
+    n: usize,
+    ring_bits: u32,
+) -> PyResult<Bound<'py, PyArray1<u32>>> {
+    let seed = secagg_key(seed, "mask seed")?;
+    let out = py.detach(|| crate::secagg::mask_stream(&seed, n, ring_bits))?;
+    Ok(out.into_pyarray(py))
+}
+
+fn register_secagg(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(secagg_derive_scalar, m)?)?;
+    m.add_function(wrap_pyfunction!(secagg_public_key, m)?)?;
+    m.add_function(wrap_pyfunction!(secagg_agree, m)?)?;
+    m.add_function(wrap_pyfunction!(secagg_seal, m)?)?;
+    m.add_function(wrap_pyfunction!(secagg_open, m)?)?;
+    m.add_function(wrap_pyfunction!(secagg_share, m)?)?;
+    m.add_function(wrap_pyfunction!(secagg_interpolate, m)?)?;
+    m.add_function(wrap_pyfunction!(secagg_quantize, m)?)?;
+    m.add_function(wrap_pyfunction!(secagg_mask, m)?)?;
+    m.add_function(wrap_pyfunction!(secagg_apply_masks, m)?)?;
+    m.add_function(wrap_pyfunction!(secagg_add_packed, m)?)?;
+    m.add_function(wrap_pyfunction!(secagg_pack, m)?)?;
+    m.add_function(wrap_pyfunction!(secagg_unpack, m)?)?;
+    m.add_function(wrap_pyfunction!(secagg_mask_stream, m)?)?;
     Ok(())
 }

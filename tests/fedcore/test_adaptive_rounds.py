@@ -8,15 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import kept_stage, raw_frame_nbytes
 
-from fedcore.adaptive import DEFAULT_LADDER, AdaptiveCodecPolicy, frame_nbytes
+from fedcore.adaptive import DEFAULT_LADDER, frame_nbytes
 from fedcore.cli import main
-from fedcore.compression import Encoder
 from fedcore.config import FLConfig
+from fedcore.layout import ParamLayout
 from fedcore.records import RoundRecord, without_timing
-from fedcore.selection import AvailabilityModel
 from fedcore.sim import simulate
-from fedcore.sim.uplink import AdaptiveUplink, seconds_per_step
+from fedcore.sim.engine import adaptive_planner, seconds_per_step
+from fedcore.sim.workers import load_data
+from fedcore.uplink import ClientStates, UplinkChain, UplinkContext, decode_frame
 
 pytest.importorskip("fedcodec")
 
@@ -43,13 +45,19 @@ def test_picks_are_recorded_per_round_and_repeat_with_the_seed() -> None:
     assert first.summary["late_uploads"] == sum(len(r.late or []) for r in first.records)
 
 
+def sent_nbytes(spec: str, n: int) -> int:
+    """The frame a pick sends: the codec's frame, or for `none` the raw float32 frame (frame_nbytes: 4n)."""
+    return raw_frame_nbytes(n) if spec == "none" else frame_nbytes(spec, n)
+
+
 def test_each_client_uploads_exactly_the_frame_it_picked() -> None:
     result = simulate(replace(MIXED, adaptive_ladder=FIXED_SIZE_LADDER))
     n = result.summary["model_size"]
     assert len(result.summary["adaptive_codecs"]) >= 2
+    assert "none" in result.summary["adaptive_codecs"]
     for record in result.records:
         assert record.codecs is not None
-        expected = sum(count * frame_nbytes(spec, n) for spec, count in record.codecs.items())
+        expected = sum(count * sent_nbytes(spec, n) for spec, count in record.codecs.items())
         assert record.uplink_bytes == expected
 
 
@@ -69,36 +77,41 @@ def test_a_tighter_deadline_sends_fewer_bytes_with_stronger_codecs() -> None:
 
 def test_slow_devices_and_long_training_get_stronger_codecs() -> None:
     config = replace(TINY, adaptive_deadline_s=1.0)
-    uplink = AdaptiveUplink.from_config(config, AvailabilityModel(config.seed))
-    assert uplink is not None
+    plan = adaptive_planner(config, load_data(config))
+    assert plan is not None
     n = 20_000
-    picks = uplink.choose(round_num=0, steps={0: 0, 1: 10**6}, n=n)
+    picks = plan(0, {0: 1, 1: 10**5}, n)  # client 1 trains 10^5 local epochs
     assert picks[1].spec == "topk:0.01+quant:8"  # trains past the deadline: the smallest frame, late
     assert not picks[1].meets_deadline
+    assert picks[0].meets_deadline
     assert DEFAULT_LADDER.index(picks[0].spec) < DEFAULT_LADDER.index(picks[1].spec)
+    everyone = plan(0, {c: None for c in range(config.clients)}, n)
+    assert {choice.spec for choice in everyone.values()} <= set(DEFAULT_LADDER)
     assert seconds_per_step(config.seed, 3) == seconds_per_step(config.seed, 3)
     assert seconds_per_step(config.seed, 3) != seconds_per_step(config.seed, 4)
-    assert uplink.policy == AdaptiveCodecPolicy(DEFAULT_LADDER, deadline_s=1.0)
-    assert AdaptiveUplink.from_config(TINY, AvailabilityModel(TINY.seed)) is None
+    assert adaptive_planner(TINY, load_data(TINY)) is None
 
 
 def test_error_feedback_keeps_residuals_across_codec_changes() -> None:
     lossy = replace(MIXED, adaptive_ladder="quant:4,eden:1", rounds=4)
     plain = simulate(lossy)
     fed_back = simulate(replace(lossy, error_feedback=True))
-    assert not plain.clients.residuals
-    assert set(fed_back.clients.residuals) == {c for r in fed_back.records for c in r.clients}
+    assert not kept_stage(plain.clients, "residual")
+    assert set(kept_stage(fed_back.clients, "residual")) == {c for r in fed_back.records for c in r.clients}
     assert len(fed_back.summary["adaptive_codecs"]) == 2
     assert not np.array_equal(plain.weights, fed_back.weights)
     assert fed_back.summary["final_accuracy"] > 0.25
 
 
 def test_a_raw_upload_delivers_the_whole_residual() -> None:
+    chain = UplinkChain.from_config(replace(MIXED, error_feedback=True))
     x = np.arange(4, dtype=np.float32)
     residual = np.full(4, 0.5, dtype=np.float32)
-    payload, left = Encoder("none", error_feedback=True).encode(x, seed=1, residual=residual)
-    np.testing.assert_array_equal(payload, x + residual)
-    assert left is None
+    states: ClientStates = {"residual": residual}
+    layout = ParamLayout.from_shapes([("w", (4,))])
+    frame = chain.encode(x, UplinkContext(layout, client_id=0, seed=1, codec="none"), states).payload
+    np.testing.assert_array_equal(decode_frame(frame), x + residual)
+    np.testing.assert_array_equal(states["residual"], np.zeros(4))  # nothing left owed
 
 
 def test_records_without_adaptive_keys_still_load() -> None:
@@ -127,7 +140,6 @@ def test_cli_adaptive_writes_picks(tmp_path: Path) -> None:
     [
         ({"codec": "quant:8"}, "drop codec"),
         ({"powersgd": 2}, "drop powersgd"),
-        ({"partial": "random:0.5"}, "drop partial"),
         ({"adaptive_deadline_s": 0.0}, "adaptive_deadline_s must be > 0"),
         ({"adaptive_deadline_s": -1.0}, "adaptive_deadline_s must be > 0"),
         ({"adaptive_ladder": "none,quant:99"}, "quant"),
@@ -138,6 +150,23 @@ def test_cli_adaptive_writes_picks(tmp_path: Path) -> None:
 def test_config_rejects_bad_adaptive_settings(changes: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         replace(MIXED, **changes)
+
+
+def test_adaptive_picks_a_codec_for_the_shared_part_of_a_partial_upload() -> None:
+    config = replace(MIXED, partial="random:0.5", adaptive_ladder=FIXED_SIZE_LADDER, rounds=4, local_epochs=5)
+    result = simulate(config)
+    n = result.summary["model_size"]
+    assert sum(result.summary["adaptive_codecs"].values()) == result.summary["updates_aggregated"]
+    for record in result.records:
+        assert record.codecs is not None
+        assert record.mask_fraction == pytest.approx(0.5, abs=0.03)
+        shared = round(record.mask_fraction * n)
+        assert record.uplink_bytes == sum(
+            count * sent_nbytes(s, shared) for s, count in record.codecs.items()
+        )
+    accuracies = [r.accuracy for r in result.records]
+    assert all(np.isfinite(a) for a in accuracies)
+    assert accuracies[-1] > 0.25  # ten classes: chance is 0.1
 
 
 def test_error_feedback_without_codec_needs_adaptive() -> None:

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-import fedcore.client
 from fedcore.config import FLConfig
 from fedcore.sim import simulate
+from fedcore.uplink import ClientStates, Encoded, UplinkChain, UplinkContext
 
 pytest.importorskip("fedcodec")
 
@@ -22,17 +22,18 @@ EVERY_CLIENT_EVERY_ROUND = FLConfig(
 
 
 def _residual_hand_offs(monkeypatch: pytest.MonkeyPatch, config: FLConfig) -> dict[int, list[Any]]:
-    """Per client, in round order: (residual the engine handed in, residual the client handed back)."""
+    """Per client, in round order: (residual its state held going in, residual it kept coming out)."""
     seen: dict[int, list[Any]] = defaultdict(list)
-    encode_delta = fedcore.client._encode_delta
+    encode = UplinkChain.encode
 
-    def spy(delta: Any, task: Any, encoder: Any, mask: Any) -> Any:
-        payload, residual = encode_delta(delta, task, encoder, mask)
-        seen[task.client_id].append((task.residual, residual))
-        return payload, residual
+    def spy(chain: UplinkChain, x: Any, ctx: UplinkContext, states: ClientStates) -> Encoded:
+        handed_in = states.get("residual")
+        encoded = encode(chain, x, ctx, states)
+        seen[ctx.client_id].append((handed_in, states.get("residual")))
+        return encoded
 
-    monkeypatch.setattr(fedcore.client, "_encode_delta", spy)
-    simulate(config)
+    monkeypatch.setattr(UplinkChain, "encode", spy)
+    simulate(config)  # workers=0: the clients run in this process, through the spy
     return seen
 
 

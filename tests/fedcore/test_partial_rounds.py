@@ -6,15 +6,15 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from fakes import FlatAdapter
+from fakes import FOUR_EXAMPLES, FlatAdapter, kept_stage
 
-from fedcore.backends.base import TrainConfig
-from fedcore.client import ClientTask, run_client
-from fedcore.compression import Encoder, decode
+from fedcore.client import ClientApp, ClientState
 from fedcore.config import FLConfig
 from fedcore.partial import Mask, parse_partial
+from fedcore.protocol import Reply, Task
 from fedcore.sim import simulate
 from fedcore.sim.workers import build_model, load_data
+from fedcore.uplink import UplinkChain, UplinkContext, encode_frame, mask_from_bytes, mask_to_bytes
 
 pytest.importorskip("fedcodec")
 
@@ -38,9 +38,11 @@ def test_masked_values_go_through_the_uplink_codec() -> None:
     assert result.summary["uplink_ratio"] > 7.5  # 2x from the mask, ~4x from 8-bit values
 
 
-def test_coordinates_outside_the_mask_keep_their_weights() -> None:
-    # FedAvgM's momentum would move every coordinate; partial sharing holds the unshared ones still.
-    config = replace(TINY, partial="random:0.5", strategy="fedavgm")
+@pytest.mark.parametrize("changes", [{"strategy": "fedavgm"}, {"powersgd": 2}], ids=["fedavgm", "powersgd"])
+def test_coordinates_outside_the_mask_keep_their_weights(changes: dict[str, object]) -> None:
+    # FedAvgM's momentum would move every coordinate, and PowerSGD factors the whole zero-filled matrix;
+    # partial sharing holds the unshared ones still.
+    config = replace(TINY, partial="random:0.5", **changes)
     after_one = simulate(replace(config, rounds=1)).weights
     after_two = simulate(replace(config, rounds=2)).weights
     layout = build_model(config, load_data(config)).layout
@@ -75,18 +77,27 @@ def step_adapter(step: np.ndarray) -> FlatAdapter:
 
 
 def _share(
-    encoder: Encoder, mask: Mask, step: np.ndarray, residual: np.ndarray
+    config: FLConfig, mask: Mask, step: np.ndarray, residual: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """One client round under `mask`: (what the server rebuilds, on the full vector; the new residual)."""
-    task = ClientTask(0, train_seed=1, codec_seed=2, residual=residual)
-    x, y = np.zeros((4, 1), np.float32), np.zeros(4, np.int64)
+    app = ClientApp(config, lambda cid: FOUR_EXAMPLES, adapter=step_adapter(step))
+    if residual is not None:  # what error feedback kept from this client's last round
+        app.store.put(0, ClientState(stages={"residual": residual}))
     weights = np.zeros_like(step)
-    update = run_client(
-        step_adapter(step), x, y, weights, TrainConfig(), task, encoder, Encoder(None), mask=mask
+    task = Task(
+        round=0,
+        client_id=0,
+        model_version=0,
+        model=encode_frame(None, weights, 0),
+        mask=mask_to_bytes(mask),
+        settings={"train_seed": 1, "codec_seed": 2},
     )
-    delivered = np.zeros_like(step)
-    mask.scatter(decode(update.delta), delivered)
-    return delivered, update.residual
+    reply = app.handle(task)
+    assert isinstance(reply, Reply)
+    server_view = UplinkContext(app.adapter.layout, mask=mask)
+    delivered = UplinkChain.from_config(config).decode(reply.payloads[0], server_view)
+    assert isinstance(delivered, np.ndarray)
+    return delivered, app.store.get(0).stages.get("residual")
 
 
 def test_error_feedback_keeps_everything_the_mask_and_codec_held_back() -> None:
@@ -95,31 +106,49 @@ def test_error_feedback_keeps_everything_the_mask_and_codec_held_back() -> None:
     owed = step + old
     mask = Mask.seeded(64, 0.5, seed=3)
     shared = mask.to_bool()
-    delivered, residual = _share(Encoder("quant:4", error_feedback=True), mask, step, old)
+    partial = FLConfig(partial="random:0.5")
+    delivered, residual = _share(replace(partial, codec="quant:4", error_feedback=True), mask, step, old)
     assert residual is not None
     np.testing.assert_allclose(delivered + residual, owed, atol=1e-6)
     np.testing.assert_array_equal(residual[~shared], owed[~shared])  # unshared: carried over whole
     assert np.abs(residual[shared]).max() > 0  # shared: what 4-bit values lost
-    delivered, residual = _share(Encoder(None, error_feedback=True), mask, step, old)
+    delivered, residual = _share(replace(partial, error_feedback=True), mask, step, old)
     assert residual is not None
     np.testing.assert_array_equal(delivered[shared], owed[shared])  # a raw share arrives whole
     np.testing.assert_array_equal(residual[shared], 0.0)
     np.testing.assert_array_equal(residual[~shared], owed[~shared])
-    delivered, residual = _share(Encoder(None), mask, step, old)
-    assert residual is None
+    delivered, residual = _share(partial, mask, step, None)
+    assert residual is None  # without error feedback nothing is owed
     np.testing.assert_array_equal(delivered[shared], step[shared])
+    np.testing.assert_array_equal(delivered[~shared], 0.0)
 
 
 def test_error_feedback_with_partial_sharing_needs_no_codec() -> None:
     config = replace(TINY, rounds=4, partial="random:0.5", error_feedback=True)
     result = simulate(config)
     plain = simulate(replace(config, error_feedback=False))
-    assert not plain.clients.residuals
+    assert not kept_stage(plain.clients, "residual")
     last = result.records[-1]
     layout = build_model(config, load_data(config)).layout
     shared = parse_partial("random:0.5", config.seed).select(len(result.records) - 1, result.weights, layout)
     for cid in last.clients:
-        residual = result.clients.residuals[cid]
+        residual = kept_stage(result.clients, "residual")[cid]
         np.testing.assert_array_equal(residual[shared.to_bool()], 0.0)
         assert np.mean(residual[~shared.to_bool()] != 0.0) > 0.5
     assert not np.array_equal(result.weights, plain.weights)  # clients that return send what they owed
+
+
+def test_a_task_carries_a_seeded_mask_as_its_seed_and_any_other_as_its_bitmap() -> None:
+    seeded = Mask.seeded(1000, 0.3, seed=7)
+    explicit = Mask.from_bool(np.arange(13) % 3 == 0)
+    for mask in (seeded, explicit):
+        back = mask_from_bytes(mask_to_bytes(mask))
+        np.testing.assert_array_equal(back.to_bool(), mask.to_bool())
+        assert back.is_seeded == mask.is_seeded
+    assert len(mask_to_bytes(seeded)) < 32  # nothing of the size of the model travels
+    assert len(mask_to_bytes(explicit)) == 9 + len(explicit.to_bitmap())
+    for malformed in (b"", b"S", mask_to_bytes(seeded)[:-1], b"X" + mask_to_bytes(explicit)[1:]):
+        with pytest.raises(ValueError, match="malformed mask descriptor"):
+            mask_from_bytes(malformed)
+    with pytest.raises(ValueError, match="bitmap"):
+        mask_from_bytes(mask_to_bytes(explicit)[:-1])  # the bitmap is shorter than its size says

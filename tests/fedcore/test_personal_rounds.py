@@ -9,17 +9,20 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fakes import kept_stage, raw_frame_nbytes
 
 from fedcore.backends.base import TrainConfig
 from fedcore.cli import main
-from fedcore.client import ClientTask, run_client
-from fedcore.compression import Encoder
+from fedcore.client import ClientApp, ClientState
 from fedcore.config import FLConfig
 from fedcore.personalize import DittoRounds, make_local_head
+from fedcore.protocol import Reply, Task
 from fedcore.records import without_timing
+from fedcore.seeds import CODEC_SEED, PERSONALIZE_SEED, TRAIN_SEED, derive_seed
 from fedcore.sim import simulate
-from fedcore.sim.seeds import CODEC_SEED, PERSONALIZE_SEED, TRAIN_SEED, derive_seed
+from fedcore.sim.personal import kept_heads, kept_personal
 from fedcore.sim.workers import build_model, load_data
+from fedcore.uplink import encode_frame, mask_to_bytes
 
 pytest.importorskip("fedcodec")
 
@@ -43,25 +46,30 @@ def test_a_clients_head_after_one_round_is_the_head_it_starts_the_next_with() ->
     adapter = build_model(config, data)
     local = make_local_head(None, config.local_epochs, adapter.layout)
     cid = 2
-    train = data.client(cid).train
 
     def round_two(head: np.ndarray | None) -> np.ndarray:
-        task = ClientTask(
-            cid,
-            train_seed=derive_seed(config.seed, 1, cid, TRAIN_SEED),
-            codec_seed=derive_seed(config.seed, 1, cid, CODEC_SEED),
-            head=head,
+        app = ClientApp(config, lambda c: data.client(c).train, adapter=adapter)
+        app.store.put(cid, ClientState(head=head))
+        task = Task(
+            round=1,
+            client_id=cid,
+            model_version=1,
+            model=encode_frame(None, first.weights, 0),
+            mask=mask_to_bytes(local.body),  # only the body is shared
+            settings={
+                "train_seed": derive_seed(config.seed, 1, cid, TRAIN_SEED),
+                "codec_seed": derive_seed(config.seed, 1, cid, CODEC_SEED),
+            },
         )
-        update = run_client(
-            adapter, train.x, train.y, first.weights, _train(config), task, Encoder(None), Encoder(None),
-            mask=local.body, local_head=local,
-        )  # fmt: skip
-        assert update.head is not None
-        return update.head
+        assert isinstance(app.handle(task), Reply)
+        kept = app.store.get(cid).head
+        assert kept is not None
+        return kept
 
-    np.testing.assert_array_equal(round_two(first.clients.heads[cid]), second.clients.heads[cid])
-    assert not np.array_equal(round_two(None), second.clients.heads[cid])
-    assert sorted(second.clients.heads) == list(range(config.clients))
+    heads = kept_heads(second.clients)
+    np.testing.assert_array_equal(round_two(kept_heads(first.clients)[cid]), heads[cid])
+    assert not np.array_equal(round_two(None), heads[cid])
+    assert sorted(heads) == list(range(config.clients))
 
 
 def test_the_head_never_leaves_the_client() -> None:
@@ -71,12 +79,12 @@ def test_the_head_never_leaves_the_client() -> None:
     head = make_local_head(None, 1, build_model(config, load_data(config)).layout).head
     body = int((~head).sum())
     for record in result.records:
-        assert record.uplink_bytes == 4 * body * len(record.clients)
+        assert record.uplink_bytes == raw_frame_nbytes(body) * len(record.clients)
         assert record.downlink_bytes == 4 * body * record.selected
-    assert result.summary["uplink_ratio"] == pytest.approx(head.size / body)
+    assert result.summary["uplink_ratio"] == pytest.approx(4 * head.size / raw_frame_nbytes(body))
     np.testing.assert_array_equal(result.weights[head], initial[head])  # the server never trains a head
     assert not np.array_equal(result.weights[~head], initial[~head])
-    own = result.clients.heads[0]
+    own = kept_heads(result.clients)[0]
     assert not np.array_equal(own, initial[head])
 
 
@@ -85,7 +93,9 @@ def test_a_local_head_goes_through_the_codec_and_error_feedback() -> None:
     result = simulate(config)
     head = make_local_head(None, 1, build_model(config, load_data(config)).layout).head
     assert result.summary["uplink_ratio"] > 3.9 * head.size / (~head).sum()
-    for residual in result.clients.residuals.values():
+    residuals = kept_stage(result.clients, "residual")
+    assert sorted(residuals) == list(range(config.clients))
+    for residual in residuals.values():
         assert not residual[head].any()  # nothing of the head is owed to the server
         assert residual[~head].any()
 
@@ -109,9 +119,10 @@ def test_ditto_keeps_its_personal_model_across_rounds_and_never_uploads_it() -> 
     def round_two(personal: np.ndarray | None) -> np.ndarray:
         return DittoRounds(0.5).update(adapter, train.x, train.y, personal, first.weights, step)
 
-    kept = first.clients.personal[cid]
-    np.testing.assert_array_equal(round_two(kept), second.clients.personal[cid])
-    assert not np.array_equal(round_two(None), second.clients.personal[cid])
+    kept = kept_personal(first.clients)[cid]
+    personal = kept_personal(second.clients)
+    np.testing.assert_array_equal(round_two(kept), personal[cid])
+    assert not np.array_equal(round_two(None), personal[cid])
     assert not np.array_equal(kept, first.weights)
 
 
@@ -160,9 +171,9 @@ def test_same_seed_same_run_also_in_worker_processes(changes: dict[str, Any]) ->
     first, second = simulate(replace(config, workers=2)), simulate(replace(config, workers=2))
     assert without_timing(first.summary) == without_timing(second.summary)
     assert first.personalization == second.personalization
-    kept = first.clients.heads or first.clients.personal
+    kept = kept_heads(first.clients) or kept_personal(first.clients)
     assert kept
-    inline_kept = inline.clients.heads or inline.clients.personal
+    inline_kept = kept_heads(inline.clients) or kept_personal(inline.clients)
     assert sorted(kept) == sorted(inline_kept)
     for cid, vector in kept.items():  # two workers fold in another grouping: only rounding may differ
         np.testing.assert_allclose(vector, inline_kept[cid], atol=1e-4)
@@ -183,11 +194,8 @@ def test_local_head_epochs_come_from_the_fedrep_spec() -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"local_head": True, "partial": "random:0.5"}, "drop partial"),
-        ({"local_head": True, "powersgd": 2}, "drop powersgd"),
         ({"local_head": True, "stragglers": 0.5}, "drop stragglers"),
         ({"local_head": True, "momentum": 0.9}, "drop momentum"),
-        ({"local_head": True, "strategy": "fedprox:0.1"}, "drop strategy fedprox"),
         ({"local_head": True, "strategy": "scaffold"}, "drop strategy scaffold"),
         ({"local_head": True, "personalize": "finetune:2"}, "only be fedrep"),
         ({"local_head": True, "personalize": "ditto:0.1", "ditto_rounds": True}, "only be fedrep"),
@@ -199,6 +207,22 @@ def test_local_head_epochs_come_from_the_fedrep_spec() -> None:
 def test_config_refuses_combinations_that_make_no_sense(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         replace(ALL_IN, **changes)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"partial": "random:0.5"}, {"powersgd": 2}, {"strategy": "fedprox:0.1"}],
+    ids=["partial", "powersgd", "fedprox"],
+)
+def test_a_local_head_composes_with_partial_sharing_powersgd_and_fedprox(changes: dict[str, Any]) -> None:
+    config = replace(SKEWED, local_head=True, rounds=3, **changes)
+    result = simulate(config)
+    model = build_model(config, load_data(config))
+    head = make_local_head(None, config.local_epochs, model.layout).head
+    np.testing.assert_array_equal(result.weights[head], model.get_weights()[head])  # still no head goes up
+    accuracies = [r.personal_accuracy for r in result.records]
+    assert all(a is not None and np.isfinite(a) for a in accuracies)
+    assert result.summary["personalization"]["mean_after"] > 0.3  # ten classes: chance is 0.1
 
 
 def test_cli_runs_a_local_head_and_refuses_ditto_rounds_without_ditto(tmp_path: Path) -> None:

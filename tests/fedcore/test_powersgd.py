@@ -1,15 +1,17 @@
-"""PowerSGD: low-rank recovery, a warm start that matters, honest error feedback, a checked wire."""
+"""PowerSGD: low-rank recovery, a warm start that matters, honest error feedback, one float32 frame."""
 
 from __future__ import annotations
-
-import struct
-import zlib
 
 import numpy as np
 import pytest
 
+from fedcore.config import FLConfig
 from fedcore.layout import ParamLayout
-from fedcore.powersgd import LowRankPart, PowerSGD, PowerSGDPayload, RawPart, decompress
+from fedcore.powersgd import LowRankPart, PowerSGD, PowerSGDPayload, RawPart, decompress, payload_from_vector
+from fedcore.seeds import POWERSGD_SEED, derive_seed
+from fedcore.uplink import ClientStates, UplinkChain, UplinkContext, decode_frame, encode_frame
+from fedcore.uplink.error_feedback import ErrorFeedbackStage
+from fedcore.uplink.powersgd import PowerSGDStage
 
 LAYOUT = ParamLayout.from_shapes(
     [("conv.w", (16, 3, 3, 3)), ("conv.b", (16,)), ("fc.w", (40, 30)), ("fc.b", (40,)), ("tiny.w", (2, 2))]
@@ -103,45 +105,77 @@ def test_error_feedback_makes_the_sum_of_payloads_track_the_sum_of_updates() -> 
     assert without[-1] > 0.8  # rank 1 alone drops most of a full-rank drift, round after round
 
 
-def test_payload_is_smaller_than_float32_and_round_trips_through_bytes() -> None:
+def test_payload_is_smaller_than_float32_and_round_trips_through_one_vector() -> None:
     payload = PowerSGD(2, LAYOUT, seed=9).compress(_update({}))
     assert payload.nbytes == 4 * (16 * 2 + 27 * 2 + 40 * 2 + 30 * 2 + 16 + 44)
     assert payload.nbytes < 4 * LAYOUT.size
-    wire = payload.to_bytes()
-    assert len(wire) == payload.wire_nbytes
-    back = PowerSGDPayload.from_bytes(wire)
+    values = payload.to_vector()
+    assert values.dtype == np.float32
+    assert values.nbytes == payload.nbytes  # factors and raw values, nothing else: the plan is shared
+    back = payload_from_vector(values, 2, LAYOUT)
+    assert [(p.offset, p.p.shape, p.q.shape) for p in back.low_rank] == [
+        (p.offset, p.p.shape, p.q.shape) for p in payload.low_rank
+    ]
+    assert [(r.offset, r.values.size) for r in back.raw] == [(r.offset, r.values.size) for r in payload.raw]
     assert np.array_equal(decompress(back), decompress(payload))
-    assert np.array_equal(PowerSGD.decompress(back), decompress(payload))
+    through_a_frame = payload_from_vector(decode_frame(encode_frame(None, values, 0)), 2, LAYOUT)
+    assert np.array_equal(PowerSGD.decompress(through_a_frame), decompress(payload))
 
 
-def test_from_bytes_rejects_bad_input() -> None:
-    wire = PowerSGD(2, LAYOUT, seed=10).compress(_update({})).to_bytes()
-    with pytest.raises(ValueError, match="checksum"):
-        PowerSGDPayload.from_bytes(wire[:-9])
-    with pytest.raises(ValueError, match="truncated"):
-        PowerSGDPayload.from_bytes(wire[:10])
-    with pytest.raises(ValueError, match="checksum"):
-        PowerSGDPayload.from_bytes(wire[:40] + bytes([wire[40] ^ 1]) + wire[41:])
-    with pytest.raises(ValueError, match="magic"):
-        PowerSGDPayload.from_bytes(b"XXXX" + wire[4:])
-    with pytest.raises(ValueError, match="version"):
-        PowerSGDPayload.from_bytes(wire[:4] + b"\x09" + wire[5:])
-    with pytest.raises(ValueError, match="max_elements"):
-        PowerSGDPayload.from_bytes(wire, max_elements=10)
+def test_payload_from_vector_refuses_values_cut_for_another_plan() -> None:
+    values = PowerSGD(2, LAYOUT, seed=10).compress(_update({})).to_vector()
+    for wrong in (values[:-1], np.append(values, np.float32(0.0)), np.zeros(0, np.float32)):
+        with pytest.raises(ValueError, match="PowerSGD frame holds"):
+            payload_from_vector(wrong, 2, LAYOUT)
+    with pytest.raises(ValueError, match="rank 3 on this model needs"):
+        payload_from_vector(values, 3, LAYOUT)  # the server must cut with the clients' rank
+    other = ParamLayout.from_shapes([("fc.w", (40, 30)), ("fc.b", (40,))])
+    with pytest.raises(ValueError, match="PowerSGD frame holds"):
+        payload_from_vector(values, 2, other)
 
 
-def test_from_bytes_checks_lengths_before_reading_even_with_a_valid_checksum() -> None:
-    body = struct.pack("<4sBxxxQII", b"PSGD", 1, 10, 0, 1) + struct.pack("<QQ", 0, 2**40) + bytes(8)
-    with pytest.raises(ValueError, match="truncated"):
-        PowerSGDPayload.from_bytes(body + struct.pack("<I", zlib.crc32(body)))
-    ok = struct.pack("<4sBxxxQII", b"PSGD", 1, 10, 0, 1) + struct.pack("<QQ", 0, 2) + bytes(8)
-    assert np.array_equal(
-        PowerSGD.decompress(PowerSGDPayload.from_bytes(ok + struct.pack("<I", zlib.crc32(ok)))),
-        np.zeros(10, np.float32),
-    )
-    extra = ok + bytes(4)
-    with pytest.raises(ValueError, match="trailing"):
-        PowerSGDPayload.from_bytes(extra + struct.pack("<I", zlib.crc32(extra)))
+def test_the_powersgd_stage_sends_one_raw_frame_and_keeps_the_clients_compressor() -> None:
+    config = FLConfig(powersgd=2, seed=4)
+    chain = UplinkChain.from_config(config)
+    assert chain.names == ("powersgd",)  # it replaces the codec
+    x = _update({"fc.w": _matrix(40, 30, np.array([5.0, 2.0]), seed=13)}, seed=14)
+    twin = PowerSGD(2, LAYOUT, derive_seed(config.seed, 0, 3, POWERSGD_SEED))  # client 3's own seed
+    states: ClientStates = {}
+    for call in (1, 2):  # the second call starts from the warm start the first one left
+        expected = twin.compress(x)
+        encoded = chain.encode(x, UplinkContext(LAYOUT, client_id=3, seed=call), states)
+        assert encoded.payload == encode_frame(None, expected.to_vector(), 0)
+        np.testing.assert_array_equal(encoded.reconstruct(), decompress(expected))
+        decoded = chain.decode(encoded.payload, UplinkContext(LAYOUT))
+        assert isinstance(decoded, np.ndarray)
+        np.testing.assert_array_equal(decoded, decompress(expected))
+        compressor = states["powersgd"]
+        assert isinstance(compressor, PowerSGD)
+        assert compressor.calls == call
+    with pytest.raises(ValueError, match="PowerSGD frame holds"):
+        chain.decode(encode_frame(None, np.zeros(5, np.float32), 0), UplinkContext(LAYOUT))
+
+
+def test_an_error_feedback_stage_takes_over_powersgds_own_residual() -> None:
+    chain = UplinkChain((ErrorFeedbackStage(), PowerSGDStage(1, run_seed=0, own_error_feedback=False)))
+    rng = np.random.default_rng(15)
+    states: ClientStates = {}
+    sent = np.zeros(LAYOUT.size, dtype=np.float64)
+    total = np.zeros(LAYOUT.size, dtype=np.float64)
+    for call in range(3):
+        x = rng.standard_normal(LAYOUT.size).astype(np.float32)
+        payload = chain.encode(x, UplinkContext(LAYOUT, client_id=0, seed=call), states).payload
+        decoded = chain.decode(payload, UplinkContext(LAYOUT))
+        assert isinstance(decoded, np.ndarray)
+        sent += decoded
+        total += x
+    compressor, residual = states["powersgd"], states["residual"]
+    assert isinstance(compressor, PowerSGD)
+    assert not compressor.error_feedback
+    assert not compressor.residual.any()  # one residual only: the stage's
+    assert isinstance(residual, np.ndarray)
+    np.testing.assert_allclose(total - sent, residual, atol=1e-4)  # the residual is exactly the debt
+    assert np.linalg.norm(residual) > 0.1 * np.linalg.norm(total)  # rank 1 leaves a real debt
 
 
 def test_payload_parts_must_fit_and_not_overlap() -> None:

@@ -76,7 +76,9 @@ def test_clipped_updates_reach_the_server_with_norm_at_most_the_clip() -> None:
 def test_the_server_adds_gaussian_noise_of_std_sigma_c_once() -> None:
     size, clip, sigma, cohort = 200_000, 0.5, 1.2, 5.0
     layout = ParamLayout.from_shapes([("w", (size,))])
-    ctx = FoldContext(size, UplinkChain.from_config(TINY), UplinkContext(layout), FedAvg(), equal_weights=True)
+    ctx = FoldContext(
+        size, UplinkChain.from_config(TINY), UplinkContext(layout), FedAvg(), equal_weights=True
+    )
     fold = PrivateFold(ctx, RoundNoise(clip, sigma, cohort, seed=7))
     zero = encode_frame(None, np.zeros(size, dtype=np.float32), 0)
     for cid in range(2):
@@ -92,7 +94,10 @@ def test_the_server_adds_gaussian_noise_of_std_sigma_c_once() -> None:
     ("flags", "message"),
     [
         (["--dp", "central:0"], "clip norm must be a finite number > 0"),
-        (["--dp", "central:1", "--noise-multiplier", "0"], "noise multiplier sigma must be a finite number > 0"),
+        (
+            ["--dp", "central:1", "--noise-multiplier", "0"],
+            "noise multiplier sigma must be a finite number > 0",
+        ),
         (["--dp", "central:1", "--noise-multiplier", "1", "--delta", "0.5"], "delta must lie in (0, 1/N)"),
         (["--dp", "central:1"], "needs exactly one of --noise-multiplier Z or --target-epsilon E"),
         (["--dp", "adaptive:1.5", "--noise-multiplier", "1"], "target quantile must lie in (0, 1)"),

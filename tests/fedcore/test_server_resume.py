@@ -1,4 +1,4 @@
-"""The server checkpoints after every round: a `kill -9` loses nothing, `resume` ends where a clean run ends."""
+"""The server checkpoints after every round: a `kill -9` loses nothing; `resume` ends as a clean run ends."""
 
 from __future__ import annotations
 
@@ -82,7 +82,8 @@ def test_the_audit_log_names_every_frame_by_its_hash(tmp_path: Path) -> None:
     federate(replace(CONFIG, rounds=1), tmp_path)
     (entry,) = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert entry["selected"] == entry["answered"]
-    assert entry["dropped"] == [] and entry["refused"] == []
+    assert entry["dropped"] == []
+    assert entry["refused"] == []
     for frame in entry["frames"]:
         assert frame["nbytes"] > 0
         assert all(len(digest) == 64 for digest in frame["sha256"])

@@ -7,16 +7,18 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from fakes import FlatAdapter
+from fakes import FOUR_EXAMPLES, FlatAdapter, raw_frame_nbytes
 
 from fedcore.backends.base import TrainConfig
-from fedcore.client import ClientTask, run_client
-from fedcore.compression import Encoder
+from fedcore.client import ClientApp, ClientState
 from fedcore.config import FLConfig
+from fedcore.layout import ParamLayout
+from fedcore.protocol import Failure, Reply, Task
 from fedcore.records import without_timing
 from fedcore.selection import InsufficientClientsError
 from fedcore.sim import simulate
 from fedcore.sim.workers import WorkerError
+from fedcore.uplink import ClientStates, UplinkChain, UplinkContext, decode_frame, encode_frame
 
 TINY = FLConfig(clients=12, per_round=4, rounds=3, local_epochs=2, batch_size=8, lr=0.1, workers=0, seed=5)
 
@@ -50,13 +52,14 @@ def test_worker_processes_repeat_exactly_and_match_in_process() -> None:
     assert [r.clients for r in first.records] == [r.clients for r in inline.records]
 
 
-def test_uplink_bytes_are_raw_float32_without_codec() -> None:
+def test_uplink_bytes_are_raw_float32_frames_without_codec() -> None:
     result = simulate(TINY)
     size = result.summary["model_size"]
     for record in result.records:
-        assert record.uplink_bytes == 4 * size * len(record.clients)
+        assert record.uplink_bytes == raw_frame_nbytes(size) * len(record.clients)
         assert record.downlink_bytes == 4 * size * record.selected
-    assert result.summary["uplink_ratio"] == pytest.approx(1.0)
+    assert result.summary["uplink_ratio"] == pytest.approx(4 * size / raw_frame_nbytes(size))
+    assert 0.99 < result.summary["uplink_ratio"] < 1.0  # the frame header is all a raw upload adds
 
 
 def test_thirty_percent_dropout_still_trains() -> None:
@@ -94,8 +97,8 @@ def test_scaffold_doubles_the_bytes_and_evaluates_clients() -> None:
     result = simulate(replace(TINY, strategy="scaffold", eval_clients=True))
     size = result.summary["model_size"]
     record = result.records[0]
-    assert record.uplink_bytes == 2 * 4 * size * len(record.clients)
-    assert result.summary["uplink_ratio"] == pytest.approx(1.0)
+    assert record.uplink_bytes == 2 * raw_frame_nbytes(size) * len(record.clients)
+    assert result.summary["uplink_ratio"] == pytest.approx(4 * size / raw_frame_nbytes(size))
     assert record.client_accuracy is not None
     assert 0.0 <= record.client_accuracy <= 1.0
 
@@ -116,29 +119,46 @@ def shift_adapter(size: int) -> FlatAdapter:
     return FlatAdapter(size, move)
 
 
+def scaffold_task(client_id: int, weights: np.ndarray, server_control: np.ndarray) -> Task:
+    """Round 0's task for one SCAFFOLD client: the model and the server control, each as a lossless frame."""
+    return Task(
+        round=0,
+        client_id=client_id,
+        model_version=0,
+        model=encode_frame(None, weights, 0),
+        control=encode_frame(None, server_control, 0),
+        settings={"train_seed": 1, "codec_seed": 2},
+    )
+
+
 def test_scaffold_client_sends_delta_and_control_delta() -> None:
     # x = [1, 1], c = [0.5, 0.5], c_i = [0.25, 0.25], lr = 0.1, K = 2:
     # y = x - 2*0.1*(1 + c - c_i) = [0.75, 0.75]; c_i+ = c_i - c + (x - y)/(K lr) = [1.0, 1.0].
-    x = np.ones(2, dtype=np.float32)
-    task = ClientTask(3, train_seed=1, codec_seed=2, control=np.full(2, 0.25, dtype=np.float32))
-    update = run_client(
-        shift_adapter(2),
-        np.zeros((4, 1), np.float32),
-        np.zeros(4, np.int64),
-        x,
-        TrainConfig(lr=0.1),
-        task,
-        Encoder(None),
-        Encoder(None),
-        server_control=np.full(2, 0.5, dtype=np.float32),
+    app = ClientApp(
+        FLConfig(strategy="scaffold", lr=0.1), lambda cid: FOUR_EXAMPLES, adapter=shift_adapter(2)
     )
-    assert isinstance(update.delta, np.ndarray)
-    assert isinstance(update.control_delta, np.ndarray)
-    assert update.control is not None
-    np.testing.assert_allclose(update.delta, np.full(2, -0.25), rtol=1e-6)
-    np.testing.assert_allclose(update.control, np.full(2, 1.0), rtol=1e-5)
-    np.testing.assert_allclose(update.control_delta, np.full(2, 0.75), rtol=1e-5)
-    assert update.uplink_bytes == 2 * 2 * 4
+    app.store.put(3, ClientState(control=np.full(2, 0.25, dtype=np.float32)))
+    reply = app.handle(scaffold_task(3, np.ones(2, np.float32), np.full(2, 0.5, np.float32)))
+    assert isinstance(reply, Reply)
+    assert (reply.round, reply.client_id, reply.num_examples, reply.num_steps) == (0, 3, 4, 2)
+    delta, control_delta = (decode_frame(p) for p in reply.payloads)
+    kept = app.store.get(3).control
+    assert kept is not None
+    np.testing.assert_allclose(delta, np.full(2, -0.25), rtol=1e-6)
+    np.testing.assert_allclose(kept, np.full(2, 1.0), rtol=1e-5)
+    np.testing.assert_allclose(control_delta, np.full(2, 0.75), rtol=1e-5)
+    assert reply.nbytes == 2 * raw_frame_nbytes(2)
+
+
+def test_a_diverged_client_replies_with_a_failure_and_keeps_the_state_it_had() -> None:
+    blow_up = FlatAdapter(2, lambda w, config, control: (np.full_like(w, np.inf), 1))
+    app = ClientApp(FLConfig(strategy="scaffold"), lambda cid: FOUR_EXAMPLES, adapter=blow_up)
+    before = ClientState(control=np.full(2, 0.25, dtype=np.float32))
+    app.store.put(3, before)
+    answer = app.handle(scaffold_task(3, np.ones(2, np.float32), np.full(2, 0.5, np.float32)))
+    assert isinstance(answer, Failure)
+    assert (answer.round, answer.client_id, answer.kind) == (0, 3, "diverged")
+    assert app.store.get(3) is before
 
 
 def test_codec_in_the_loop_counts_frame_bytes() -> None:
@@ -152,17 +172,20 @@ def test_codec_in_the_loop_counts_frame_bytes() -> None:
 
 
 def test_error_feedback_residual_carries_what_the_frame_dropped() -> None:
-    fc = pytest.importorskip("fedcodec")
-    encoder = Encoder("topk:0.25", error_feedback=True)
+    chain = UplinkChain.from_config(FLConfig(codec="topk:0.25", error_feedback=True))
+    assert chain.names == ("residual", "codec")
     x = np.array([4.0, -3.0, 2.0, 1.0, 0.5, 0.25, -0.125, 8.0], dtype=np.float32)
-    frame, residual = encoder.encode(x, seed=1)
-    assert isinstance(frame, bytes)
-    assert residual is not None
-    np.testing.assert_allclose(fc.decode(frame) + residual, x, rtol=1e-6)
-    frame2, residual2 = encoder.encode(np.zeros_like(x), seed=2, residual=residual)
-    assert isinstance(frame2, bytes)
-    assert residual2 is not None
-    np.testing.assert_allclose(fc.decode(frame2) + residual2, residual, rtol=1e-6)
+    layout = ParamLayout.from_shapes([("w", x.shape)])
+    states: ClientStates = {}  # the client's own stage states, kept between its rounds
+    frame = chain.encode(x, UplinkContext(layout, client_id=0, seed=1), states).payload
+    residual = states["residual"]
+    assert isinstance(residual, np.ndarray)
+    np.testing.assert_allclose(decode_frame(frame) + residual, x, rtol=1e-6)
+    frame2 = chain.encode(np.zeros_like(x), UplinkContext(layout, client_id=0, seed=2), states).payload
+    residual2 = states["residual"]
+    assert isinstance(residual2, np.ndarray)
+    np.testing.assert_allclose(decode_frame(frame2) + residual2, residual, rtol=1e-6)
+    assert chain.decode(frame2, UplinkContext(layout)) == frame2  # the server folds a codec frame as it came
 
 
 def test_worker_failure_surfaces_with_its_traceback() -> None:

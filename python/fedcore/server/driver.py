@@ -292,7 +292,11 @@ class RoundDriver:
     def _models(
         self, state: DriverState, sel: RoundSelection, round_num: int
     ) -> tuple[dict[int, bytes], int, DownlinkSync | None]:
-        """Each selected client's model message (key -1: the one broadcast frame) and all their bytes."""
+        """Each client's model message (key -1: the one broadcast frame) and their bytes.
+
+        A broadcast is counted for every selected client, dropouts included; a downlink-sync message exists
+        only for a client that gets a task, since the server records what each client holds.
+        """
         weights = state.server.weights
         selected = int(sel.selected.size)
         if state.downlink is None:
@@ -303,7 +307,7 @@ class RoundDriver:
         sync = state.downlink.copy()
         models: dict[int, bytes] = {}
         total = 0
-        for cid in sel.selected.tolist():
+        for cid in sel.answered.tolist():  # a dropped client never gets its message, so it is not recorded
             payload, nbytes = sync.send(cid, weights, derive_seed(self.config.seed, round_num, cid, DOWNLINK_SEED))
             models[cid] = payload
             total += nbytes

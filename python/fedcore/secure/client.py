@@ -1,0 +1,199 @@
+"""The client half of SecAgg+: one frozen class per stage, each taking the server's message and
+returning the client's reply and the next stage.
+
+Secrets (two X25519 keys, the self-mask seed, the Shamir coin) are derived from one fresh
+32-byte seed per round; the stages hold them only as long as the protocol needs them.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from fedcodec import CodecError, secagg
+from fedcore.secure.graph import neighbours
+from fedcore.secure.messages import (
+    AdvertiseKeys,
+    EncryptedShare,
+    MaskedInput,
+    NeighbourKeys,
+    RevealedShare,
+    RoundSetup,
+    SecAggAbort,
+    ShareDelivery,
+    ShareKeys,
+    UnmaskRequest,
+    UnmaskResponse,
+    share_nonce,
+)
+
+__all__ = ["ClientAdvertise", "ClientMask", "ClientShare", "ClientUnmask", "start_client"]
+
+SCALAR = 32
+
+
+@dataclass(frozen=True)
+class _Secrets:
+    enc: bytes
+    mask: bytes
+    self_seed: bytes
+    coin: bytes
+
+    @classmethod
+    def derive(cls, setup: RoundSetup, seed: bytes) -> _Secrets:
+        def derive(purpose: bytes) -> bytes:
+            return secagg.derive_scalar(seed, setup.info(purpose))
+
+        return cls(derive(b"enc"), derive(b"mask"), derive(b"self"), derive(b"coin"))
+
+
+def _agree(me: int, peer: int, secret: bytes, public: bytes, info: bytes) -> bytes:
+    """Key agreement with a neighbour; a small-order key (which the server should refuse) aborts."""
+    try:
+        return secagg.agree(secret, public, info)
+    except CodecError as exc:
+        raise SecAggAbort(f"client {me}: neighbour {peer}'s public key is unusable: {exc}") from exc
+
+
+def start_client(setup: RoundSetup, me: int, seed: bytes | None = None) -> ClientAdvertise:
+    """Stage 0: a selected client's state machine for this round (a fresh random seed unless one is given)."""
+    if me not in setup.clients:
+        raise ValueError(f"client {me} is not selected in this round")
+    seed = secrets.token_bytes(32) if seed is None else seed
+    if len(seed) != 32:
+        raise ValueError(f"seed must be 32 bytes, got {len(seed)}")
+    return ClientAdvertise(setup, me, _Secrets.derive(setup, seed))
+
+
+@dataclass(frozen=True)
+class ClientAdvertise:
+    """Stage 1: publish the two public keys."""
+
+    setup: RoundSetup
+    me: int
+    keys: _Secrets = field(repr=False)
+
+    def advertise(self) -> tuple[AdvertiseKeys, ClientShare]:
+        """The public keys for the server to forward to this client's neighbours."""
+        message = AdvertiseKeys(self.me, secagg.public_key(self.keys.enc), secagg.public_key(self.keys.mask))
+        return message, ClientShare(self.setup, self.me, self.keys)
+
+
+@dataclass(frozen=True)
+class ClientShare:
+    """Stage 2: Shamir-share both secrets among the neighbours, each share sealed for its holder."""
+
+    setup: RoundSetup
+    me: int
+    keys: _Secrets = field(repr=False)
+
+    def share(self, received: NeighbourKeys) -> tuple[ShareKeys, ClientMask]:
+        """Sealed shares for every neighbour that advertised, and the self-mask seed's commitment."""
+        setup = self.setup
+        mine = neighbours(setup.clients, setup.degree, setup.graph_seed, self.me)
+        peers = {k.sender: k for k in received.keys if k.sender in mine}
+        if len(peers) < setup.threshold:
+            raise SecAggAbort(
+                f"client {self.me}: {len(peers)} neighbours advertised keys, threshold is {setup.threshold}"
+            )
+        holders = sorted(peers)
+        shares = secagg.share(
+            [self.keys.mask, self.keys.self_seed],
+            [setup.point(v) for v in holders],
+            setup.threshold,
+            self.keys.coin,
+        )
+        sealed = []
+        for v, share in zip(holders, shares, strict=True):
+            key = _agree(self.me, v, self.keys.enc, peers[v].enc_public, setup.info(b"share-key"))
+            nonce = share_nonce(self.me, v)
+            sealed.append(EncryptedShare(self.me, v, secagg.seal(key, nonce, setup.round_id + nonce, share)))
+        commitment = secagg.derive_scalar(self.keys.self_seed, setup.info(b"commit"))
+        message = ShareKeys(self.me, tuple(sealed), commitment)
+        return message, ClientMask(setup, self.me, self.keys, peers)
+
+
+@dataclass(frozen=True)
+class ClientMask:
+    """Stage 3: open the shares received, then upload x + self mask + pair masks, bit-packed in Z_2^b."""
+
+    setup: RoundSetup
+    me: int
+    keys: _Secrets = field(repr=False)
+    peers: dict[int, AdvertiseKeys]
+
+    def mask(self, delivery: ShareDelivery, codes: NDArray[np.uint32]) -> tuple[MaskedInput, ClientUnmask]:
+        """The masked upload of `codes` (ring elements) and the neighbours whose sealed shares failed."""
+        setup = self.setup
+        if codes.shape != (setup.length,) or codes.dtype != np.uint32:
+            raise ValueError(
+                f"codes must be a uint32 vector of length {setup.length}, got {codes.dtype} {codes.shape}"
+            )
+        held: dict[int, bytes] = {}
+        bad: list[int] = []
+        senders = sorted(
+            {s.sender for s in delivery.shares if s.sender in self.peers and s.recipient == self.me}
+        )
+        for s in delivery.shares:
+            if s.sender not in self.peers or s.recipient != self.me or s.sender in held:
+                continue
+            key = secagg.agree(self.keys.enc, self.peers[s.sender].enc_public, setup.info(b"share-key"))
+            nonce = share_nonce(s.sender, self.me)
+            try:
+                plain = secagg.open_sealed(key, nonce, setup.round_id + nonce, s.ciphertext)
+            except CodecError:
+                bad.append(s.sender)
+                continue
+            if len(plain) != 2 * SCALAR:
+                bad.append(s.sender)
+                continue
+            held[s.sender] = plain
+        if len(senders) < setup.threshold:
+            raise SecAggAbort(
+                f"client {self.me}: {len(senders)} neighbours shared keys, threshold is {setup.threshold}"
+            )
+        seeds = [self.keys.self_seed]
+        signs = [1]
+        for v in senders:
+            seeds.append(
+                _agree(self.me, v, self.keys.mask, self.peers[v].mask_public, setup.info(b"pair-mask"))
+            )
+            signs.append(1 if self.me < v else -1)
+        payload = secagg.mask(codes, seeds, signs, setup.ring_bits)
+        message = MaskedInput(self.me, payload, tuple(sorted(set(bad))))
+        return message, ClientUnmask(setup, self.me, held, frozenset(senders))
+
+
+@dataclass(frozen=True)
+class ClientUnmask:
+    """Stage 4: reveal survivors' self-mask shares or dropped clients' pair-key shares, never both."""
+
+    setup: RoundSetup
+    me: int
+    held: dict[int, bytes] = field(repr=False)
+    masked_with: frozenset[int]
+
+    def unmask(self, request: UnmaskRequest) -> UnmaskResponse:
+        """The shares the server needs to remove the masks; refuses a request that would expose a client."""
+        survivors, dropped = set(request.survivors), set(request.dropped)
+        if survivors & dropped:
+            raise SecAggAbort(
+                f"client {self.me}: server asked for both shares of {sorted(survivors & dropped)}; refusing"
+            )
+        if len(survivors) < self.setup.threshold:
+            raise SecAggAbort(
+                f"client {self.me}: only {len(survivors)} survivors, "
+                f"threshold is {self.setup.threshold}; refusing"
+            )
+        if self.me not in survivors:
+            raise SecAggAbort(f"client {self.me}: not listed as a survivor; refusing to reveal shares")
+        if (survivors | dropped) - set(self.setup.clients):
+            raise SecAggAbort(f"client {self.me}: request names clients outside the round")
+        self_shares = tuple(
+            RevealedShare(u, self.held[u][SCALAR:]) for u in sorted(survivors) if u in self.held
+        )
+        key_shares = tuple(RevealedShare(u, self.held[u][:SCALAR]) for u in sorted(dropped) if u in self.held)
+        return UnmaskResponse(self.me, self_shares, key_shares)

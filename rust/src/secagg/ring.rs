@@ -1,0 +1,205 @@
+//! The fixed-point ring Z_2^b: stochastic quantization into it and b-bit packing of its elements.
+//!
+//! A clipped value `x` in `[-c, c]` becomes the integer `(x + c) * (2^q - 1) / (2c)`, rounded up
+//! with probability equal to its fractional part (unbiased), so a code lies in `0 ..= 2^q - 1`
+//! and a sum of `n` codes in a ring of `q + ceil(log2 n)` bits never wraps. Packed elements are
+//! LSB-first, `ceil(n * b / 8)` bytes, the same layout as `bitpack` widened to 32 bits.
+
+use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
+use chacha20::ChaCha8;
+use rayon::prelude::*;
+
+use crate::error::{CodecError, Result};
+
+/// Values per rayon task when packing (a multiple of 8, so every task starts on a byte).
+const PACK_BLOCK: usize = 8 << 12;
+/// Values per rayon task when quantizing.
+const QUANT_BLOCK: usize = 1 << 14;
+
+/// The mask `2^bits - 1` of a ring of 1..=32 bits, or a refusal.
+pub fn check_ring_bits(bits: u32) -> Result<u32> {
+    if !(1..=32).contains(&bits) {
+        return Err(CodecError::param(format!(
+            "ring bits must be in 1..=32, got {bits}"
+        )));
+    }
+    Ok(if bits == 32 {
+        u32::MAX
+    } else {
+        (1u32 << bits) - 1
+    })
+}
+
+/// Bytes that `n` packed `bits`-bit elements take.
+#[must_use]
+pub fn packed_len(n: usize, bits: u32) -> usize {
+    (n * bits as usize).div_ceil(8)
+}
+
+fn pack_serial(values: &[u32], bits: u32, keep: u32, out: &mut [u8]) {
+    let (mut acc, mut filled, mut o) = (0u64, 0u32, 0usize);
+    for &v in values {
+        acc |= u64::from(v & keep) << filled;
+        filled += bits;
+        while filled >= 8 {
+            out[o] = acc as u8;
+            acc >>= 8;
+            filled -= 8;
+            o += 1;
+        }
+    }
+    if filled > 0 {
+        out[o] = acc as u8;
+    }
+}
+
+/// Packs ring elements (reduced mod 2^`bits` on the way) into `packed_len(values.len(), bits)` bytes.
+pub fn pack(values: &[u32], bits: u32) -> Result<Vec<u8>> {
+    let keep = check_ring_bits(bits)?;
+    let mut out = vec![0u8; packed_len(values.len(), bits)];
+    values
+        .par_chunks(PACK_BLOCK)
+        .zip(out.par_chunks_mut(PACK_BLOCK / 8 * bits as usize))
+        .for_each(|(v, o)| pack_serial(v, bits, keep, o));
+    Ok(out)
+}
+
+/// Calls `put(i, element)` for each of the elements packed in `data`, in order.
+fn unpack_serial(data: &[u8], bits: u32, keep: u32, count: usize, mut put: impl FnMut(usize, u32)) {
+    let (mut acc, mut filled, mut bytes) = (0u64, 0u32, data.iter());
+    for i in 0..count {
+        while filled < bits {
+            acc |= u64::from(*bytes.next().unwrap_or(&0)) << filled;
+            filled += 8;
+        }
+        put(i, acc as u32 & keep);
+        acc >>= bits;
+        filled -= bits;
+    }
+}
+
+fn check_payload(data: &[u8], bits: u32, n: usize) -> Result<u32> {
+    let keep = check_ring_bits(bits)?;
+    let need = packed_len(n, bits);
+    if data.len() != need {
+        return Err(CodecError::frame(format!(
+            "{n} ring elements of {bits} bits take {need} bytes, payload has {}",
+            data.len()
+        )));
+    }
+    Ok(keep)
+}
+
+/// The `n` elements packed in `data` (whose length must be exactly `packed_len(n, bits)`).
+pub fn unpack(data: &[u8], bits: u32, n: usize) -> Result<Vec<u32>> {
+    let keep = check_payload(data, bits, n)?;
+    let mut out = vec![0u32; n];
+    out.par_chunks_mut(PACK_BLOCK)
+        .zip(data.par_chunks(PACK_BLOCK / 8 * bits as usize))
+        .for_each(|(o, d)| unpack_serial(d, bits, keep, o.len(), |i, v| o[i] = v));
+    Ok(out)
+}
+
+/// `acc += unpack(data)` in Z_2^`bits`: the server's modular sum, straight from the payload.
+pub fn add_packed(acc: &mut [u32], data: &[u8], bits: u32) -> Result<()> {
+    let keep = check_payload(data, bits, acc.len())?;
+    acc.par_chunks_mut(PACK_BLOCK)
+        .zip(data.par_chunks(PACK_BLOCK / 8 * bits as usize))
+        .for_each(|(o, d)| {
+            unpack_serial(d, bits, keep, o.len(), |i, v| {
+                o[i] = o[i].wrapping_add(v) & keep;
+            });
+        });
+    Ok(())
+}
+
+/// Clips `x` to `[-clip, clip]` and rounds it stochastically (unbiased, seeded) to `bits`-bit codes.
+///
+/// The rounding uniforms come from the ChaCha8 keystream keyed by `seed`, so a client's codes
+/// are reproducible for its seed and independent of the number of threads.
+pub fn quantize(x: &[f32], clip: f32, bits: u32, seed: &[u8; 32]) -> Result<Vec<u32>> {
+    if !(1..=24).contains(&bits) {
+        return Err(CodecError::param(format!(
+            "quantization bits must be in 1..=24, got {bits}"
+        )));
+    }
+    if !(clip.is_finite() && clip > 0.0) {
+        return Err(CodecError::param(format!(
+            "clip must be finite and positive, got {clip}"
+        )));
+    }
+    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+        return Err(CodecError::non_finite(i, x[i]));
+    }
+    let c = f64::from(clip);
+    let top = (1u32 << bits) - 1;
+    let scale = f64::from(top) / (2.0 * c);
+    let mut out = vec![0u32; x.len()];
+    out.par_chunks_mut(QUANT_BLOCK)
+        .zip(x.par_chunks(QUANT_BLOCK))
+        .enumerate()
+        .for_each(|(b, (o, xs))| {
+            let mut cipher = ChaCha8::new(seed.into(), &[0u8; 12].into());
+            cipher.seek((b * QUANT_BLOCK * 4) as u64);
+            let mut noise = vec![0u8; xs.len() * 4];
+            cipher.apply_keystream(&mut noise);
+            for ((q, &v), w) in o.iter_mut().zip(xs).zip(noise.chunks_exact(4)) {
+                let u = f64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+                    * (1.0 / 4_294_967_296.0);
+                let t = (f64::from(v).clamp(-c, c) + c) * scale;
+                // t >= 0, so truncation is floor (and needs no libm call on baseline x86-64).
+                let floor = t as u32;
+                *q = (floor + u32::from(u < t - f64::from(floor))).min(top);
+            }
+        });
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn pack_unpack_round_trip(bits in 1u32..=32, raw in prop::collection::vec(any::<u32>(), 0..400)) {
+            let keep = check_ring_bits(bits).unwrap();
+            let values: Vec<u32> = raw.iter().map(|v| v & keep).collect();
+            let packed = pack(&values, bits).unwrap();
+            prop_assert_eq!(packed.len(), packed_len(values.len(), bits));
+            prop_assert_eq!(unpack(&packed, bits, values.len()).unwrap(), values.clone());
+            let mut acc = values.clone();
+            add_packed(&mut acc, &packed, bits).unwrap();
+            let doubled: Vec<u32> = values.iter().map(|v| v.wrapping_mul(2) & keep).collect();
+            prop_assert_eq!(acc, doubled);
+        }
+    }
+
+    #[test]
+    fn packing_spans_parallel_blocks() {
+        let values: Vec<u32> = (0..PACK_BLOCK as u32 * 3 + 11)
+            .map(|i| i.wrapping_mul(2_654_435_761) & 0x7f_ffff)
+            .collect();
+        let packed = pack(&values, 23).unwrap();
+        assert_eq!(unpack(&packed, 23, values.len()).unwrap(), values);
+    }
+
+    #[test]
+    fn payload_of_wrong_length_is_refused() {
+        assert!(unpack(&[0u8; 3], 8, 4).is_err());
+        assert!(add_packed(&mut [0u32; 4], &[0u8; 5], 8).is_err());
+    }
+
+    #[test]
+    fn stochastic_rounding_is_unbiased_and_clipped() {
+        let x = vec![0.3f32; 200_000];
+        let q = quantize(&x, 1.0, 4, &[5u8; 32]).unwrap();
+        let mean = q.iter().map(|&v| f64::from(v)).sum::<f64>() / q.len() as f64;
+        let want = (0.3 + 1.0) * 15.0 / 2.0;
+        assert!((mean - want).abs() < 0.01, "{mean} vs {want}");
+        let edges = quantize(&[-5.0, 5.0, -1.0, 1.0], 1.0, 4, &[0u8; 32]).unwrap();
+        assert_eq!(edges, vec![0, 15, 0, 15]);
+        assert!(quantize(&[f32::NAN], 1.0, 4, &[0u8; 32]).is_err());
+        assert!(quantize(&[0.0], 0.0, 4, &[0u8; 32]).is_err());
+    }
+}

@@ -1,0 +1,79 @@
+"""The Rust secure-aggregation kernels: keys agree, seals detect tampering, t shares rebuild, masks cancel."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from fedcodec import CodecError, FrameError, secagg
+
+
+def test_both_sides_of_a_pair_derive_the_same_key_and_purposes_differ() -> None:
+    a, b = secagg.derive_scalar(b"alice", b"k"), secagg.derive_scalar(b"bob", b"k")
+    pa, pb = secagg.public_key(a), secagg.public_key(b)
+    assert secagg.agree(a, pb, b"mask") == secagg.agree(b, pa, b"mask")
+    assert secagg.agree(a, pb, b"mask") != secagg.agree(a, pb, b"share")
+
+
+def test_small_order_public_key_is_refused() -> None:
+    with pytest.raises(CodecError, match="small order"):
+        secagg.agree(secagg.derive_scalar(b"a", b"k"), bytes(32), b"x")
+
+
+def test_sealed_share_opens_only_unchanged() -> None:
+    key, nonce = bytes(range(32)), bytes(12)
+    sealed = secagg.seal(key, nonce, b"round", b"share")
+    assert secagg.open_sealed(key, nonce, b"round", sealed) == b"share"
+    with pytest.raises(CodecError, match="authentication"):
+        secagg.open_sealed(key, nonce, b"round 2", sealed)
+    with pytest.raises(CodecError, match="authentication"):
+        secagg.open_sealed(key, nonce, b"round", bytes([sealed[0] ^ 1]) + sealed[1:])
+
+
+def test_any_t_shares_rebuild_the_secrets_and_t_minus_one_do_not() -> None:
+    secrets = [secagg.derive_scalar(b"s", b"1"), secagg.derive_scalar(b"s", b"2")]
+    xs = [3, 5, 8, 13, 21]
+    shares = secagg.share(secrets, xs, 3, b"coin")
+    for pick in ([0, 1, 2], [4, 2, 0], [1, 3, 4]):
+        (got,) = secagg.interpolate([xs[i] for i in pick], [shares[i] for i in pick], [0])
+        assert got == secrets[0] + secrets[1]
+    (two,) = secagg.interpolate(xs[:2], shares[:2], [0])
+    assert two[:32] != secrets[0]
+    assert two[32:] != secrets[1]
+
+
+def test_pair_masks_cancel_and_the_ring_sum_is_exact() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 1 << 16, 100_000, dtype=np.uint32)
+    y = rng.integers(0, 1 << 16, 100_000, dtype=np.uint32)
+    s = secagg.derive_scalar(b"pair", b"seed")
+    acc = np.zeros(x.size, dtype=np.uint32)
+    secagg.add_packed(acc, secagg.mask(x, [s], [1], 17), 17)
+    secagg.add_packed(acc, secagg.mask(y, [s], [-1], 17), 17)
+    np.testing.assert_array_equal(acc, x + y)
+
+
+def test_packed_upload_takes_ring_bits_per_element() -> None:
+    x = np.arange(1000, dtype=np.uint32)
+    packed = secagg.pack(x, 23)
+    assert len(packed) == (1000 * 23 + 7) // 8
+    np.testing.assert_array_equal(secagg.unpack(packed, 23, 1000), x)
+    with pytest.raises(FrameError, match="take"):
+        secagg.unpack(packed[:-1], 23, 1000)
+
+
+def test_mask_stream_is_uniform_over_the_ring() -> None:
+    stream = secagg.mask_stream(secagg.derive_scalar(b"u", b"v"), 1 << 20, 20)
+    counts = np.bincount(stream >> 12, minlength=256)
+    assert stats.chisquare(counts).pvalue > 1e-3
+
+
+def test_stochastic_rounding_is_unbiased_clipped_and_seeded() -> None:
+    x = np.full(200_000, 0.3, dtype=np.float32)
+    seed = secagg.derive_scalar(b"r", b"s")
+    codes = secagg.quantize(x, 1.0, 4, seed)
+    assert codes.mean() == pytest.approx(1.3 * 15 / 2, abs=0.01)
+    np.testing.assert_array_equal(codes, secagg.quantize(x, 1.0, 4, seed))
+    edges = secagg.quantize(np.array([-9.0, 9.0], dtype=np.float32), 1.0, 4, seed)
+    np.testing.assert_array_equal(edges, [0, 15])
+    with pytest.raises(CodecError, match="non-finite"):
+        secagg.quantize(np.array([np.nan], dtype=np.float32), 1.0, 4, seed)
