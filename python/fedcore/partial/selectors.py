@@ -221,6 +221,8 @@ def parse_partial(spec: str, seed: int = 0) -> MaskSelector:
         fraction = float(value)
     except ValueError:
         raise ValueError(f"partial spec {spec!r}: fraction {value!r} is not a number") from None
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"partial spec {spec!r}: fraction must be in (0, 1], got {value}")
     if name == "random":
         return RandomMaskSelector(fraction, seed)
     if name == "topk":
