@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 from fedcore.compression import fedcodec
 from fedcore.protocol.messages import Failure, Reply
 from fedcore.strategies.base import FoldSum, Strategy
-from fedcore.uplink import Update, UplinkChain, UplinkContext
+from fedcore.uplink import UplinkChain, UplinkContext, Update
 from fedcore.uplink.codec import CodecStage, decode_frame
 
 if TYPE_CHECKING:  # typing.Self is 3.11+; annotations are never evaluated at runtime

@@ -25,15 +25,8 @@ from fedcore.personalize import LocalHead, make_local_head
 from fedcore.protocol.messages import Task
 from fedcore.protocol.transport import RoundOutcome, Transport
 from fedcore.records import RoundRecord
-from fedcore.seeds import (
-    CODEC_SEED,
-    CONTROL_DOWNLINK_SEED,
-    DOWNLINK_SEED,
-    PERSONALIZE_SEED,
-    STRAGGLER_SEED,
-    TRAIN_SEED,
-    derive_seed,
-)
+from fedcore.seeds import CODEC_SEED, CONTROL_DOWNLINK_SEED, DOWNLINK_SEED, PERSONALIZE_SEED, STRAGGLER_SEED
+from fedcore.seeds import TRAIN_SEED, derive_seed
 from fedcore.selection import (
     AvailabilityModel,
     InsufficientClientsError,
