@@ -42,7 +42,7 @@ lint: $(STAMP) ## formatting and static checks, Rust and Python
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --all-targets --features python -- -D warnings
-	$(BIN)/ruff check python tests benches docs
+	$(BIN)/ruff check python tests benches docs examples
 	$(BIN)/mypy
 	$(BIN)/python -m mypy.stubtest fedcodec._fedcodec --mypy-config-file pyproject.toml
 

@@ -181,4 +181,5 @@ def simulate(
     summary["timing"]["workers"] = transport.workers
     summary["timing"]["personalize_s"] = personalize_s
     summary["personalization"] = personal.summary() if personal is not None else None
+    summary["data"] = data.name  # what the run trained on: the config's dataset, or your own arrays
     return SimResult(records, summary, state.server.weights, devices, state.downlink, personal)
