@@ -108,6 +108,13 @@ def test_existing_run_is_kept_unless_overwrite(tmp_path: Path, capsys: pytest.Ca
 
 
 def test_fixed_mask_file_errors_name_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    np.save(tmp_path / "mask.npy", np.ones(7, dtype=bool))
     assert main(["sim", *TINY, "--partial", f"fixed:{tmp_path}/none.npy", "--out", str(tmp_path / "r")]) == 2
-    assert f"{tmp_path}/none.npy" in capsys.readouterr().err
+    assert f"cannot read {tmp_path}/none.npy" in capsys.readouterr().err
+    np.save(tmp_path / "mask.npy", np.ones(7, dtype=bool))
+    assert main(["sim", *TINY, "--partial", f"fixed:{tmp_path}/mask.npy", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "the fixed mask has 7 coordinates, the layout" in err
+    assert err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+    assert main(["sim", *TINY, "--partial", "gradiant:0.1", "--out", str(tmp_path / "r")]) == 2
+    assert "did you mean 'gradient'?" in capsys.readouterr().err

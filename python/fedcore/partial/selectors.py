@@ -11,6 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fedcodec import kernels
+from fedcore.errors import did_you_mean
 from fedcore.layout import ParamLayout
 from fedcore.partial.mask import Mask
 
@@ -284,7 +285,8 @@ def parse_partial(spec: str, seed: int = 0) -> MaskSelector:
     name, sep, value = spec.strip().partition(":")
     name = name.lower()
     if not sep or name not in PARTIAL_NAMES:
-        raise ValueError(f"partial spec must be NAME:FRACTION with NAME in {PARTIAL_NAMES}, got {spec!r}")
+        hint = did_you_mean(name, PARTIAL_NAMES)
+        raise ValueError(f"partial spec must be NAME:FRACTION with NAME in {PARTIAL_NAMES}, got {spec!r}{hint}")
     if name == "fixed":
         return FixedMaskSelector(load_fixed_mask(value))
     fraction_text, _, explore_text = value.partition(",")
