@@ -286,7 +286,9 @@ def parse_partial(spec: str, seed: int = 0) -> MaskSelector:
     name = name.lower()
     if not sep or name not in PARTIAL_NAMES:
         hint = did_you_mean(name, PARTIAL_NAMES)
-        raise ValueError(f"partial spec must be NAME:FRACTION with NAME in {PARTIAL_NAMES}, got {spec!r}{hint}")
+        raise ValueError(
+            f"partial spec must be NAME:FRACTION with NAME in {PARTIAL_NAMES}, got {spec!r}{hint}"
+        )
     if name == "fixed":
         return FixedMaskSelector(load_fixed_mask(value))
     fraction_text, _, explore_text = value.partition(",")
