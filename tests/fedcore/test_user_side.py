@@ -32,6 +32,7 @@ def test_ctrl_c_stops_workers_and_keeps_the_complete_rounds(tmp_path: Path) -> N
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
     )
     rounds = out / "rounds.jsonl"
     deadline = time.monotonic() + 120
@@ -40,7 +41,7 @@ def test_ctrl_c_stops_workers_and_keeps_the_complete_rounds(tmp_path: Path) -> N
         assert time.monotonic() < deadline
         time.sleep(0.05)
     pressed = time.monotonic()
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole group: the workers too
     _, err = proc.communicate(timeout=30)
     assert time.monotonic() - pressed < 10
     assert proc.returncode == 130
