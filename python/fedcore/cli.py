@@ -289,7 +289,7 @@ def run_sweep_command(
             plan = plan.with_datasets(args.datasets)
         specs = plan.runs(args.out / "runs")
     except (OSError, ValueError, CodecUnavailableError) as exc:
-        err.print(f"[red]invalid sweep:[/red] {exc}")
+        _say(f"invalid sweep: {exc}")
         return 2
     if args.dry_run:
         for spec in specs:
@@ -395,7 +395,7 @@ def _main(argv: Sequence[str] | None) -> int:
         try:
             path = write_report(args.run_dir)
         except (FileNotFoundError, ValueError) as exc:
-            err.print(f"[red]error:[/red] {exc}")
+            _say(exc)
             return 2
         console.print(f"wrote {path}")
         return 0
