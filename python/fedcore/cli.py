@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.progress import (
@@ -20,8 +21,21 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from fedcore.compression import CodecUnavailableError
+from fedcore.compression import CodecUnavailableError, validate_spec
 from fedcore.config import BACKENDS, MODELS, FLConfig, load_config
+from fedcore.config_files import to_toml
+from fedcore.data import FederatedData
+from fedcore.errors import (
+    USAGE_EXIT,
+    UsageError,
+    check_backend_installed,
+    did_you_mean,
+    name_flags,
+    one_line,
+    suggest_choice,
+)
+from fedcore.help_text import epilog, with_default
+from fedcore.output_dir import check_out, cleaned_on_failure
 from fedcore.records import RoundRecord
 from fedcore.selection import SELECTION_NAMES, InsufficientClientsError
 from fedcore.sim.workers import WorkerError
@@ -92,13 +106,53 @@ _SIM_FLAGS: tuple[tuple[str, type, str], ...] = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises a one-line UsageError (with a did-you-mean) instead of printing usage."""
+
+    def error(self, message: str) -> NoReturn:
+        hint = ""
+        if message.startswith("unrecognized arguments:"):
+            typed = next((w for w in message.split()[2:] if w.startswith("--")), None)
+            hint = did_you_mean(typed, self.option_strings()) if typed is not None else ""
+        raise UsageError(f"{self.prog}: {message}{hint}")
+
+    def option_strings(self) -> list[str]:
+        """Every flag of this parser and its subcommands (argparse reports a typo at the top level)."""
+        found: list[str] = []
+        for action in self._actions:
+            found += action.option_strings
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    if isinstance(sub, _Parser):
+                        found += sub.option_strings()
+        return found
+
+
+def _version() -> str:
+    from fedcore import __version__
+
+    return f"fedcore {__version__}"
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fedcore", description="Federated learning that sends fewer bytes.")
+    parser = _Parser(prog="fedcore", description="Federated learning that sends fewer bytes.")
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
-    sim = sub.add_parser("sim", help="run a federated simulation")
-    sim.add_argument("--config", type=Path, help="TOML file with FLConfig fields; flags override it")
+    sim = sub.add_parser(
+        "sim",
+        help="run a federated simulation",
+        epilog=epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sim.add_argument("--config", type=Path, help="TOML or YAML file with config keys; flags override it")
+    sim.add_argument(
+        "--overwrite", action="store_true", help="replace the run already in --out (default: refuse)"
+    )
+    sim.add_argument(
+        "--print-config", action="store_true", help="print the resolved config as TOML and exit"
+    )
     for flag, kind, text in _SIM_FLAGS:
-        sim.add_argument(flag, type=kind, help=text)
+        sim.add_argument(flag, type=kind, help=with_default(text, flag[2:].replace("-", "_")))
     sim.add_argument(
         "--adaptive",
         dest="adaptive_deadline_s",
@@ -107,14 +161,16 @@ def _parser() -> argparse.ArgumentParser:
         help="per client and round, the best --adaptive-ladder codec whose upload over the simulated "
         "bandwidth ends within DEADLINE_S seconds of the round start; replaces --codec",
     )
-    sim.add_argument("--backend", choices=BACKENDS, help="training backend")
-    sim.add_argument("--model", choices=MODELS, help="model architecture")
-    sim.add_argument("--selection", choices=SELECTION_NAMES, help="client selection")
+    sim.add_argument("--backend", choices=BACKENDS, help=with_default("training backend", "backend"))
+    sim.add_argument("--model", choices=MODELS, help=with_default("model architecture", "model"))
+    sim.add_argument(
+        "--selection", choices=SELECTION_NAMES, help=with_default("client selection", "selection")
+    )
     sim.add_argument(
         "--error-feedback",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="keep a per-client error-feedback residual for the uplink codec",
+        help=with_default("keep a per-client error-feedback residual for the uplink codec", "error_feedback"),
     )
     sim.add_argument(
         "--local-head",
@@ -140,7 +196,9 @@ def _parser() -> argparse.ArgumentParser:
         "--eval-clients",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="also report the global model's mean accuracy on the clients' own test splits",
+        help=with_default(
+            "also report the global model's mean accuracy on the clients' own test splits", "eval_clients"
+        ),
     )
     _add_sweep_parser(sub)
     report = sub.add_parser("report", help="plot accuracy and bytes per round of a finished run")
@@ -169,7 +227,7 @@ def _str_list(text: str) -> tuple[str, ...]:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    skip = {"command", "config"}
+    skip = {"command", "config", "overwrite", "print_config"}
     return {k: v for k, v in vars(args).items() if k not in skip and v is not None}
 
 
@@ -232,12 +290,12 @@ def _summary_table(summary: dict[str, Any], out: Path) -> Table:
     return table
 
 
-def run_sim(config: FLConfig, console: Console) -> dict[str, Any]:
+def run_sim(config: FLConfig, console: Console, data: FederatedData | None = None) -> dict[str, Any]:
     """Simulate into config.out (see `simulate_to_dir`) and print the summary table."""
     from fedcore.sim import simulate_to_dir
 
     with _progress(console, config.rounds) as advance:
-        result = simulate_to_dir(config, advance)
+        result = simulate_to_dir(config, advance, data)
     console.print(_summary_table(result.summary, Path(config.out)))
     if result.summary.get("stopped_by_budget"):
         console.print(f"[yellow]{result.summary['stopped_by_budget']}[/yellow]")
@@ -262,7 +320,7 @@ def run_sweep_command(
             plan = plan.with_datasets(args.datasets)
         specs = plan.runs(args.out / "runs")
     except (OSError, ValueError, CodecUnavailableError) as exc:
-        err.print(f"[red]invalid sweep:[/red] {exc}")
+        _say(f"invalid sweep: {exc}")
         return 2
     if args.dry_run:
         for spec in specs:
@@ -293,7 +351,72 @@ def run_sweep_command(
     return 0
 
 
+_FIELDS = tuple(f.name for f in dataclasses.fields(FLConfig))
+
+
+def _say(message: object) -> None:
+    """One plain line on stderr (no rich markup: messages hold brackets such as fedrep[:H[,B]])."""
+    print(f"fedcore: error: {suggest_choice(one_line(name_flags(str(message), _FIELDS)))}", file=sys.stderr)
+
+
+def _preflight(config: FLConfig, overwrite: bool) -> FederatedData:
+    """Everything that can be wrong with the user's input, checked before a folder or a worker is made."""
+    from fedcore.sim.workers import load_data
+
+    check_backend_installed(config.backend)
+    for name, spec in (("--codec", config.codec), ("--downlink-codec", config.downlink_codec)):
+        try:
+            validate_spec(spec)
+        except ValueError as exc:
+            raise UsageError(f"{name} {spec}: {exc}") from None
+    check_out(Path(config.out), overwrite)
+    try:
+        return load_data(config)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--dataset {config.dataset}: {exc}") from None
+
+
+def run_sim_command(args: argparse.Namespace, console: Console) -> int:
+    """Resolve the config, check the inputs, run; exit 2 for bad input, 1 for a failed run, 130 on Ctrl-C."""
+    config = load_config(args.config, _overrides(args))
+    if args.print_config:
+        print(to_toml(config.to_dict(), "fedcore sim config (use it with --config FILE)"), end="")
+        return 0
+    data = _preflight(config, args.overwrite)
+    out = Path(config.out)
+    try:
+        with cleaned_on_failure(out):
+            run_sim(config, console, data)
+    except KeyboardInterrupt:
+        print(
+            f"fedcore: interrupted; {out / 'summary.json'} has the {_rounds_done(out)} complete round(s)",
+            file=sys.stderr,
+        )
+        return 130
+    except (InsufficientClientsError, CodecUnavailableError, WorkerError) as exc:
+        _say(exc)
+        return 1
+    return 0
+
+
+def _rounds_done(out: Path) -> int:
+    rounds = out / "rounds.jsonl"
+    return len(rounds.read_text(encoding="utf-8").splitlines()) if rounds.is_file() else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """`fedcore ...`: bad input is one line on stderr and exit code 2, never a traceback."""
+    try:
+        return _main(argv)
+    except UsageError as exc:
+        _say(exc)
+        return USAGE_EXIT
+    except KeyboardInterrupt:
+        print("fedcore: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     console = Console(soft_wrap=True)  # piped output keeps each line whole
     err = Console(stderr=True, soft_wrap=True)
@@ -303,23 +426,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             path = write_report(args.run_dir)
         except (FileNotFoundError, ValueError) as exc:
-            err.print(f"[red]error:[/red] {exc}")
+            _say(exc)
             return 2
         console.print(f"wrote {path}")
         return 0
     if args.command == "sweep":
         return run_sweep_command(args, console, err, argv)
     try:
-        config = load_config(args.config, _overrides(args))
+        return run_sim_command(args, console)
     except (OSError, ValueError, CodecUnavailableError) as exc:
-        err.print(f"[red]invalid configuration:[/red] {exc}")
-        return 2
-    try:
-        run_sim(config, console)
-    except (InsufficientClientsError, CodecUnavailableError, WorkerError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        return 1
-    return 0
+        raise UsageError(str(exc)) from None
 
 
 if __name__ == "__main__":

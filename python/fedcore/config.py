@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import replace
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
+from fedcore.config_files import check_keys, read_config_file
 from fedcore.selection import SELECTION_NAMES
 from fedcore.strategies import Strategy, make_strategy
 
@@ -333,15 +331,13 @@ def _check_types(config: FLConfig) -> None:
 
 
 def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> FLConfig:
-    """Defaults, then the TOML file's keys (field names; '-' or '_'), then every override that is not None."""
+    """Defaults, then the TOML/YAML file's keys (field names; '-' or '_'), then every override not None."""
     values: dict[str, Any] = {}
     if path is not None:
-        with path.open("rb") as f:
-            values.update({k.replace("-", "_"): v for k, v in tomllib.load(f).items()})
+        values.update({k.replace("-", "_"): v for k, v in read_config_file(path).items()})
+        check_keys(values, _FIELD_TYPES, str(path))
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    unknown = sorted(set(values) - set(_FIELD_TYPES))
-    if unknown:
-        raise ValueError(f"unknown config key(s): {', '.join(unknown)}")
+    check_keys(values, _FIELD_TYPES, "config")
     for name, value in values.items():
         if _FIELD_TYPES[name].startswith("float") and isinstance(value, int) and not isinstance(value, bool):
             values[name] = float(value)

@@ -25,7 +25,7 @@ class InsufficientClientsError(RuntimeError):
 
     def __init__(self, round_num: int, answered: int, min_clients: int) -> None:
         super().__init__(
-            f"round {round_num}: only {answered} client(s) answered, min_clients is {min_clients}; "
+            f"round {round_num + 1}: only {answered} client(s) answered, min_clients is {min_clients}; "
             "lower --min-clients or --dropout, or raise --per-round"
         )
         self.round_num = round_num

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from fedcore.data.builtin import load_digits_dataset, load_mnist1d, synthetic
 from fedcore.data.dataset import Dataset, concat
@@ -59,6 +59,37 @@ class FederatedData:
         if not 0 <= client_id < len(self.clients):
             raise IndexError(f"client id {client_id} out of range 0..{len(self.clients) - 1}")
         return self.clients[client_id]
+
+    @classmethod
+    def from_arrays(
+        cls,
+        clients: Mapping[int, tuple[ArrayLike, ArrayLike]],
+        test: tuple[ArrayLike, ArrayLike],
+        client_test_fraction: float = 0.2,
+        seed: int = 0,
+        name: str = "arrays",
+    ) -> FederatedData:
+        """Your own data: {client_id: (X, y)} for ids 0..N-1 and the server's test set (X, y).
+
+        Each client keeps `client_test_fraction` of its rows (seeded) as its own test split; labels are
+        integers in [0, n_classes), n_classes the largest label + 1 over everything.
+        """
+        if sorted(clients) != list(range(len(clients))):
+            raise ValueError(f"client ids must be 0..{len(clients) - 1}, got {sorted(clients)[:5]}...")
+        if not 0 <= client_test_fraction < 1:
+            raise ValueError(f"client_test_fraction must be in [0, 1), got {client_test_fraction}")
+        pairs = {cid: _as_arrays(x, y, f"client {cid}") for cid, (x, y) in clients.items()}
+        central_x, central_y = _as_arrays(*test, "test")
+        n_classes = int(max([central_y.max(initial=0)] + [y.max(initial=0) for _, y in pairs.values()])) + 1
+        shapes = {x.shape[1:] for x, _ in pairs.values()} | {central_x.shape[1:]}
+        if len(shapes) != 1:
+            raise ValueError(f"every X must have the same row shape, got {sorted(shapes)}")
+        rng = np.random.default_rng([seed, 2])
+        parts = tuple(
+            _client(cid, Dataset(x, y, n_classes, name), client_test_fraction, rng)
+            for cid, (x, y) in sorted(pairs.items())
+        )
+        return cls(name, parts, Dataset(central_x, central_y, n_classes, "central-test"))
 
     def train_sizes(self) -> NDArray[np.int64]:
         """Samples each client trains on: FedAvg's weights."""
@@ -140,6 +171,19 @@ def _from_clients(
         central_parts.append(central)
         clients.append(_client(i, kept, client_test_fraction, split_rng))
     return FederatedData(name, tuple(clients), concat(central_parts, "central-test"))
+
+
+def _as_arrays(x: ArrayLike, y: ArrayLike, what: str) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """float32 rows and int64 labels, or an error that says whose arrays are wrong."""
+    features = np.asarray(x, dtype=np.float32)
+    labels = np.asarray(y)
+    if features.ndim < 2 or labels.ndim != 1 or len(features) != len(labels) or len(labels) == 0:
+        raise ValueError(
+            f"{what}: need X [N, ...] and y [N] with N >= 1, got shapes {features.shape} and {labels.shape}"
+        )
+    if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
+        raise ValueError(f"{what}: labels must be integers >= 0")
+    return features, labels.astype(np.int64)
 
 
 def _client(client_id: int, data: Dataset, test_fraction: float, rng: np.random.Generator) -> ClientData:

@@ -11,6 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fedcodec import kernels
+from fedcore.errors import did_you_mean
 from fedcore.layout import ParamLayout
 from fedcore.partial.mask import Mask
 
@@ -102,9 +103,47 @@ class RandomMaskSelector(_SeededFractionSelector):
         return Mask.seeded(layout.size, self.fraction, round_seed(self.seed, round))
 
 
+DEFAULT_EXPLORE = 0.5  # share of a score-driven mask given to a rotating seeded slice of all coordinates
+
+
+def _check_explore(explore: float) -> None:
+    if not 0.0 <= explore <= 1.0:
+        raise ValueError(f"exploration share must be in [0, 1], got {explore}")
+
+
+def _exploration(size: int, budget: int, seed: int, round: int) -> NDArray[np.int64]:
+    """This round's slice of a fixed seeded permutation: the slices tile it, so none waits long.
+
+    With `budget` coordinates a round, every coordinate is explored once every ceil(size / budget) rounds.
+    """
+    if budget <= 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.random.default_rng([seed, size, 0x5E1EC7]).permutation(size)
+    slices = -(-size // budget)
+    start = (round % slices) * budget
+    return order[start : start + budget]
+
+
 @dataclass(frozen=True)
-class _LargestScoresSelector(_FractionSelector):
-    """Keeps the coordinates with the largest |score|; subclasses say what the score is."""
+class _LargestScoresSelector(_SeededFractionSelector):
+    """The largest |score| coordinates plus a rotating exploration share, so every coordinate gets its turn.
+
+    A pure top-k by score keeps picking the same coordinates: weight magnitudes barely move between rounds,
+    and the last global change is zero outside the last mask. `explore` of the round's budget goes instead
+    to a seeded slice that rotates through every coordinate; `explore=0` is plain top-k.
+    """
+
+    explore: float = DEFAULT_EXPLORE
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_explore(self.explore)
+
+    @property
+    def spec(self) -> str:
+        if self.explore == DEFAULT_EXPLORE:
+            return f"{self.prefix}:{self.fraction!r}"
+        return f"{self.prefix}:{self.fraction!r},{self.explore!r}"
 
     @abstractmethod
     def _scores(
@@ -119,12 +158,27 @@ class _LargestScoresSelector(_FractionSelector):
         gradient: NDArray[np.float32] | None = None,
     ) -> Mask:
         _check_inputs(weights, layout)
-        return _largest_magnitudes(self._scores(weights, gradient), self.fraction)
+        if round < 0:
+            raise ValueError(f"round must be >= 0, got {round}")
+        scores = self._scores(weights, gradient)
+        if self.explore == 0.0:
+            return _largest_magnitudes(scores, self.fraction)
+        n = layout.size
+        k = max(1, math.floor(self.fraction * n + 0.5))
+        explored = _exploration(n, math.floor(self.explore * k + 0.5), self.seed, round)
+        magnitude = np.abs(np.asarray(scores, dtype=np.float64))
+        magnitude[explored] = -1.0  # below every |score|: the top-k part never picks them twice
+        rest = k - explored.size
+        flags = np.zeros(n, dtype=bool)
+        flags[explored] = True
+        if rest > 0:
+            flags[np.argpartition(-magnitude, rest - 1)[:rest]] = True
+        return Mask.from_bool(flags)
 
 
 @dataclass(frozen=True)
 class TopKMagnitudeSelector(_LargestScoresSelector):
-    """The largest |weights|; the mask follows the weights, so coverage of small ones is not guaranteed."""
+    """The largest |weights| plus the exploration share (alone, the mask would follow the big weights)."""
 
     prefix: ClassVar[str] = "topk"
 
@@ -136,7 +190,11 @@ class TopKMagnitudeSelector(_LargestScoresSelector):
 
 @dataclass(frozen=True)
 class GradientMaskSelector(_LargestScoresSelector):
-    """The largest |gradient| (or |update|): share what is changing most."""
+    """The largest |gradient| (or |update|) plus the exploration share: share what is changing most.
+
+    In a run the score is the last global change, which is zero outside the last mask; the exploration
+    share is what lets every other coordinate show that it changes.
+    """
 
     prefix: ClassVar[str] = "gradient"
 
@@ -152,24 +210,22 @@ class GradientMaskSelector(_LargestScoresSelector):
 
 @dataclass(frozen=True)
 class StructuredMaskSelector(_SeededFractionSelector):
-    """Whole tensors in ceil(1/fraction) size-balanced groups, one per round: each is shared regularly."""
+    """A contiguous window of the flat model, round(fraction * size) long, sliding by its length each round.
+
+    The window is whole tensors in layout order plus at most a partial slice at each end, so every round
+    sends the requested fraction (to one coordinate) whatever the tensor sizes, and every coordinate is
+    shared once every ceil(1 / fraction) rounds. The seed picks where the first window starts.
+    """
 
     prefix: ClassVar[str] = "structured"
 
-    def groups(self, layout: ParamLayout) -> list[list[int]]:
-        """Tensor indices per group: largest tensors first into the lightest group (seeded tie-breaks)."""
-        if len(layout) == 0:
-            raise ValueError("the layout has no tensors to select from")
-        num_groups = min(math.ceil(1.0 / self.fraction - 1e-9), len(layout))
-        tie_break = np.random.default_rng([self.seed, len(layout)]).permutation(len(layout))
-        order = sorted(range(len(layout)), key=lambda i: (-layout.entries[i].size, tie_break[i]))
-        groups: list[list[int]] = [[] for _ in range(num_groups)]
-        loads = [0] * num_groups
-        for i in order:
-            lightest = min(range(num_groups), key=lambda g: (loads[g], g))
-            groups[lightest].append(i)
-            loads[lightest] += layout.entries[i].size
-        return groups
+    def window(self, round: int, size: int) -> tuple[int, int]:
+        """(start, length) of this round's window on the circle of `size` coordinates."""
+        if round < 0:
+            raise ValueError(f"round must be >= 0, got {round}")
+        length = min(size, max(1, math.ceil(self.fraction * size - 1e-9)))  # ceil: tiles in ceil(1/f)
+        first = int(np.random.default_rng([self.seed, size]).integers(size)) if size else 0
+        return (first + round * length) % max(size, 1), length
 
     def select(
         self,
@@ -179,14 +235,13 @@ class StructuredMaskSelector(_SeededFractionSelector):
         gradient: NDArray[np.float32] | None = None,
     ) -> Mask:
         _check_inputs(weights, layout)
-        if round < 0:
-            raise ValueError(f"round must be >= 0, got {round}")
-        groups = self.groups(layout)
-        start = self.seed % len(groups)
+        if len(layout) == 0:
+            raise ValueError("the layout has no tensors to select from")
+        start, length = self.window(round, layout.size)
         flags = np.zeros(layout.size, dtype=bool)
-        for i in groups[(start + round) % len(groups)]:
-            entry = layout.entries[i]
-            flags[entry.offset : entry.stop] = True
+        stop = start + length
+        flags[start : min(stop, layout.size)] = True
+        flags[: max(0, stop - layout.size)] = True  # the window wraps around the end
         return Mask.from_bool(flags)
 
 
@@ -209,22 +264,49 @@ class FixedMaskSelector(MaskSelector):
         return self.mask
 
 
-PARTIAL_NAMES = ("random", "topk", "gradient", "structured")
+PARTIAL_NAMES = ("random", "topk", "gradient", "structured", "fixed")
+
+
+def load_fixed_mask(path: str) -> Mask:
+    """A mask from a .npy file of one bool (or 0/1) entry per model weight."""
+    try:
+        flags = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise ValueError(f"partial spec 'fixed:{path}': cannot read {path} ({exc})") from None
+    values = np.asarray(flags).reshape(-1)
+    if values.dtype != np.bool_ and not np.isin(values, (0, 1)).all():
+        raise ValueError(f"partial spec 'fixed:{path}': {path} must hold only booleans or 0/1")
+    return Mask.from_bool(values.astype(bool))
 
 
 def parse_partial(spec: str, seed: int = 0) -> MaskSelector:
-    """The selector a `--partial` spec names: random:F, topk:F, gradient:F or structured:F."""
-    name, sep, value = spec.strip().lower().partition(":")
+    """The selector a `--partial` spec names: random:F, topk:F[,EXPLORE], gradient:F[,EXPLORE],
+    structured:F or fixed:MASK.npy."""
+    name, sep, value = spec.strip().partition(":")
+    name = name.lower()
     if not sep or name not in PARTIAL_NAMES:
-        raise ValueError(f"partial spec must be NAME:FRACTION with NAME in {PARTIAL_NAMES}, got {spec!r}")
+        hint = did_you_mean(name, PARTIAL_NAMES)
+        raise ValueError(
+            f"partial spec must be NAME:FRACTION with NAME in {PARTIAL_NAMES}, got {spec!r}{hint}"
+        )
+    if name == "fixed":
+        return FixedMaskSelector(load_fixed_mask(value))
+    fraction_text, _, explore_text = value.partition(",")
+    if explore_text and name not in ("topk", "gradient"):
+        raise ValueError(f"partial spec {spec!r}: only topk and gradient take an exploration share")
     try:
-        fraction = float(value)
+        fraction = float(fraction_text)
+        explore = float(explore_text) if explore_text else DEFAULT_EXPLORE
     except ValueError:
         raise ValueError(f"partial spec {spec!r}: fraction {value!r} is not a number") from None
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"partial spec {spec!r}: fraction must be in (0, 1], got {fraction_text}")
+    if not 0.0 <= explore <= 1.0:
+        raise ValueError(f"partial spec {spec!r}: exploration share must be in [0, 1], got {explore_text}")
     if name == "random":
         return RandomMaskSelector(fraction, seed)
     if name == "topk":
-        return TopKMagnitudeSelector(fraction)
+        return TopKMagnitudeSelector(fraction, seed, explore)
     if name == "gradient":
-        return GradientMaskSelector(fraction)
+        return GradientMaskSelector(fraction, seed, explore)
     return StructuredMaskSelector(fraction, seed)

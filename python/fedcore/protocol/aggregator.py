@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Protocol, Self
+from typing import TYPE_CHECKING, Protocol
 
 from fedcore.protocol.messages import Failure, Reply
 from fedcore.strategies.base import FoldSum
+
+if TYPE_CHECKING:  # typing.Self is 3.11+; annotations are never evaluated at runtime
+    from typing import Self
 
 
 class Aggregator(Protocol):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -14,6 +14,9 @@ from fedcore.protocol.messages import Failure, Reply
 from fedcore.strategies.base import FoldSum, Strategy
 from fedcore.uplink import UplinkChain, UplinkContext, Update
 from fedcore.uplink.codec import CodecStage, decode_frame
+
+if TYPE_CHECKING:  # typing.Self is 3.11+; annotations are never evaluated at runtime
+    from typing import Self
 
 Vector = NDArray[np.float32]
 CenterRule = Callable[[NDArray[np.float32], NDArray[np.float64]], NDArray[np.float32]]

@@ -179,13 +179,20 @@ def _personalize(
 def simulate(
     config: FLConfig,
     on_round: Callable[[RoundRecord], None] | None = None,
+    data: FederatedData | None = None,
 ) -> SimResult:
-    """Run `config.rounds` rounds; raises InsufficientClientsError when a round falls below min_clients."""
+    """Run `config.rounds` rounds; raises InsufficientClientsError when a round falls below min_clients.
+
+    `data` replaces the config's dataset (e.g. `FederatedData.from_arrays`); it must have `config.clients`.
+    """
     validate_spec(config.codec)
     validate_spec(config.downlink_codec)
     start = time.perf_counter()
     limit_threads(config)
-    data = load_data(config)
+    if data is None:
+        data = load_data(config)
+    elif data.num_clients != config.clients:
+        raise ValueError(f"the data holds {data.num_clients} clients, the config asks for {config.clients}")
     evaluator = build_model(config, data)
     devices = ClientStateStore()
     simulated = SimTransport(make_pool(config, data), devices)
@@ -230,6 +237,7 @@ def simulate(
     summary["timing"]["workers"] = simulated.workers
     summary["timing"]["personalize_s"] = personalize_s
     summary["personalization"] = personal.summary() if personal is not None else None
+    summary["data"] = data.name  # what the run trained on: the config's dataset, or your own arrays
     summary.update(privacy_summary(driver, records))
     summary.update(robustness_summary(config, state))
     return SimResult(records, summary, state.server.weights, devices, state.downlink, personal)

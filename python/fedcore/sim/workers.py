@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import signal
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -120,6 +121,7 @@ class InlinePool:
 
 
 def _worker_main(conn: Connection, config: FLConfig, data: FederatedData) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it terminates us
     try:
         limit_threads(config)
         runner = ClientRunner(config, data)

@@ -9,10 +9,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 from fedcore.compression import validate_spec
 from fedcore.config import FLConfig, load_config
+from fedcore.config_files import parse_toml
 
 # Fields a sweep decides itself; a plan that sets them in [base], a dataset or a setting is refused.
 # Runs train in-process (workers 0): a sweep's parallelism is across runs, and seeds fix the numbers anyway.
@@ -158,11 +157,10 @@ def plan_from_dict(data: Mapping[str, Any]) -> SweepPlan:
 
 
 def load_plan(path: Path) -> SweepPlan:
-    with path.open("rb") as f:
-        return plan_from_dict(tomllib.load(f))
+    return plan_from_dict(parse_toml(path.read_text(encoding="utf-8"), str(path)))
 
 
 def builtin_plan() -> SweepPlan:
     """The study in docs/results.md: digits and MNIST-1D, Dirichlet 0.5 and 0.1, the issue's settings."""
     text = resources.files("fedcore.sweep").joinpath("study.toml").read_text(encoding="utf-8")
-    return plan_from_dict(tomllib.loads(text))
+    return plan_from_dict(parse_toml(text, "study.toml"))
