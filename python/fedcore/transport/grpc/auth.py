@@ -1,4 +1,4 @@
-"""Client tokens: the server keeps only sha256 hashes per client id; each client keeps its own secret token."""
+"""Client tokens: the server keeps only sha256 hashes per client id; each client keeps its own secret."""
 
 from __future__ import annotations
 

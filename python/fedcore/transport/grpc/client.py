@@ -68,7 +68,7 @@ class _Stub:
     """The generated stub with types: each call returns the message it returns."""
 
     def __init__(self, channel: grpc.Channel) -> None:
-        self._stub = pb_grpc.FleetStub(channel)
+        self._stub = pb_grpc.FleetStub(channel)  # type: ignore[no-untyped-call]  # generated, untyped
 
     def register(self, hello: pb.Hello, timeout_s: float) -> pb.Welcome:
         return cast(pb.Welcome, self._stub.Register(hello, timeout=timeout_s))
@@ -92,7 +92,7 @@ class FleetClient:
         *,
         tls_ca_pem: bytes | None = None,
         tls_server_name: str | None = None,
-        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen, so sharing the default is safe
+        retry: RetryPolicy = RetryPolicy(),  # frozen, so sharing the default is safe
     ) -> None:
         self._target = target
         self._client_id = client_id
@@ -172,7 +172,8 @@ class FleetClient:
 
     def _answer(self, handler: Handler, task: Task, welcome: pb.Welcome) -> pb.Receipt:
         if task.client_id != self._client_id:
-            result: Reply | Failure = Failure(task.round, self._client_id, "client_error", "task for another id")
+            message = "a task for another client id"
+            result: Reply | Failure = Failure(task.round, self._client_id, "client_error", message)
         else:
             try:
                 result = handler(task)

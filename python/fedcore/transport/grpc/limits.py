@@ -1,4 +1,4 @@
-"""Message size limits from the model's size and the uplink codec, so no peer can make the other allocate more."""
+"""Message size limits from the model's size and the uplink codec: no peer makes the other allocate more."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class Limits:
 
     @classmethod
     def for_model(cls, num_params: int, codec: str | None = None, chunk_bytes: int = DEFAULT_CHUNK) -> Limits:
-        """A task: two float32 vectors (model and SCAFFOLD control) + headroom; a reply: two frames of the codec.
+        """A task: two float32 vectors (model, SCAFFOLD control) + headroom; a reply: two codec frames.
 
         A codec's frame is bounded by encoding a probe vector of the model's size (top-k at a large
         fraction or a chain can exceed float32 size); never less than the lossless float32 frame.

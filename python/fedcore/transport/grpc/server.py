@@ -105,7 +105,7 @@ class GrpcServerTransport:
             ],
             maximum_concurrent_rpcs=workers,
         )
-        pb_grpc.add_FleetServicer_to_server(_Fleet(self), self._server)
+        pb_grpc.add_FleetServicer_to_server(_Fleet(self), self._server)  # type: ignore[no-untyped-call]
         if tls is None:
             self.port = self._server.add_insecure_port(address)
         else:
@@ -314,8 +314,9 @@ class GrpcServerTransport:
 
     def _is_live(self, session: _Session, now: float) -> bool:
         """Polling now, seen recently, or holding an unanswered task of the round in progress."""
-        busy = self._open_task(session.client_id) is not None and now - session.last_seen < self._round_timeout_s
-        return session.polling > 0 or now - session.last_seen < self._ttl_s or busy
+        quiet_s = now - session.last_seen
+        busy = self._open_task(session.client_id) is not None and quiet_s < self._round_timeout_s
+        return session.polling > 0 or quiet_s < self._ttl_s or busy
 
     def _live(self, now: float) -> list[_Session]:
         return [s for s in self._sessions.values() if self._is_live(s, now)]
@@ -328,19 +329,19 @@ class GrpcServerTransport:
             self._cond.notify_all()
 
 
-class _Fleet(pb_grpc.FleetServicer):  # type: ignore[misc]
+class _Fleet(pb_grpc.FleetServicer):
     """The generated servicer's three methods, handed to the transport with types."""
 
     def __init__(self, transport: GrpcServerTransport) -> None:
         self._t = transport
 
-    def Register(self, request: pb.Hello, context: grpc.ServicerContext) -> pb.Welcome:  # noqa: N802
+    def Register(self, request: pb.Hello, context: grpc.ServicerContext) -> pb.Welcome:
         return self._t.register(request, context)
 
-    def GetTask(self, request: pb.TaskRequest, context: grpc.ServicerContext) -> pb.TaskReply:  # noqa: N802
+    def GetTask(self, request: pb.TaskRequest, context: grpc.ServicerContext) -> pb.TaskReply:
         return self._t.get_task(request, context)
 
-    def SubmitReply(  # noqa: N802
+    def SubmitReply(
         self, request_iterator: Iterator[pb.UploadChunk], context: grpc.ServicerContext
     ) -> pb.Receipt:
         return self._t.submit_reply(request_iterator, context)
@@ -374,7 +375,9 @@ def _read_frames(
     return frames
 
 
-def _check_frames(index: int, client_id: int, frames: list[bytes], max_elements: int | None) -> Failure | None:
+def _check_frames(
+    index: int, client_id: int, frames: list[bytes], max_elements: int | None
+) -> Failure | None:
     """Each frame parses (header and checksum) and holds no more elements than the model."""
     import fedcodec
 

@@ -1,4 +1,4 @@
-"""Typed conversions between fedcore's messages and the generated protobuf classes; frames pass through as bytes."""
+"""Typed conversions between fedcore's messages and the generated protobuf classes; frames pass as bytes."""
 
 from __future__ import annotations
 
