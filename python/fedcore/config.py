@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from dataclasses import replace
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,7 @@ class FLConfig:
     personalize: str | None = None  # finetune:E, fedrep[:HEAD[,BODY]], ditto:LAMBDA; after the last round
     local_head: bool = False  # FedRep in rounds: each client keeps its own head; only the body is shared
     ditto_rounds: bool = False  # Ditto in rounds: with personalize=ditto:LAMBDA, personal models every round
+    aggregator: str = "mean"  # mean (streaming fold) or a collecting rule such as median
     selection: str = "random"
     poc_candidates: int | None = None
     dropout: float = 0.0
@@ -171,19 +173,20 @@ class FLConfig:
 
 
 def _check_upload_mode(config: FLConfig) -> None:
-    """Partial sharing and PowerSGD each decide what a client uploads, so they exclude each other."""
+    """PowerSGD is the uplink's last stage, so it replaces the codec; partial sharing composes with both."""
     if config.partial is not None:
         from fedcore.partial import parse_partial
 
         parse_partial(config.partial, config.seed)  # raises on a bad spec
+    from fedcore.server.registry import check_aggregator
+
+    check_aggregator(config.aggregator)
     if config.powersgd is None:
         return
     if config.powersgd < 1:
         raise ValueError(f"powersgd rank must be >= 1, got {config.powersgd}")
-    if config.partial is not None:
-        raise ValueError("powersgd and partial sharing are two different uploads; pick one")
-    if config.codec not in (None, "none") or config.error_feedback:
-        raise ValueError("powersgd replaces the uplink codec and keeps its own error feedback; drop --codec")
+    if config.codec not in (None, "none"):
+        raise ValueError("powersgd is the uplink's last stage and replaces the codec; drop --codec")
 
 
 def _check_personal_rounds(config: FLConfig) -> None:
@@ -205,19 +208,17 @@ def _check_personal_rounds(config: FLConfig) -> None:
         )
     plain = TrainConfig()
     strategy = config.make_strategy()
+    prox_only = replace(strategy.client_config(plain), prox_mu=0.0) == plain
     excluded = {
-        "partial": config.partial is not None,
-        "powersgd": config.powersgd is not None,
         "stragglers": config.stragglers > 0.0,
         "momentum": config.momentum > 0.0,
-        f"strategy {config.strategy}": strategy.uses_control or strategy.client_config(plain) != plain,
+        f"strategy {config.strategy}": strategy.uses_control or not prox_only,
     }
     for name, is_set in excluded.items():
         if is_set:
             raise ValueError(
-                f"local_head uploads the body after fixed head and body epochs of plain SGD; drop {name} "
-                "(partial sharing and PowerSGD pick their own upload, stragglers their own epochs; "
-                "momentum, FedProx and SCAFFOLD change the local steps)"
+                f"local_head trains fixed head and body epochs of plain SGD (FedProx's pull allowed); drop "
+                f"{name} (stragglers pick their own epochs; momentum and SCAFFOLD change the local steps)"
             )
 
 
@@ -232,7 +233,6 @@ def _check_adaptive(config: FLConfig) -> None:
     fixed = {
         "codec": config.codec not in (None, "none"),
         "powersgd": config.powersgd is not None,
-        "partial": config.partial is not None,
     }
     for name, is_set in fixed.items():
         if is_set:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedcore.compression import Encoder, Payload, Vector, decode, payload_nbytes
+from fedcore.compression import Vector, normalise_spec
+from fedcore.uplink.codec import decode_frame, encode_frame
 
 
-def reconstruct(known: Vector, payload: Payload) -> Vector:
+def reconstruct(known: Vector, payload: bytes) -> Vector:
     """A client's model after a message: what it held plus the decoded difference (the server alike)."""
-    return (known + decode(payload)).astype(np.float32)
+    return (known + decode_frame(payload)).astype(np.float32)
 
 
 class DownlinkSync:
@@ -24,8 +25,8 @@ class DownlinkSync:
     """
 
     def __init__(self, spec: str, initial: Vector) -> None:
-        self._encoder = Encoder(spec)
-        if self._encoder.spec is None:
+        self._spec = normalise_spec(spec)
+        if self._spec is None:
             raise ValueError("downlink sync needs a codec; without one the weights travel as they are")
         self._initial = np.array(initial, dtype=np.float32)
         self._known: dict[int, Vector] = {}
@@ -34,6 +35,14 @@ class DownlinkSync:
     def initial(self) -> Vector:
         """The model every client holds before its first message (a copy)."""
         return self._initial.copy()
+
+    def copy(self) -> DownlinkSync:
+        """An independent record, so a round that fails half-way leaves the checkpointed one as it was."""
+        twin = DownlinkSync.__new__(DownlinkSync)
+        twin._spec = self._spec
+        twin._initial = self._initial
+        twin._known = dict(self._known)
+        return twin
 
     def known(self, client_id: int) -> Vector:
         """The server's record of the model `client_id` holds now (a copy)."""
@@ -44,10 +53,10 @@ class DownlinkSync:
         """Clients that have received at least one message, in ascending order."""
         return sorted(self._known)
 
-    def send(self, client_id: int, weights: Vector, seed: int) -> tuple[Payload, int]:
+    def send(self, client_id: int, weights: Vector, seed: int) -> tuple[bytes, int]:
         """The message for one client (the encoded difference) and its length; updates the record."""
         known = self._known.get(client_id, self._initial)
         diff = (np.asarray(weights, dtype=np.float32) - known).astype(np.float32)
-        payload, _ = self._encoder.encode(diff, seed)
+        payload = encode_frame(self._spec, diff, seed)
         self._known[client_id] = reconstruct(known, payload)
-        return payload, payload_nbytes(payload)
+        return payload, len(payload)

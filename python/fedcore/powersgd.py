@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import struct
-import zlib
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -15,14 +12,6 @@ from fedcore.layout import ParamLayout
 Vector = NDArray[np.float32]
 Matrix = NDArray[np.float32]
 
-WIRE_MAGIC = b"PSGD"
-WIRE_VERSION = 1
-DEFAULT_MAX_ELEMENTS = 2**31
-_HEADER = struct.Struct("<4sBxxxQII")  # magic, version, n, low-rank parts, raw parts
-_LOW_RANK = struct.Struct("<QQQI")  # offset, rows, cols, rank; then P (rows x rank), Q (cols x rank)
-_RAW = struct.Struct("<QQ")  # offset, length; then the values
-_CRC = struct.Struct("<I")  # zlib crc32 of everything before it
-_F32 = np.dtype("<f4")
 
 
 @dataclass(frozen=True)
@@ -84,78 +73,11 @@ class PowerSGDPayload:
         floats = sum(p.p.size + p.q.size for p in self.low_rank) + sum(r.values.size for r in self.raw)
         return 4 * floats
 
-    @property
-    def wire_nbytes(self) -> int:
-        """len(self.to_bytes()): nbytes plus headers and checksum."""
-        headers = _LOW_RANK.size * len(self.low_rank) + _RAW.size * len(self.raw)
-        return _HEADER.size + headers + self.nbytes + _CRC.size
-
-    def to_bytes(self) -> bytes:
-        """Little-endian wire format v1: header, parts, crc32."""
-        chunks = [_HEADER.pack(WIRE_MAGIC, WIRE_VERSION, self.size, len(self.low_rank), len(self.raw))]
-        for part in self.low_rank:
-            chunks.append(_LOW_RANK.pack(part.offset, part.p.shape[0], part.q.shape[0], part.p.shape[1]))
-            chunks.append(part.p.astype(_F32).tobytes())
-            chunks.append(part.q.astype(_F32).tobytes())
-        for raw in self.raw:
-            chunks.append(_RAW.pack(raw.offset, raw.values.size))
-            chunks.append(raw.values.astype(_F32).tobytes())
-        body = b"".join(chunks)
-        return body + _CRC.pack(zlib.crc32(body))
-
-    @classmethod
-    def from_bytes(cls, data: bytes, max_elements: int = DEFAULT_MAX_ELEMENTS) -> PowerSGDPayload:
-        """Parses and checks a payload; every length is checked against the bytes present first."""
-        reader = _Reader(bytes(data))
-        magic, version, size, num_low_rank, num_raw = reader.unpack(_HEADER)
-        if magic != WIRE_MAGIC:
-            raise ValueError(f"not a PowerSGD payload (magic {magic!r})")
-        if version != WIRE_VERSION:
-            raise ValueError(f"PowerSGD payload version {version}, this reader knows {WIRE_VERSION}")
-        if len(data) < _HEADER.size + _CRC.size:
-            raise ValueError("PowerSGD payload truncated")
-        (crc,) = _CRC.unpack_from(data, len(data) - _CRC.size)
-        if zlib.crc32(data[: len(data) - _CRC.size]) != crc:
-            raise ValueError("PowerSGD payload checksum mismatch")
-        if size > max_elements:
-            raise ValueError(f"payload claims {size} elements, more than max_elements={max_elements}")
-        reader.end = len(data) - _CRC.size
-        low_rank = []
-        for _ in range(num_low_rank):
-            offset, rows, cols, rank = reader.unpack(_LOW_RANK)
-            p = reader.floats(rows * rank).reshape(rows, rank)
-            q = reader.floats(cols * rank).reshape(cols, rank)
-            low_rank.append(LowRankPart(offset, p, q))
-        raw = []
-        for _ in range(num_raw):
-            offset, length = reader.unpack(_RAW)
-            raw.append(RawPart(offset, reader.floats(length)))
-        if reader.pos != reader.end:
-            raise ValueError(f"PowerSGD payload has {reader.end - reader.pos} unexpected trailing bytes")
-        return cls(size, tuple(low_rank), tuple(raw))
-
-
-class _Reader:
-    """Sequential reads that fail with ValueError instead of reading past the end."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-        self.end = len(data)
-
-    def _take(self, nbytes: int) -> int:
-        if nbytes > self.end - self.pos:
-            raise ValueError(f"PowerSGD payload truncated: {nbytes} bytes needed at {self.pos} of {self.end}")
-        start = self.pos
-        self.pos += nbytes
-        return start
-
-    def unpack(self, layout: struct.Struct) -> tuple[Any, ...]:
-        return layout.unpack_from(self.data, self._take(layout.size))
-
-    def floats(self, count: int) -> Vector:
-        start = self._take(4 * count)
-        return np.frombuffer(self.data, dtype=_F32, count=count, offset=start).astype(np.float32)
+    def to_vector(self) -> Vector:
+        """Every factor and raw value in one float32 vector: the body of the frame that travels."""
+        pieces = [a.reshape(-1) for part in self.low_rank for a in (part.p, part.q)]
+        pieces += [raw.values for raw in self.raw]
+        return np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)
 
 
 def decompress(payload: PowerSGDPayload) -> Vector:
@@ -178,6 +100,51 @@ class _MatrixPlan:
     @property
     def stop(self) -> int:
         return self.offset + self.rows * self.cols
+
+
+def factor_plan(
+    rank: int, layout: ParamLayout, min_rate: float = 2.0
+) -> tuple[list[_MatrixPlan], list[tuple[int, int]], tuple[str, ...]]:
+    """Which tensors are factored; the rest become contiguous raw spans."""
+    matrices: list[_MatrixPlan] = []
+    raw: list[tuple[int, int]] = []
+    names: list[str] = []
+    for entry in layout:
+        if entry.size == 0:
+            continue
+        if len(entry.shape) >= 2:
+            rows, cols = entry.shape[0], entry.size // entry.shape[0]
+            r = min(rank, rows, cols)
+            if rows * cols >= min_rate * r * (rows + cols):
+                matrices.append(_MatrixPlan(entry.offset, rows, cols, r))
+                names.append(entry.name)
+                continue
+        if raw and raw[-1][1] == entry.offset:
+            raw[-1] = (raw[-1][0], entry.stop)
+        else:
+            raw.append((entry.offset, entry.stop))
+    return matrices, raw, tuple(names)
+
+
+def payload_from_vector(values: Vector, rank: int, layout: ParamLayout) -> PowerSGDPayload:
+    """The payload a frame's float32 body stands for, cut by the plan both sides derive from (rank, layout)."""
+    matrices, raw_spans, _ = factor_plan(rank, layout)
+    expected = sum((m.rows + m.cols) * m.rank for m in matrices) + sum(b - a for a, b in raw_spans)
+    if values.shape != (expected,):
+        raise ValueError(f"PowerSGD frame holds {values.size} values, rank {rank} on this model needs {expected}")
+    pos = 0
+    parts = []
+    for m in matrices:
+        p = values[pos : pos + m.rows * m.rank].reshape(m.rows, m.rank)
+        pos += m.rows * m.rank
+        q = values[pos : pos + m.cols * m.rank].reshape(m.cols, m.rank)
+        pos += m.cols * m.rank
+        parts.append(LowRankPart(m.offset, p, q))
+    raw = []
+    for start, stop in raw_spans:
+        raw.append(RawPart(start, values[pos : pos + stop - start]))
+        pos += stop - start
+    return PowerSGDPayload(layout.size, tuple(parts), tuple(raw))
 
 
 class PowerSGD:
@@ -207,35 +174,11 @@ class PowerSGD:
         self.seed = seed
         self.warm_start = warm_start
         self.error_feedback = error_feedback
-        plan = self._plan(rank, layout, min_compression_rate)
+        plan = factor_plan(rank, layout, min_compression_rate)
         self._matrices, self._raw_spans, self.compressed_names = plan
         self._q = [self._gaussian_q(i, 0) for i in range(len(self._matrices))]
         self._residual = np.zeros(layout.size, dtype=np.float32)
         self._calls = 0
-
-    @staticmethod
-    def _plan(
-        rank: int, layout: ParamLayout, min_rate: float
-    ) -> tuple[list[_MatrixPlan], list[tuple[int, int]], tuple[str, ...]]:
-        """Which tensors are factored; the rest become contiguous raw spans."""
-        matrices: list[_MatrixPlan] = []
-        raw: list[tuple[int, int]] = []
-        names: list[str] = []
-        for entry in layout:
-            if entry.size == 0:
-                continue
-            if len(entry.shape) >= 2:
-                rows, cols = entry.shape[0], entry.size // entry.shape[0]
-                r = min(rank, rows, cols)
-                if rows * cols >= min_rate * r * (rows + cols):
-                    matrices.append(_MatrixPlan(entry.offset, rows, cols, r))
-                    names.append(entry.name)
-                    continue
-            if raw and raw[-1][1] == entry.offset:
-                raw[-1] = (raw[-1][0], entry.stop)
-            else:
-                raw.append((entry.offset, entry.stop))
-        return matrices, raw, tuple(names)
 
     def _gaussian_q(self, index: int, call: int) -> Matrix:
         plan = self._matrices[index]

@@ -36,6 +36,7 @@ class RoundRecord:
     late: list[int] | None = None  # adaptive: clients whose smallest upload still missed the deadline
     personal_accuracy: float | None = None  # in-round personalization: mean over clients, own model, own test
     diverged: list[int] = field(default_factory=list)  # clients whose training went non-finite: dropped
+    refused: list[int] = field(default_factory=list)  # replies the server refused (bad frames, wrong round)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -64,10 +64,14 @@ class LocalHead:
     def fit(
         self, adapter: ModelAdapter, x: NDArray[np.float32], y: NDArray[np.int64], config: TrainConfig
     ) -> FitResult:
-        """The head, then the body; the body phase's result is the one that made the uploaded update."""
+        """The head, then the body; the body phase's result is the one that made the uploaded update.
+
+        FedProx's proximal term (config.prox_mu) pulls the body toward the weights this round started from.
+        """
+        anchor = adapter.get_weights() if config.prox_mu > 0.0 else None
         fit_steps(adapter, x, y, replace(config, epochs=self.head_epochs), trainable=self.head)
         body = replace(config, epochs=self.body_epochs, seed=config.seed + 1)
-        return fit_steps(adapter, x, y, body, trainable=~self.head)
+        return fit_steps(adapter, x, y, body, trainable=~self.head, anchor=anchor, lam=config.prox_mu)
 
     def mean_head(self, heads: Mapping[int, Vector]) -> Vector:
         """The unweighted mean of the clients' heads, in client order: one head the server could send all."""

@@ -2,6 +2,6 @@
 
 from fedcore.sim.engine import SimResult, simulate
 from fedcore.sim.output import simulate_to_dir
-from fedcore.sim.seeds import derive_seed
+from fedcore.seeds import derive_seed
 
 __all__ = ["SimResult", "derive_seed", "simulate", "simulate_to_dir"]

@@ -24,48 +24,61 @@ from fedcore.personalize import (
     make_ditto_rounds,
     score_clients,
 )
-from fedcore.sim.memory import ClientMemory
+from fedcore.client import ClientStateStore
+
+
+def kept_heads(store: ClientStateStore) -> dict[int, Vector]:
+    """Every client's local head, for those that trained one."""
+    return {cid: head for cid in store if (head := store.get(cid).head) is not None}
+
+
+def kept_personal(store: ClientStateStore) -> dict[int, Vector]:
+    """Every client's Ditto model, for those that trained one."""
+    return {cid: model for cid in store if (model := store.get(cid).personal) is not None}
 
 
 def own_models(
-    memory: ClientMemory, weights: Vector, local_head: LocalHead | None, ditto_rounds: bool
+    store: ClientStateStore, weights: Vector, local_head: LocalHead | None, ditto_rounds: bool
 ) -> Callable[[int], Vector] | None:
     """Each client's model as it holds it now (global weights where it has nothing of its own yet)."""
     if local_head is not None:
-        return lambda cid: local_head.with_head(weights, memory.heads.get(cid))
+        heads = kept_heads(store)
+        return lambda cid: local_head.with_head(weights, heads.get(cid))
     if ditto_rounds:
-        return lambda cid: memory.personal.get(cid, weights)
+        personal = kept_personal(store)
+        return lambda cid: personal.get(cid, weights)
     return None
 
 
 def score_local_head(
     adapter: ModelAdapter,
     data: FederatedData,
-    memory: ClientMemory,
+    store: ClientStateStore,
     weights: Vector,
     local_head: LocalHead,
     train: TrainConfig,
     client_seed: Callable[[int], int],
 ) -> PersonalizationReport:
     """Own head vs the mean head, both on the final global body."""
-    shared = local_head.with_head(weights, local_head.mean_head(memory.heads) if memory.heads else None)
+    heads = kept_heads(store)
+    shared = local_head.with_head(weights, local_head.mean_head(heads) if heads else None)
     head_only = replace(train, epochs=local_head.head_epochs)
 
     def after(cid: int) -> Vector:
-        if cid in memory.heads:
-            return local_head.with_head(weights, memory.heads[cid])
+        if cid in heads:
+            return local_head.with_head(weights, heads[cid])
         config = replace(head_only, seed=client_seed(cid))
         return fedrep(adapter, data.client(cid).train, weights, config, local_head.head)
 
     method = f"fedrep:{local_head.head_epochs},{local_head.body_epochs} local head"
     report = score_clients(adapter, data, method, lambda cid: shared, after)
-    return replace(report, in_rounds=sum(s.client_id in memory.heads for s in report.scores))
+    return replace(report, in_rounds=sum(s.client_id in heads for s in report.scores))
 
 
 def score_ditto_rounds(
     adapter: ModelAdapter,
     data: FederatedData,
-    memory: ClientMemory,
+    store: ClientStateStore,
     weights: Vector,
     personalize: str,
     train: TrainConfig,
@@ -73,11 +86,12 @@ def score_ditto_rounds(
 ) -> PersonalizationReport:
     """The personal model v vs the global model."""
     lam = make_ditto_rounds(personalize).lam
+    personal = kept_personal(store)
 
     def after(cid: int) -> Vector:
-        if cid in memory.personal:
-            return memory.personal[cid]
+        if cid in personal:
+            return personal[cid]
         return ditto(adapter, data.client(cid).train, weights, replace(train, seed=client_seed(cid)), lam)
 
     report = score_clients(adapter, data, f"{personalize} in rounds", lambda cid: weights, after)
-    return replace(report, in_rounds=sum(s.client_id in memory.personal for s in report.scores))
+    return replace(report, in_rounds=sum(s.client_id in personal for s in report.scores))

@@ -1,4 +1,4 @@
-"""Simulation workers: each builds one model once, holds the dataset, and trains its share of clients."""
+"""Simulation workers: each builds one model once, holds the dataset, and trains its share of the round."""
 
 from __future__ import annotations
 
@@ -6,82 +6,37 @@ import contextlib
 import multiprocessing as mp
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-import numpy as np
-from numpy.typing import NDArray
-
-from fedcore.backends.base import ModelAdapter, TrainConfig
+from fedcore.backends.base import ModelAdapter
 from fedcore.backends.models import make_adapter
-from fedcore.client import ClientTask, DivergedUpdateError, run_client
-from fedcore.compression import Encoder, Vector
+from fedcore.client import ClientApp, ClientState
 from fedcore.config import FLConfig
 from fedcore.data import FederatedData, build_federated
-from fedcore.personalize.rounds import DittoRounds, LocalHead, make_ditto_rounds, make_local_head
-from fedcore.powersgd import PowerSGD
-from fedcore.server import FoldBuilder
-from fedcore.strategies.base import FoldSum
-
-if TYPE_CHECKING:
-    from fedcore.partial import Mask
+from fedcore.protocol.aggregator import Aggregator
+from fedcore.protocol.messages import Failure, Task
+from fedcore.protocol.transport import AggregatorFactory, ReplyInfo
 
 
 @dataclass(frozen=True)
-class RoundTask:
-    """One worker's share of a round: the broadcast weights, its clients in order, and the round's mask."""
+class WorkerJob:
+    """One worker's share of a round: its tasks in order, each client's state, and how to fold."""
 
-    round: int
-    weights: Vector
-    server_control: Vector | None
-    train: TrainConfig
-    clients: tuple[ClientTask, ...]
-    mask: Mask | None = None
-
-
-@dataclass(frozen=True)
-class ClientReport:
-    """Per-client facts the engine keeps: loss for selection; the rest is the client's state for next time."""
-
-    client_id: int
-    num_examples: int
-    num_steps: int
-    loss: float
-    uplink_bytes: int
-    residual: Vector | None
-    control: Vector | None
-    train_s: float
-    compressor: PowerSGD | None = None
-    head: Vector | None = None
-    personal: Vector | None = None
-    diverged: bool = False  # training blew up: nothing was sent and the client's state is as it was
-
-    @classmethod
-    def from_diverged(cls, task: ClientTask) -> ClientReport:
-        """A client whose update is dropped, as a server drops a failed client; it keeps its old state."""
-        return cls(
-            task.client_id,
-            num_examples=0,
-            num_steps=0,
-            loss=0.0,
-            uplink_bytes=0,
-            residual=task.residual,
-            control=task.control,
-            train_s=0.0,
-            compressor=task.compressor,
-            head=task.head,
-            personal=task.personal,
-            diverged=True,
-        )
+    tasks: tuple[Task, ...]
+    states: tuple[ClientState, ...]
+    make_aggregator: AggregatorFactory
 
 
 @dataclass(frozen=True)
 class WorkerResult:
-    """A worker's partial fold of its clients and their reports, in task order."""
+    """A worker's partial fold, what it accepted and refused (task order), and each client's new state."""
 
-    fold: FoldSum
-    reports: tuple[ClientReport, ...]
+    aggregator: Aggregator
+    replies: tuple[ReplyInfo, ...]
+    failures: tuple[Failure, ...]
+    states: tuple[ClientState, ...]
 
 
 class WorkerError(RuntimeError):
@@ -108,98 +63,38 @@ def limit_threads(config: FLConfig) -> None:
 
 
 class ClientRunner:
-    """Trains clients one after another on one persistent model, folding each update as it arrives."""
+    """The simulated devices a worker hosts: one ClientApp on one persistent model, states handed in per job."""
 
-    def __init__(self, config: FLConfig, data: FederatedData, adapter: ModelAdapter) -> None:
-        self._data = data
-        self._adapter = adapter
-        self._strategy = config.make_strategy()
-        self._codec = config.codec
-        self._error_feedback = config.error_feedback
-        self._encoders: dict[tuple[str | None, bool], Encoder] = {}
-        self._size = adapter.layout.size
-        self._local_head = _local_head(config, adapter)
-        self._ditto = make_ditto_rounds(config.personalize) if config.ditto_rounds else None
+    def __init__(self, config: FLConfig, data: FederatedData) -> None:
+        self._app = ClientApp(config, lambda cid: data.client(cid).train, build_model(config, data))
 
-    def _encoder(self, spec: str | None, error_feedback: bool) -> Encoder:
-        """One encoder per (spec, error feedback), built on first use: adaptive runs switch per client."""
-        key = (spec, error_feedback)
-        if key not in self._encoders:
-            self._encoders[key] = Encoder(spec, error_feedback)
-        return self._encoders[key]
-
-    def run(self, task: RoundTask) -> WorkerResult:
-        builder = FoldBuilder(self._size, task.server_control is not None, task.mask)
-        reports: list[ClientReport] = []
-        for client in task.clients:
-            train = self._data.client(client.client_id).train
-            spec = client.codec if client.codec is not None else self._codec
-            received = client.weights if client.weights is not None else task.weights
-            try:
-                update = run_client(
-                    self._adapter,
-                    train.x,
-                    train.y,
-                    received,
-                    task.train,
-                    client,
-                    self._encoder(spec, self._error_feedback),
-                    self._encoder(spec, False),
-                    task.server_control,
-                    task.mask,
-                    self._local_head,
-                )
-            except DivergedUpdateError:
-                reports.append(ClientReport.from_diverged(client))
-                continue
-            personal = None
-            if self._ditto is not None:
-                personal = self._personal_step(self._ditto, train.x, train.y, received, task.train, client)
-            builder.add(update, self._strategy.coefficient(update.num_examples, update.num_steps))
-            reports.append(
-                ClientReport(
-                    update.client_id,
-                    update.num_examples,
-                    update.num_steps,
-                    update.loss,
-                    update.uplink_bytes,
-                    update.residual,
-                    update.control,
-                    update.train_s,
-                    update.compressor,
-                    update.head,
-                    personal,
-                )
-            )
-        return WorkerResult(builder.finish(), tuple(reports))
-
-    def _personal_step(
-        self,
-        ditto: DittoRounds,
-        x: NDArray[np.float32],
-        y: NDArray[np.int64],
-        received: Vector,
-        train: TrainConfig,
-        client: ClientTask,
-    ) -> Vector:
-        """Ditto's personal epochs (a straggler's fewer), seeded apart from the global update's."""
-        config = replace(train, seed=client.personal_seed, epochs=client.epochs or train.epochs)
-        return ditto.update(self._adapter, x, y, client.personal, received, config)
-
-
-def _local_head(config: FLConfig, adapter: ModelAdapter) -> LocalHead | None:
-    if not config.local_head:
-        return None
-    return make_local_head(config.personalize, config.local_epochs, adapter.layout)
+    def run(self, job: WorkerJob) -> WorkerResult:
+        aggregator = job.make_aggregator()
+        replies: list[ReplyInfo] = []
+        failures: list[Failure] = []
+        states: list[ClientState] = []
+        for task, state in zip(job.tasks, job.states, strict=True):
+            self._app.store.put(task.client_id, state)
+            answer = self._app.handle(task)
+            if isinstance(answer, Failure):
+                failures.append(answer)
+            else:
+                refusal = aggregator.add(answer)
+                if refusal is None:
+                    replies.append(ReplyInfo.of(answer))
+                else:
+                    failures.append(refusal)
+            states.append(self._app.store.get(task.client_id))
+        return WorkerResult(aggregator, tuple(replies), tuple(failures), tuple(states))
 
 
 class Pool(Protocol):
-    """Runs one task per worker and returns results in the same order."""
+    """Runs one job per worker and returns results in the same order."""
 
     @property
     def size(self) -> int: ...
 
-    def run(self, tasks: Sequence[RoundTask]) -> list[WorkerResult]: ...
+    def run(self, jobs: Sequence[WorkerJob]) -> list[WorkerResult]: ...
 
     def close(self) -> None: ...
 
@@ -209,14 +104,14 @@ class InlinePool:
 
     def __init__(self, config: FLConfig, data: FederatedData) -> None:
         limit_threads(config)
-        self._runner = ClientRunner(config, data, build_model(config, data))
+        self._runner = ClientRunner(config, data)
 
     @property
     def size(self) -> int:
         return 1
 
-    def run(self, tasks: Sequence[RoundTask]) -> list[WorkerResult]:
-        return [self._runner.run(task) for task in tasks]
+    def run(self, jobs: Sequence[WorkerJob]) -> list[WorkerResult]:
+        return [self._runner.run(job) for job in jobs]
 
     def close(self) -> None:
         """Nothing to release in-process."""
@@ -225,20 +120,20 @@ class InlinePool:
 def _worker_main(conn: Connection, config: FLConfig, data: FederatedData) -> None:
     try:
         limit_threads(config)
-        runner = ClientRunner(config, data, build_model(config, data))
+        runner = ClientRunner(config, data)
     except Exception:  # any failure goes to the parent, which raises it
         conn.send(("error", traceback.format_exc()))
         return
     conn.send(("ready", None))
     while True:
         try:
-            task = conn.recv()
+            job = conn.recv()
         except EOFError:
             return
-        if task is None:
+        if job is None:
             return
         try:
-            conn.send(("ok", runner.run(task)))
+            conn.send(("ok", runner.run(job)))
         except Exception:  # any failure goes to the parent, which raises it
             conn.send(("error", traceback.format_exc()))
 
@@ -261,7 +156,7 @@ def _context(config: FLConfig) -> Any:
 
 
 class ProcessPool:
-    """N worker processes, one pipe each; tasks go out together and results come back in worker order."""
+    """N worker processes, one pipe each; jobs go out together and results come back in worker order."""
 
     def __init__(self, config: FLConfig, data: FederatedData, workers: int) -> None:
         ctx = _context(config)
@@ -285,13 +180,13 @@ class ProcessPool:
     def size(self) -> int:
         return len(self._conns)
 
-    def run(self, tasks: Sequence[RoundTask]) -> list[WorkerResult]:
-        if len(tasks) > self.size:
-            raise ValueError(f"{len(tasks)} tasks for {self.size} workers")
-        for conn, task in zip(self._conns, tasks, strict=False):
-            conn.send(task)
+    def run(self, jobs: Sequence[WorkerJob]) -> list[WorkerResult]:
+        if len(jobs) > self.size:
+            raise ValueError(f"{len(jobs)} jobs for {self.size} workers")
+        for conn, job in zip(self._conns, jobs, strict=False):
+            conn.send(job)
         try:
-            return [self._receive(conn) for conn, _ in zip(self._conns, tasks, strict=False)]
+            return [self._receive(conn) for conn, _ in zip(self._conns, jobs, strict=False)]
         except BaseException:
             self._terminate()  # the others may be blocked sending results nobody will read
             raise

@@ -1,0 +1,16 @@
+"""The server side of the protocol: the round driver, aggregators, checkpoints and the audit log."""
+
+from fedcore.server.aggregation import Collecting, FoldContext, LinearFold
+from fedcore.server.driver import DriverState, RoundDriver, initial_state
+from fedcore.server.registry import AGGREGATOR_NAMES, aggregator_factory
+
+__all__ = [
+    "AGGREGATOR_NAMES",
+    "Collecting",
+    "DriverState",
+    "FoldContext",
+    "LinearFold",
+    "RoundDriver",
+    "aggregator_factory",
+    "initial_state",
+]

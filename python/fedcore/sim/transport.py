@@ -1,0 +1,56 @@
+"""The simulation as a transport: tasks go to worker processes, each device's state lives in the population."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fedcore.client import ClientStateStore
+from fedcore.protocol.messages import Task
+from fedcore.protocol.transport import AggregatorFactory, RoundOutcome
+from fedcore.sim.workers import Pool, WorkerJob, split_round_robin
+
+
+class SimTransport:
+    """Splits a round's tasks over the pool in a fixed order and merges the partial folds in worker order.
+
+    `devices` is every simulated client's own storage: a state goes out with its task and comes back
+    with the result, as it would stay on a phone; the round driver never reads it.
+    """
+
+    def __init__(self, pool: Pool, devices: ClientStateStore) -> None:
+        self._pool = pool
+        self.devices = devices
+
+    @property
+    def workers(self) -> int:
+        return self._pool.size
+
+    def wait_ready(self, clients: int, timeout_s: float) -> int:
+        """Simulated clients are always there."""
+        del timeout_s
+        return clients
+
+    def run_round(
+        self, tasks: Sequence[Task], make_aggregator: AggregatorFactory, deadline_s: float | None
+    ) -> RoundOutcome:
+        del deadline_s  # simulated dropouts are decided by selection; nobody is late in a simulation
+        jobs = [
+            WorkerJob(tuple(group), tuple(self.devices.get(t.client_id) for t in group), make_aggregator)
+            for group in split_round_robin(tasks, self._pool.size)
+            if group
+        ]
+        if not jobs:
+            return RoundOutcome(make_aggregator(), (), ())
+        results = self._pool.run(jobs)
+        for job, result in zip(jobs, results, strict=True):
+            for task, state in zip(job.tasks, result.states, strict=True):
+                self.devices.put(task.client_id, state)
+        aggregator = results[0].aggregator
+        for result in results[1:]:
+            aggregator = aggregator.merge(result.aggregator)
+        replies = tuple(r for res in results for r in res.replies)  # worker order, the order folded
+        failures = tuple(f for res in results for f in res.failures)
+        return RoundOutcome(aggregator, replies, failures)
+
+    def close(self) -> None:
+        self._pool.close()
