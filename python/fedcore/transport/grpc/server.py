@@ -174,6 +174,13 @@ class GrpcServerTransport:
                 self._cond.wait(min(remaining, 0.5))
         self._server.stop(grace=1.0).wait(5.0)
 
+    def abort(self) -> None:
+        """Stop serving at once without telling clients the run is over: they retry (a restart, --resume)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._server.stop(grace=None).wait(5.0)
+
     # ---- what the driver may record ----------------------------------------------------------------
 
     def refusals(self) -> tuple[Failure, ...]:
