@@ -59,6 +59,7 @@ _SIM_FLAGS: tuple[tuple[str, type, str], ...] = (
     ),
     ("--powersgd", int, "PowerSGD rank for the uplink (warm start, error feedback); replaces --codec"),
     ("--adaptive-ladder", str, "codec specs for --adaptive, best first, comma-separated (default: 8 rungs)"),
+    ("--aggregator", str, "mean (streaming weighted fold) | median (collects every update)"),
     ("--dropout", float, "probability that a selected client never answers"),
     ("--stragglers", float, "share of clients that run a random 1..E local epochs (system heterogeneity)"),
     ("--min-clients", int, "fail a round with fewer answering clients than this"),

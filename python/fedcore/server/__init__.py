@@ -3,6 +3,7 @@
 from fedcore.server.aggregation import Collecting, FoldContext, LinearFold
 from fedcore.server.driver import DriverState, RoundDriver, initial_state
 from fedcore.server.registry import AGGREGATOR_NAMES, aggregator_factory
+from fedcore.server.run import run_federation
 
 __all__ = [
     "AGGREGATOR_NAMES",
@@ -13,4 +14,5 @@ __all__ = [
     "RoundDriver",
     "aggregator_factory",
     "initial_state",
+    "run_federation",
 ]

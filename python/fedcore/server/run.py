@@ -1,0 +1,63 @@
+"""A whole federation over any transport: rounds.jsonl, audit.jsonl and a checkpoint after every round."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fedcore.config import FLConfig
+from fedcore.protocol.transport import Transport
+from fedcore.records import RoundRecord, RoundsWriter, summarize, write_summary
+from fedcore.server.audit import AuditLog
+from fedcore.server.checkpoint import load_checkpoint, save_checkpoint
+from fedcore.server.driver import DriverState, RoundDriver, initial_state
+from fedcore.sim.workers import build_model, load_data
+
+
+def run_federation(
+    config: FLConfig,
+    transport: Transport,
+    out: Path,
+    resume: bool = False,
+    on_round: Callable[[RoundRecord], None] | None = None,
+    deadline_s: float | None = None,
+    wait_clients_s: float = 60.0,
+) -> dict[str, Any]:
+    """Run the config's rounds with whatever clients the transport reaches; `resume` continues a checkpoint.
+
+    The server evaluates on the dataset's central test split, which it builds from the run seed as the
+    clients build their shards. A resumed run rewrites rounds.jsonl from the checkpoint, so a round the
+    crash interrupted never appears twice.
+    """
+    start = time.perf_counter()
+    data = load_data(config)
+    evaluator = build_model(config, data)
+    driver = RoundDriver(
+        config, evaluator.layout, evaluator, data.central_test, transport, deadline_s=deadline_s
+    )
+    settings = config.run_settings()
+    state: DriverState = (
+        load_checkpoint(out, settings) if resume else initial_state(config, evaluator.get_weights())
+    )
+    transport.wait_ready(config.per_round, wait_clients_s)
+    audit = AuditLog(out / "audit.jsonl")
+    try:
+        with RoundsWriter(out / "rounds.jsonl") as writer:
+            for record in state.records:
+                writer.write(record)
+            while state.next_round < config.rounds:
+                state, record, outcome = driver.run_round(state)
+                save_checkpoint(out, state, settings)
+                writer.write(record)
+                audit.write(record, outcome)
+                if on_round is not None:
+                    on_round(record)
+    finally:
+        audit.close()
+    vectors = 2 if config.make_strategy().uses_control else 1
+    summary = summarize(list(state.records), evaluator.layout.size, settings, time.perf_counter() - start, vectors)
+    summary["resumed"] = resume
+    write_summary(out / "summary.json", summary)
+    return summary
