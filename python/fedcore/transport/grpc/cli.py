@@ -161,6 +161,8 @@ def serve(config: FLConfig, transport: GrpcServerTransport, args: argparse.Names
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    ready = transport.wait_ready(config.clients, args.wait_clients_s)  # everyone, within the bound
+    log.info("%d of %d clients registered; starting round 1", ready, config.clients)
     summary: dict[str, Any] = run_federation(
         config,
         transport,

@@ -1,0 +1,191 @@
+"""The commands end to end on loopback: `deploy-local` reproduces `fedcore sim` round for round, and
+`server` + `client` processes over TLS write the run's records; a client with a wrong token is turned away."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_grpc_tls import self_signed
+
+from fedcore.config import FLConfig, load_config
+from fedcore.transport.grpc import cli
+from fedcore.transport.grpc.auth import TokenBook, client_token_file, hash_token, read_token
+
+ROOT = Path(__file__).parents[2]
+RUN_TOML = """\
+dataset = "digits"
+clients = 3
+per_round = 2
+rounds = 2
+local_epochs = 1
+codec = "quant:8"
+workers = 0
+seed = 3
+"""
+TIMEOUT_S = 400  # four processes importing torch on a busy two-core machine
+
+
+def _grpc(*args: str) -> list[str]:
+    return [sys.executable, "-m", "fedcore.transport.grpc", *args]
+
+
+def _env() -> dict[str, str]:
+    paths = [str(ROOT / "python"), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+
+
+def _records(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_deploy_local_reproduces_the_simulation_round_for_round(tmp_path: Path) -> None:
+    from fedcore.sim import simulate_to_dir
+
+    (tmp_path / "run.toml").write_text(RUN_TOML)
+    out = tmp_path / "grpc"
+    command = _grpc("deploy-local", "--config", "run.toml", "--out", str(out), "--poll-s", "1")
+    done = subprocess.run(command, cwd=tmp_path, env=_env(), capture_output=True, timeout=TIMEOUT_S)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    for name in ("rounds.jsonl", "summary.json", "audit.jsonl", "tokens/tokens.json", "clients/client-2.log"):
+        assert (out / name).is_file(), name
+
+    config = load_config(tmp_path / "run.toml", {"out": str(tmp_path / "sim")})
+    simulate_to_dir(config, lambda record: None)
+    keys = ("round", "clients", "accuracy", "loss", "uplink_bytes", "downlink_bytes")
+    over_grpc = [{k: r[k] for k in keys} for r in _records(out / "rounds.jsonl")]
+    simulated = [{k: r[k] for k in keys} for r in _records(tmp_path / "sim" / "rounds.jsonl")]
+    assert over_grpc == simulated
+    audit = _records(out / "audit.jsonl")
+    assert [a["answered"] for a in audit] == [r["clients"] for r in over_grpc]
+
+
+@pytest.mark.slow
+def test_server_and_client_processes_over_tls_write_the_runs_records(tmp_path: Path) -> None:
+    cert, key = self_signed()
+    (tmp_path / "cert.pem").write_bytes(cert)
+    (tmp_path / "key.pem").write_bytes(key)
+    (tmp_path / "run.toml").write_text(RUN_TOML.replace("rounds = 2", "rounds = 1"))
+    made = subprocess.run(
+        _grpc("server", "--make-tokens", "3", "--token-dir", "tokens"),
+        cwd=tmp_path,
+        env=_env(),
+        timeout=60,
+    )
+    assert made.returncode == 0
+    server = subprocess.Popen(
+        _grpc(
+            "server",
+            "--config",
+            "run.toml",
+            "--out",
+            "srv",
+            "--address",
+            "127.0.0.1:0",
+            "--token-file",
+            "tokens/tokens.json",
+            "--tls-cert",
+            "cert.pem",
+            "--tls-key",
+            "key.pem",
+            "--poll-s",
+            "1",
+            "--wait-clients-s",
+            "300",
+        ),
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    clients: list[subprocess.Popen[bytes]] = []
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline().split()[-1])  # "fedcore server listening on port P"
+        target = f"127.0.0.1:{port}"
+        stranger = subprocess.run(
+            _grpc(
+                "client",
+                "--server",
+                target,
+                "--token-file",
+                "tokens/client-1.token",
+                "--client-id",
+                "0",
+                "--tls-ca",
+                "cert.pem",
+            ),
+            cwd=tmp_path,
+            env=_env(),
+            capture_output=True,
+            timeout=TIMEOUT_S,
+        )
+        assert stranger.returncode == 2  # client 1's token presented as client 0: refused, no retry
+        assert b"belongs to another client" in stranger.stderr
+        clients = [
+            subprocess.Popen(
+                _grpc(
+                    "client",
+                    "--server",
+                    target,
+                    "--token-file",
+                    f"tokens/client-{c}.token",
+                    "--client-id",
+                    str(c),
+                    "--tls-ca",
+                    "cert.pem",
+                    "--dataset",
+                    "digits",
+                ),
+                cwd=tmp_path,
+                env=_env(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for c in range(3)
+        ]
+        assert server.wait(timeout=TIMEOUT_S) == 0
+        assert [c.wait(timeout=60) for c in clients] == [0, 0, 0]
+    finally:
+        for proc in (server, *clients):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+        if server.stdout is not None:
+            server.stdout.close()
+    summary = json.loads((tmp_path / "srv" / "summary.json").read_text())
+    assert summary["rounds"] == 1
+    assert len(_records(tmp_path / "srv" / "rounds.jsonl")) == 1
+    assert _records(tmp_path / "srv" / "audit.jsonl")[0]["dropped"] == []
+    refusals = _records(tmp_path / "srv" / "refusals.jsonl")
+    assert [(r["client_id"], r["kind"]) for r in refusals] == [(0, "refused")]
+
+
+def test_make_tokens_gives_each_client_a_secret_and_the_server_only_hashes(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    cli.add_server_arguments(parser)
+    args = parser.parse_args(["--make-tokens", "4", "--token-dir", str(tmp_path)])
+    assert cli.run_server(args, FLConfig()) == 0
+    book = TokenBook.load(tmp_path / "tokens.json")
+    secrets = [read_token(client_token_file(tmp_path, c)) for c in range(4)]
+    assert len(set(secrets)) == 4
+    assert all(book.refusal(c, s) is None for c, s in enumerate(secrets))
+    assert not any(s in (tmp_path / "tokens.json").read_text() for s in secrets)
+    assert oct(client_token_file(tmp_path, 0).stat().st_mode & 0o777) == "0o600"
+    toml = tmp_path / "tokens.toml"
+    toml.write_text(f'[clients]\n7 = "{hash_token("seven")}"\n')
+    assert TokenBook.load(toml).refusal(7, "seven") is None
+
+
+def test_server_flags_are_not_mistaken_for_run_configuration() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int)
+    cli.add_server_arguments(parser)
+    args = parser.parse_args(["--rounds", "3", "--address", "127.0.0.1:0", "--round-timeout", "9"])
+    assert cli.fl_overrides(args) == {"rounds": 3}
