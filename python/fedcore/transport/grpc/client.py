@@ -22,6 +22,7 @@ from fedcore.protocol.messages import Failure, Reply, Task
 from fedcore.transport.grpc import wire
 from fedcore.transport.grpc._generated import fleet_pb2 as pb
 from fedcore.transport.grpc._generated import fleet_pb2_grpc as pb_grpc
+from fedcore.transport.grpc.limits import HTTP2_TUNING
 
 log = logging.getLogger("fedcore.transport.grpc")
 
@@ -193,6 +194,7 @@ class FleetClient:
         options: list[tuple[str, Any]] = [
             ("grpc.max_receive_message_length", receive_bytes),
             ("grpc.max_send_message_length", send_bytes),
+            *HTTP2_TUNING,
         ]
         if self._server_name is not None:
             options.append(("grpc.ssl_target_name_override", self._server_name))

@@ -9,6 +9,14 @@ FRAME_HEADER = 64 << 10  # a fedcodec frame's header and per-chunk metadata, gen
 DEFAULT_CHUNK = 4 << 20
 MAX_PAYLOADS = 2  # the update, then SCAFFOLD's control delta
 
+# HTTP/2 flow control sized for model-sized messages: a 16 MiB stream window and the largest frame
+# HTTP/2 allows, so a 4 MB task crosses loopback in a few frames instead of waiting on 64 KiB window
+# updates (raw 4 MB unary call on a busy 2-core machine: 29 ms with gRPC's defaults, 11 ms with these).
+HTTP2_TUNING: tuple[tuple[str, int], ...] = (
+    ("grpc.http2.lookahead_bytes", 16 << 20),
+    ("grpc.http2.max_frame_size", (1 << 24) - 1),
+)
+
 
 @dataclass(frozen=True)
 class Limits:

@@ -25,7 +25,7 @@ from fedcore.transport.grpc import wire
 from fedcore.transport.grpc._generated import fleet_pb2 as pb
 from fedcore.transport.grpc._generated import fleet_pb2_grpc as pb_grpc
 from fedcore.transport.grpc.auth import TokenBook
-from fedcore.transport.grpc.limits import Limits
+from fedcore.transport.grpc.limits import HTTP2_TUNING, Limits
 
 log = logging.getLogger("fedcore.transport.grpc")
 
@@ -102,6 +102,7 @@ class GrpcServerTransport:
                 ("grpc.max_receive_message_length", limits.grpc_receive_bytes),
                 ("grpc.max_send_message_length", limits.max_message_bytes),
                 ("grpc.so_reuseport", 0),
+                *HTTP2_TUNING,
             ],
             maximum_concurrent_rpcs=workers,
         )
@@ -238,9 +239,10 @@ class GrpcServerTransport:
             finally:
                 session.polling -= 1
                 session.last_seen = time.monotonic()
-        if task is None:
-            return pb.TaskReply(kind=pb.TaskReply.WAIT)
-        return pb.TaskReply(kind=pb.TaskReply.TASK, task=wire.task_to_proto(task))
+        reply = pb.TaskReply(kind=pb.TaskReply.WAIT if task is None else pb.TaskReply.TASK)
+        if task is not None:
+            wire.fill_task(reply.task, task)  # in place: building it apart and attaching it copies the model
+        return reply
 
     def submit_reply(self, chunks: Iterator[pb.UploadChunk], context: grpc.ServicerContext) -> pb.Receipt:
         first = next(chunks, None)

@@ -14,19 +14,23 @@ CLIENT_FAILURE_KINDS = ("diverged", "client_error")  # what a client may report 
 
 
 def task_to_proto(task: Task) -> pb.Task:
-    msg = pb.Task(
-        round=task.round,
-        client_id=task.client_id,
-        model_version=task.model_version,
-        model=task.model,
-        model_is_diff=task.model_is_diff,
-        settings_json=json.dumps(task.settings, sort_keys=True),
-    )
+    msg = pb.Task()
+    fill_task(msg, task)
+    return msg
+
+
+def fill_task(msg: pb.Task, task: Task) -> None:
+    """Write the task into `msg` (e.g. a reply's own field, which spares copying the model once more)."""
+    msg.round = task.round
+    msg.client_id = task.client_id
+    msg.model_version = task.model_version
+    msg.model = task.model
+    msg.model_is_diff = task.model_is_diff
+    msg.settings_json = json.dumps(task.settings, sort_keys=True)
     if task.control is not None:
         msg.control = task.control
     if task.mask is not None:
         msg.mask = task.mask
-    return msg
 
 
 def task_from_proto(msg: pb.Task) -> Task:
