@@ -3,6 +3,7 @@ failure, and the good replies fold exactly as if the bad ones had never been sen
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,7 +27,7 @@ from grpc_fakes import (
 )
 
 import fedcodec as fc
-from fedcore.protocol import RoundOutcome, Task
+from fedcore.protocol import Reply, RoundOutcome, Task
 from fedcore.transport.grpc._generated import fleet_pb2 as pb
 from fedcore.transport.grpc.auth import make_tokens
 from fedcore.transport.grpc.client import ClientRefusedError, FleetClient, _Stub
@@ -229,3 +230,77 @@ def test_limits_grow_with_the_model_and_bound_a_codec_above_float32() -> None:
     assert len(frame) > 4 * 100_000
     assert topk.max_upload_bytes >= 2 * len(frame)
     assert topk.max_upload_bytes > Limits.for_model(100_000).max_upload_bytes
+
+
+@pytest.mark.parametrize("chunk_bytes", [1000, 1 << 20])
+def test_frames_split_into_chunks_arrive_whole_with_the_tasks_control_mask_and_settings(
+    tokens: Path, chunk_bytes: int
+) -> None:
+    from fedcore.transport.grpc.auth import TokenBook
+
+    limits = Limits.for_model(N, "quant:8", chunk_bytes=chunk_bytes)
+    server = GrpcServerTransport(
+        "127.0.0.1:0", TokenBook.load(tokens / "tokens.json"), limits, "{}", poll_s=1.0
+    )
+    seen: list[Task] = []
+
+    def handle(task: Task) -> Reply:
+        seen.append(task)
+        control = QUANT8.encode(np.full(N, 0.5, np.float32))
+        return Reply(task.round, task.client_id, (update_frame(task.client_id), control), 11, 3, 0.25)
+
+    client = FleetClient(f"127.0.0.1:{server.port}", 0, token(tokens, 0), lambda _: handle)
+    thread = threading.Thread(target=client.run, daemon=True)
+    thread.start()
+    try:
+        sent = Task(0, 0, 4, model_frame(), True, b"control", b"mask", {"train_seed": 7, "codec": None})
+        result = server.run_round([sent], SumFold, deadline_s=10.0)
+    finally:
+        server.close(grace_s=5.0)
+    thread.join(timeout=5.0)
+    assert seen == [sent]
+    assert result.failures == ()
+    (info,) = result.replies
+    control = QUANT8.encode(np.full(N, 0.5, np.float32))
+    assert info.sha256 == tuple(hashlib.sha256(f).hexdigest() for f in (update_frame(0), control))
+
+
+@pytest.mark.parametrize(
+    ("reported", "recorded"),
+    [("diverged", "diverged"), ("client_error", "client_error"), ("refused", "client_error")],
+)
+def test_a_clients_own_failure_report_is_recorded_as_a_kind_it_may_claim(
+    server: GrpcServerTransport, tokens: Path, reported: str, recorded: str
+) -> None:
+    from fedcore.protocol import Failure
+
+    def handle(task: Task) -> Failure:
+        return Failure(task.round, task.client_id, reported, "local training went wrong")
+
+    client = FleetClient(f"127.0.0.1:{server.port}", 0, token(tokens, 0), lambda _: handle)
+    thread = threading.Thread(target=client.run, daemon=True)
+    thread.start()
+    result = server.run_round([Task(0, 0, 0, model_frame())], SumFold, deadline_s=10.0)
+    server.close(grace_s=5.0)
+    thread.join(timeout=5.0)
+    assert [(f.client_id, f.kind) for f in result.failures] == [(0, recorded)]
+    assert "local training went wrong" in result.failures[0].message
+
+
+def test_a_handler_that_raises_is_a_client_error_and_the_client_keeps_serving(
+    server: GrpcServerTransport, tokens: Path
+) -> None:
+    def handle(task: Task) -> Reply:
+        if task.round == 0:
+            raise RuntimeError("out of memory")
+        return good_reply(task)
+
+    client = FleetClient(f"127.0.0.1:{server.port}", 0, token(tokens, 0), lambda _: handle)
+    thread = threading.Thread(target=client.run, daemon=True)
+    thread.start()
+    first = server.run_round([Task(0, 0, 0, model_frame())], SumFold, deadline_s=10.0)
+    second = server.run_round([Task(1, 0, 1, model_frame())], SumFold, deadline_s=10.0)
+    server.close(grace_s=5.0)
+    thread.join(timeout=5.0)
+    assert [(f.kind, f.message) for f in first.failures] == [("client_error", "RuntimeError: out of memory")]
+    assert second.failures == ()
