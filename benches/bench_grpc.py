@@ -8,7 +8,8 @@ frame a downlink-sync run sends instead), and each client's handler
 returns a precomputed --codec frame at once, so a round's wall time is all transport: long-poll
 wake-up, the task download, the chunked upload, the server's checks (sizes, frame header and
 checksum) and the in-order fold (a counting aggregator: the decode-and-add is the aggregator's cost,
-the same for every transport). Overhead per client per round = round wall / clients. Beside it, in the
+the same for every transport). Overhead per client per round = round wall / clients; the server
+process's CPU time (all its threads, gRPC's included) per client is reported too. Beside it, in the
 same run: copying the same bytes once with numpy (down + up), the floor any transport pays.
 """
 
@@ -93,16 +94,17 @@ def bench(n: int, codec: str, downlink: str, clients: int, rounds: int, warmup: 
             if server.wait_ready(clients, timeout_s=300.0) < clients:
                 raise RuntimeError("clients did not register within 300 s")
             model = fc.from_spec(downlink).encode(vector(n, 12345), seed=1)
-            walls = []
+            walls, cpus = [], []
             for r in range(warmup + rounds):
                 tasks = [Task(r, c, r, model) for c in range(clients)]
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.process_time()
                 outcome = server.run_round(tasks, CountOnly, deadline_s=120.0)
-                wall = time.perf_counter() - start
+                wall, cpu = time.perf_counter() - start, time.process_time() - cpu
                 if outcome.failures:
                     raise RuntimeError(f"round {r}: {outcome.failures}")
                 if r >= warmup:
                     walls.append(wall)
+                    cpus.append(cpu)
         finally:
             server.close(grace_s=10.0)
             for proc in procs:
@@ -114,6 +116,7 @@ def bench(n: int, codec: str, downlink: str, clients: int, rounds: int, warmup: 
         "round_ms_median": 1e3 * statistics.median(walls),
         "ms_per_client_median": statistics.median(per_client),
         "ms_per_client_mean": statistics.fmean(per_client),
+        "server_cpu_ms_per_client": 1e3 * statistics.median(cpus) / clients,
         "down_MB": len(model) / 1e6,
         "up_MB": up / 1e6,
         "numpy_copy_ms": copy_ms,

@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -189,3 +191,73 @@ def test_server_flags_are_not_mistaken_for_run_configuration() -> None:
     cli.add_server_arguments(parser)
     args = parser.parse_args(["--rounds", "3", "--address", "127.0.0.1:0", "--round-timeout", "9"])
     assert cli.fl_overrides(args) == {"rounds": 3}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for_rounds(path: Path, rounds: int, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if path.is_file() and len(path.read_text().splitlines()) >= rounds:
+            return
+        assert proc.poll() is None, "the server exited early"
+        time.sleep(0.2)
+    raise AssertionError(f"{path} did not reach {rounds} rounds in {timeout_s} s")
+
+
+@pytest.mark.slow
+def test_clients_ride_out_a_server_killed_mid_run_and_resumed_on_the_same_port(tmp_path: Path) -> None:
+    from fedcore.sim import simulate_to_dir
+
+    (tmp_path / "run.toml").write_text(RUN_TOML.replace("rounds = 2", "rounds = 4"))
+    subprocess.run(_grpc("server", "--make-tokens", "3", "--token-dir", "tokens"), cwd=tmp_path, env=_env())
+    address = f"127.0.0.1:{_free_port()}"
+    serve = _grpc(
+        "server", "--config", "run.toml", "--out", "srv", "--address", address,
+        "--token-file", "tokens/tokens.json", "--poll-s", "1",
+    )  # fmt: skip
+
+    def start_server(*extra: str) -> subprocess.Popen[bytes]:
+        quiet = subprocess.DEVNULL
+        return subprocess.Popen([*serve, *extra], cwd=tmp_path, env=_env(), stdout=quiet, stderr=quiet)
+
+    server = start_server()
+    clients = [
+        subprocess.Popen(
+            _grpc(
+                "client",
+                "--server",
+                address,
+                "--token-file",
+                f"tokens/client-{c}.token",
+                "--client-id",
+                str(c),
+            ),
+            cwd=tmp_path,
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for c in range(3)
+    ]
+    try:
+        _wait_for_rounds(tmp_path / "srv" / "rounds.jsonl", 2, server, TIMEOUT_S)
+        server.kill()  # mid-run, without a word to the clients
+        server.wait(timeout=10)
+        server = start_server("--resume")
+        assert server.wait(timeout=TIMEOUT_S) == 0
+        assert [c.wait(timeout=60) for c in clients] == [0, 0, 0]
+    finally:
+        for proc in (server, *clients):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+    config = load_config(tmp_path / "run.toml", {"out": str(tmp_path / "sim")})
+    simulate_to_dir(config, lambda record: None)
+    keys = ("round", "clients", "accuracy", "uplink_bytes")
+    resumed = [{k: r[k] for k in keys} for r in _records(tmp_path / "srv" / "rounds.jsonl")]
+    assert resumed == [{k: r[k] for k in keys} for r in _records(tmp_path / "sim" / "rounds.jsonl")]
