@@ -33,6 +33,7 @@ from fedcore.transport.grpc.auth import make_tokens
 from fedcore.transport.grpc.client import ClientRefusedError, FleetClient, _Stub
 from fedcore.transport.grpc.limits import Limits
 from fedcore.transport.grpc.server import GrpcServerTransport
+from fedcore.transport.grpc.wire import read_task
 
 DEADLINE_S = 3.0
 
@@ -68,8 +69,9 @@ def _round_in_background(
 def _wait_for_round(server: GrpcServerTransport, stub: _Stub, welcome: pb.Welcome, client_id: int) -> None:
     """Long-poll until this client's task is out, as a real client would."""
     for _ in range(20):
-        reply = stub.get_task(pb.TaskRequest(session_id=welcome.session_id, client_id=client_id), 5.0)
-        if reply.kind == pb.TaskReply.TASK:
+        parts = stub.get_task(pb.TaskRequest(session_id=welcome.session_id, client_id=client_id), 5.0)
+        _, task = read_task(parts, welcome.max_message_bytes)
+        if task is not None:
             return
     raise AssertionError("no task arrived")
 

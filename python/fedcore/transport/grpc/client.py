@@ -32,6 +32,7 @@ HandlerFactory = Callable[[Mapping[str, Any]], Handler]  # from the announced ru
 # Answers after which trying again cannot help: the server does not accept this client's token.
 _FATAL = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
 _SMALL_MESSAGE = 4 << 20  # gRPC's default receive limit, plenty for a Welcome
+_HEADROOM = 1 << 20  # a part's framing beside its chunk of frame bytes
 
 
 class ClientRefusedError(RuntimeError):
@@ -74,8 +75,8 @@ class _Stub:
     def register(self, hello: pb.Hello, timeout_s: float) -> pb.Welcome:
         return cast(pb.Welcome, self._stub.Register(hello, timeout=timeout_s))
 
-    def get_task(self, request: pb.TaskRequest, timeout_s: float) -> pb.TaskReply:
-        return cast(pb.TaskReply, self._stub.GetTask(request, timeout=timeout_s))
+    def get_task(self, request: pb.TaskRequest, timeout_s: float) -> Iterator[pb.TaskPart]:
+        return cast(Iterator[pb.TaskPart], self._stub.GetTask(request, timeout=timeout_s))
 
     def submit(self, chunks: Iterator[pb.UploadChunk], timeout_s: float) -> pb.Receipt:
         return cast(pb.Receipt, self._stub.SubmitReply(chunks, timeout=timeout_s))
@@ -121,16 +122,17 @@ class FleetClient:
                             config_json = welcome.config_json
                             handler = self._make_handler(json.loads(config_json))
                     assert handler is not None
-                    reply = self._stub(welcome).get_task(
+                    parts = self._stub(welcome).get_task(
                         pb.TaskRequest(session_id=welcome.session_id, client_id=self._client_id),
                         welcome.poll_s + self._retry.rpc_timeout_s,
                     )
+                    kind, task = wire.read_task(parts, welcome.max_message_bytes)
                     failing_since, attempt = None, 0
-                    if reply.kind == pb.TaskReply.DONE:
+                    if kind == pb.TaskReply.DONE:
                         return ClientRun(answered, refused, reconnects)
-                    if reply.kind != pb.TaskReply.TASK:
+                    if task is None:
                         continue
-                    receipt = self._answer(handler, wire.task_from_proto(reply.task), welcome)
+                    receipt = self._answer(handler, task, welcome)
                     if receipt.accepted:
                         answered += 1
                     else:
@@ -141,8 +143,8 @@ class FleetClient:
                             receipt.failure_kind,
                             receipt.message,
                         )
-                except grpc.RpcError as exc:
-                    code = _code(exc)
+                except (grpc.RpcError, wire.ProtocolError) as exc:
+                    code = _code(exc) if isinstance(exc, grpc.RpcError) else grpc.StatusCode.INTERNAL
                     if code in _FATAL:
                         raise ClientRefusedError(f"client {self._client_id}: {_details(exc)}") from exc
                     now = time.monotonic()
@@ -167,7 +169,7 @@ class FleetClient:
         hello = pb.Hello(client_id=self._client_id, token=self._token)
         welcome = _Stub(self._open(_SMALL_MESSAGE, _SMALL_MESSAGE)).register(hello, self._retry.rpc_timeout_s)
         self._close_channel()
-        self._open(welcome.max_message_bytes, welcome.chunk_bytes + (1 << 20))
+        self._open(welcome.chunk_bytes + _HEADROOM, welcome.chunk_bytes + _HEADROOM)
         log.info("client %d registered with %s", self._client_id, self._target)
         return welcome
 
@@ -186,7 +188,7 @@ class FleetClient:
 
     def _stub(self, welcome: pb.Welcome) -> _Stub:
         if self._channel is None:
-            self._open(welcome.max_message_bytes, welcome.chunk_bytes + (1 << 20))
+            self._open(welcome.chunk_bytes + _HEADROOM, welcome.chunk_bytes + _HEADROOM)
         assert self._channel is not None
         return _Stub(self._channel)
 
@@ -215,6 +217,6 @@ def _code(exc: grpc.RpcError) -> grpc.StatusCode:
     return call.code() if hasattr(call, "code") else grpc.StatusCode.UNKNOWN
 
 
-def _details(exc: grpc.RpcError) -> str:
+def _details(exc: Exception) -> str:
     call = cast(grpc.Call, exc)
     return str(call.details()) if hasattr(call, "details") else str(exc)

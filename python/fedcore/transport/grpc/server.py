@@ -23,11 +23,14 @@ from fedcore.protocol.messages import Failure, Reply, Task
 from fedcore.protocol.transport import AggregatorFactory, RoundOutcome, fold_in_order
 from fedcore.transport.grpc import wire
 from fedcore.transport.grpc._generated import fleet_pb2 as pb
-from fedcore.transport.grpc._generated import fleet_pb2_grpc as pb_grpc
 from fedcore.transport.grpc.auth import TokenBook
 from fedcore.transport.grpc.limits import HTTP2_TUNING, Limits
 
 log = logging.getLogger("fedcore.transport.grpc")
+
+SERVICE = pb.DESCRIPTOR.services_by_name["Fleet"].full_name  # "fedcore.fleet.v1.Fleet"
+_WAIT = pb.TaskPart(head=pb.TaskReply(kind=pb.TaskReply.WAIT)).SerializeToString()
+_DONE = pb.TaskPart(head=pb.TaskReply(kind=pb.TaskReply.DONE)).SerializeToString()
 
 # Failures a later, complete upload from the same client may still replace within the round.
 _PROVISIONAL = frozenset({"disconnected", "wrong_round"})
@@ -55,6 +58,7 @@ class _Round:
     index: int
     tasks: dict[int, Task]
     model_elements: dict[int, int | None]
+    parts: dict[int, tuple[bytes, ...]]  # id(frame) -> its serialized data parts
     arrived: dict[int, Reply | Failure] = field(default_factory=dict)
 
     def settled(self) -> bool:
@@ -106,7 +110,7 @@ class GrpcServerTransport:
             ],
             maximum_concurrent_rpcs=workers,
         )
-        pb_grpc.add_FleetServicer_to_server(_Fleet(self), self._server)  # type: ignore[no-untyped-call]
+        self._server.add_generic_rpc_handlers((self._handlers(),))
         if tls is None:
             self.port = self._server.add_insecure_port(address)
         else:
@@ -142,12 +146,13 @@ class GrpcServerTransport:
             raise ValueError("one task per client, all for the same round")
         budget = self._round_timeout_s if deadline_s is None else min(deadline_s, self._round_timeout_s)
         elements = _model_elements(tasks)
+        parts = _frame_parts(tasks, self._limits.chunk_bytes)
         with self._cond:
             if self._closed:
                 raise RuntimeError("the transport is closed")
             if self._round is not None:
                 raise RuntimeError(f"round {self._round.index} is still in progress")
-            rnd = _Round(index, by_client, elements)
+            rnd = _Round(index, by_client, elements, parts)
             self._round = rnd
             self._next_round = index
             self._cond.notify_all()
@@ -218,10 +223,12 @@ class GrpcServerTransport:
             poll_s=self._poll_s,
         )
 
-    def get_task(self, request: pb.TaskRequest, context: grpc.ServicerContext) -> pb.TaskReply:
+    def get_task(self, request: pb.TaskRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
+        """Serialized TaskParts: "wait" or "done", or the task's head and its frames' shared data parts."""
         end = time.monotonic() + self._poll_s
         context.add_callback(self._wake)
-        with self._cond:
+        task: Task | None = None
+        with self._cond:  # never yield in here: a suspended generator would hold the lock
             session = self._session_or_abort(request.session_id, request.client_id, context)
             session.polling += 1
             try:
@@ -230,19 +237,23 @@ class GrpcServerTransport:
                     if self._closed:
                         session.told_done = True
                         self._cond.notify_all()
-                        return pb.TaskReply(kind=pb.TaskReply.DONE)
+                        break
                     task = self._open_task(request.client_id)
                     remaining = end - time.monotonic()
                     if task is not None or remaining <= 0 or not context.is_active():
                         break
                     self._cond.wait(remaining)
+                frames = self._round.parts if task is not None and self._round is not None else {}
             finally:
                 session.polling -= 1
                 session.last_seen = time.monotonic()
-        reply = pb.TaskReply(kind=pb.TaskReply.WAIT if task is None else pb.TaskReply.TASK)
-        if task is not None:
-            wire.fill_task(reply.task, task)  # in place: building it apart and attaching it copies the model
-        return reply
+        if task is None:
+            yield _DONE if self._closed else _WAIT
+            return
+        yield wire.task_head(task).SerializeToString()
+        yield from frames[id(task.model)]
+        if task.control is not None:
+            yield from frames[id(task.control)]
 
     def submit_reply(self, chunks: Iterator[pb.UploadChunk], context: grpc.ServicerContext) -> pb.Receipt:
         first = next(chunks, None)
@@ -275,6 +286,27 @@ class GrpcServerTransport:
         if refusal is not None:
             return self._record(rnd, refusal)
         return self._record(rnd, wire.reply_from(header, received))
+
+    def _handlers(self) -> grpc.GenericRpcHandler:
+        """fleet.proto's service; task parts go out pre-serialized (a model once a round, not per client)."""
+        return grpc.method_handlers_generic_handler(
+            SERVICE,
+            {
+                "Register": grpc.unary_unary_rpc_method_handler(
+                    self.register,
+                    request_deserializer=pb.Hello.FromString,
+                    response_serializer=pb.Welcome.SerializeToString,
+                ),
+                "GetTask": grpc.unary_stream_rpc_method_handler(
+                    self.get_task, request_deserializer=pb.TaskRequest.FromString
+                ),
+                "SubmitReply": grpc.stream_unary_rpc_method_handler(
+                    self.submit_reply,
+                    request_deserializer=pb.UploadChunk.FromString,
+                    response_serializer=pb.Receipt.SerializeToString,
+                ),
+            },
+        )
 
     # ---- helpers (call with the lock held unless said) ----------------------------------------------
 
@@ -338,49 +370,16 @@ class GrpcServerTransport:
             self._cond.notify_all()
 
 
-class _Fleet(pb_grpc.FleetServicer):
-    """The generated servicer's three methods, handed to the transport with types."""
-
-    def __init__(self, transport: GrpcServerTransport) -> None:
-        self._t = transport
-
-    def Register(self, request: pb.Hello, context: grpc.ServicerContext) -> pb.Welcome:
-        return self._t.register(request, context)
-
-    def GetTask(self, request: pb.TaskRequest, context: grpc.ServicerContext) -> pb.TaskReply:
-        return self._t.get_task(request, context)
-
-    def SubmitReply(
-        self, request_iterator: Iterator[pb.UploadChunk], context: grpc.ServicerContext
-    ) -> pb.Receipt:
-        return self._t.submit_reply(request_iterator, context)
-
-
 def _read_frames(
     chunks: Iterator[pb.UploadChunk], sizes: list[int], context: grpc.ServicerContext
 ) -> list[bytes] | str:
     """The declared frames from the data chunks; a string says what went wrong (never more bytes read)."""
-    frames: list[bytes] = []
-    parts: list[bytes] = []
-    have = 0
     try:
-        for chunk in chunks:
-            if chunk.WhichOneof("part") != "data":
-                return "a second header inside one upload"
-            data = chunk.data
-            if len(frames) == len(sizes) or have + len(data) > sizes[len(frames)]:
-                return "oversized: more bytes than the header declared"
-            parts.append(data)
-            have += len(data)
-            if have == sizes[len(frames)]:
-                frames.append(parts[0] if len(parts) == 1 else b"".join(parts))
-                parts, have = [], 0
+        frames = wire.assemble((c.data if c.WhichOneof("part") == "data" else None for c in chunks), sizes)
     except grpc.RpcError as exc:  # the stream broke under us
         return f"the upload broke off: {exc}"
     if not context.is_active():
         return "the client went away mid-upload"
-    if len(frames) < len(sizes):
-        return f"truncated: {len(frames)} of {len(sizes)} frames complete"
     return frames
 
 
@@ -399,6 +398,16 @@ def _check_frames(
             message = f"frame {position} holds {info.n} elements, the model {max_elements}"
             return Failure(index, client_id, "wrong_shape", message, len(frame))
     return None
+
+
+def _frame_parts(tasks: Sequence[Task], chunk_bytes: int) -> dict[int, tuple[bytes, ...]]:
+    """Each distinct model and control frame of the round as serialized data parts, made once."""
+    parts: dict[int, tuple[bytes, ...]] = {}
+    for task in tasks:
+        for frame in (task.model, task.control):
+            if frame is not None and id(frame) not in parts:
+                parts[id(frame)] = wire.data_parts(frame, chunk_bytes)
+    return parts
 
 
 def _model_elements(tasks: Sequence[Task]) -> dict[int, int | None]:

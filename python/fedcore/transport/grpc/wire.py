@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from fedcore.protocol.messages import Failure, Reply, Task
@@ -13,40 +13,88 @@ from fedcore.transport.grpc._generated import fleet_pb2 as pb
 CLIENT_FAILURE_KINDS = ("diverged", "client_error")  # what a client may report about itself
 
 
-def task_to_proto(task: Task) -> pb.Task:
-    msg = pb.Task()
-    fill_task(msg, task)
-    return msg
+class ProtocolError(ValueError):
+    """A peer broke the message order or sizes the protocol fixes."""
 
 
-def fill_task(msg: pb.Task, task: Task) -> None:
-    """Write the task into `msg` (e.g. a reply's own field, which spares copying the model once more)."""
+def task_head(task: Task) -> pb.TaskPart:
+    """A task's first part: everything but the frames, whose sizes it declares."""
+    head = pb.TaskPart()
+    head.head.kind = pb.TaskReply.TASK
+    msg = head.head.task
     msg.round = task.round
     msg.client_id = task.client_id
     msg.model_version = task.model_version
-    msg.model = task.model
+    msg.model_size = len(task.model)
     msg.model_is_diff = task.model_is_diff
     msg.settings_json = json.dumps(task.settings, sort_keys=True)
     if task.control is not None:
-        msg.control = task.control
+        msg.control_size = len(task.control)
     if task.mask is not None:
         msg.mask = task.mask
+    return head
 
 
-def task_from_proto(msg: pb.Task) -> Task:
+def data_parts(frame: bytes, chunk_bytes: int) -> tuple[bytes, ...]:
+    """A frame as serialized data parts, made once and sent as they are to every client that gets it."""
+    view = memoryview(frame)
+    return tuple(
+        pb.TaskPart(data=bytes(view[i : i + chunk_bytes])).SerializeToString()
+        for i in range(0, len(frame), chunk_bytes)
+    )
+
+
+def read_task(parts: Iterator[pb.TaskPart], max_bytes: int) -> tuple[int, Task | None]:
+    """The head's kind and, for a task, the task with its frames put back together."""
+    first = next(parts, None)
+    if first is None or first.WhichOneof("part") != "head":
+        raise ProtocolError("a task reply starts with its head")
+    if first.head.kind != pb.TaskReply.TASK:
+        return first.head.kind, None
+    msg = first.head.task
+    sizes = [msg.model_size, *([msg.control_size] if msg.HasField("control_size") else [])]
+    if min(sizes) < 1 or sum(sizes) > max_bytes:
+        raise ProtocolError(f"task frames of {sizes} bytes; at most {max_bytes} in all were announced")
+    frames = assemble((p.data if p.WhichOneof("part") == "data" else None for p in parts), sizes)
+    if isinstance(frames, str):
+        raise ProtocolError(frames)
     settings: Any = json.loads(msg.settings_json) if msg.settings_json else {}
     if not isinstance(settings, dict):
-        raise ValueError("task settings must be a JSON object")
-    return Task(
+        raise ProtocolError("task settings must be a JSON object")
+    task = Task(
         round=msg.round,
         client_id=msg.client_id,
         model_version=msg.model_version,
-        model=msg.model,
+        model=frames[0],
         model_is_diff=msg.model_is_diff,
-        control=msg.control if msg.HasField("control") else None,
+        control=frames[1] if len(frames) > 1 else None,
         mask=msg.mask if msg.HasField("mask") else None,
         settings=settings,
     )
+    return pb.TaskReply.TASK, task
+
+
+def assemble(chunks: Iterable[bytes | None], sizes: Sequence[int]) -> list[bytes] | str:
+    """Frames of the declared sizes from data chunks (None: a part that is not data); or what went wrong.
+
+    A chunk never spans two frames; a frame that came in one chunk is that chunk, uncopied.
+    """
+    frames: list[bytes] = []
+    parts: list[bytes] = []
+    have = 0
+    for data in chunks:
+        if data is None:
+            return "a second head inside one message"
+        if len(frames) == len(sizes) or have + len(data) > sizes[len(frames)]:
+            return "oversized: more bytes than declared"
+        parts.append(data)
+        have += len(data)
+        if have == sizes[len(frames)]:
+            frames.append(parts[0] if len(parts) == 1 else b"".join(parts))
+            parts, have = [], 0
+    if len(frames) < len(sizes):
+        return f"truncated: {len(frames)} of {len(sizes)} frames complete"
+    return frames
 
 
 def upload_chunks(session_id: str, result: Reply | Failure, chunk_bytes: int) -> Iterator[pb.UploadChunk]:

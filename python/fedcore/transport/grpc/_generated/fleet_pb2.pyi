@@ -55,24 +55,32 @@ class TaskReply(_message.Message):
     def __init__(self, kind: _Optional[_Union[TaskReply.Kind, str]] = ..., task: _Optional[_Union[Task, _Mapping]] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("round", "client_id", "model_version", "model", "model_is_diff", "control", "mask", "settings_json")
+    __slots__ = ("round", "client_id", "model_version", "model_size", "model_is_diff", "control_size", "mask", "settings_json")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
-    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_SIZE_FIELD_NUMBER: _ClassVar[int]
     MODEL_IS_DIFF_FIELD_NUMBER: _ClassVar[int]
-    CONTROL_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_SIZE_FIELD_NUMBER: _ClassVar[int]
     MASK_FIELD_NUMBER: _ClassVar[int]
     SETTINGS_JSON_FIELD_NUMBER: _ClassVar[int]
     round: int
     client_id: int
     model_version: int
-    model: bytes
+    model_size: int
     model_is_diff: bool
-    control: bytes
+    control_size: int
     mask: bytes
     settings_json: str
-    def __init__(self, round: _Optional[int] = ..., client_id: _Optional[int] = ..., model_version: _Optional[int] = ..., model: _Optional[bytes] = ..., model_is_diff: bool = ..., control: _Optional[bytes] = ..., mask: _Optional[bytes] = ..., settings_json: _Optional[str] = ...) -> None: ...
+    def __init__(self, round: _Optional[int] = ..., client_id: _Optional[int] = ..., model_version: _Optional[int] = ..., model_size: _Optional[int] = ..., model_is_diff: bool = ..., control_size: _Optional[int] = ..., mask: _Optional[bytes] = ..., settings_json: _Optional[str] = ...) -> None: ...
+
+class TaskPart(_message.Message):
+    __slots__ = ("head", "data")
+    HEAD_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    head: TaskReply
+    data: bytes
+    def __init__(self, head: _Optional[_Union[TaskReply, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class ReplyHeader(_message.Message):
     __slots__ = ("session_id", "round", "client_id", "payload_sizes", "num_examples", "num_steps", "loss", "train_s", "metrics", "failure_kind", "failure_message")

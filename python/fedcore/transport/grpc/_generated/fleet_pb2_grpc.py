@@ -20,10 +20,10 @@ class FleetStub(object):
                 request_serializer=fedcore_dot_transport_dot_grpc_dot___generated_dot_fleet__pb2.Hello.SerializeToString,
                 response_deserializer=fedcore_dot_transport_dot_grpc_dot___generated_dot_fleet__pb2.Welcome.FromString,
                 )
-        self.GetTask = channel.unary_unary(
+        self.GetTask = channel.unary_stream(
                 '/fedcore.fleet.v1.Fleet/GetTask',
                 request_serializer=fedcore_dot_transport_dot_grpc_dot___generated_dot_fleet__pb2.TaskRequest.SerializeToString,
-                response_deserializer=fedcore_dot_transport_dot_grpc_dot___generated_dot_fleet__pb2.TaskReply.FromString,
+                response_deserializer=fedcore_dot_transport_dot_grpc_dot___generated_dot_fleet__pb2.TaskPart.FromString,
                 )
         self.SubmitReply = channel.stream_unary(
                 '/fedcore.fleet.v1.Fleet/SubmitReply',
@@ -44,7 +44,9 @@ class FleetServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def GetTask(self, request, context):
-        """Blocks up to the server's poll timeout; answers a task, "wait" or "done".
+        """Blocks up to the server's poll timeout; answers "wait", "done", or a task: its head, then the
+        model frame's (and SCAFFOLD control frame's) bytes in data parts, which the server serializes once
+        per round and sends alike to every client holding the same frame.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -65,10 +67,10 @@ def add_FleetServicer_to_server(servicer, server):
                     request_deserializer=fedcore_dot_transport_dot_grpc_dot___generated_dot_fleet__pb2.Hello.FromString,
                     response_serializer=fedcore_dot_transport_dot_grpc_dot___generated_dot_fleet__pb2.Welcome.SerializeToString,
             ),
-            'GetTask': grpc.unary_unary_rpc_method_handler(
+            'GetTask': grpc.unary_stream_rpc_method_handler(
                     servicer.GetTask,
                     request_deserializer=fedcore_dot_transport_dot_grpc_dot___generated_dot_fleet__pb2.TaskRequest.FromString,
-                    response_serializer=fedcore_dot_transport_dot_grpc_dot___generated_dot_fleet__pb2.TaskReply.SerializeToString,
+                    response_serializer=fedcore_dot_transport_dot_grpc_dot___generated_dot_fleet__pb2.TaskPart.SerializeToString,
             ),
             'SubmitReply': grpc.stream_unary_rpc_method_handler(
                     servicer.SubmitReply,
@@ -114,9 +116,9 @@ class Fleet(object):
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(request, target, '/fedcore.fleet.v1.Fleet/GetTask',
+        return grpc.experimental.unary_stream(request, target, '/fedcore.fleet.v1.Fleet/GetTask',
             fedcore_dot_transport_dot_grpc_dot___generated_dot_fleet__pb2.TaskRequest.SerializeToString,
-            fedcore_dot_transport_dot_grpc_dot___generated_dot_fleet__pb2.TaskReply.FromString,
+            fedcore_dot_transport_dot_grpc_dot___generated_dot_fleet__pb2.TaskPart.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
