@@ -46,6 +46,36 @@ def _records(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def _make_tokens(cwd: Path) -> None:
+    done = subprocess.run(_grpc("server", "--make-tokens", "3", "--token-dir", "tokens"), cwd=cwd, env=_env())
+    assert done.returncode == 0
+
+
+def _server(address: str, *extra: str) -> list[str]:
+    """`server` on run.toml into srv/, with the tokens _make_tokens wrote."""
+    flags = ("--config", "run.toml", "--out", "srv", "--token-file", "tokens/tokens.json", "--poll-s", "1")
+    return _grpc("server", "--address", address, *flags, *extra)
+
+
+def _client(target: str, client_id: int, *extra: str, token_of: int | None = None) -> list[str]:
+    """`client` as `client_id`, presenting the token of `token_of` (default: its own)."""
+    token = f"tokens/client-{client_id if token_of is None else token_of}.token"
+    return _grpc("client", "--server", target, "--token-file", token, "--client-id", str(client_id), *extra)
+
+
+def _spawn(cwd: Path, command: list[str], stdout: int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(command, cwd=cwd, env=_env(), stdout=stdout, stderr=subprocess.DEVNULL)
+
+
+def _kill(*procs: subprocess.Popen[bytes]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
 @pytest.mark.slow
 def test_deploy_local_reproduces_the_simulation_round_for_round(tmp_path: Path) -> None:
     from fedcore.sim import simulate_to_dir
@@ -74,93 +104,24 @@ def test_server_and_client_processes_over_tls_write_the_runs_records(tmp_path: P
     (tmp_path / "cert.pem").write_bytes(cert)
     (tmp_path / "key.pem").write_bytes(key)
     (tmp_path / "run.toml").write_text(RUN_TOML.replace("rounds = 2", "rounds = 1"))
-    made = subprocess.run(
-        _grpc("server", "--make-tokens", "3", "--token-dir", "tokens"),
-        cwd=tmp_path,
-        env=_env(),
-        timeout=60,
-    )
-    assert made.returncode == 0
-    server = subprocess.Popen(
-        _grpc(
-            "server",
-            "--config",
-            "run.toml",
-            "--out",
-            "srv",
-            "--address",
-            "127.0.0.1:0",
-            "--token-file",
-            "tokens/tokens.json",
-            "--tls-cert",
-            "cert.pem",
-            "--tls-key",
-            "key.pem",
-            "--poll-s",
-            "1",
-            "--wait-clients-s",
-            "300",
-        ),
-        cwd=tmp_path,
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+    _make_tokens(tmp_path)
+    tls = ("--tls-cert", "cert.pem", "--tls-key", "key.pem")
+    server = _spawn(tmp_path, _server("127.0.0.1:0", *tls, "--wait-clients-s", "300"), stdout=subprocess.PIPE)
     clients: list[subprocess.Popen[bytes]] = []
     try:
         assert server.stdout is not None
         port = int(server.stdout.readline().split()[-1])  # "fedcore server listening on port P"
         target = f"127.0.0.1:{port}"
-        stranger = subprocess.run(
-            _grpc(
-                "client",
-                "--server",
-                target,
-                "--token-file",
-                "tokens/client-1.token",
-                "--client-id",
-                "0",
-                "--tls-ca",
-                "cert.pem",
-            ),
-            cwd=tmp_path,
-            env=_env(),
-            capture_output=True,
-            timeout=TIMEOUT_S,
-        )
-        assert stranger.returncode == 2  # client 1's token presented as client 0: refused, no retry
-        assert b"belongs to another client" in stranger.stderr
-        clients = [
-            subprocess.Popen(
-                _grpc(
-                    "client",
-                    "--server",
-                    target,
-                    "--token-file",
-                    f"tokens/client-{c}.token",
-                    "--client-id",
-                    str(c),
-                    "--tls-ca",
-                    "cert.pem",
-                    "--dataset",
-                    "digits",
-                ),
-                cwd=tmp_path,
-                env=_env(),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            for c in range(3)
-        ]
+        stranger = _client(target, 0, "--tls-ca", "cert.pem", token_of=1)
+        done = subprocess.run(stranger, cwd=tmp_path, env=_env(), capture_output=True, timeout=TIMEOUT_S)
+        assert done.returncode == 2  # client 1's token presented as client 0: refused, no retry
+        assert b"belongs to another client" in done.stderr
+        trusting = ("--tls-ca", "cert.pem", "--dataset", "digits")
+        clients = [_spawn(tmp_path, _client(target, c, *trusting)) for c in range(3)]
         assert server.wait(timeout=TIMEOUT_S) == 0
         assert [c.wait(timeout=60) for c in clients] == [0, 0, 0]
     finally:
-        for proc in (server, *clients):
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
-        if server.stdout is not None:
-            server.stdout.close()
+        _kill(server, *clients)
     summary = json.loads((tmp_path / "srv" / "summary.json").read_text())
     assert summary["rounds"] == 1
     assert len(_records(tmp_path / "srv" / "rounds.jsonl")) == 1
@@ -214,48 +175,19 @@ def test_clients_ride_out_a_server_killed_mid_run_and_resumed_on_the_same_port(t
     from fedcore.sim import simulate_to_dir
 
     (tmp_path / "run.toml").write_text(RUN_TOML.replace("rounds = 2", "rounds = 4"))
-    subprocess.run(_grpc("server", "--make-tokens", "3", "--token-dir", "tokens"), cwd=tmp_path, env=_env())
+    _make_tokens(tmp_path)
     address = f"127.0.0.1:{_free_port()}"
-    serve = _grpc(
-        "server", "--config", "run.toml", "--out", "srv", "--address", address,
-        "--token-file", "tokens/tokens.json", "--poll-s", "1",
-    )  # fmt: skip
-
-    def start_server(*extra: str) -> subprocess.Popen[bytes]:
-        quiet = subprocess.DEVNULL
-        return subprocess.Popen([*serve, *extra], cwd=tmp_path, env=_env(), stdout=quiet, stderr=quiet)
-
-    server = start_server()
-    clients = [
-        subprocess.Popen(
-            _grpc(
-                "client",
-                "--server",
-                address,
-                "--token-file",
-                f"tokens/client-{c}.token",
-                "--client-id",
-                str(c),
-            ),
-            cwd=tmp_path,
-            env=_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for c in range(3)
-    ]
+    server = _spawn(tmp_path, _server(address))
+    clients = [_spawn(tmp_path, _client(address, c)) for c in range(3)]
     try:
         _wait_for_rounds(tmp_path / "srv" / "rounds.jsonl", 2, server, TIMEOUT_S)
         server.kill()  # mid-run, without a word to the clients
         server.wait(timeout=10)
-        server = start_server("--resume")
+        server = _spawn(tmp_path, _server(address, "--resume"))
         assert server.wait(timeout=TIMEOUT_S) == 0
         assert [c.wait(timeout=60) for c in clients] == [0, 0, 0]
     finally:
-        for proc in (server, *clients):
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
+        _kill(server, *clients)
     config = load_config(tmp_path / "run.toml", {"out": str(tmp_path / "sim")})
     simulate_to_dir(config, lambda record: None)
     keys = ("round", "clients", "accuracy", "uplink_bytes")
