@@ -60,6 +60,16 @@ _SIM_FLAGS: tuple[tuple[str, type, str], ...] = (
     ("--powersgd", int, "PowerSGD rank for the uplink (warm start, error feedback); replaces --codec"),
     ("--adaptive-ladder", str, "codec specs for --adaptive, best first, comma-separated (default: 8 rungs)"),
     ("--aggregator", str, "mean (streaming weighted fold) | median (collects every update)"),
+    (
+        "--dp",
+        str,
+        "differential privacy: central:CLIP | adaptive:QUANTILE (user-level DP-FedAvg) | "
+        "local:CLIP,Z (example-level DP-SGD on each client)",
+    ),
+    ("--noise-multiplier", float, "central DP: Gaussian noise std on the sum, in units of the clip"),
+    ("--target-epsilon", float, "central DP: calibrate the noise so the whole run spends this epsilon"),
+    ("--delta", float, "DP delta (default: 0.1 / clients, or 0.1 / a client's examples for local DP)"),
+    ("--max-epsilon", float, "stop at the last round whose epsilon fits this budget"),
     ("--dropout", float, "probability that a selected client never answers"),
     ("--stragglers", float, "share of clients that run a random 1..E local epochs (system heterogeneity)"),
     ("--min-clients", int, "fail a round with fewer answering clients than this"),
@@ -210,6 +220,8 @@ def run_sim(config: FLConfig, console: Console) -> dict[str, Any]:
     with _progress(console, config.rounds) as advance:
         result = simulate_to_dir(config, advance)
     console.print(_summary_table(result.summary, Path(config.out)))
+    if result.summary.get("stopped_by_budget"):
+        console.print(f"[yellow]{result.summary['stopped_by_budget']}[/yellow]")
     return result.summary
 
 
@@ -264,8 +276,8 @@ def run_sweep_command(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    console = Console()
-    err = Console(stderr=True)
+    console = Console(soft_wrap=True)  # piped output keeps each line whole
+    err = Console(stderr=True, soft_wrap=True)
     if args.command == "report":
         from fedcore.report import write_report
 

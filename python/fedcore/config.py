@@ -88,6 +88,11 @@ class FLConfig:
     local_head: bool = False  # FedRep in rounds: each client keeps its own head; only the body is shared
     ditto_rounds: bool = False  # Ditto in rounds: with personalize=ditto:LAMBDA, personal models every round
     aggregator: str = "mean"  # mean (streaming fold) or a collecting rule such as median
+    dp: str | None = None  # central:CLIP | adaptive:QUANTILE (user-level) | local:CLIP,Z (DP-SGD)
+    noise_multiplier: float | None = None  # central DP's sigma; or calibrated from target_epsilon
+    target_epsilon: float | None = None  # calibrate sigma so the whole run spends this epsilon
+    delta: float | None = None  # None: 0.1 / clients (user-level) or 0.1 / a client's examples (local)
+    max_epsilon: float | None = None  # stop at the last round whose epsilon fits
     selection: str = "random"
     poc_candidates: int | None = None
     dropout: float = 0.0
@@ -149,6 +154,7 @@ class FLConfig:
 
             parse_personalize(self.personalize)  # raises on a bad spec
         _check_personal_rounds(self)
+        _check_privacy(self)
         self.make_strategy()  # raises on a bad spec or server parameters
 
     def make_strategy(self) -> Strategy:
@@ -220,6 +226,44 @@ def _check_personal_rounds(config: FLConfig) -> None:
                 f"local_head trains fixed head and body epochs of plain SGD (FedProx's pull allowed); drop "
                 f"{name} (stragglers pick their own epochs; momentum and SCAFFOLD change the local steps)"
             )
+
+
+def _check_privacy(config: FLConfig) -> None:
+    """A DP config that could not give the guarantee it names is refused before any training."""
+    dp_fields = ("noise_multiplier", "target_epsilon", "delta", "max_epsilon")
+    if config.dp is None:
+        given = [f"--{name.replace('_', '-')}" for name in dp_fields if getattr(config, name) is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} needs --dp central:CLIP | adaptive:QUANTILE | local:CLIP,Z")
+        return
+    from fedcore.privacy import DPSpec
+    from fedcore.privacy.accountant import check_delta, check_noise_multiplier
+
+    spec = DPSpec.parse(config.dp)
+    for name in ("target_epsilon", "max_epsilon"):
+        value = getattr(config, name)
+        if value is not None and not value > 0.0:
+            raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+    if not spec.user_level:
+        if config.backend != "torch":
+            raise ValueError("--dp local:CLIP,Z (DP-SGD) runs on the torch backend; use --backend torch")
+        if config.noise_multiplier is not None or config.target_epsilon is not None:
+            raise ValueError("--dp local:CLIP,Z sets its own noise multiplier Z; drop --noise-multiplier")
+        return
+    if (config.noise_multiplier is None) == (config.target_epsilon is None):
+        raise ValueError("--dp central/adaptive needs exactly one of --noise-multiplier Z or --target-epsilon E")
+    if config.noise_multiplier is not None:
+        check_noise_multiplier(config.noise_multiplier)
+    if config.delta is not None:
+        check_delta(config.delta, config.clients)
+    strategy = config.make_strategy()
+    if strategy.uses_control or config.strategy == "fednova":
+        raise ValueError(f"--dp {spec.mode} averages clipped updates with equal weights; --strategy "
+                         f"{config.strategy} needs per-client weights or controls (use fedavg, fedprox or fedopt)")
+    if config.selection != "random":
+        raise ValueError("--dp accounts for uniform K-of-N sampling; --selection must be random")
+    if config.aggregator != "mean":
+        raise ValueError("--dp adds noise to the mean; --aggregator must be mean")
 
 
 def _check_adaptive(config: FLConfig) -> None:

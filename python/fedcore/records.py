@@ -37,6 +37,9 @@ class RoundRecord:
     personal_accuracy: float | None = None  # in-round personalization: mean over clients, own model, own test
     diverged: list[int] = field(default_factory=list)  # clients whose training went non-finite: dropped
     refused: list[int] = field(default_factory=list)  # replies the server refused (bad frames, wrong round)
+    epsilon: float | None = None  # user-level DP: epsilon spent after this round (at the run's delta)
+    dp_clip: float | None = None  # user-level DP: the clip norm this round used
+    local_epsilon: float | None = None  # DP-SGD: the largest epsilon any of this round's clients has spent
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -13,6 +13,7 @@ STRAGGLER_SEED = 5
 POWERSGD_SEED = 6
 PERSONALIZE_SEED = 7
 DEVICE_SPEED_SEED = 8
+DP_NOISE_SEED = 9
 
 
 def derive_seed(seed: int, round_num: int, client_id: int, purpose: int) -> int:

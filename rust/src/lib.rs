@@ -16,6 +16,7 @@ pub mod qsgd;
 pub mod quantize;
 pub mod rice;
 pub mod rng;
+pub mod robust;
 pub mod seeded_mask;
 pub mod sign;
 mod simd;

@@ -530,5 +530,217 @@ fn _fedcodec(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bitmap_scatter_add, m)?)?;
     m.add_function(wrap_pyfunction!(pack_bits, m)?)?;
     m.add_function(wrap_pyfunction!(unpack_bits, m)?)?;
+    register_robust(m)?;
+    Ok(())
+}
+
+// ---- Byzantine-robust aggregation (rust/src/robust/) ------------------------------------------
+
+use crate::robust::{self, Updates};
+use numpy::{PyArray2, PyReadonlyArray2};
+
+/// A C-contiguous K x d float32 matrix as a flat slice and its shape.
+fn matrix<'a>(x: &'a PyReadonlyArray2<'_, f32>) -> PyResult<(&'a [f32], usize, usize)> {
+    let (k, d) = (x.shape()[0], x.shape()[1]);
+    // as_slice also accepts Fortran order, whose flat data would read as the transpose.
+    let data = x
+        .as_slice()
+        .ok()
+        .filter(|_| x.is_c_contiguous())
+        .ok_or_else(|| CodecError::new_err("updates must be a C-contiguous float32 K x d array"))?;
+    Ok((data, k, d))
+}
+
+/// A C-contiguous square float64 matrix (pairwise distances) as a flat slice and its side.
+fn square<'a>(x: &'a PyReadonlyArray2<'_, f64>) -> PyResult<(&'a [f64], usize)> {
+    let (k, k2) = (x.shape()[0], x.shape()[1]);
+    if k != k2 {
+        return Err(CodecError::new_err(format!(
+            "distances must be a square matrix, got {k} x {k2}"
+        )));
+    }
+    let data = x
+        .as_slice()
+        .ok()
+        .filter(|_| x.is_c_contiguous())
+        .ok_or_else(|| CodecError::new_err("distances must be a C-contiguous float64 array"))?;
+    Ok((data, k))
+}
+
+fn f64_vector<'a>(x: &'a PyReadonlyArray1<'_, f64>, what: &str) -> PyResult<&'a [f64]> {
+    x.as_slice()
+        .map_err(|_| CodecError::new_err(format!("{what} must be a C-contiguous float64 array")))
+}
+
+/// Coordinate-wise median of K updates (rows), as `np.median(updates, axis=0)`.
+#[pyfunction]
+fn coordinate_median<'py>(
+    py: Python<'py>,
+    updates: PyReadonlyArray2<'py, f32>,
+) -> PyResult<Bound<'py, PyArray1<f32>>> {
+    let (data, k, d) = matrix(&updates)?;
+    let out = py.detach(|| Updates::new(data, k, d).map(|u| robust::coordinate_median(&u)))?;
+    Ok(out.into_pyarray(py))
+}
+
+/// Coordinate-wise mean after dropping the `trim` smallest and `trim` largest values.
+#[pyfunction]
+fn trimmed_mean<'py>(
+    py: Python<'py>,
+    updates: PyReadonlyArray2<'py, f32>,
+    trim: usize,
+) -> PyResult<Bound<'py, PyArray1<f32>>> {
+    let (data, k, d) = matrix(&updates)?;
+    let out = py.detach(|| robust::trimmed_mean(&Updates::new(data, k, d)?, trim))?;
+    Ok(out.into_pyarray(py))
+}
+
+/// Bulyan's coordinate phase: over the `selected` rows, the mean of the `beta` values nearest
+/// each coordinate's median.
+#[pyfunction]
+fn bulyan_coordinates<'py>(
+    py: Python<'py>,
+    updates: PyReadonlyArray2<'py, f32>,
+    selected: Vec<usize>,
+    beta: usize,
+) -> PyResult<Bound<'py, PyArray1<f32>>> {
+    let (data, k, d) = matrix(&updates)?;
+    let out =
+        py.detach(|| robust::bulyan_coordinates(&Updates::new(data, k, d)?, &selected, beta))?;
+    Ok(out.into_pyarray(py))
+}
+
+/// The K x K matrix of squared distances between updates (from one centered Gram matrix).
+#[pyfunction]
+fn pairwise_sq_dists<'py>(
+    py: Python<'py>,
+    updates: PyReadonlyArray2<'py, f32>,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    let (data, k, d) = matrix(&updates)?;
+    let out = py.detach(|| Updates::new(data, k, d).map(|u| robust::pairwise_sq_dists(&u)))?;
+    let flat = out.into_pyarray(py);
+    Ok(flat.reshape([k, k])?)
+}
+
+/// Squared distance from every update to the point `z`.
+#[pyfunction]
+fn sq_dists_to<'py>(
+    py: Python<'py>,
+    updates: PyReadonlyArray2<'py, f32>,
+    z: PyReadonlyArray1<'py, f32>,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let (data, k, d) = matrix(&updates)?;
+    let point = flat(&z)?;
+    let out = py.detach(|| robust::sq_dists_to(&Updates::new(data, k, d)?, point))?;
+    Ok(out.into_pyarray(py))
+}
+
+/// `sum_i coeffs[i] * updates[i]`, accumulated in float64.
+#[pyfunction]
+fn row_combination<'py>(
+    py: Python<'py>,
+    updates: PyReadonlyArray2<'py, f32>,
+    coeffs: PyReadonlyArray1<'py, f64>,
+) -> PyResult<Bound<'py, PyArray1<f32>>> {
+    let (data, k, d) = matrix(&updates)?;
+    let c = f64_vector(&coeffs, "coefficients")?;
+    let out = py.detach(|| robust::row_combination(&Updates::new(data, k, d)?, c))?;
+    Ok(out.into_pyarray(py))
+}
+
+/// `mixing @ updates` for a rows x K float64 mixing matrix (nearest-neighbour mixing).
+#[pyfunction]
+fn mix_rows<'py>(
+    py: Python<'py>,
+    updates: PyReadonlyArray2<'py, f32>,
+    mixing: PyReadonlyArray2<'py, f64>,
+) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let (data, k, d) = matrix(&updates)?;
+    let rows = mixing.shape()[0];
+    let m = mixing
+        .as_slice()
+        .ok()
+        .filter(|_| mixing.is_c_contiguous())
+        .ok_or_else(|| CodecError::new_err("mixing must be a C-contiguous float64 array"))?;
+    let out = py.detach(|| robust::mix_rows(&Updates::new(data, k, d)?, m, rows))?;
+    Ok(out.into_pyarray(py).reshape([rows, d])?)
+}
+
+/// Krum scores from a K x K matrix of squared distances: each row's sum over its K - f - 2
+/// nearest others.
+#[pyfunction]
+fn krum_scores<'py>(
+    py: Python<'py>,
+    dists: PyReadonlyArray2<'py, f64>,
+    f: usize,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let (data, k) = square(&dists)?;
+    Ok(robust::krum_scores(data, k, f)?.into_pyarray(py))
+}
+
+/// Multi-Krum's choice: the `m` rows with the lowest Krum scores, best first.
+#[pyfunction]
+fn krum_select(dists: PyReadonlyArray2<'_, f64>, f: usize, m: usize) -> PyResult<Vec<usize>> {
+    let (data, k) = square(&dists)?;
+    Ok(robust::krum_select(data, k, f, m)?)
+}
+
+/// Bulyan's choice: K - 2f rows picked one at a time by Krum among those left.
+#[pyfunction]
+fn bulyan_select(dists: PyReadonlyArray2<'_, f64>, f: usize) -> PyResult<Vec<usize>> {
+    let (data, k) = square(&dists)?;
+    Ok(robust::bulyan_select(data, k, f)?)
+}
+
+/// Weighted geometric median by smoothed Weiszfeld: (point, iterations, converged).
+#[pyfunction]
+#[pyo3(signature = (updates, weights, nu=1e-6, max_iter=100, tol=1e-6))]
+fn geometric_median<'py>(
+    py: Python<'py>,
+    updates: PyReadonlyArray2<'py, f32>,
+    weights: PyReadonlyArray1<'py, f64>,
+    nu: f64,
+    max_iter: usize,
+    tol: f64,
+) -> PyResult<(Bound<'py, PyArray1<f32>>, usize, bool)> {
+    let (data, k, d) = matrix(&updates)?;
+    let w = f64_vector(&weights, "weights")?;
+    let gm = py.detach(|| {
+        robust::geometric_median(&Updates::new(data, k, d)?, w, nu, max_iter, tol)
+    })?;
+    Ok((gm.point.into_pyarray(py), gm.iterations, gm.converged))
+}
+
+/// Centered clipping from `center`: `iters` steps that clip each pull to radius `tau`.
+#[pyfunction]
+#[pyo3(signature = (updates, weights, center, tau, iters=1))]
+fn centered_clip<'py>(
+    py: Python<'py>,
+    updates: PyReadonlyArray2<'py, f32>,
+    weights: PyReadonlyArray1<'py, f64>,
+    center: PyReadonlyArray1<'py, f32>,
+    tau: f64,
+    iters: usize,
+) -> PyResult<Bound<'py, PyArray1<f32>>> {
+    let (data, k, d) = matrix(&updates)?;
+    let w = f64_vector(&weights, "weights")?;
+    let c = flat(&center)?;
+    let out = py.detach(|| robust::centered_clip(&Updates::new(data, k, d)?, w, c, tau, iters))?;
+    Ok(out.into_pyarray(py))
+}
+
+fn register_robust(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(coordinate_median, m)?)?;
+    m.add_function(wrap_pyfunction!(trimmed_mean, m)?)?;
+    m.add_function(wrap_pyfunction!(bulyan_coordinates, m)?)?;
+    m.add_function(wrap_pyfunction!(pairwise_sq_dists, m)?)?;
+    m.add_function(wrap_pyfunction!(sq_dists_to, m)?)?;
+    m.add_function(wrap_pyfunction!(row_combination, m)?)?;
+    m.add_function(wrap_pyfunction!(mix_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(krum_scores, m)?)?;
+    m.add_function(wrap_pyfunction!(krum_select, m)?)?;
+    m.add_function(wrap_pyfunction!(bulyan_select, m)?)?;
+    m.add_function(wrap_pyfunction!(geometric_median, m)?)?;
+    m.add_function(wrap_pyfunction!(centered_clip, m)?)?;
     Ok(())
 }

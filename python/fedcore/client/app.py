@@ -11,6 +11,7 @@ import numpy as np
 
 from fedcore.backends.base import ModelAdapter, TrainConfig
 from fedcore.backends.models import make_adapter
+from fedcore.client.local_dp import LocalDP
 from fedcore.client.state import ClientState, ClientStateStore
 from fedcore.config import FLConfig
 from fedcore.data.dataset import Dataset
@@ -58,6 +59,7 @@ class TaskSettings:
     epochs: int | None = None  # a straggler's own local epochs
     codec: str | None = None  # the codec adaptive compression picked for this client
     personal_seed: int = 0  # Ditto in rounds
+    dp_clip: float | None = None  # user-level DP: this round's clip norm
 
     @classmethod
     def of(cls, task: Task) -> TaskSettings:
@@ -92,6 +94,7 @@ class ClientApp:
         self._ditto: DittoRounds | None = (
             make_ditto_rounds(config.personalize) if config.ditto_rounds else None
         )
+        self._local_dp = LocalDP.from_config(config)
         self.store = store if store is not None else ClientStateStore()
 
     @property
@@ -134,12 +137,20 @@ class ClientApp:
         local = replace(self._train, seed=settings.train_seed, epochs=settings.epochs or self._train.epochs)
         start = time.perf_counter()
         num_examples, num_steps, loss = 0, 0, 0.0
+        fit_metrics: dict[str, float] = {}
         if data.y.size:
-            if self._local_head is not None:
-                result = self._local_head.fit(adapter, data.x, data.y, local)
+            if self._local_dp is not None:
+                private = self._local_dp.fit(adapter, data.x, data.y, local, state)
+                state = replace(state, stages={**state.stages, **private.state})
+                num_examples, num_steps, loss = private.num_examples, private.num_steps, private.loss
+                fit_metrics = dict(private.metrics)
             else:
-                result = adapter.fit(data.x, data.y, local, control=correction)
-            num_examples, num_steps, loss = result.num_examples, result.num_steps, result.loss
+                if self._local_head is not None:
+                    result = self._local_head.fit(adapter, data.x, data.y, local)
+                else:
+                    result = adapter.fit(data.x, data.y, local, control=correction)
+                num_examples, num_steps, loss = result.num_examples, result.num_steps, result.loss
+                fit_metrics = dict(result.metrics)
         train_s = time.perf_counter() - start
         new_weights = adapter.get_weights()
         if not np.isfinite(new_weights).all():
@@ -150,8 +161,12 @@ class ClientApp:
             head = new_weights[self._local_head.head]
             delta[self._local_head.head] = 0.0
         stages = dict(state.stages)
-        ctx = UplinkContext(adapter.layout, task.client_id, settings.codec_seed, settings.codec, mask)
-        payloads = [self._chain.encode(delta, ctx, stages).payload]
+        ctx = UplinkContext(
+            adapter.layout, task.client_id, settings.codec_seed, settings.codec, mask, settings.dp_clip
+        )
+        encoded = self._chain.encode(delta, ctx, stages)
+        payloads = [encoded.payload]
+        metrics = dict(encoded.metrics)
         new_control = state.control
         if server_control is not None and c_i is not None:
             new_control = client_control_update(
@@ -163,7 +178,10 @@ class ClientApp:
         if self._ditto is not None:
             config = replace(local, seed=settings.personal_seed)
             personal = self._ditto.update(adapter, data.x, data.y, state.personal, received, config)
-        reply = Reply(task.round, task.client_id, tuple(payloads), num_examples, num_steps, loss, train_s)
+        metrics.update(fit_metrics)
+        reply = Reply(
+            task.round, task.client_id, tuple(payloads), num_examples, num_steps, loss, train_s, metrics
+        )
         kept = replace(
             state,
             stages=stages,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from fedcore.protocol.aggregator import Aggregator
@@ -21,6 +21,7 @@ class ReplyInfo:
     nbytes: int
     train_s: float
     sha256: tuple[str, ...] = ()
+    metrics: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def of(cls, reply: Reply) -> ReplyInfo:
@@ -28,7 +29,14 @@ class ReplyInfo:
 
         digests = tuple(hashlib.sha256(p).hexdigest() for p in reply.payloads)
         return cls(
-            reply.client_id, reply.num_examples, reply.num_steps, reply.loss, reply.nbytes, reply.train_s, digests
+            reply.client_id,
+            reply.num_examples,
+            reply.num_steps,
+            reply.loss,
+            reply.nbytes,
+            reply.train_s,
+            digests,
+            dict(reply.metrics),
         )
 
 

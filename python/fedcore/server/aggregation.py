@@ -35,6 +35,11 @@ class FoldContext:
     chain: UplinkChain
     uplink: UplinkContext  # this round's server-side view: layout and mask
     strategy: Strategy
+    equal_weights: bool = False  # user-level DP: every client counts once, whatever its data
+
+    def coefficient(self, reply: Reply) -> float:
+        """How much one reply's update counts in the sum."""
+        return 1.0 if self.equal_weights else self.strategy.coefficient(reply.num_examples, reply.num_steps)
 
     @property
     def with_control(self) -> bool:
@@ -127,7 +132,7 @@ class LinearFold:
         try:
             update, control = decode_reply(self._ctx, reply)
             control_dense = _dense(control) if control is not None else None
-            coef = self._ctx.strategy.coefficient(reply.num_examples, reply.num_steps)
+            coef = self._ctx.coefficient(reply)
             self._deltas.add(update, coef)
         except RefusedPayloadError as exc:
             return Failure(reply.round, reply.client_id, exc.kind, str(exc), reply.nbytes)
@@ -201,7 +206,7 @@ class Collecting:
             return Failure(reply.round, reply.client_id, "bad_frame", str(exc), reply.nbytes)
         del control
         self._updates.append(dense)
-        self._coefs.append(self._ctx.strategy.coefficient(reply.num_examples, reply.num_steps))
+        self._coefs.append(self._ctx.coefficient(reply))
         self._client_ids.append(reply.client_id)
         self._num_examples += reply.num_examples
         self._weighted_steps += reply.num_examples * reply.num_steps

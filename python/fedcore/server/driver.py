@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -25,8 +25,19 @@ from fedcore.personalize import LocalHead, make_local_head
 from fedcore.protocol.messages import Task
 from fedcore.protocol.transport import RoundOutcome, Transport
 from fedcore.records import RoundRecord
-from fedcore.seeds import CODEC_SEED, CONTROL_DOWNLINK_SEED, DOWNLINK_SEED, PERSONALIZE_SEED, STRAGGLER_SEED
-from fedcore.seeds import TRAIN_SEED, derive_seed
+from fedcore.privacy.adaptive import update_noise_multiplier
+from fedcore.privacy.plan import DEFAULT_INITIAL_CLIP, PrivacyPlan
+from fedcore.privacy.spec import DPSpec
+from fedcore.seeds import (
+    CODEC_SEED,
+    CONTROL_DOWNLINK_SEED,
+    DOWNLINK_SEED,
+    DP_NOISE_SEED,
+    PERSONALIZE_SEED,
+    STRAGGLER_SEED,
+    TRAIN_SEED,
+    derive_seed,
+)
 from fedcore.selection import (
     AvailabilityModel,
     InsufficientClientsError,
@@ -35,6 +46,7 @@ from fedcore.selection import (
     select_round,
 )
 from fedcore.server.aggregation import FoldContext
+from fedcore.server.private_fold import RoundNoise
 from fedcore.server.registry import aggregator_factory
 from fedcore.strategies.base import ServerState
 from fedcore.uplink import UplinkChain, UplinkContext, encode_frame, mask_to_bytes
@@ -59,6 +71,7 @@ class DriverState:
     losses: dict[int, float] = field(default_factory=dict)
     downlink: DownlinkSync | None = None
     records: tuple[RoundRecord, ...] = ()
+    dp_clip: float | None = None  # user-level DP: the clip norm clients use next round
 
 
 def initial_state(config: FLConfig, weights: Vector) -> DriverState:
@@ -67,7 +80,17 @@ def initial_state(config: FLConfig, weights: Vector) -> DriverState:
     spec = normalise_spec(config.downlink_codec)
     sync = DownlinkSync(spec, weights) if spec is not None else None
     initial = server.weights.copy()
-    return DriverState(0, server, initial, np.zeros_like(initial), {}, sync)
+    return DriverState(0, server, initial, np.zeros_like(initial), {}, sync, dp_clip=_first_clip(config))
+
+
+def _first_clip(config: FLConfig) -> float | None:
+    """Central DP's fixed clip, or adaptive clipping's small starting one; None without user-level DP."""
+    if config.dp is None:
+        return None
+    spec = DPSpec.parse(config.dp)
+    if spec.mode == "central":
+        return spec.clip
+    return DEFAULT_INITIAL_CLIP if spec.mode == "adaptive" else None
 
 
 def straggler_epochs(config: FLConfig, round_num: int, client_id: int) -> int | None:
@@ -125,6 +148,7 @@ class RoundDriver:
         self.selector = make_selector(config.selection, config.poc_candidates)
         devices = AvailabilityModel(config.seed, config.min_battery, config.min_bandwidth_mbps)
         self.availability = devices if config.selection == "availability" else None
+        self.privacy = PrivacyPlan.from_config(config)
         self.local_head: LocalHead | None = (
             make_local_head(config.personalize, config.local_epochs, self.layout) if config.local_head else None
         )
@@ -174,18 +198,26 @@ class RoundDriver:
                     "epochs": epochs[cid],
                     "codec": choices[cid].spec if choices is not None else None,
                     "personal_seed": self._personal_seed(round_num, cid),
+                    "dp_clip": state.dp_clip,
                 },
             )
             for cid in answered
         ]
         fold_ctx = FoldContext(
-            self.layout.size, self.chain, UplinkContext(self.layout, mask=round_mask), self.strategy
+            self.layout.size,
+            self.chain,
+            UplinkContext(self.layout, mask=round_mask),
+            self.strategy,
+            equal_weights=self.privacy is not None,
         )
-        outcome = self.transport.run_round(tasks, aggregator_factory(config.aggregator, fold_ctx), self.deadline_s)
+        noise = self._noise(state, round_num)
+        factory = aggregator_factory(config.aggregator, fold_ctx, noise)
+        outcome = self.transport.run_round(tasks, factory, self.deadline_s)
         reached = len(outcome.replies) + sum(f.kind == "diverged" for f in outcome.failures)
         if reached < config.min_clients:  # a diverged client did answer, as in the simulation
             raise InsufficientClientsError(round_num, reached, config.min_clients)
         fold = outcome.aggregator.finish()
+        dp_metrics: dict[str, float] = getattr(outcome.aggregator, "metrics", {})
         before = server.weights
         if fold.count:  # every answering client failed: the global model stays as it was
             server = self.strategy.aggregate(server, fold)
@@ -202,11 +234,41 @@ class RoundDriver:
         record = _round_record(
             round_num, sel, outcome, (accuracy, loss, client_accuracy), down_bytes, fraction, choices, t0, eval_s
         )
-        record = replace(record, personal_accuracy=personal)
+        epsilon = self.privacy.epsilons[round_num] if self.privacy is not None else None
+        local = [r.metrics["local_epsilon"] for r in outcome.replies if "local_epsilon" in r.metrics]
+        record = replace(
+            record,
+            personal_accuracy=personal,
+            epsilon=epsilon,
+            dp_clip=state.dp_clip,
+            local_epsilon=max(local) if local else None,
+        )
+        next_clip = dp_metrics.get("dp_next_clip", state.dp_clip)
         new_state = DriverState(
-            round_num + 1, server, state.initial, change, losses, sync, (*state.records, record)
+            round_num + 1, server, state.initial, change, losses, sync, (*state.records, record), next_clip
         )
         return new_state, record, outcome
+
+    @property
+    def rounds_to_run(self) -> int:
+        """The config's rounds, or fewer when a privacy budget ends the run (see stop_message)."""
+        return self.privacy.rounds_within_budget if self.privacy is not None else self.config.rounds
+
+    def stop_message(self) -> str | None:
+        return self.privacy.stop_message() if self.privacy is not None else None
+
+    def _noise(self, state: DriverState, round_num: int) -> RoundNoise | None:
+        """This round's DP mechanism at the aggregator, seeded per round; None without user-level DP."""
+        plan = self.privacy
+        if plan is None or state.dp_clip is None:
+            return None
+        seed = derive_seed(self.config.seed, round_num, -1, DP_NOISE_SEED)
+        cohort = plan.sampling.expected_cohort
+        if not plan.adaptive:
+            return RoundNoise(state.dp_clip, plan.noise_multiplier, cohort, seed)
+        count_noise = plan.count_noise()
+        on_sum = update_noise_multiplier(plan.noise_multiplier, count_noise)
+        return RoundNoise(state.dp_clip, on_sum, cohort, seed, plan.spec.quantile, count_noise)
 
     def _models(
         self, state: DriverState, sel: RoundSelection, round_num: int
@@ -256,6 +318,23 @@ class RoundDriver:
                 correct += result.accuracy * result.num_examples
                 total += result.num_examples
         return central.accuracy, central.loss, (correct / total if total else None)
+
+
+def privacy_summary(driver: RoundDriver, records: Sequence[RoundRecord]) -> dict[str, object]:
+    """summary.json's privacy fields: epsilon, delta, accountant, noise multiplier, and why a run stopped early."""
+    if driver.privacy is not None:
+        summary = driver.privacy.summary(len(records))
+        summary["stopped_by_budget"] = driver.stop_message()
+        return summary
+    local = [r.local_epsilon for r in records if r.local_epsilon is not None]
+    if not local:
+        return {}
+    return {
+        "dp": driver.config.dp,
+        "local_epsilon_max": max(local),
+        "accountant": "rdp (Poisson sampling of each client's examples)",
+        "privacy_unit": "one training example of one client",
+    }
 
 
 def _round_record(

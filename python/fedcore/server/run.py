@@ -12,7 +12,7 @@ from fedcore.protocol.transport import Transport
 from fedcore.records import RoundRecord, RoundsWriter, summarize, write_summary
 from fedcore.server.audit import AuditLog
 from fedcore.server.checkpoint import load_checkpoint, save_checkpoint
-from fedcore.server.driver import DriverState, RoundDriver, initial_state
+from fedcore.server.driver import DriverState, RoundDriver, initial_state, privacy_summary
 from fedcore.sim.workers import build_model, load_data
 
 
@@ -47,7 +47,7 @@ def run_federation(
         with RoundsWriter(out / "rounds.jsonl") as writer:
             for record in state.records:
                 writer.write(record)
-            while state.next_round < config.rounds:
+            while state.next_round < driver.rounds_to_run:
                 state, record, outcome = driver.run_round(state)
                 save_checkpoint(out, state, settings)
                 writer.write(record)
@@ -59,5 +59,6 @@ def run_federation(
     vectors = 2 if config.make_strategy().uses_control else 1
     summary = summarize(list(state.records), evaluator.layout.size, settings, time.perf_counter() - start, vectors)
     summary["resumed"] = resume
+    summary.update(privacy_summary(driver, state.records))
     write_summary(out / "summary.json", summary)
     return summary

@@ -27,7 +27,7 @@ from fedcore.personalize import (
 from fedcore.records import RoundRecord, summarize
 from fedcore.seeds import DEVICE_SPEED_SEED, PERSONALIZE_SEED, derive_seed
 from fedcore.selection import AvailabilityModel
-from fedcore.server.driver import DriverState, RoundDriver, UplinkPlanner, initial_state
+from fedcore.server.driver import DriverState, RoundDriver, UplinkPlanner, initial_state, privacy_summary
 from fedcore.sim.personal import own_models, score_ditto_rounds, score_local_head
 from fedcore.sim.transport import SimTransport
 from fedcore.sim.workers import build_model, limit_threads, load_data, make_pool
@@ -158,7 +158,7 @@ def simulate(
     )
     state: DriverState = initial_state(config, evaluator.get_weights())
     try:
-        for _ in range(config.rounds):
+        while state.next_round < driver.rounds_to_run:
             state, record, _ = driver.run_round(state)
             if on_round is not None:
                 on_round(record)
@@ -174,4 +174,5 @@ def simulate(
     summary["timing"]["workers"] = transport.workers
     summary["timing"]["personalize_s"] = personalize_s
     summary["personalization"] = personal.summary() if personal is not None else None
+    summary.update(privacy_summary(driver, records))
     return SimResult(records, summary, state.server.weights, devices, state.downlink, personal)

@@ -28,6 +28,7 @@ class UplinkContext:
     seed: int = 0  # the codec seed of this client and round
     codec: str | None = None  # this client's codec this round, where adaptive compression picked one
     mask: Mask | None = None  # this round's shared coordinates (partial sharing, a local head's body)
+    clip: float | None = None  # this round's clip norm under user-level DP
 
 
 @dataclass

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from fedcore.config import FLConfig
 from fedcore.uplink.base import ClientStates, Encoded, Stage, Update, UplinkContext, Vector
+from fedcore.uplink.clip import clip_from_config
 from fedcore.uplink.codec import codec_from_config
 from fedcore.uplink.error_feedback import error_feedback_from_config
 from fedcore.uplink.partial import partial_from_config
@@ -14,6 +15,7 @@ from fedcore.uplink.powersgd import powersgd_from_config
 
 # The registry, in chain order: each entry builds its stage from the config, or None when unused.
 STAGE_BUILDERS: tuple[Callable[[FLConfig], Stage | None], ...] = (
+    clip_from_config,
     error_feedback_from_config,
     partial_from_config,
     powersgd_from_config,
