@@ -193,3 +193,11 @@ def test_clients_ride_out_a_server_killed_mid_run_and_resumed_on_the_same_port(t
     keys = ("round", "clients", "accuracy", "uplink_bytes")
     resumed = [{k: r[k] for k in keys} for r in _records(tmp_path / "srv" / "rounds.jsonl")]
     assert resumed == [{k: r[k] for k in keys} for r in _records(tmp_path / "sim" / "rounds.jsonl")]
+
+
+def test_a_client_asked_for_another_dataset_than_the_servers_says_so() -> None:
+    make = cli.client_handler_factory(0, data=None, dataset="mnist1d")
+    with pytest.raises(cli.ClientSetupError, match="differs from the server's dataset digits"):
+        make(FLConfig(dataset="digits").to_dict())
+    with pytest.raises(cli.ClientSetupError, match="unexpected keyword"):
+        make({**FLConfig().to_dict(), "a_field_from_a_newer_server": 1})

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("fedcore.transport.grpc")
 
 
+class ClientSetupError(RuntimeError):
+    """This client cannot train under the announced configuration (unknown fields, its data, the dataset)."""
+
+
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     """Where to listen, who may connect (tokens, TLS), and how long to wait for clients and replies."""
     parser.add_argument(
@@ -227,6 +231,9 @@ def run_client(args: argparse.Namespace) -> int:
     except ServerUnreachableError as exc:
         log.error("%s", exc)
         return 1
+    except ClientSetupError as exc:
+        log.error("%s", exc)
+        return 2
     log.info(
         "done: %d rounds answered, %d replies refused, %d reconnects",
         run.answered,
@@ -245,8 +252,17 @@ def client_handler_factory(
         from fedcore.client import ClientApp
         from fedcore.config import FLConfig
 
-        config = FLConfig(**announced)
-        data_for = _local_data(config, client_id, data, dataset)
+        try:
+            config = FLConfig(**announced)
+            data_for = _local_data(config, client_id, data, dataset)
+        except (
+            TypeError,
+            ValueError,
+            OSError,
+        ) as exc:  # another fedcore version, a bad file, another dataset
+            raise ClientSetupError(
+                f"client {client_id} cannot run the server's configuration: {exc}"
+            ) from exc
         if config.backend == "torch":  # one process per client: leave the other cores to the others
             from fedcore.sim.workers import limit_threads
 
