@@ -306,3 +306,24 @@ def test_a_handler_that_raises_is_a_client_error_and_the_client_keeps_serving(
     thread.join(timeout=5.0)
     assert [(f.kind, f.message) for f in first.failures] == [("client_error", "RuntimeError: out of memory")]
     assert second.failures == ()
+
+
+def test_bytes_that_are_no_protobuf_at_all_leave_the_server_serving(
+    server: GrpcServerTransport, tokens: Path
+) -> None:
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    noise = np.random.default_rng(5).bytes(3000)
+    for method in ("Register", "GetTask"):
+        call = channel.unary_unary(f"/fedcore.fleet.v1.Fleet/{method}")
+        with pytest.raises(grpc.RpcError):
+            call(noise, timeout=5.0)
+    upload_noise = channel.stream_unary("/fedcore.fleet.v1.Fleet/SubmitReply")
+    with pytest.raises(grpc.RpcError):
+        upload_noise(iter([noise, noise]), timeout=5.0)
+    stub = _Stub(channel)
+    welcome = raw_register(stub, 0, token(tokens, 0))
+    outcome = _round_in_background(server, 0, range(1))
+    _wait_for_round(server, stub, welcome, 0)
+    assert stub.submit(upload(welcome, 0, 0, [update_frame(0)]), 5.0).accepted
+    assert outcome.result(timeout=DEADLINE_S + 10).failures == ()
+    channel.close()
