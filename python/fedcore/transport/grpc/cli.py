@@ -1,0 +1,388 @@
+"""`fedcore server`, `fedcore client` and `fedcore deploy-local`: flags and what each command runs.
+
+fedcore's own CLI adds the run-configuration flags (the same as `fedcore sim`) and calls these; every
+flag added here has a dest that is no FLConfig field, so `fl_overrides` tells the two apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fedcore.transport.grpc.auth import HASHES_FILE, TokenBook, client_token_file, make_tokens, read_token
+from fedcore.transport.grpc.limits import Limits
+
+if TYPE_CHECKING:
+    from fedcore.config import FLConfig
+    from fedcore.data.dataset import Dataset
+    from fedcore.transport.grpc.client import Handler
+    from fedcore.transport.grpc.server import GrpcServerTransport
+
+log = logging.getLogger("fedcore.transport.grpc")
+
+
+class ClientSetupError(RuntimeError):
+    """This client cannot train under the announced configuration (unknown fields, its data, the dataset)."""
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where to listen, who may connect (tokens, TLS), and how long to wait for clients and replies."""
+    parser.add_argument(
+        "--address", default="0.0.0.0:8080", help="HOST:PORT to listen on (port 0: any free one)"
+    )
+    parser.add_argument(
+        "--token-file", type=Path, help=f"client id -> sha256(token) table (JSON/TOML, e.g. {HASHES_FILE})"
+    )
+    parser.add_argument(
+        "--make-tokens",
+        type=int,
+        metavar="N",
+        help="write fresh tokens for clients 0..N-1 into --token-dir (client-I.token and the server's "
+        f"{HASHES_FILE}) and exit",
+    )
+    parser.add_argument("--token-dir", type=Path, help="folder --make-tokens writes into")
+    _add_listen_tuning(parser)
+    parser.add_argument("--tls-cert", type=Path, help="PEM certificate chain the server presents")
+    parser.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+
+
+def add_client_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which server, which client this process is, its token, and its data."""
+    parser.add_argument("--server", required=True, help="HOST:PORT of `fedcore server`")
+    parser.add_argument("--token-file", type=Path, required=True, help="file holding this client's token")
+    parser.add_argument("--client-id", type=int, required=True, help="this client's id I")
+    data = parser.add_mutually_exclusive_group()
+    data.add_argument("--data", help="this client's own training data: npz:PATH (arrays x and y)")
+    data.add_argument(
+        "--dataset",
+        dest="client_dataset",
+        help="a built-in dataset, which must be the server's: train on shard I of the partition the "
+        "server announces (default when --data is not given)",
+    )
+    parser.add_argument(
+        "--tls-ca", type=Path, help="PEM certificate(s) to trust for the server (enables TLS)"
+    )
+    parser.add_argument(
+        "--tls-server-name", help="name to expect in the server's certificate (default: host)"
+    )
+    parser.add_argument(
+        "--give-up-s", type=float, default=120.0, help="stop after the server was unreachable this long"
+    )
+
+
+def add_deploy_local_arguments(parser: argparse.ArgumentParser) -> None:
+    """A server and one process per client on this machine's loopback, with tokens in the out folder."""
+    _add_listen_tuning(parser)
+
+
+def _add_listen_tuning(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--round-timeout",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="a round's deadline; later clients drop",
+    )
+    parser.add_argument(
+        "--wait-clients-s", type=float, default=300.0, help="how long to wait for clients before round 1"
+    )
+    parser.add_argument(
+        "--poll-s", type=float, default=5.0, help="how long a client's poll for a task is held"
+    )
+
+
+def fl_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The parsed flags that are FLConfig fields (the rest belong to the transport)."""
+    from fedcore.config import FLConfig
+
+    names = {f.name for f in dataclasses.fields(FLConfig)}
+    return {k: v for k, v in vars(args).items() if k in names and v is not None}
+
+
+# ---- fedcore server --------------------------------------------------------------------------------
+
+
+def run_server(args: argparse.Namespace, config: FLConfig) -> int:
+    """Serve the run to the clients that register; 0 when all rounds ran, 1 on failure, 2 on bad flags."""
+    if args.make_tokens is not None:
+        if args.token_dir is None:
+            return _usage("--make-tokens needs --token-dir")
+        make_tokens(args.make_tokens, args.token_dir)
+        print(f"wrote {args.make_tokens} client tokens and {args.token_dir / HASHES_FILE}")
+        return 0
+    if args.token_file is None:
+        return _usage("--token-file is required (make one with --make-tokens N --token-dir D)")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        return _usage("--tls-cert and --tls-key go together")
+    try:
+        tokens = TokenBook.load(args.token_file)
+        tls = _server_tls(args.tls_cert, args.tls_key)
+    except (OSError, ValueError) as exc:
+        return _usage(str(exc))
+    _log_to_stderr()
+    transport = open_server(config, tokens, args.address, args, tls)
+    print(f"fedcore server listening on port {transport.port}", flush=True)
+    try:
+        summary = serve(config, transport, args)
+    finally:
+        transport.close()
+    print(json.dumps(summary, default=str))
+    return 0
+
+
+def open_server(
+    config: FLConfig, tokens: TokenBook, address: str, args: argparse.Namespace, tls: Any = None
+) -> GrpcServerTransport:
+    """A listening transport whose size limits follow from this run's model and codec."""
+    from fedcore.transport.grpc.server import GrpcServerTransport
+
+    return GrpcServerTransport(
+        address,
+        tokens,
+        Limits.for_model(model_size(config), config.codec),
+        json.dumps(config.to_dict()),
+        tls=tls,
+        round_timeout_s=args.round_timeout,
+        poll_s=args.poll_s,
+        max_clients=config.clients,
+    )
+
+
+def serve(config: FLConfig, transport: GrpcServerTransport, args: argparse.Namespace) -> dict[str, Any]:
+    """The lead's round driver over this transport: rounds.jsonl, summary.json, audit.jsonl, checkpoints."""
+    from fedcore.server import run_federation
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ready = transport.wait_ready(config.clients, args.wait_clients_s)  # everyone, within the bound
+    log.info("%d of %d clients registered; starting round 1", ready, config.clients)
+    summary: dict[str, Any] = run_federation(
+        config,
+        transport,
+        out,
+        resume=bool(getattr(args, "resume", False)),
+        deadline_s=args.round_timeout,
+        wait_clients_s=args.wait_clients_s,
+    )
+    refusals = [dataclasses.asdict(f) for f in transport.refusals()]
+    (out / "refusals.jsonl").write_text("".join(json.dumps(r) + "\n" for r in refusals))
+    return summary
+
+
+def model_size(config: FLConfig) -> int:
+    """Parameters of the run's model (the server builds it anyway to evaluate)."""
+    from fedcore.sim.workers import build_model, load_data
+
+    return int(build_model(config, load_data(config)).get_weights().size)
+
+
+def _server_tls(cert: Path | None, key: Path | None) -> Any:
+    if cert is None or key is None:
+        return None
+    from fedcore.transport.grpc.server import ServerTLS
+
+    return ServerTLS(cert.read_bytes(), key.read_bytes())
+
+
+# ---- fedcore client --------------------------------------------------------------------------------
+
+
+def run_client(args: argparse.Namespace) -> int:
+    """Answer the server's tasks as client --client-id; 0 when the run is done, 1 unreachable, 2 refused."""
+    from fedcore.transport.grpc.client import (
+        ClientRefusedError,
+        FleetClient,
+        RetryPolicy,
+        ServerUnreachableError,
+    )
+
+    _log_to_stderr(f"client {args.client_id}")
+    try:
+        token = read_token(args.token_file)
+        ca = args.tls_ca.read_bytes() if args.tls_ca is not None else None
+    except (OSError, ValueError) as exc:
+        return _usage(str(exc))
+    factory = client_handler_factory(args.client_id, args.data, args.client_dataset)
+    client = FleetClient(
+        args.server,
+        args.client_id,
+        token,
+        factory,
+        tls_ca_pem=ca,
+        tls_server_name=args.tls_server_name,
+        retry=RetryPolicy(give_up_s=args.give_up_s),
+    )
+    try:
+        run = client.run()
+    except ClientRefusedError as exc:
+        log.error("%s", exc)
+        return 2
+    except ServerUnreachableError as exc:
+        log.error("%s", exc)
+        return 1
+    except ClientSetupError as exc:
+        log.error("%s", exc)
+        return 2
+    log.info(
+        "done: %d rounds answered, %d replies refused, %d reconnects",
+        run.answered,
+        run.refused,
+        run.reconnects,
+    )
+    return 0
+
+
+def client_handler_factory(
+    client_id: int, data: str | None, dataset: str | None
+) -> Callable[[Mapping[str, Any]], Handler]:
+    """From the announced run config to `ClientApp(config, data_for).handle` on this client's data."""
+
+    def make(announced: Mapping[str, Any]) -> Handler:
+        from fedcore.client import ClientApp
+        from fedcore.config import FLConfig
+
+        try:
+            config = FLConfig(**announced)
+            data_for = _local_data(config, client_id, data, dataset)
+        except (
+            TypeError,
+            ValueError,
+            OSError,
+        ) as exc:  # another fedcore version, a bad file, another dataset
+            raise ClientSetupError(
+                f"client {client_id} cannot run the server's configuration: {exc}"
+            ) from exc
+        if config.backend == "torch":  # one process per client: leave the other cores to the others
+            from fedcore.sim.workers import limit_threads
+
+            limit_threads(config)
+        return ClientApp(config, data_for).handle
+
+    return make
+
+
+def _local_data(
+    config: FLConfig, client_id: int, data: str | None, dataset: str | None
+) -> Callable[[int], Dataset]:
+    """This client's training set: its own npz file, or shard `client_id` of the server's partition."""
+    if data is not None:
+        from fedcore.data.loaders import load_npz
+
+        kind, _, path = data.partition(":")
+        if kind != "npz" or not path:
+            raise ValueError(f"--data must be npz:PATH, got {data!r}")
+        own = load_npz(path)
+        return lambda _client: own
+    if dataset is not None and dataset != config.dataset:
+        raise ValueError(f"--dataset {dataset} differs from the server's dataset {config.dataset}")
+    from fedcore.data import build_federated
+
+    fed = build_federated(
+        config.dataset, config.clients, config.partition, config.seed, test_fraction=config.test_fraction
+    )
+    shard = fed.client(client_id).train
+    return lambda _client: shard
+
+
+# ---- fedcore deploy-local --------------------------------------------------------------------------
+
+
+def run_deploy_local(args: argparse.Namespace) -> int:
+    """A server here and one client process per client id on loopback (a free port); tokens in OUT/tokens."""
+    from fedcore.config import load_config
+
+    try:
+        config = load_config(getattr(args, "config", None), fl_overrides(args))
+    except (OSError, ValueError) as exc:
+        return _usage(str(exc))
+    out = Path(config.out)
+    token_dir = out / "tokens"
+    tokens = make_tokens(config.clients, token_dir)
+    _log_to_stderr()
+    transport = open_server(config, tokens, "127.0.0.1:0", args)
+    target = f"127.0.0.1:{transport.port}"
+    print(
+        f"fedcore deploy-local: server on {target}, {config.clients} client processes, logs in {out}/clients",
+        flush=True,
+    )
+    procs = start_clients(target, token_dir, range(config.clients), out / "clients")
+    try:
+        summary = serve(config, transport, args)
+    finally:
+        transport.close()
+        codes = stop_clients(procs, timeout_s=args.poll_s + 30.0)
+    print(json.dumps(summary, default=str))
+    failed = {c: code for c, code in codes.items() if code != 0}
+    if failed:
+        print(f"client processes that did not exit cleanly (id: exit code): {failed}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def start_clients(
+    target: str, token_dir: Path, client_ids: range, log_dir: Path, extra: tuple[str, ...] = ()
+) -> dict[int, subprocess.Popen[bytes]]:
+    """One `python -m fedcore.transport.grpc client` process per id, each logging to LOG_DIR/client-I.log."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    procs: dict[int, subprocess.Popen[bytes]] = {}
+    for client_id in client_ids:
+        command = [
+            sys.executable,
+            "-m",
+            "fedcore.transport.grpc",
+            "client",
+            "--server",
+            target,
+            "--token-file",
+            str(client_token_file(token_dir, client_id)),
+            "--client-id",
+            str(client_id),
+            *extra,
+        ]
+        with (log_dir / f"client-{client_id}.log").open("wb") as log_file:
+            procs[client_id] = subprocess.Popen(
+                command, stdout=log_file, stderr=subprocess.STDOUT, env=_child_env()
+            )
+    return procs
+
+
+def stop_clients(procs: Mapping[int, subprocess.Popen[bytes]], timeout_s: float) -> dict[int, int]:
+    """Wait for each client to exit (they are told the run is done), killing stragglers at the timeout."""
+    end = time.monotonic() + timeout_s
+    codes: dict[int, int] = {}
+    for client_id, proc in procs.items():
+        try:
+            codes[client_id] = proc.wait(timeout=max(0.1, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            codes[client_id] = proc.wait(timeout=10.0)
+    return codes
+
+
+def _child_env() -> dict[str, str]:
+    """This process's environment with its import path, so children import the same fedcore."""
+    import fedcore
+
+    here = str(Path(fedcore.__file__).resolve().parents[1])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _log_to_stderr(name: str = "server") -> None:
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name} %(levelname)s %(message)s")
+
+
+def _usage(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
