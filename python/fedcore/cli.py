@@ -39,6 +39,15 @@ from fedcore.output_dir import check_out, cleaned_on_failure
 from fedcore.records import RoundRecord
 from fedcore.selection import SELECTION_NAMES, InsufficientClientsError
 from fedcore.sim.workers import WorkerError
+from fedcore.transport.grpc.cli import (
+    add_client_arguments,
+    add_deploy_local_arguments,
+    add_server_arguments,
+    fl_overrides,
+    run_client,
+    run_deploy_local,
+    run_server,
+)
 
 # Flags whose value is passed on to FLConfig under the same name (dashes become underscores).
 _SIM_FLAGS: tuple[tuple[str, type, str], ...] = (
@@ -144,16 +153,40 @@ def _parser() -> argparse.ArgumentParser:
         epilog=epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sim.add_argument("--config", type=Path, help="TOML or YAML file with config keys; flags override it")
+    _add_run_flags(sim)
     sim.add_argument(
         "--overwrite", action="store_true", help="replace the run already in --out (default: refuse)"
     )
     sim.add_argument(
         "--print-config", action="store_true", help="print the resolved config as TOML and exit"
     )
+    server = sub.add_parser(
+        "server",
+        help="serve the same rounds as `fedcore sim` to real clients over gRPC",
+        epilog="Example: fedcore server --make-tokens 20 --token-dir tokens, then fedcore server "
+        "--clients 20 --per-round 5 --token-file tokens/tokens.json --out runs/srv",
+    )
+    _add_run_flags(server)
+    add_server_arguments(server)
+    client = sub.add_parser("client", help="one client process: train locally, talk to `fedcore server`")
+    add_client_arguments(client)
+    deploy = sub.add_parser(
+        "deploy-local", help="a server and one client process per client on this machine (loopback)"
+    )
+    _add_run_flags(deploy)
+    add_deploy_local_arguments(deploy)
+    _add_sweep_parser(sub)
+    report = sub.add_parser("report", help="plot accuracy and bytes per round of a finished run")
+    report.add_argument("run_dir", type=Path, help="directory holding rounds.jsonl")
+    return parser
+
+
+def _add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """The run configuration flags `fedcore sim`, `server` and `deploy-local` share (config keys)."""
+    parser.add_argument("--config", type=Path, help="TOML or YAML file with config keys; flags override it")
     for flag, kind, text in _SIM_FLAGS:
-        sim.add_argument(flag, type=kind, help=with_default(text, flag[2:].replace("-", "_")))
-    sim.add_argument(
+        parser.add_argument(flag, type=kind, help=with_default(text, flag[2:].replace("-", "_")))
+    parser.add_argument(
         "--adaptive",
         dest="adaptive_deadline_s",
         type=float,
@@ -161,38 +194,39 @@ def _parser() -> argparse.ArgumentParser:
         help="per client and round, the best --adaptive-ladder codec whose upload over the simulated "
         "bandwidth ends within DEADLINE_S seconds of the round start; replaces --codec",
     )
-    sim.add_argument("--backend", choices=BACKENDS, help=with_default("training backend", "backend"))
-    sim.add_argument("--model", choices=MODELS, help=with_default("model architecture", "model"))
-    sim.add_argument(
+    parser.add_argument("--backend", choices=BACKENDS, help=with_default("training backend", "backend"))
+    parser.add_argument("--model", choices=MODELS, help=with_default("model architecture", "model"))
+    parser.add_argument(
         "--selection", choices=SELECTION_NAMES, help=with_default("client selection", "selection")
     )
-    sim.add_argument(
+    parser.add_argument(
         "--error-feedback",
         action=argparse.BooleanOptionalAction,
         default=None,
         help=with_default("keep a per-client error-feedback residual for the uplink codec", "error_feedback"),
     )
-    sim.add_argument(
+    parser.add_argument(
         "--local-head",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="FedRep in rounds: each client keeps its own output layer and uploads only the body; "
         "--personalize fedrep:HEAD_EPOCHS,BODY_EPOCHS sets the epochs (default: --local-epochs each)",
     )
-    sim.add_argument(
+    parser.add_argument(
         "--ditto-rounds",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="with --personalize ditto:LAMBDA, every selected client also trains its personal model "
         "in each round it takes part (instead of once after the last round)",
     )
-    sim.add_argument(
+    parser.add_argument(
         "--exclude-suspects",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="leave clients a robust aggregator flagged (suspicious in 3 of their last 5 rounds) out of selection",
+        help="leave clients a robust aggregator flagged (suspicious in 3 of their last 5 rounds) "
+        "out of selection",
     )
-    sim.add_argument(
+    parser.add_argument(
         "--eval-clients",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -200,10 +234,6 @@ def _parser() -> argparse.ArgumentParser:
             "also report the global model's mean accuracy on the clients' own test splits", "eval_clients"
         ),
     )
-    _add_sweep_parser(sub)
-    report = sub.add_parser("report", help="plot accuracy and bytes per round of a finished run")
-    report.add_argument("run_dir", type=Path, help="directory holding rounds.jsonl")
-    return parser
 
 
 def _add_sweep_parser(sub: Any) -> None:
@@ -432,6 +462,12 @@ def _main(argv: Sequence[str] | None) -> int:
         return 0
     if args.command == "sweep":
         return run_sweep_command(args, console, err, argv)
+    if args.command == "client":
+        return run_client(args)
+    if args.command == "deploy-local":
+        return run_deploy_local(args)
+    if args.command == "server":
+        return run_server(args, load_config(args.config, fl_overrides(args)))
     try:
         return run_sim_command(args, console)
     except (OSError, ValueError, CodecUnavailableError) as exc:
