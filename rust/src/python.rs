@@ -706,9 +706,8 @@ fn geometric_median<'py>(
 ) -> PyResult<(Bound<'py, PyArray1<f32>>, usize, bool)> {
     let (data, k, d) = matrix(&updates)?;
     let w = f64_vector(&weights, "weights")?;
-    let gm = py.detach(|| {
-        robust::geometric_median(&Updates::new(data, k, d)?, w, nu, max_iter, tol)
-    })?;
+    let gm =
+        py.detach(|| robust::geometric_median(&Updates::new(data, k, d)?, w, nu, max_iter, tol))?;
     Ok((gm.point.into_pyarray(py), gm.iterations, gm.converged))
 }
 
