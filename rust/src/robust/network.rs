@@ -90,9 +90,10 @@ impl Network {
         super::simd::apply(self, rows);
     }
 
-    /// [`Network::apply`] in the instructions the build targets; inlined into the AVX2 build.
+    /// [`Network::apply`] in the instructions the build targets, with no run-time choice (the
+    /// AVX2 build inlines it; benches/robust.rs times the two).
     #[inline(always)]
-    pub(crate) fn apply_portable(&self, rows: &mut [Row]) {
+    pub fn apply_portable(&self, rows: &mut [Row]) {
         assert_eq!(rows.len(), self.n, "a network of {} rows", self.n);
         for &(i, j) in &self.pairs {
             let (lo, hi) = rows.split_at_mut(j as usize);
