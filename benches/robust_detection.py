@@ -5,10 +5,11 @@ clients are sampled (seeded); an honest client sends the round's shared mean plu
 scale sigma_h (sigma_h is the honest heterogeneity), a sign-flipper the negative of that, a Gaussian
 attacker N(0, sigma_g^2 I). Per round every sampled client gets two scores: its distance to the
 coordinate-wise median over the round's median distance (suspicious above 2), and its Krum score
-over the round's median Krum score (squared distances, so suspicious above 4). A SuspectTracker
-flags clients suspicious in 3 of their last 5 rounds.
+over the round's median Krum score (squared distances, so suspicious above 4: the threshold
+squared). A SuspectTracker flags clients suspicious in 3 of their last 5 rounds.
 
-Run: `python benches/robust_detection.py [--rounds 50] [--d 10000]`; prints one markdown table.
+Run: `python benches/robust_detection.py [--rounds 50] [--d 10000] [--threshold 2]`; prints one
+markdown table.
 """
 
 from __future__ import annotations
@@ -49,11 +50,11 @@ def kind_of(c: int) -> str:
     return "signflip" if c in SIGNFLIP else "gauss" if c in GAUSS else "honest"
 
 
-def run(sigma_h: float, sigma_g: float, rounds: int, d: int, seed: int) -> dict[str, Tally]:
+def run(sigma_h: float, sigma_g: float, rounds: int, d: int, seed: int, threshold: float) -> dict[str, Tally]:
     rng = np.random.default_rng(seed)
     tallies = {
-        "distance": Tally({}, {}, SuspectTracker(k=3, m=5, threshold=2.0)),
-        "krum": Tally({}, {}, SuspectTracker(k=3, m=5, threshold=4.0)),
+        "distance": Tally({}, {}, SuspectTracker(k=3, m=5, threshold=threshold)),
+        "krum": Tally({}, {}, SuspectTracker(k=3, m=5, threshold=threshold**2)),
     }
     for r in range(rounds):
         clients = sorted(rng.choice(POPULATION, PER_ROUND, replace=False).tolist())
@@ -82,17 +83,19 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=50)
     ap.add_argument("--d", type=int, default=10_000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threshold", type=float, default=2.0, help="distance-score threshold")
     args = ap.parse_args()
     print(
         f"{POPULATION} clients (10 sign-flip, 10 Gaussian), {PER_ROUND} per round, "
-        f"{args.rounds} rounds, d = {args.d:,}, seed {args.seed}"
+        f"{args.rounds} rounds, d = {args.d:,}, seed {args.seed}, thresholds {args.threshold} (distance), "
+        f"{args.threshold**2} (Krum)"
     )
     print()
     print("| sigma_h | sigma_g | score | per-round flag rate: sign-flip | Gaussian | honest (false pos.) "
           "| tracker 3-of-5 flags: Byzantine / 20 | honest / 80 |")
     print("| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     for sigma_h, sigma_g in [(0.5, 1.0), (1.0, 1.0), (1.0, 3.0), (2.0, 3.0)]:
-        for name, t in run(sigma_h, sigma_g, args.rounds, args.d, args.seed).items():
+        for name, t in run(sigma_h, sigma_g, args.rounds, args.d, args.seed, args.threshold).items():
             flagged = t.tracker.flagged()
             byz = len(flagged & BYZANTINE)
             hon = len(flagged - BYZANTINE)

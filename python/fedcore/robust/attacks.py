@@ -31,8 +31,16 @@ class ModelAttack(Protocol):
     def __call__(self, honest: ArrayLike, own: ArrayLike, seed: int = 0) -> F32: ...
 
 
+def _as_own(own: ArrayLike) -> F32:
+    """The Byzantine clients' own updates, f x d; f may be 0 in a round that sampled none."""
+    x = np.ascontiguousarray(own, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"own updates must be an f x d matrix, got shape {x.shape}")
+    return x
+
+
 def _f_rows(own: ArrayLike) -> int:
-    return int(np.shape(own)[0])
+    return _as_own(own).shape[0]
 
 
 def _same_rows(v: NDArray[np.floating], f: int) -> F32:
@@ -50,7 +58,7 @@ class SignFlip:
         return "signflip" if self.scale == 1.0 else f"signflip:{self.scale!r}"
 
     def __call__(self, honest: ArrayLike, own: ArrayLike, seed: int = 0) -> F32:
-        return (-self.scale * as_updates(own)).astype(np.float32)
+        return (-self.scale * _as_own(own)).astype(np.float32)
 
 
 @dataclass(frozen=True)
