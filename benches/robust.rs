@@ -40,10 +40,7 @@ fn median_by_select(data: &[f32], k: usize, d: usize) -> Vec<f32> {
 
 fn network(c: &mut Criterion) {
     let values = uniforms(K * W, 1);
-    let block: Vec<Row> = values
-        .chunks(W)
-        .map(|r| r.try_into().unwrap())
-        .collect();
+    let block: Vec<Row> = values.chunks(W).map(|r| r.try_into().unwrap()).collect();
     let net = Network::selecting(K, |r| r == (K - 1) / 2 || r == K / 2);
     c.bench_function("median network, one 100 x 64 block, build target", |b| {
         b.iter(|| {

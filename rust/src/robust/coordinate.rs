@@ -212,7 +212,10 @@ mod tests {
         // Sorted column 0, 1, 1.5, 10: median 1.25, the two nearest are 1 and 1.5.
         let data = [10.0, 0.0, 1.5, 1.0];
         let u = Updates::new(&data, 4, 1).unwrap();
-        assert_eq!(bulyan_coordinates(&u, &[0, 1, 2, 3], 2).unwrap(), vec![1.25]);
+        assert_eq!(
+            bulyan_coordinates(&u, &[0, 1, 2, 3], 2).unwrap(),
+            vec![1.25]
+        );
         assert_eq!(bulyan_coordinates(&u, &[1, 2, 3], 1).unwrap(), vec![1.0]);
         assert!(bulyan_coordinates(&u, &[0, 9], 1).is_err());
     }

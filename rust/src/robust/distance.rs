@@ -154,27 +154,25 @@ pub fn row_combination(u: &Updates<'_>, coeffs: &[f64]) -> Result<Vec<f32>> {
 
 /// Writes `sum_i coeffs[i] * update_i` into `out` (checked lengths and finite coefficients).
 pub(crate) fn combine_into(u: &Updates<'_>, coeffs: &[f64], out: &mut [f32]) {
-    out.par_chunks_mut(COMBINE_BLOCK)
-        .enumerate()
-        .for_each_init(
-            || vec![0.0f64; COMBINE_BLOCK],
-            |acc, (b, out)| {
-                let col0 = b * COMBINE_BLOCK;
-                let acc = &mut acc[..out.len()];
-                acc.fill(0.0);
-                for (r, &c) in coeffs.iter().enumerate() {
-                    if c == 0.0 {
-                        continue;
-                    }
-                    for (a, v) in acc.iter_mut().zip(&u.row(r)[col0..col0 + out.len()]) {
-                        *a += c * f64::from(*v);
-                    }
+    out.par_chunks_mut(COMBINE_BLOCK).enumerate().for_each_init(
+        || vec![0.0f64; COMBINE_BLOCK],
+        |acc, (b, out)| {
+            let col0 = b * COMBINE_BLOCK;
+            let acc = &mut acc[..out.len()];
+            acc.fill(0.0);
+            for (r, &c) in coeffs.iter().enumerate() {
+                if c == 0.0 {
+                    continue;
                 }
-                for (o, a) in out.iter_mut().zip(acc.iter()) {
-                    *o = *a as f32;
+                for (a, v) in acc.iter_mut().zip(&u.row(r)[col0..col0 + out.len()]) {
+                    *a += c * f64::from(*v);
                 }
-            },
-        );
+            }
+            for (o, a) in out.iter_mut().zip(acc.iter()) {
+                *o = *a as f32;
+            }
+        },
+    );
 }
 
 /// Rows of `mixing @ updates` (`mixing` is `rows x K`, row-major): each output a weighted

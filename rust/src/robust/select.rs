@@ -115,7 +115,10 @@ mod tests {
         let d = line(&[0.0, 0.1, -0.1, 0.3, -0.2, 0.2, 50.0, -60.0, 0.05, 0.15, 1e3]);
         let picked = bulyan_select(&d, 11, 2).unwrap();
         assert_eq!(picked.len(), 7);
-        assert!(picked.iter().all(|&i| ![6, 7, 10].contains(&i)), "{picked:?}");
+        assert!(
+            picked.iter().all(|&i| ![6, 7, 10].contains(&i)),
+            "{picked:?}"
+        );
         assert!(bulyan_select(&d, 11, 3).is_err());
     }
 }

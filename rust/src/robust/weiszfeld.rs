@@ -22,7 +22,10 @@ fn step(u: &Updates<'_>, coeffs: &[f64], keep: f64, base: &[f32]) -> (Vec<f32>, 
         .map(|(b, out)| {
             let col0 = b * STEP_BLOCK;
             let cols = col0..col0 + out.len();
-            let mut acc: Vec<f64> = base[cols.clone()].iter().map(|v| keep * f64::from(*v)).collect();
+            let mut acc: Vec<f64> = base[cols.clone()]
+                .iter()
+                .map(|v| keep * f64::from(*v))
+                .collect();
             for (r, &c) in coeffs.iter().enumerate() {
                 if c != 0.0 {
                     for (a, v) in acc.iter_mut().zip(&u.row(r)[cols.clone()]) {
@@ -81,7 +84,11 @@ pub fn geometric_median(
     let objective = |d2: &[f64]| -> f64 { w.iter().zip(d2).map(|(w, d)| w * d.sqrt()).sum() };
     let mut obj = objective(&d2);
     for it in 1..=max_iter {
-        let beta: Vec<f64> = w.iter().zip(&d2).map(|(w, d)| w / d.sqrt().max(nu)).collect();
+        let beta: Vec<f64> = w
+            .iter()
+            .zip(&d2)
+            .map(|(w, d)| w / d.sqrt().max(nu))
+            .collect();
         let total: f64 = beta.iter().sum();
         let coeffs: Vec<f64> = beta.iter().map(|b| b / total).collect();
         let (z_next, d2_next) = step(u, &coeffs, 0.0, &zero);
@@ -89,10 +96,18 @@ pub fn geometric_median(
         let settled = (obj - obj_next).abs() <= tol * obj_next;
         (z, d2, obj) = (z_next, d2_next, obj_next);
         if settled {
-            return Ok(GeometricMedian { point: z, iterations: it, converged: true });
+            return Ok(GeometricMedian {
+                point: z,
+                iterations: it,
+                converged: true,
+            });
         }
     }
-    Ok(GeometricMedian { point: z, iterations: max_iter, converged: false })
+    Ok(GeometricMedian {
+        point: z,
+        iterations: max_iter,
+        converged: false,
+    })
 }
 
 /// Centered clipping: from `center`, `iters` times `v <- v + sum_i w_i (x_i - v) min(1, tau / |x_i - v|)`.
