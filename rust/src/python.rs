@@ -626,7 +626,7 @@ fn pairwise_sq_dists<'py>(
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
     let k = updates.shape()[0];
     let out = on_updates(py, &updates, |u| Ok(robust::pairwise_sq_dists(u)))?;
-    Ok(out.into_pyarray(py).reshape([k, k])?)
+    out.into_pyarray(py).reshape([k, k])
 }
 
 /// Squared distance from every update to the point `z`.
@@ -667,7 +667,7 @@ fn mix_rows<'py>(
         .filter(|_| mixing.is_c_contiguous())
         .ok_or_else(|| CodecError::new_err("mixing must be a C-contiguous float64 array"))?;
     let out = on_updates(py, &updates, |u| robust::mix_rows(u, m, rows))?;
-    Ok(out.into_pyarray(py).reshape([rows, d])?)
+    out.into_pyarray(py).reshape([rows, d])
 }
 
 /// Krum scores from a K x K matrix of squared distances: each row's sum over its K - f - 2

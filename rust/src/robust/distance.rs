@@ -56,6 +56,7 @@ fn column_mean(u: &Updates<'_>) -> Vec<f32> {
 }
 
 /// The K x K matrix of squared Euclidean distances between updates, row-major, zero diagonal.
+#[must_use]
 pub fn pairwise_sq_dists(u: &Updates<'_>) -> Vec<f64> {
     let (k, d) = (u.k(), u.d());
     let mean = column_mean(u);

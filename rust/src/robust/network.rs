@@ -112,6 +112,7 @@ fn compare_exchange(a: &mut Row, b: &mut Row) {
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp)] // a network moves values, it never computes new ones
 mod tests {
     use super::*;
     use proptest::prelude::*;
