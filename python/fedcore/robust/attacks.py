@@ -40,7 +40,7 @@ def _as_own(own: ArrayLike) -> F32:
 
 
 def _f_rows(own: ArrayLike) -> int:
-    return _as_own(own).shape[0]
+    return int(_as_own(own).shape[0])
 
 
 def _same_rows(v: NDArray[np.floating], f: int) -> F32:
