@@ -185,6 +185,7 @@ SPECS = [
     "bulyan:2",
     "geomed",
     "geomed:20",
+    "geomed:100,1e-09,1e-12",
     "cclip:10.0",
     "cclip:0.5,1",
     "normbound:2.5",

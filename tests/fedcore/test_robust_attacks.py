@@ -137,6 +137,7 @@ SPECS = [
     "labelflip",
     "backdoor:3",
     "backdoor:0,20.0",
+    "backdoor:2,1.0,9,-1.0,0.25",
 ]
 
 
