@@ -1,5 +1,5 @@
-//! Criterion medians of the robust-aggregation kernels on 100 updates x 64K coordinates, with the
-//! per-column sort a first implementation would use beside the sorting network that replaced it.
+//! Criterion medians of the robust-aggregation kernels on 100 updates x 64K coordinates, with a
+//! per-column quickselect (the obvious way) beside the sorting network the median uses.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use fedcodec::rng::uniform_pair;
