@@ -96,6 +96,10 @@ _SIM_FLAGS: tuple[tuple[str, type, str], ...] = (
         "labelflip | backdoor:TARGET[,BOOST]",
     ),
     ("--byzantine", float, "share of the population that attacks (with --attack)"),
+    ("--secagg-bits", int, "secure aggregation: bits per quantized coordinate"),
+    ("--secagg-clip", float, "secure aggregation: clip each weighted coordinate to [-CLIP, CLIP]"),
+    ("--secagg-neighbors", int, "secure aggregation: SecAgg+ neighbours k (default: chosen per round)"),
+    ("--secagg-threshold", int, "secure aggregation: Shamir threshold t (default: chosen with k)"),
     (
         "--dp",
         str,
@@ -218,6 +222,13 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="with --personalize ditto:LAMBDA, every selected client also trains its personal model "
         "in each round it takes part (instead of once after the last round)",
+    )
+    parser.add_argument(
+        "--secagg",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="sum every round through SecAgg+ (X25519 pairwise masks, Shamir dropout recovery): the server "
+        "learns only the sum; composes with --codec randk:F",
     )
     parser.add_argument(
         "--exclude-suspects",

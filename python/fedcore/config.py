@@ -91,6 +91,11 @@ class FLConfig:
     target_epsilon: float | None = None  # calibrate sigma so the whole run spends this epsilon
     delta: float | None = None  # None: 0.1 / clients (user-level) or 0.1 / a client's examples (local)
     max_epsilon: float | None = None  # stop at the last round whose epsilon fits
+    secagg: bool = False  # every round's sum through SecAgg+ (pairwise masks, dropout recovery)
+    secagg_bits: int = 16  # bits per quantized coordinate; the ring adds ceil(log2(per_round)) more
+    secagg_clip: float = 1.0  # each weighted coordinate is clipped to [-clip, clip] before quantization
+    secagg_neighbors: int | None = None  # SecAgg+ graph degree k (None: chosen for the round's size)
+    secagg_threshold: int | None = None  # Shamir threshold t (None: chosen with k)
     attack: str | None = None  # simulated Byzantine clients: signflip, gauss, alie, ipm, minmax, labelflip ...
     byzantine: float = 0.0  # share of the population that attacks
     exclude_suspects: bool = False  # leave clients flagged in 3 of their last 5 rounds out of selection
@@ -162,6 +167,7 @@ class FLConfig:
         _check_personal_rounds(self)
         _check_privacy(self)
         _check_attack(self)
+        _check_secagg(self)
         self.make_strategy()  # raises on a bad spec or server parameters
 
     def make_strategy(self) -> Strategy:
@@ -271,6 +277,33 @@ def _check_privacy(config: FLConfig) -> None:
         raise ValueError("--dp accounts for uniform K-of-N sampling; --selection must be random")
     if config.aggregator != "mean":
         raise ValueError("--dp adds noise to the mean; --aggregator must be mean")
+
+
+def _check_secagg(config: FLConfig) -> None:
+    """Secure aggregation adds integer codes, so only what is linear in the updates composes with it."""
+    set_without = [name for name in ("secagg_neighbors", "secagg_threshold") if getattr(config, name) is not None]
+    if not config.secagg:
+        if set_without:
+            raise ValueError(f"--{set_without[0].replace('_', '-')} needs --secagg")
+        return
+    from fedcore.secure import RingConfig
+    from fedcore.sim.secure import secagg_fraction
+
+    RingConfig(config.secagg_clip, config.secagg_bits, max(config.per_round, 2), False, secagg_fraction(config))
+    excluded = {
+        "--dp": config.dp is not None,
+        "--attack": config.attack is not None,
+        "--error-feedback": config.error_feedback,
+        "--partial": config.partial is not None,
+        "--powersgd": config.powersgd is not None,
+        "--local-head": config.local_head,
+        "--adaptive": config.adaptive_deadline_s is not None,
+        f"--aggregator {config.aggregator}": config.aggregator != "mean",
+        f"--strategy {config.strategy}": config.strategy in ("scaffold", "fednova"),
+    }
+    for flag, is_set in excluded.items():
+        if is_set:
+            raise ValueError(f"--secagg reveals only the sum of the round's weighted updates; drop {flag}")
 
 
 def _check_attack(config: FLConfig) -> None:

@@ -15,6 +15,7 @@ PERSONALIZE_SEED = 7
 DEVICE_SPEED_SEED = 8
 DP_NOISE_SEED = 9
 ATTACK_SEED = 10
+SECAGG_SEED = 11
 
 
 def derive_seed(seed: int, round_num: int, client_id: int, purpose: int) -> int:

@@ -568,6 +568,16 @@ fn square<'a>(x: &'a PyReadonlyArray2<'_, f64>) -> PyResult<(&'a [f64], usize)> 
     Ok((data, k))
 }
 
+/// Checks the K x d updates and runs `f` on them with the GIL released.
+fn on_updates<T: Send>(
+    py: Python<'_>,
+    updates: &PyReadonlyArray2<'_, f32>,
+    f: impl FnOnce(&Updates<'_>) -> Result<T, CoreError> + Send,
+) -> PyResult<T> {
+    let (data, k, d) = matrix(updates)?;
+    Ok(py.detach(|| f(&Updates::new(data, k, d)?))?)
+}
+
 fn f64_vector<'a>(x: &'a PyReadonlyArray1<'_, f64>, what: &str) -> PyResult<&'a [f64]> {
     x.as_slice()
         .map_err(|_| CodecError::new_err(format!("{what} must be a C-contiguous float64 array")))
@@ -579,8 +589,7 @@ fn coordinate_median<'py>(
     py: Python<'py>,
     updates: PyReadonlyArray2<'py, f32>,
 ) -> PyResult<Bound<'py, PyArray1<f32>>> {
-    let (data, k, d) = matrix(&updates)?;
-    let out = py.detach(|| Updates::new(data, k, d).map(|u| robust::coordinate_median(&u)))?;
+    let out = on_updates(py, &updates, |u| Ok(robust::coordinate_median(u)))?;
     Ok(out.into_pyarray(py))
 }
 
@@ -591,8 +600,7 @@ fn trimmed_mean<'py>(
     updates: PyReadonlyArray2<'py, f32>,
     trim: usize,
 ) -> PyResult<Bound<'py, PyArray1<f32>>> {
-    let (data, k, d) = matrix(&updates)?;
-    let out = py.detach(|| robust::trimmed_mean(&Updates::new(data, k, d)?, trim))?;
+    let out = on_updates(py, &updates, |u| robust::trimmed_mean(u, trim))?;
     Ok(out.into_pyarray(py))
 }
 
@@ -605,9 +613,9 @@ fn bulyan_coordinates<'py>(
     selected: Vec<usize>,
     beta: usize,
 ) -> PyResult<Bound<'py, PyArray1<f32>>> {
-    let (data, k, d) = matrix(&updates)?;
-    let out =
-        py.detach(|| robust::bulyan_coordinates(&Updates::new(data, k, d)?, &selected, beta))?;
+    let out = on_updates(py, &updates, |u| {
+        robust::bulyan_coordinates(u, &selected, beta)
+    })?;
     Ok(out.into_pyarray(py))
 }
 
@@ -617,10 +625,9 @@ fn pairwise_sq_dists<'py>(
     py: Python<'py>,
     updates: PyReadonlyArray2<'py, f32>,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-    let (data, k, d) = matrix(&updates)?;
-    let out = py.detach(|| Updates::new(data, k, d).map(|u| robust::pairwise_sq_dists(&u)))?;
-    let flat = out.into_pyarray(py);
-    Ok(flat.reshape([k, k])?)
+    let k = updates.shape()[0];
+    let out = on_updates(py, &updates, |u| Ok(robust::pairwise_sq_dists(u)))?;
+    out.into_pyarray(py).reshape([k, k])
 }
 
 /// Squared distance from every update to the point `z`.
@@ -630,9 +637,8 @@ fn sq_dists_to<'py>(
     updates: PyReadonlyArray2<'py, f32>,
     z: PyReadonlyArray1<'py, f32>,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let (data, k, d) = matrix(&updates)?;
     let point = flat(&z)?;
-    let out = py.detach(|| robust::sq_dists_to(&Updates::new(data, k, d)?, point))?;
+    let out = on_updates(py, &updates, |u| robust::sq_dists_to(u, point))?;
     Ok(out.into_pyarray(py))
 }
 
@@ -643,9 +649,8 @@ fn row_combination<'py>(
     updates: PyReadonlyArray2<'py, f32>,
     coeffs: PyReadonlyArray1<'py, f64>,
 ) -> PyResult<Bound<'py, PyArray1<f32>>> {
-    let (data, k, d) = matrix(&updates)?;
     let c = f64_vector(&coeffs, "coefficients")?;
-    let out = py.detach(|| robust::row_combination(&Updates::new(data, k, d)?, c))?;
+    let out = on_updates(py, &updates, |u| robust::row_combination(u, c))?;
     Ok(out.into_pyarray(py))
 }
 
@@ -656,15 +661,14 @@ fn mix_rows<'py>(
     updates: PyReadonlyArray2<'py, f32>,
     mixing: PyReadonlyArray2<'py, f64>,
 ) -> PyResult<Bound<'py, PyArray2<f32>>> {
-    let (data, k, d) = matrix(&updates)?;
-    let rows = mixing.shape()[0];
+    let (rows, d) = (mixing.shape()[0], updates.shape()[1]);
     let m = mixing
         .as_slice()
         .ok()
         .filter(|_| mixing.is_c_contiguous())
         .ok_or_else(|| CodecError::new_err("mixing must be a C-contiguous float64 array"))?;
-    let out = py.detach(|| robust::mix_rows(&Updates::new(data, k, d)?, m, rows))?;
-    Ok(out.into_pyarray(py).reshape([rows, d])?)
+    let out = on_updates(py, &updates, |u| robust::mix_rows(u, m, rows))?;
+    out.into_pyarray(py).reshape([rows, d])
 }
 
 /// Krum scores from a K x K matrix of squared distances: each row's sum over its K - f - 2
@@ -704,10 +708,10 @@ fn geometric_median<'py>(
     max_iter: usize,
     tol: f64,
 ) -> PyResult<(Bound<'py, PyArray1<f32>>, usize, bool)> {
-    let (data, k, d) = matrix(&updates)?;
     let w = f64_vector(&weights, "weights")?;
-    let gm =
-        py.detach(|| robust::geometric_median(&Updates::new(data, k, d)?, w, nu, max_iter, tol))?;
+    let gm = on_updates(py, &updates, |u| {
+        robust::geometric_median(u, w, nu, max_iter, tol)
+    })?;
     Ok((gm.point.into_pyarray(py), gm.iterations, gm.converged))
 }
 
@@ -722,10 +726,9 @@ fn centered_clip<'py>(
     tau: f64,
     iters: usize,
 ) -> PyResult<Bound<'py, PyArray1<f32>>> {
-    let (data, k, d) = matrix(&updates)?;
     let w = f64_vector(&weights, "weights")?;
     let c = flat(&center)?;
-    let out = py.detach(|| robust::centered_clip(&Updates::new(data, k, d)?, w, c, tau, iters))?;
+    let out = on_updates(py, &updates, |u| robust::centered_clip(u, w, c, tau, iters))?;
     Ok(out.into_pyarray(py))
 }
 

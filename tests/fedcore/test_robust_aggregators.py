@@ -185,6 +185,7 @@ SPECS = [
     "bulyan:2",
     "geomed",
     "geomed:20",
+    "geomed:100,1e-09,1e-12",
     "cclip:10.0",
     "cclip:0.5,1",
     "normbound:2.5",
@@ -217,3 +218,28 @@ def test_impossible_rounds_are_refused_with_the_requirement() -> None:
         Mean()(x, np.zeros(6))
     with pytest.raises(ValueError, match="K x d"):
         Median()(x[0])
+
+
+# --- properties every robust rule should have ---------------------------------------------------------
+
+EQUIVARIANT = [
+    Mean(),
+    Median(),
+    TrimmedMean(0.2),
+    Krum(2),
+    MultiKrum(2, 6),
+    Bulyan(2),
+    GeoMed(),
+    CenteredClip(1.0),
+]
+
+
+@pytest.mark.parametrize("rule", EQUIVARIANT, ids=str)
+def test_client_order_does_not_matter_and_a_shift_moves_the_result(rule: robust.Aggregator) -> None:
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((11, 40)).astype(np.float32)
+    base = rule(x)
+    perm = rng.permutation(11)
+    np.testing.assert_allclose(rule(x[perm]), base, rtol=1e-5, atol=1e-5)
+    shift = rng.standard_normal(40).astype(np.float32)
+    np.testing.assert_allclose(rule(x + shift), base + shift, rtol=1e-4, atol=1e-4)

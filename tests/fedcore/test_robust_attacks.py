@@ -117,6 +117,13 @@ def test_backdoor_stamps_relabels_and_boosts() -> None:
     assert bd.success_rate(learnt, x, y) == 1.0
 
 
+@pytest.mark.parametrize("spec", ["signflip", "gauss:1.0", "alie", "ipm:0.1", "minmax", "minsum"])
+def test_a_round_without_byzantine_clients_sends_nothing(spec: str) -> None:
+    attack = attacks.parse(spec)
+    assert isinstance(attack, attacks.ModelAttack)
+    assert attack(honest(), np.zeros((0, 64), dtype=np.float32)).shape == (0, 64)
+
+
 SPECS = [
     "signflip",
     "signflip:2.0",
@@ -130,6 +137,7 @@ SPECS = [
     "labelflip",
     "backdoor:3",
     "backdoor:0,20.0",
+    "backdoor:2,1.0,9,-1.0,0.25",
 ]
 
 

@@ -171,7 +171,11 @@ class GeoMed:
             raise ValueError(f"geomed needs max_iter >= 1, nu > 0, tol >= 0, got {self}")
 
     def __str__(self) -> str:
-        return "geomed" if self.max_iter == 100 else f"geomed:{self.max_iter}"
+        params = [str(self.max_iter), _num(self.nu), _num(self.tol)]
+        defaults = ["100", _num(1e-6), _num(1e-6)]
+        while params and params[-1] == defaults[len(params) - 1]:
+            params.pop()
+        return "geomed" + (":" + ",".join(params) if params else "")
 
     def solve(self, updates: ArrayLike, weights: ArrayLike | None = None) -> tuple[F32, int, bool]:
         """The median, the Weiszfeld steps taken, and whether the objective settled within tol."""

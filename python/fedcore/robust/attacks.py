@@ -31,8 +31,16 @@ class ModelAttack(Protocol):
     def __call__(self, honest: ArrayLike, own: ArrayLike, seed: int = 0) -> F32: ...
 
 
+def _as_own(own: ArrayLike) -> F32:
+    """The Byzantine clients' own updates, f x d; f may be 0 in a round that sampled none."""
+    x = np.ascontiguousarray(own, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"own updates must be an f x d matrix, got shape {x.shape}")
+    return x
+
+
 def _f_rows(own: ArrayLike) -> int:
-    return int(np.shape(own)[0])
+    return int(_as_own(own).shape[0])
 
 
 def _same_rows(v: NDArray[np.floating], f: int) -> F32:
@@ -50,7 +58,7 @@ class SignFlip:
         return "signflip" if self.scale == 1.0 else f"signflip:{self.scale!r}"
 
     def __call__(self, honest: ArrayLike, own: ArrayLike, seed: int = 0) -> F32:
-        return (-self.scale * as_updates(own)).astype(np.float32)
+        return (-self.scale * _as_own(own)).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -214,7 +222,11 @@ class Backdoor:
             raise ValueError(f"bad backdoor parameters: {self}")
 
     def __str__(self) -> str:
-        return f"backdoor:{self.target}" + ("" if self.boost == 1.0 else f",{self.boost!r}")
+        params = [str(self.target), repr(self.boost), str(self.size), repr(self.value), repr(self.fraction)]
+        defaults = ["", repr(1.0), "4", repr(1.0), repr(0.5)]
+        while len(params) > 1 and params[-1] == defaults[len(params) - 1]:
+            params.pop()
+        return "backdoor:" + ",".join(params)
 
     def stamp(self, x: ArrayLike) -> NDArray[np.float32]:
         """The inputs with the trigger stamped on every sample (shape kept; samples along axis 0)."""
@@ -264,7 +276,8 @@ _DEVIATIONS: dict[str, Deviation] = {"std": "std", "unit": "unit", "sign": "sign
 
 def parse(spec: str) -> Attack:
     """The attack a spec names: signflip[:SCALE], gauss[:SIGMA], alie[:Z], ipm[:EPS], minmax[:DEV],
-    minsum[:DEV] (DEV std|unit|sign), labelflip, backdoor:TARGET[,BOOST]; `parse(str(a)) == a`."""
+    minsum[:DEV] (DEV std|unit|sign), labelflip, backdoor:TARGET[,BOOST[,SIZE[,VALUE[,FRACTION]]]];
+    `parse(str(a)) == a`."""
     name, _, params = spec.strip().partition(":")
     args = [p.strip() for p in params.split(",")] if params else []
     try:
@@ -282,9 +295,9 @@ def parse(spec: str) -> Attack:
             return MinMax(_DEVIATIONS[args[0]] if args else "std", sum=name == "minsum")
         if name == "labelflip" and not args:
             return LabelFlip()
-        if name == "backdoor" and 1 <= len(args) <= 2:
-            boost = _num_args(args[1:], 1, name)
-            return Backdoor(int(args[0]), boost[0] if boost else 1.0)
+        if name == "backdoor" and 1 <= len(args) <= 5:
+            rest = [*args[1:], *["1.0", "4", "1.0", "0.5"][len(args) - 1 :]]
+            return Backdoor(int(args[0]), float(rest[0]), int(rest[1]), float(rest[2]), float(rest[3]))
     except ValueError as err:
         raise ValueError(f"bad attack spec {spec!r}: {err}") from err
     raise ValueError(

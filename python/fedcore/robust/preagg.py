@@ -88,5 +88,15 @@ class NearestNeighborMixing:
         self, updates: ArrayLike, weights: ArrayLike | None = None, seed: int = 0
     ) -> tuple[F32, F64]:
         x = as_updates(updates)
-        w = as_weights(weights, x.shape[0])
-        return kernels.mix_rows(x, self.mixing(kernels.pairwise_sq_dists(x))), w
+        k = x.shape[0]
+        w = as_weights(weights, k)
+        mixing = self.mixing(kernels.pairwise_sq_dists(x))
+        if self.f == 0 or self.f >= k - self.f:
+            return kernels.mix_rows(x, mixing), w
+        # Fewer excluded than kept: (sum of all - sum of the f excluded) / (K - f) reads f rows per
+        # output instead of K - f (5x less work at K = 100, f = 20).
+        excluded = kernels.mix_rows(x, (mixing == 0.0).astype(np.float64))
+        total = kernels.row_combination(x, np.ones(k))
+        np.subtract(total[None, :], excluded, out=excluded)
+        excluded *= np.float32(1.0 / (k - self.f))
+        return excluded, w

@@ -2,7 +2,7 @@
 
 Grammar: zero or more pre-aggregators (`bucket:S`, `nnm:F`) then one aggregator, joined by `+`.
 Aggregators: `mean`, `median`, `trimmed:BETA`, `krum:F`, `multikrum:F,M`, `bulyan:F`,
-`geomed[:MAX_ITER]`, `cclip:TAU[,ITERS]`, `normbound:C`.
+`geomed[:MAX_ITER[,NU[,TOL]]]`, `cclip:TAU[,ITERS]`, `normbound:C`.
 """
 
 from __future__ import annotations
@@ -65,6 +65,17 @@ def _cclip(args: list[str]) -> CenteredClip:
     return CenteredClip(tau)
 
 
+def _geomed(args: list[str]) -> GeoMed:
+    if len(args) > 3:
+        raise ValueError(f"geomed takes at most MAX_ITER,NU,TOL, got {args}")
+    d = GeoMed()
+    return GeoMed(
+        int(args[0]) if args else d.max_iter,
+        float(args[1]) if len(args) > 1 else d.nu,
+        float(args[2]) if len(args) > 2 else d.tol,
+    )
+
+
 _AGGREGATORS: dict[str, Callable[[list[str]], Aggregator]] = {
     "mean": lambda a: Mean(*_ints(a, 0, "mean")),
     "median": lambda a: Median(*_ints(a, 0, "median")),
@@ -72,7 +83,7 @@ _AGGREGATORS: dict[str, Callable[[list[str]], Aggregator]] = {
     "krum": lambda a: Krum(*_ints(a, 1, "krum")),
     "multikrum": lambda a: MultiKrum(*_ints(a, 2, "multikrum")),
     "bulyan": lambda a: Bulyan(*_ints(a, 1, "bulyan")),
-    "geomed": lambda a: GeoMed(*_ints(a, min(len(a), 1), "geomed")),
+    "geomed": _geomed,
     "cclip": _cclip,
     "normbound": lambda a: NormBound(*_floats(a, 1, 1, "normbound")),
 }

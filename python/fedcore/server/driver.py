@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -221,7 +221,7 @@ class RoundDriver:
         if reached < config.min_clients:  # a diverged client did answer, as in the simulation
             raise InsufficientClientsError(round_num, reached, config.min_clients)
         fold = outcome.aggregator.finish()
-        dp_metrics: dict[str, float] = getattr(outcome.aggregator, "metrics", {})
+        dp_metrics: dict[str, Any] = getattr(outcome.aggregator, "metrics", {})
         suspicion: dict[int, float] = getattr(outcome.aggregator, "suspicion", {})
         suspects = state.suspects
         if suspicion:
@@ -248,6 +248,7 @@ class RoundDriver:
         record = replace(
             record,
             suspicion={str(c): s for c, s in sorted(suspicion.items())} or None,
+            secagg={k: v for k, v in dp_metrics.items() if k.startswith("secagg")} or None,
             backdoor_accuracy=self.backdoor_score(server.weights) if self.backdoor_score else None,
             personal_accuracy=personal,
             epsilon=epsilon,

@@ -39,6 +39,7 @@ from fedcore.server.driver import (
     privacy_summary,
 )
 from fedcore.sim.attack import AttackedTransport, byzantine_clients
+from fedcore.sim.secure import SecureTransport
 from fedcore.sim.personal import own_models, score_ditto_rounds, score_local_head
 from fedcore.sim.transport import SimTransport
 from fedcore.sim.workers import build_model, limit_threads, load_data, make_pool
@@ -196,7 +197,12 @@ def simulate(
     evaluator = build_model(config, data)
     devices = ClientStateStore()
     simulated = SimTransport(make_pool(config, data), devices)
-    transport: Transport = simulated if config.attack is None else AttackedTransport(simulated, config)
+    transport: Transport = simulated
+    if config.attack is not None:
+        transport = AttackedTransport(simulated, config)
+    if config.secagg:
+        largest = max(len(data.client(c).train) for c in range(data.num_clients))
+        transport = SecureTransport(simulated, config, largest)
     layout = evaluator.layout
     local_head = (
         make_local_head(config.personalize, config.local_epochs, layout) if config.local_head else None

@@ -50,5 +50,7 @@ class CodecStage:
 
 
 def codec_from_config(config: FLConfig) -> CodecStage | None:
-    """The terminal stage unless PowerSGD replaces it."""
-    return None if config.powersgd is not None else CodecStage(normalise_spec(config.codec))
+    """The terminal stage unless PowerSGD replaces it; under --secagg the ring applies random-k itself."""
+    if config.powersgd is not None:
+        return None
+    return CodecStage(None if config.secagg else normalise_spec(config.codec))

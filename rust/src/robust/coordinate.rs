@@ -73,6 +73,7 @@ fn midpoint(a: f32, b: f32) -> f32 {
 }
 
 /// Coordinate-wise median (the mean of the two middle values when K is even, as `np.median`).
+#[must_use]
 pub fn coordinate_median(u: &Updates<'_>) -> Vec<f32> {
     let n = u.k();
     let (lo, hi) = ((n - 1) / 2, n / 2);
@@ -173,6 +174,7 @@ fn closest_to_median_mean(rows: &[Row], c: usize, beta: usize) -> f32 {
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp)] // the kernels must give exactly the sorted reference's values
 mod tests {
     use super::*;
     use proptest::prelude::*;

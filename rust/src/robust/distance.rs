@@ -15,6 +15,8 @@ use crate::error::{CodecError, Result};
 const GRAM_BLOCK: usize = 512;
 /// Coordinates per task in the combinations.
 const COMBINE_BLOCK: usize = 1 << 14;
+/// Coordinates per mixing task: K rows of 1024 floats stay in L2 while every output row reads them.
+const MIX_BLOCK: usize = 1024;
 /// Independent partial sums in a dot product, so the compiler can vectorise it.
 const LANES: usize = 16;
 
@@ -54,6 +56,7 @@ fn column_mean(u: &Updates<'_>) -> Vec<f32> {
 }
 
 /// The K x K matrix of squared Euclidean distances between updates, row-major, zero diagonal.
+#[must_use]
 pub fn pairwise_sq_dists(u: &Updates<'_>) -> Vec<f64> {
     let (k, d) = (u.k(), u.d());
     let mean = column_mean(u);
@@ -174,13 +177,14 @@ pub(crate) fn combine_into(u: &Updates<'_>, coeffs: &[f64], out: &mut [f32]) {
 }
 
 /// Rows of `mixing @ updates` (`mixing` is `rows x K`, row-major): each output a weighted
-/// combination of updates, as nearest-neighbour mixing makes them.
+/// combination of updates, as nearest-neighbour mixing makes them. One pass over the updates:
+/// each block of coordinates is read once (it stays in L2) and feeds every output row.
 pub fn mix_rows(u: &Updates<'_>, mixing: &[f64], rows: usize) -> Result<Vec<f32>> {
-    if rows.checked_mul(u.k()) != Some(mixing.len()) {
+    let (k, d) = (u.k(), u.d());
+    if rows.checked_mul(k) != Some(mixing.len()) {
         return Err(CodecError::param(format!(
-            "a mixing matrix of {} entries is not {rows} x {}",
-            mixing.len(),
-            u.k()
+            "a mixing matrix of {} entries is not {rows} x {k}",
+            mixing.len()
         )));
     }
     if let Some(c) = mixing.iter().find(|c| !c.is_finite()) {
@@ -188,9 +192,37 @@ pub fn mix_rows(u: &Updates<'_>, mixing: &[f64], rows: usize) -> Result<Vec<f32>
             "mixing weights must be finite, got {c}"
         )));
     }
-    let mut out = vec![0.0f32; rows * u.d()];
-    for (dst, coeffs) in out.chunks_mut(u.d()).zip(mixing.chunks(u.k())) {
-        combine_into(u, coeffs, dst);
+    let blocks: Vec<Vec<f32>> = (0..d.div_ceil(MIX_BLOCK))
+        .into_par_iter()
+        .map_init(
+            || vec![0.0f64; MIX_BLOCK],
+            |acc, b| {
+                let col0 = b * MIX_BLOCK;
+                let w = MIX_BLOCK.min(d - col0);
+                let acc = &mut acc[..w];
+                let mut block = Vec::with_capacity(rows * w);
+                for coeffs in mixing.chunks(k) {
+                    acc.fill(0.0);
+                    for (r, &c) in coeffs.iter().enumerate() {
+                        if c != 0.0 {
+                            for (a, v) in acc.iter_mut().zip(&u.row(r)[col0..col0 + w]) {
+                                *a += c * f64::from(*v);
+                            }
+                        }
+                    }
+                    block.extend(acc.iter().map(|a| *a as f32));
+                }
+                block
+            },
+        )
+        .collect();
+    let mut out = vec![0.0f32; rows * d];
+    for (b, block) in blocks.iter().enumerate() {
+        let col0 = b * MIX_BLOCK;
+        let w = block.len() / rows.max(1);
+        for (dst, src) in out.chunks_mut(d).zip(block.chunks(w.max(1))) {
+            dst[col0..col0 + w].copy_from_slice(src);
+        }
     }
     Ok(out)
 }

@@ -90,9 +90,10 @@ impl Network {
         super::simd::apply(self, rows);
     }
 
-    /// [`Network::apply`] in the instructions the build targets; inlined into the AVX2 build.
+    /// [`Network::apply`] in the instructions the build targets, with no run-time choice (the
+    /// AVX2 build inlines it; benches/robust.rs times the two).
     #[inline(always)]
-    pub(crate) fn apply_portable(&self, rows: &mut [Row]) {
+    pub fn apply_portable(&self, rows: &mut [Row]) {
         assert_eq!(rows.len(), self.n, "a network of {} rows", self.n);
         for &(i, j) in &self.pairs {
             let (lo, hi) = rows.split_at_mut(j as usize);
@@ -111,9 +112,22 @@ fn compare_exchange(a: &mut Row, b: &mut Row) {
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp)] // a network moves values, it never computes new ones
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// n rows of W pseudo-random values in [-8000, 8000) from a 64-bit LCG.
+    fn columns(n: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut state = seed;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((state >> 40) as f32) / 1e3 - 8_000.0
+        };
+        (0..n).map(|_| (0..W).map(|_| next()).collect()).collect()
+    }
 
     fn block(values: &[Vec<f32>]) -> Vec<Row> {
         values
@@ -146,12 +160,7 @@ mod tests {
     proptest! {
         #[test]
         fn sorts_every_column(n in 1usize..70, seed in any::<u64>()) {
-            let mut state = seed;
-            let mut next = || {
-                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-                ((state >> 40) as f32) / 1e3 - 8_000.0
-            };
-            let values: Vec<Vec<f32>> = (0..n).map(|_| (0..W).map(|_| next()).collect()).collect();
+            let values = columns(n, seed);
             let mut rows = block(&values);
             Network::sorting(n).apply(&mut rows);
             for c in 0..W {
@@ -164,12 +173,7 @@ mod tests {
 
         #[test]
         fn a_pruned_network_still_places_its_ranks(n in 1usize..70, seed in any::<u64>()) {
-            let mut state = seed;
-            let mut next = || {
-                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-                ((state >> 40) as f32) / 1e3 - 8_000.0
-            };
-            let values: Vec<Vec<f32>> = (0..n).map(|_| (0..W).map(|_| next()).collect()).collect();
+            let values = columns(n, seed);
             let mut rows = block(&values);
             let keep = |r: usize| r == (n - 1) / 2 || r == n / 2;
             Network::selecting(n, keep).apply(&mut rows);

@@ -74,7 +74,7 @@ pub fn geometric_median(
     tol: f64,
 ) -> Result<GeometricMedian> {
     let w = normalized_weights(weights, u.k())?;
-    if !(nu.is_finite() && nu > 0.0) || !(tol.is_finite() && tol >= 0.0) || max_iter == 0 {
+    if !(nu.is_finite() && nu > 0.0 && tol.is_finite() && tol >= 0.0) || max_iter == 0 {
         return Err(CodecError::param(format!(
             "geometric median needs nu > 0, tol >= 0 and max_iter >= 1, got {nu}, {tol}, {max_iter}"
         )));
