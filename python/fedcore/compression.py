@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-
 
 Vector = NDArray[np.float32]
 

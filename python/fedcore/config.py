@@ -96,7 +96,9 @@ class FLConfig:
     secagg_clip: float = 1.0  # each weighted coordinate is clipped to [-clip, clip] before quantization
     secagg_neighbors: int | None = None  # SecAgg+ graph degree k (None: chosen for the round's size)
     secagg_threshold: int | None = None  # Shamir threshold t (None: chosen with k)
-    attack: str | None = None  # simulated Byzantine clients: signflip, gauss, alie, ipm, minmax, labelflip ...
+    attack: str | None = (
+        None  # simulated Byzantine clients: signflip, gauss, alie, ipm, minmax, labelflip ...
+    )
     byzantine: float = 0.0  # share of the population that attacks
     exclude_suspects: bool = False  # leave clients flagged in 3 of their last 5 rounds out of selection
     selection: str = "random"
@@ -157,7 +159,9 @@ class FLConfig:
             and self.powersgd is None
         )
         if self.error_feedback and sends_all:
-            raise ValueError("error_feedback needs a lossy upload: --codec, --partial, --powersgd or --adaptive")
+            raise ValueError(
+                "error_feedback needs a lossy upload: --codec, --partial, --powersgd or --adaptive"
+            )
         _check_upload_mode(self)
         _check_adaptive(self)
         if self.personalize is not None:
@@ -264,15 +268,19 @@ def _check_privacy(config: FLConfig) -> None:
             raise ValueError("--dp local:CLIP,Z sets its own noise multiplier Z; drop --noise-multiplier")
         return
     if (config.noise_multiplier is None) == (config.target_epsilon is None):
-        raise ValueError("--dp central/adaptive needs exactly one of --noise-multiplier Z or --target-epsilon E")
+        raise ValueError(
+            "--dp central/adaptive needs exactly one of --noise-multiplier Z or --target-epsilon E"
+        )
     if config.noise_multiplier is not None:
         check_noise_multiplier(config.noise_multiplier)
     if config.delta is not None:
         check_delta(config.delta, config.clients)
     strategy = config.make_strategy()
     if strategy.uses_control or config.strategy == "fednova":
-        raise ValueError(f"--dp {spec.mode} averages clipped updates with equal weights; --strategy "
-                         f"{config.strategy} needs per-client weights or controls (use fedavg, fedprox or fedopt)")
+        raise ValueError(
+            f"--dp {spec.mode} averages clipped updates with equal weights; --strategy "
+            f"{config.strategy} needs per-client weights or controls (use fedavg, fedprox or fedopt)"
+        )
     if config.selection != "random":
         raise ValueError("--dp accounts for uniform K-of-N sampling; --selection must be random")
     if config.aggregator != "mean":
@@ -281,7 +289,9 @@ def _check_privacy(config: FLConfig) -> None:
 
 def _check_secagg(config: FLConfig) -> None:
     """Secure aggregation adds integer codes, so only what is linear in the updates composes with it."""
-    set_without = [name for name in ("secagg_neighbors", "secagg_threshold") if getattr(config, name) is not None]
+    set_without = [
+        name for name in ("secagg_neighbors", "secagg_threshold") if getattr(config, name) is not None
+    ]
     if not config.secagg:
         if set_without:
             raise ValueError(f"--{set_without[0].replace('_', '-')} needs --secagg")
@@ -289,7 +299,9 @@ def _check_secagg(config: FLConfig) -> None:
     from fedcore.secure import RingConfig
     from fedcore.sim.secure import secagg_fraction
 
-    RingConfig(config.secagg_clip, config.secagg_bits, max(config.per_round, 2), False, secagg_fraction(config))
+    RingConfig(
+        config.secagg_clip, config.secagg_bits, max(config.per_round, 2), False, secagg_fraction(config)
+    )
     excluded = {
         "--dp": config.dp is not None,
         "--attack": config.attack is not None,
@@ -312,15 +324,21 @@ def _check_attack(config: FLConfig) -> None:
         raise ValueError(f"--byzantine must lie in [0, 1), got {config.byzantine}")
     if config.attack is None:
         if config.byzantine > 0.0:
-            raise ValueError("--byzantine needs --attack NAME (signflip, gauss, alie, ipm, minmax, labelflip ...)")
+            raise ValueError(
+                "--byzantine needs --attack NAME (signflip, gauss, alie, ipm, minmax, labelflip ...)"
+            )
         return
     from fedcore.robust.attacks import parse
 
     parse(config.attack)
     if round(config.byzantine * config.clients) < 1:
         raise ValueError(f"--attack {config.attack} needs --byzantine F with F x clients >= 1")
-    forged = {"--partial": config.partial is not None, "--powersgd": config.powersgd is not None,
-              "--local-head": config.local_head, "--adaptive": config.adaptive_deadline_s is not None}
+    forged = {
+        "--partial": config.partial is not None,
+        "--powersgd": config.powersgd is not None,
+        "--local-head": config.local_head,
+        "--adaptive": config.adaptive_deadline_s is not None,
+    }
     for flag, is_set in forged.items():
         if is_set:
             raise ValueError(f"--attack forges whole-model updates with the run's codec; drop {flag}")

@@ -127,11 +127,13 @@ def factor_plan(
 
 
 def payload_from_vector(values: Vector, rank: int, layout: ParamLayout) -> PowerSGDPayload:
-    """The payload a frame's float32 body stands for, cut by the plan both sides derive from (rank, layout)."""
+    """The payload a frame's float32 body stands for, cut by the plan both sides derive (rank, layout)."""
     matrices, raw_spans, _ = factor_plan(rank, layout)
     expected = sum((m.rows + m.cols) * m.rank for m in matrices) + sum(b - a for a, b in raw_spans)
     if values.shape != (expected,):
-        raise ValueError(f"PowerSGD frame holds {values.size} values, rank {rank} on this model needs {expected}")
+        raise ValueError(
+            f"PowerSGD frame holds {values.size} values, rank {rank} on this model needs {expected}"
+        )
     pos = 0
     parts = []
     for m in matrices:

@@ -117,8 +117,28 @@ def test_a_bad_dp_config_is_one_line_and_exit_code_2(
 
 def test_local_dp_sgd_records_each_clients_epsilon(tmp_path: Path) -> None:
     out = tmp_path / "local"
-    assert main(["sim", "--rounds", "2", "--clients", "10", "--per-round", "3", "--local-epochs", "1",
-                 "--dp", "local:1.0,1.1", "--workers", "0", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "sim",
+                "--rounds",
+                "2",
+                "--clients",
+                "10",
+                "--per-round",
+                "3",
+                "--local-epochs",
+                "1",
+                "--dp",
+                "local:1.0,1.1",
+                "--workers",
+                "0",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rounds = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
     assert all(r["local_epsilon"] > 0 for r in rounds)
     summary = json.loads((out / "summary.json").read_text())

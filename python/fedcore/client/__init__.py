@@ -1,4 +1,4 @@
-"""The client side of the protocol: one client's state and its round, the same in a simulation and a process."""
+"""The client side of the protocol: one client's state and round, alike in a simulation and a process."""
 
 from fedcore.client.app import (
     ClientApp,

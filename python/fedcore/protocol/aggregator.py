@@ -15,7 +15,7 @@ class Aggregator(Protocol):
     """start (the factory) / add / merge / finish; `add` is all-or-nothing and names what it refused."""
 
     def add(self, reply: Reply) -> Failure | None:
-        """Fold one reply; a reply that does not decode leaves the aggregate as it was and comes back refused."""
+        """Fold one reply; one that does not decode leaves the aggregate as it was and comes back refused."""
         ...
 
     def merge(self, other: Self) -> Self:

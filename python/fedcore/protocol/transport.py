@@ -71,7 +71,7 @@ class Transport(Protocol):
 def fold_in_order(
     make_aggregator: AggregatorFactory, tasks: Sequence[Task], arrived: Sequence[Reply | Failure]
 ) -> RoundOutcome:
-    """Fold replies in task order (so sums repeat exactly); a reply whose payloads do not decode is a failure."""
+    """Fold replies in task order (sums repeat exactly); a reply whose payloads do not decode fails."""
     aggregator = make_aggregator()
     accepted: list[ReplyInfo] = []
     failures: list[Failure] = []

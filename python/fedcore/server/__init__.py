@@ -6,12 +6,12 @@ from fedcore.server.registry import STREAMING, aggregator_factory, check_aggrega
 from fedcore.server.run import run_federation
 
 __all__ = [
+    "STREAMING",
     "Collecting",
     "DriverState",
     "FoldContext",
     "LinearFold",
     "RoundDriver",
-    "STREAMING",
     "aggregator_factory",
     "check_aggregator",
     "initial_state",

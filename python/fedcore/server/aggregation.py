@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 from fedcore.compression import fedcodec
 from fedcore.protocol.messages import Failure, Reply
 from fedcore.strategies.base import FoldSum, Strategy
-from fedcore.uplink import UplinkChain, UplinkContext, Update
+from fedcore.uplink import Update, UplinkChain, UplinkContext
 from fedcore.uplink.codec import CodecStage, decode_frame
 
 if TYPE_CHECKING:  # typing.Self is 3.11+; annotations are never evaluated at runtime
@@ -71,7 +71,13 @@ def decode_reply(ctx: FoldContext, reply: Reply) -> tuple[Update, Update | None]
         update = ctx.chain.decode(reply.payloads[0], ctx.uplink)
         control = CodecStage().decode(reply.payloads[1], ctx.uplink, _no_rest) if ctx.with_control else None
         for part in (update, control):
-            n = part.size if isinstance(part, np.ndarray) else fedcodec().inspect(part).n if part else ctx.size
+            n = (
+                part.size
+                if isinstance(part, np.ndarray)
+                else fedcodec().inspect(part).n
+                if part
+                else ctx.size
+            )
             if n != ctx.size:
                 raise RefusedPayloadError("wrong_shape", f"update has {n} elements, the model {ctx.size}")
             if isinstance(part, np.ndarray) and not np.isfinite(part).all():
@@ -88,7 +94,7 @@ def _no_rest(data: bytes) -> Update:
 
 
 class _Sum:
-    """A weighted running sum: lossless updates in float64, codec frames decoded-and-added in Rust (float32)."""
+    """A weighted running sum: lossless updates in float64, codec frames decoded-and-added in Rust (f32)."""
 
     def __init__(self, size: int) -> None:
         self._dense = np.zeros(size, dtype=np.float64)

@@ -43,7 +43,7 @@ def load_checkpoint(out: Path, settings: dict[str, object]) -> DriverState:
         raise CheckpointError(f"nothing to resume: {path} does not exist")
     try:
         with path.open("rb") as f:
-            saved = pickle.load(f)  # noqa: S301 - our own file, see the docstring
+            saved = pickle.load(f)
         state = saved["state"]
         before = saved["settings"]
     except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError, AttributeError) as exc:

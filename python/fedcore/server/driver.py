@@ -22,13 +22,13 @@ from fedcore.data.dataset import Dataset
 from fedcore.downlink import DownlinkSync
 from fedcore.layout import ParamLayout
 from fedcore.personalize import LocalHead, make_local_head
+from fedcore.privacy.adaptive import update_noise_multiplier
+from fedcore.privacy.plan import DEFAULT_INITIAL_CLIP, PrivacyPlan
+from fedcore.privacy.spec import DPSpec
 from fedcore.protocol.messages import Task
 from fedcore.protocol.transport import RoundOutcome, Transport
 from fedcore.records import RoundRecord
 from fedcore.robust.detect import SuspectTracker
-from fedcore.privacy.adaptive import update_noise_multiplier
-from fedcore.privacy.plan import DEFAULT_INITIAL_CLIP, PrivacyPlan
-from fedcore.privacy.spec import DPSpec
 from fedcore.seeds import (
     CODEC_SEED,
     CONTROL_DOWNLINK_SEED,
@@ -153,7 +153,9 @@ class RoundDriver:
         self.availability = devices if config.selection == "availability" else None
         self.privacy = PrivacyPlan.from_config(config)
         self.local_head: LocalHead | None = (
-            make_local_head(config.personalize, config.local_epochs, self.layout) if config.local_head else None
+            make_local_head(config.personalize, config.local_epochs, self.layout)
+            if config.local_head
+            else None
         )
 
     def run_round(self, state: DriverState) -> tuple[DriverState, RoundRecord, RoundOutcome]:
@@ -215,7 +217,9 @@ class RoundDriver:
             equal_weights=self.privacy is not None,
         )
         noise = self._noise(state, round_num)
-        factory = aggregator_factory(config.aggregator, fold_ctx, noise, derive_seed(config.seed, round_num, -1, 0))
+        factory = aggregator_factory(
+            config.aggregator, fold_ctx, noise, derive_seed(config.seed, round_num, -1, 0)
+        )
         outcome = self.transport.run_round(tasks, factory, self.deadline_s)
         reached = len(outcome.replies) + sum(f.kind == "diverged" for f in outcome.failures)
         if reached < config.min_clients:  # a diverged client did answer, as in the simulation
@@ -241,7 +245,15 @@ class RoundDriver:
         losses.update({r.client_id: r.loss for r in outcome.replies})
         fraction = mask.fraction if mask is not None else None
         record = _round_record(
-            round_num, sel, outcome, (accuracy, loss, client_accuracy), down_bytes, fraction, choices, t0, eval_s
+            round_num,
+            sel,
+            outcome,
+            (accuracy, loss, client_accuracy),
+            down_bytes,
+            fraction,
+            choices,
+            t0,
+            eval_s,
         )
         epsilon = self.privacy.epsilons[round_num] if self.privacy is not None else None
         local = [r.metrics["local_epsilon"] for r in outcome.replies if "local_epsilon" in r.metrics]
@@ -309,7 +321,9 @@ class RoundDriver:
         models: dict[int, bytes] = {}
         total = 0
         for cid in sel.answered.tolist():  # a dropped client never gets its message, so it is not recorded
-            payload, nbytes = sync.send(cid, weights, derive_seed(self.config.seed, round_num, cid, DOWNLINK_SEED))
+            payload, nbytes = sync.send(
+                cid, weights, derive_seed(self.config.seed, round_num, cid, DOWNLINK_SEED)
+            )
             models[cid] = payload
             total += nbytes
         return models, total, sync
@@ -325,7 +339,7 @@ class RoundDriver:
         return frame, FLOAT32_BYTES * control.size if lossless else len(frame)
 
     def _personal_seed(self, round_num: int, client_id: int) -> int:
-        """Ditto's personal epochs in rounds 0..R-1; the post-hoc step uses round R, so the streams never meet."""
+        """Ditto's personal epochs in rounds 0..R-1; the post-hoc step uses round R: streams never meet."""
         if not self.config.ditto_rounds:
             return 0
         return derive_seed(self.config.seed, round_num, client_id, PERSONALIZE_SEED)
@@ -345,7 +359,7 @@ class RoundDriver:
 
 
 def privacy_summary(driver: RoundDriver, records: Sequence[RoundRecord]) -> dict[str, object]:
-    """summary.json's privacy fields: epsilon, delta, accountant, noise multiplier, and why a run stopped early."""
+    """summary.json's privacy fields: epsilon, delta, accountant, noise multiplier, why a run stopped."""
     if driver.privacy is not None:
         summary = driver.privacy.summary(len(records))
         summary["stopped_by_budget"] = driver.stop_message()

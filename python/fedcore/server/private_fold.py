@@ -1,4 +1,4 @@
-"""User-level DP at the aggregator: unweighted sum of clipped updates, Gaussian noise once, fixed denominator."""
+"""User-level DP at the aggregator: unweighted sum of clipped updates, noise once, a fixed denominator."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from fedcore.strategies.base import FoldSum
 
 @dataclass(frozen=True)
 class RoundNoise:
-    """This round's mechanism: clip C, the multiplier on the sum, the expected cohort, a seed; adaptive's knobs."""
+    """This round's mechanism: clip C, multiplier on the sum, expected cohort, seed; adaptive's knobs."""
 
     clip: float
     noise_multiplier: float

@@ -41,7 +41,7 @@ class RobustRule:
 def aggregator_factory(
     spec: str, ctx: FoldContext, noise: RoundNoise | None = None, seed: int = 0
 ) -> Callable[[], Aggregator]:
-    """A picklable factory: workers build their partial aggregators from it; `noise` makes the fold private."""
+    """A picklable factory: workers build partial aggregators from it; `noise` makes the fold private."""
     check_aggregator(spec)
     return AggregatorFactory(ctx, None if spec == STREAMING else RobustRule(spec, seed), noise)
 

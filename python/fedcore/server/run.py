@@ -57,7 +57,9 @@ def run_federation(
     finally:
         audit.close()
     vectors = 2 if config.make_strategy().uses_control else 1
-    summary = summarize(list(state.records), evaluator.layout.size, settings, time.perf_counter() - start, vectors)
+    summary = summarize(
+        list(state.records), evaluator.layout.size, settings, time.perf_counter() - start, vectors
+    )
     summary["resumed"] = resume
     summary.update(privacy_summary(driver, state.records))
     write_summary(out / "summary.json", summary)

@@ -25,7 +25,7 @@ def byzantine_clients(config: FLConfig) -> frozenset[int]:
 
 
 def poisoned_data(config: FLConfig, data_for: Callable[[int], Dataset]) -> Callable[[int], Dataset]:
-    """Byzantine clients of a data attack (label flip, backdoor) train on poisoned data; the rest as they are."""
+    """Byzantine clients of a data attack (label flip, backdoor) train on poisoned data; others on theirs."""
     if config.attack is None:
         return data_for
     from fedcore.robust.attacks import Backdoor, LabelFlip, parse
@@ -96,8 +96,10 @@ class AttackedTransport:
             replies = self._rewrite(replies, make_aggregator, tasks[0].round)
         return fold_in_order(make_aggregator, tasks, [*replies, *collected.failures])
 
-    def _rewrite(self, replies: list[Reply], make_aggregator: AggregatorFactory, round_num: int) -> list[Reply]:
-        from fedcore.robust.attacks import Backdoor
+    def _rewrite(
+        self, replies: list[Reply], make_aggregator: AggregatorFactory, round_num: int
+    ) -> list[Reply]:
+        from fedcore.robust.attacks import Backdoor, LabelFlip
 
         ctx = getattr(make_aggregator, "ctx")  # noqa: B009 - the driver's factory carries its fold context
         dense = {r.client_id: _dense(ctx, r) for r in replies}
@@ -107,17 +109,21 @@ class AttackedTransport:
             return replies
         own = np.stack([dense[r.client_id] for r in bad])
         seed = derive_seed(self._config.seed, round_num, -1, ATTACK_SEED)
-        if isinstance(self._attack, Backdoor):
-            forged = self._attack.boost_delta(own)
-        elif honest:
-            forged = self._attack(np.stack(honest), own, seed=seed)
+        attack = self._attack
+        if isinstance(attack, Backdoor):
+            forged = attack.boost_delta(own)
+        elif honest and not isinstance(attack, LabelFlip):
+            forged = attack(np.stack(honest), own, seed=seed)
         else:
             return replies  # nobody honest answered: an omniscient attack has nothing to read
         rewritten = {
             r.client_id: Reply(
                 r.round,
                 r.client_id,
-                (encode_frame(self._config.codec, np.ascontiguousarray(forged[i]), seed + i), *r.payloads[1:]),
+                (
+                    encode_frame(self._config.codec, np.ascontiguousarray(forged[i]), seed + i),
+                    *r.payloads[1:],
+                ),
                 r.num_examples,
                 r.num_steps,
                 r.loss,

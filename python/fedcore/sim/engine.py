@@ -1,4 +1,4 @@
-"""The simulation: a client population on a worker pool as the transport, driven by the server's round driver."""
+"""The simulation: a client population on a worker pool as the transport, driven by the round driver."""
 
 from __future__ import annotations
 
@@ -26,10 +26,10 @@ from fedcore.personalize import (
     parse_personalize,
     personalize_clients,
 )
+from fedcore.protocol.transport import Transport
 from fedcore.records import RoundRecord, summarize
 from fedcore.seeds import DEVICE_SPEED_SEED, PERSONALIZE_SEED, derive_seed
 from fedcore.selection import AvailabilityModel
-from fedcore.protocol.transport import Transport
 from fedcore.server.driver import (
     DriverState,
     PersonalScore,
@@ -39,8 +39,8 @@ from fedcore.server.driver import (
     privacy_summary,
 )
 from fedcore.sim.attack import AttackedTransport, byzantine_clients
-from fedcore.sim.secure import SecureTransport
 from fedcore.sim.personal import own_models, score_ditto_rounds, score_local_head
+from fedcore.sim.secure import SecureTransport
 from fedcore.sim.transport import SimTransport
 from fedcore.sim.workers import build_model, limit_threads, load_data, make_pool
 from fedcore.uplink.base import Vector
@@ -68,7 +68,6 @@ class SimResult:
 
 def seconds_per_step(seed: int, client_id: int) -> float:
     """A device's fixed training speed, seeded per client, so picks never depend on this machine's clock."""
-
 
     rng = np.random.default_rng(derive_seed(seed, 0, client_id, DEVICE_SPEED_SEED))
     return float(rng.lognormal(np.log(MEDIAN_SECONDS_PER_STEP), _SPEED_SPREAD))

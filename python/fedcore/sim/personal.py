@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from fedcore.backends.base import ModelAdapter, TrainConfig
+from fedcore.client import ClientStateStore
 from fedcore.compression import Vector
 from fedcore.data import FederatedData
 from fedcore.personalize import (
@@ -24,7 +25,6 @@ from fedcore.personalize import (
     make_ditto_rounds,
     score_clients,
 )
-from fedcore.client import ClientStateStore
 
 
 def kept_heads(store: ClientStateStore) -> dict[int, Vector]:

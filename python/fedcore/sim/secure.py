@@ -24,7 +24,7 @@ from fedcore.uplink.codec import decode_frame
 
 
 def secagg_fraction(config: FLConfig) -> float:
-    """`--codec randk:F` under secure aggregation: the ring keeps the same seeded F of every client's update."""
+    """`--codec randk:F` under secure aggregation: the ring keeps the same seeded F of every update."""
     if config.codec in (None, "none"):
         return 1.0
     name, _, arg = str(config.codec).partition(":")
@@ -103,8 +103,10 @@ class SecureTransport:
         try:
             total, report, timing = secure_sum(updates, ring, params, seed=ring.seed)
         except SecAggAbort as exc:
-            failures = tuple(Failure(round_num, r.client_id, "client_error", f"secure aggregation aborted: {exc}")
-                             for r in replies)
+            failures = tuple(
+                Failure(round_num, r.client_id, "client_error", f"secure aggregation aborted: {exc}")
+                for r in replies
+            )
             return RoundOutcome(make_aggregator(), (), (*collected.failures, *failures))
         included = set(report.result.included)
         weight_sum = float(total[-1]) * self._cap
@@ -119,10 +121,13 @@ class SecureTransport:
         )
         per_client = report.upload_bytes  # one client's masked, bit-packed input
         infos = tuple(
-            ReplyInfo(r.client_id, r.num_examples, r.num_steps, r.loss, per_client, r.train_s) for r in accepted
+            ReplyInfo(r.client_id, r.num_examples, r.num_steps, r.loss, per_client, r.train_s)
+            for r in accepted
         )
-        flagged = [Failure(round_num, f.client, "client_error", f"secure aggregation: {f.reason}")
-                   for f in report.result.flagged]
+        flagged = [
+            Failure(round_num, f.client, "client_error", f"secure aggregation: {f.reason}")
+            for f in report.result.flagged
+        ]
         metrics = {
             "secagg_seconds": round(time.perf_counter() - start, 4),
             "secagg_client_seconds": {k: round(v, 4) for k, v in report.client_seconds.items()},
@@ -140,8 +145,17 @@ class SecureTransport:
 
         config = self._config
         if config.secagg_neighbors is not None and config.secagg_threshold is not None:
-            return SecAggParams(config.secagg_neighbors, config.secagg_threshold, "set by --secagg-neighbors/-threshold")
-        chosen = choose(n, dropout=max(config.dropout, 0.05))
+            return SecAggParams(
+                config.secagg_neighbors, config.secagg_threshold, "set by --secagg-neighbors/-threshold"
+            )
+        try:
+            chosen = choose(n, dropout=max(config.dropout, 0.05))
+        except ValueError:  # too few clients for SecAgg+'s sparse-graph bounds: every pair, as in SecAgg
+            chosen = SecAggParams(
+                n - 1,
+                n // 2 + 1,
+                f"complete graph (Bonawitz et al. 2017): {n} clients are too few for SecAgg+",
+            )
         if config.secagg_neighbors is not None or config.secagg_threshold is not None:
             degree = config.secagg_neighbors or chosen.degree
             threshold = config.secagg_threshold or min(chosen.threshold, degree)

@@ -1,4 +1,4 @@
-"""The simulation as a transport: tasks go to worker processes, each device's state lives in the population."""
+"""The simulation as a transport: tasks go to worker processes, device state stays in the population."""
 
 from __future__ import annotations
 

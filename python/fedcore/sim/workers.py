@@ -65,7 +65,7 @@ def limit_threads(config: FLConfig) -> None:
 
 
 class ClientRunner:
-    """The simulated devices a worker hosts: one ClientApp on one persistent model, states handed in per job."""
+    """The simulated devices a worker hosts: one ClientApp on one persistent model, states given per job."""
 
     def __init__(self, config: FLConfig, data: FederatedData) -> None:
         data_for = poisoned_data(config, lambda cid: data.client(cid).train)

@@ -8,7 +8,7 @@ import numpy as np
 
 from fedcore.compression import fedcodec, normalise_spec
 from fedcore.config import FLConfig
-from fedcore.uplink.base import ClientStates, Encoded, EncodeRest, DecodeRest, Update, UplinkContext, Vector
+from fedcore.uplink.base import ClientStates, DecodeRest, Encoded, EncodeRest, Update, UplinkContext, Vector
 
 RAW_SPEC = "none"
 

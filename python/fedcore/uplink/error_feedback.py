@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedcore.config import FLConfig
-
 from fedcore.uplink.base import ClientStates, DecodeRest, Encoded, EncodeRest, Update, UplinkContext, Vector
 
 
