@@ -1,6 +1,7 @@
 """Aggregator specs: `mean` is the streaming fold; any fedcore.robust spec collects updates for its rule.
 
-A new robust rule is one class in fedcore/robust/aggregators.py plus one line in its `_AGGREGATORS`.
+A new robust rule is one class in fedcore/robust/aggregators.py plus one line in its `_AGGREGATORS`;
+a rule of your own is a function registered in CENTER_RULES (see examples/custom_aggregator.py).
 """
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fedcore.protocol.aggregator import Aggregator
-from fedcore.server.aggregation import Collecting, FoldContext, LinearFold
+from fedcore.server.aggregation import CenterRule, Collecting, FoldContext, LinearFold
 from fedcore.server.private_fold import PrivateFold, RoundNoise
 
 STREAMING = "mean"
 
+# Your own center rules by name: `(updates K x d, weights K) -> center`, defined at module level.
+CENTER_RULES: dict[str, CenterRule] = {}
+
 
 def check_aggregator(spec: str) -> None:
-    """Fail at configuration time: `mean`, or a robust rule such as `trimmed:0.2`, `bucket:2+krum:2`."""
-    if spec != STREAMING:
+    """Fail at configuration time: `mean`, a registered rule, or a robust one such as `bucket:2+krum:2`."""
+    if spec != STREAMING and spec not in CENTER_RULES:
         from fedcore.robust import parse
 
         parse(spec)
@@ -43,13 +47,15 @@ def aggregator_factory(
 ) -> Callable[[], Aggregator]:
     """A picklable factory: workers build partial aggregators from it; `noise` makes the fold private."""
     check_aggregator(spec)
-    return AggregatorFactory(ctx, None if spec == STREAMING else RobustRule(spec, seed), noise)
+    if spec == STREAMING:
+        return AggregatorFactory(ctx, None, noise)
+    return AggregatorFactory(ctx, CENTER_RULES.get(spec) or RobustRule(spec, seed), noise)
 
 
 class AggregatorFactory:
     """Builds one empty aggregator of a kind; plain data, so it crosses process boundaries."""
 
-    def __init__(self, ctx: FoldContext, rule: RobustRule | None, noise: RoundNoise | None) -> None:
+    def __init__(self, ctx: FoldContext, rule: CenterRule | None, noise: RoundNoise | None) -> None:
         self.ctx = ctx
         self.rule = rule
         self.noise = noise
