@@ -2,9 +2,9 @@
 
 use rayon::prelude::*;
 
+use crate::codecs::pipeline::ParsedFrame;
 use crate::error::{CodecError, Result};
-use crate::frame::DEFAULT_MAX_ELEMENTS;
-use crate::pipeline::ParsedFrame;
+use crate::wire::frame::DEFAULT_MAX_ELEMENTS;
 
 /// Weighted running sum of decoded updates; memory stays at about one model, however many frames arrive.
 #[derive(Debug, Clone)]
@@ -76,7 +76,7 @@ impl Accumulator {
                 self.sum.len()
             )));
         }
-        crate::pipeline::check_input(x, &[x.len() as u64])?;
+        crate::codecs::pipeline::check_input(x, &[x.len() as u64])?;
         axpy(weight, x, &mut self.sum);
         self.total_weight += f64::from(weight);
         self.count += 1;

@@ -4,8 +4,8 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use crate::checksum::combine;
-use crate::uninit::{assume_written, zeroed};
+use crate::kernels::uninit::{assume_written, zeroed};
+use crate::wire::checksum::combine;
 
 /// Widest code the packers handle.
 pub const MAX_BITS: u32 = 16;
@@ -463,7 +463,7 @@ impl ChunkedLayout {
     /// Runs `encode(first_index, chunk_input, head_out, codes_out)` for every chunk, in parallel,
     /// and returns the crc32c of `out`, each task hashing its bytes while they are in cache.
     /// `out` may start uninitialized: `encode` hands back `head_out` and `codes_out` written
-    /// whole (through [`crate::uninit`] or [`encode_runs`]), so each byte is written once.
+    /// whole (through [`crate::kernels::uninit`] or [`encode_runs`]), so each byte is written once.
     /// `out.len()` must equal `self.len(x.len())`.
     pub(crate) fn par_encode<F>(&self, x: &[f32], out: &mut [MaybeUninit<u8>], encode: F) -> u32
     where
@@ -564,7 +564,7 @@ pub(crate) fn f32_at(head: &[u8], at: usize) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::SplitMix64;
+    use crate::kernels::rng::SplitMix64;
     use proptest::prelude::*;
 
     fn random_codes(count: usize, bits: u32, seed: u64) -> Vec<u16> {

@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 
 use crate::error::{CodecError, Result};
-use crate::rng::hash_u64;
+use crate::kernels::rng::hash_u64;
 
 /// Bitmap bytes per rayon task (65 536 elements).
 const BLOCK_BYTES: usize = 1 << 13;

@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use crate::rng::hash_u64;
+use crate::kernels::rng::hash_u64;
 
 /// Largest block transformed in one go (256 KiB of f32, resident in L2); longer inputs combine blocks.
 pub const FWHT_BLOCK: usize = 1 << 16;
@@ -162,7 +162,7 @@ pub fn sign_flip(x: &mut [f32], seed: u64, offset: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::SplitMix64;
+    use crate::kernels::rng::SplitMix64;
     use proptest::prelude::*;
 
     fn naive_fwht(x: &[f32]) -> Vec<f32> {

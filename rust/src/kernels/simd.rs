@@ -8,7 +8,7 @@
 
 use std::mem::MaybeUninit;
 
-use crate::quantize::{encode_chunk, ChunkBytes, AVX2_LANES, PORTABLE_LANES};
+use crate::codecs::quantize::{encode_chunk, ChunkBytes, AVX2_LANES, PORTABLE_LANES};
 
 /// Elements of `f32` per 64-byte cache line.
 const LINE: usize = 16;
@@ -63,10 +63,10 @@ fn quantize_chunk_avx2<'h, 'c, const B: u32>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bitpack::dispatch_bits;
-    use crate::quantize::QuantParams;
-    use crate::rng::SplitMix64;
-    use crate::uninit::as_uninit;
+    use crate::codecs::quantize::QuantParams;
+    use crate::kernels::bitpack::dispatch_bits;
+    use crate::kernels::rng::SplitMix64;
+    use crate::kernels::uninit::as_uninit;
     use proptest::prelude::*;
 
     /// The build every CPU can run.
@@ -93,7 +93,7 @@ mod tests {
             &'c mut [MaybeUninit<u8>],
         ) -> ChunkBytes<'h, 'c>,
     ) -> Option<Vec<u8>> {
-        let layout_len = crate::quantize::quantize_len(
+        let layout_len = crate::codecs::quantize::quantize_len(
             x.len(),
             &QuantParams {
                 bits,

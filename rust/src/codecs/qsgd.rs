@@ -2,13 +2,13 @@
 
 use std::mem::MaybeUninit;
 
-use crate::bitpack::{
+use crate::codecs::quantize::{fill_uniforms, stochastic_floor};
+use crate::error::{CodecError, Result};
+use crate::kernels::bitpack::{
     decode_runs, dispatch_bits, encode_runs, f32_at, ChunkedLayout, Code, CodeSlot, RunDecoder,
     RunEncoder,
 };
-use crate::error::{CodecError, Result};
-use crate::quantize::{fill_uniforms, stochastic_floor};
-use crate::uninit::{as_uninit, copied};
+use crate::kernels::uninit::{as_uninit, copied};
 
 /// Largest level count whose codes `[0, 2s]` still fit 16 bits.
 pub const MAX_LEVELS: u32 = 32_767;
@@ -207,8 +207,8 @@ impl RunDecoder for LevelDecoder {
 #[allow(clippy::float_cmp)] // exact decoded values are what some tests assert
 mod tests {
     use super::*;
-    use crate::bitpack::unpack;
-    use crate::rng::SplitMix64;
+    use crate::kernels::bitpack::unpack;
+    use crate::kernels::rng::SplitMix64;
     use proptest::prelude::*;
 
     fn params(levels: u32, bucket: usize) -> QsgdParams {

@@ -2,11 +2,11 @@
 
 use std::mem::MaybeUninit;
 
-use crate::bitpack::{
+use crate::error::{CodecError, Result};
+use crate::kernels::bitpack::{
     decode_runs, encode_runs, f32_at, ChunkedLayout, Code, CodeSlot, RunDecoder, RunEncoder,
 };
-use crate::error::{CodecError, Result};
-use crate::uninit::{as_uninit, copied};
+use crate::kernels::uninit::{as_uninit, copied};
 
 /// Settings of the scaled-sign codec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,7 +142,7 @@ impl RunDecoder for SignDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::SplitMix64;
+    use crate::kernels::rng::SplitMix64;
     use proptest::prelude::*;
 
     fn signal(n: usize, seed: u64) -> Vec<f32> {

@@ -6,18 +6,18 @@ use std::mem::MaybeUninit;
 use half::{bf16, f16};
 use rayon::prelude::*;
 
-use crate::eden::{eden_decode_add, eden_encode, eden_len, EdenParams};
+use crate::codecs::eden::{eden_decode_add, eden_encode, eden_len, EdenParams};
+use crate::codecs::qsgd::{qsgd_decode_add, qsgd_encode_uninit, qsgd_len, QsgdParams};
+use crate::codecs::quantize::{dequantize_add, quantize_len, quantize_uninit, QuantParams};
+use crate::codecs::sign::{sign_decode_add, sign_encode_uninit, sign_len, SignParams};
 use crate::error::{CodecError, Result};
-use crate::frame::{verified_body, Header, Reader, Writer, DEFAULT_MAX_ELEMENTS};
-use crate::index_coding::{decode_indices, encode_indices};
-use crate::qsgd::{qsgd_decode_add, qsgd_encode_uninit, qsgd_len, QsgdParams};
-use crate::quantize::{dequantize_add, quantize_len, quantize_uninit, QuantParams};
-use crate::rng::derive;
-use crate::seeded_mask::{mask_extract, mask_scatter_add};
-use crate::sign::{sign_decode_add, sign_encode_uninit, sign_len, SignParams};
-use crate::spec::{Dtype, Spec, Stage, MAX_STAGES};
-use crate::topk::{gather, scatter_add, topk_exact, topk_sampled};
-use crate::uninit::{self, as_uninit, copied};
+use crate::kernels::rng::derive;
+use crate::kernels::seeded_mask::{mask_extract, mask_scatter_add};
+use crate::kernels::topk::{gather, scatter_add, topk_exact, topk_sampled};
+use crate::kernels::uninit::{self, as_uninit, copied};
+use crate::wire::frame::{verified_body, Header, Reader, Writer, DEFAULT_MAX_ELEMENTS};
+use crate::wire::index_coding::{decode_indices, encode_indices};
+use crate::wire::spec::{Dtype, Spec, Stage, MAX_STAGES};
 
 /// Wire ids of the stages (the frame's `codec id` byte is the first stage's).
 mod id {
@@ -97,11 +97,11 @@ fn check_shape(x: &[f32], shape: &[u64]) -> Result<()> {
             x.len()
         )));
     }
-    if shape.len() > crate::frame::MAX_NDIM {
+    if shape.len() > crate::wire::frame::MAX_NDIM {
         return Err(CodecError::input(format!(
             "{} dimensions exceed the limit of {}",
             shape.len(),
-            crate::frame::MAX_NDIM
+            crate::wire::frame::MAX_NDIM
         )));
     }
     Ok(())
@@ -119,7 +119,7 @@ impl EncodePlan<'_> {
     /// Exact byte length of the finished frame.
     #[must_use]
     pub fn frame_len(&self) -> usize {
-        self.head.len() + self.terminal_len + crate::frame::CHECKSUM_LEN
+        self.head.len() + self.terminal_len + crate::wire::frame::CHECKSUM_LEN
     }
 
     /// Writes the whole frame into `out` (exactly `frame_len()` bytes).
@@ -142,11 +142,11 @@ impl EncodePlan<'_> {
         let (payload, crc) = rest.split_at_mut(self.terminal_len);
         let payload_len = payload.len();
         let payload_crc = if self.values.is_empty() {
-            crate::checksum::crc32c(uninit::zeroed(payload))
+            crate::wire::checksum::crc32c(uninit::zeroed(payload))
         } else {
             encode_terminal(&self.terminal, &self.values, payload)?
         };
-        let sum = crate::checksum::combine(crc32c::crc32c(head), payload_crc, payload_len);
+        let sum = crate::wire::checksum::combine(crc32c::crc32c(head), payload_crc, payload_len);
         copied(crc, &sum.to_le_bytes());
         Ok(())
     }
@@ -413,12 +413,12 @@ fn encode_terminal(ws: &WireStage, values: &[f32], out: &mut [MaybeUninit<u8>]) 
         Stage::Eden(p) => {
             let out = uninit::zeroed(out);
             eden_encode(values, p, ws.seed, out);
-            Ok(crate::checksum::crc32c(out))
+            Ok(crate::wire::checksum::crc32c(out))
         }
         Stage::Identity(dtype) => {
             let out = uninit::zeroed(out);
             encode_identity(*dtype, values, out)?;
-            Ok(crate::checksum::crc32c(out))
+            Ok(crate::wire::checksum::crc32c(out))
         }
         Stage::TopK { .. } | Stage::RandK { .. } => {
             Err(CodecError::param("a sparsifier cannot end a pipeline"))
@@ -702,8 +702,8 @@ mod tests {
     use super::*;
     use crate::accumulator::Accumulator;
     // Resealing gives a mutated body a valid checksum, so the mutation reaches the parser.
-    use crate::frame::seal;
-    use crate::rng::SplitMix64;
+    use crate::kernels::rng::SplitMix64;
+    use crate::wire::frame::seal;
 
     const SPECS: [&str; 14] = [
         "none",
@@ -742,7 +742,7 @@ mod tests {
             for spec in SPECS {
                 let plan = plan(&Spec::parse(spec).unwrap(), &x, &[n as u64], 5).unwrap();
                 let mut dirty = vec![0xABu8; plan.frame_len()];
-                plan.write_uninit(crate::uninit::as_uninit(&mut dirty))
+                plan.write_uninit(crate::kernels::uninit::as_uninit(&mut dirty))
                     .unwrap();
                 assert_eq!(dirty, frame(spec, &x), "{spec}, {n} elements");
             }

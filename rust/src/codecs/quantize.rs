@@ -3,14 +3,14 @@
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::bitpack::{
+use crate::error::{CodecError, Result};
+use crate::kernels::bitpack::{
     decode_runs, dispatch_bits, encode_runs, f32_at, ChunkedLayout, Code, CodeSlot, RunDecoder,
     RunEncoder, MAX_BITS,
 };
-use crate::error::{CodecError, Result};
-use crate::rng::uniform_pair;
-use crate::simd::{prefetch, quantize_chunk};
-use crate::uninit::{as_uninit, copied, zeroed};
+use crate::kernels::rng::uniform_pair;
+use crate::kernels::simd::{prefetch, quantize_chunk};
+use crate::kernels::uninit::{as_uninit, copied, zeroed};
 
 /// Settings of the uniform quantizer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +52,7 @@ impl QuantParams {
 }
 
 /// Payload bytes for `n` elements: for every chunk `lo: f32, step: f32`, then the packed codes of
-/// all elements ([`crate::bitpack`] layout); a code decodes to `lo + code * step`.
+/// all elements ([`crate::kernels::bitpack`] layout); a code decodes to `lo + code * step`.
 #[must_use]
 pub fn quantize_len(n: usize, p: &QuantParams) -> usize {
     p.layout().len(n)
@@ -411,7 +411,7 @@ fn chunk_step(lo: f32, hi: f32, levels: f32) -> (f32, f32, f32) {
 #[allow(clippy::float_cmp)] // exact decoded values are what some tests assert
 mod tests {
     use super::*;
-    use crate::rng::SplitMix64;
+    use crate::kernels::rng::SplitMix64;
     use proptest::prelude::*;
 
     #[test]

@@ -153,7 +153,7 @@ pub fn verified_body(frame: &[u8]) -> Result<&[u8]> {
     let mut crc = [0u8; 4];
     crc.copy_from_slice(tail);
     let expected = u32::from_le_bytes(crc);
-    let actual = crate::checksum::crc32c(body);
+    let actual = crate::wire::checksum::crc32c(body);
     if expected != actual {
         return Err(CodecError::Checksum { expected, actual });
     }

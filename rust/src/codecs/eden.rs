@@ -8,15 +8,15 @@
 // carries `S * sigma = ||z||^2 / <z, c>` so that a coordinate decodes as `scale * c`.
 //
 // Payload (little-endian): one `scale: f32` per piece in piece order, then the codes of all `n`
-// elements packed with [`crate::bitpack`] as one stream, `ceil(n * bits / 8)` bytes.
+// elements packed with [`crate::kernels::bitpack`] as one stream, `ceil(n * bits / 8)` bytes.
 
 use rayon::prelude::*;
 
-use crate::bitpack;
 use crate::error::{CodecError, Result};
-use crate::hadamard::{fwht, sign_flip, FWHT_BLOCK};
-use crate::lloyd_max::{boundaries, centroids};
-use crate::rng::derive;
+use crate::kernels::bitpack;
+use crate::kernels::hadamard::{fwht, sign_flip, FWHT_BLOCK};
+use crate::kernels::lloyd_max::{boundaries, centroids};
+use crate::kernels::rng::derive;
 
 /// Elements quantized side by side in the multi-bit search.
 const SEARCH_BATCH: usize = 16;
@@ -320,7 +320,7 @@ pub fn eden_decode_add(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::{uniform_pair, SplitMix64};
+    use crate::kernels::rng::{uniform_pair, SplitMix64};
     use proptest::prelude::*;
 
     /// Standard normal values by Box-Muller over the crate's stateless uniforms.

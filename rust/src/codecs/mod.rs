@@ -1,0 +1,8 @@
+//! The codecs: each turns float32 values into a payload and back (added, weighted, into a buffer),
+//! and `pipeline` chains sparsifiers and one terminal codec into a frame.
+
+pub mod eden;
+pub mod pipeline;
+pub mod qsgd;
+pub mod quantize;
+pub mod sign;

@@ -1,0 +1,11 @@
+//! Slice kernels the codecs are built from: bit packing, transforms, selection, seeded masks,
+//! randomness and the SIMD and uninitialized-memory helpers. They know nothing of frames.
+
+pub mod bitpack;
+pub mod hadamard;
+pub mod lloyd_max;
+pub mod rng;
+pub mod seeded_mask;
+pub(crate) mod simd;
+pub mod topk;
+pub(crate) mod uninit;
