@@ -15,7 +15,9 @@ use crate::kernels::rng::derive;
 use crate::kernels::seeded_mask::{mask_extract, mask_scatter_add};
 use crate::kernels::topk::{gather, scatter_add, topk_exact, topk_sampled};
 use crate::kernels::uninit::{self, as_uninit, copied};
-use crate::wire::frame::{verified_body, Header, Reader, Writer, DEFAULT_MAX_ELEMENTS};
+use crate::wire::frame::{
+    verified_body, Header, Reader, Writer, DEFAULT_MAX_ELEMENTS, MAX_ELEMENTS_PER_BYTE,
+};
 use crate::wire::index_coding::{decode_indices, encode_indices};
 use crate::wire::spec::{Dtype, Spec, Stage, MAX_STAGES};
 
@@ -50,15 +52,28 @@ pub fn topk_count(fraction: f64, m: usize) -> usize {
     ((fraction * m as f64).round() as usize).clamp(m.min(1), m)
 }
 
-/// A zeroed buffer, zero-filled by all cores (so fresh pages fault in parallel, once each);
-/// allocation failure is an error, not an abort.
-fn zeroed(len: usize) -> Result<Vec<f32>> {
+/// A buffer of `len` copies of `fill`, written by all cores (so fresh pages fault in parallel,
+/// once each); allocation failure is [`CodecError::Alloc`], not an abort.
+fn filled(len: usize, fill: f32) -> Result<Vec<f32>> {
     let mut v = Vec::new();
-    v.try_reserve_exact(len).map_err(|_| {
-        CodecError::frame(format!("cannot allocate {len} float32 values for decoding"))
-    })?;
-    v.par_extend(rayon::iter::repeat_n(0.0f32, len));
+    v.try_reserve_exact(len)
+        .map_err(|_| CodecError::alloc(len, "float32 values for decoding"))?;
+    v.par_extend(rayon::iter::repeat_n(fill, len));
     Ok(v)
+}
+
+/// A zeroed buffer (see [`filled`]).
+fn zeroed(len: usize) -> Result<Vec<f32>> {
+    filled(len, 0.0)
+}
+
+/// Largest count of a seeded random-k that keeps each of `m` elements with probability `f`
+/// that a decoder believes: the mean plus eight standard deviations plus 16 (a binomial tail
+/// far below 2^-40), so an honest frame always passes and a forged count cannot claim more.
+fn randk_count_plausible(count: u64, m: u64, f: f64) -> bool {
+    let mean = f * m as f64;
+    let slack = 8.0 * (mean * (1.0 - f)).max(0.0).sqrt() + 16.0;
+    (count as f64 - mean).abs() <= slack
 }
 
 /// Index of the first NaN/Inf, scanning in parallel blocks.
@@ -349,7 +364,9 @@ fn read_stage(r: &mut Reader<'_>, input_count: u64) -> Result<WireStage> {
             };
             let fraction = r.f64("topk fraction")?;
             let count = r.u64("topk count")?;
-            if (count == 0 && input_count > 0) || count > input_count {
+            let most = usize::try_from(input_count)
+                .map_or(u64::MAX, |m| topk_count(fraction.clamp(0.0, 1.0), m) as u64);
+            if (count == 0 && input_count > 0) || count > most {
                 return Err(CodecError::frame(format!(
                     "topk keeps {count} of {input_count} elements"
                 )));
@@ -364,9 +381,9 @@ fn read_stage(r: &mut Reader<'_>, input_count: u64) -> Result<WireStage> {
             let fraction = r.f64("randk fraction")?;
             let seed = r.u64("randk seed")?;
             let count = r.u64("randk count")?;
-            if count > input_count {
+            if count > input_count || !randk_count_plausible(count, input_count, fraction) {
                 return Err(CodecError::frame(format!(
-                    "randk keeps {count} of {input_count} elements"
+                    "randk keeps {count} of {input_count} elements, implausible for fraction {fraction}"
                 )));
             }
             WireStage {
@@ -408,11 +425,11 @@ fn payload_len(stage: &Stage, m: usize) -> Result<usize> {
 fn encode_terminal(ws: &WireStage, values: &[f32], out: &mut [MaybeUninit<u8>]) -> Result<u32> {
     match &ws.stage {
         Stage::Quantize(p) => quantize_uninit(values, p, ws.seed, out),
-        Stage::Qsgd(p) => Ok(qsgd_encode_uninit(values, p, ws.seed, out)),
+        Stage::Qsgd(p) => qsgd_encode_uninit(values, p, ws.seed, out),
         Stage::Sign(p) => Ok(sign_encode_uninit(values, *p, out)),
         Stage::Eden(p) => {
             let out = uninit::zeroed(out);
-            eden_encode(values, p, ws.seed, out);
+            eden_encode(values, p, ws.seed, out)?;
             Ok(crate::wire::checksum::crc32c(out))
         }
         Stage::Identity(dtype) => {
@@ -426,7 +443,9 @@ fn encode_terminal(ws: &WireStage, values: &[f32], out: &mut [MaybeUninit<u8>]) 
     }
 }
 
-/// Writes `values` as little-endian float32, float16 or bfloat16; float16 refuses values past its range.
+/// Writes `values` as little-endian float32, float16 or bfloat16; float16 refuses values past its
+/// range, bfloat16 saturates the few float32 values that round past its largest (within 0.4 % of
+/// float32's largest) to `±bf16::MAX` rather than writing an Inf the decoder would refuse.
 fn encode_identity(dtype: Dtype, values: &[f32], out: &mut [u8]) -> Result<()> {
     if dtype == Dtype::F32 {
         out.par_chunks_mut(4 * SCAN_BLOCK)
@@ -454,7 +473,12 @@ fn encode_identity(dtype: Dtype, values: &[f32], out: &mut [u8]) -> Result<()> {
                 let bits = if half {
                     f16::from_f32(*x).to_bits()
                 } else {
-                    bf16::from_f32(*x).to_bits()
+                    let b = bf16::from_f32(*x);
+                    if b.is_infinite() {
+                        bf16::MAX.to_bits() | (b.to_bits() & 0x8000)
+                    } else {
+                        b.to_bits()
+                    }
                 };
                 dst.copy_from_slice(&bits.to_le_bytes());
             }
@@ -546,6 +570,17 @@ impl<'a> ParsedFrame<'a> {
             m = ws.count;
             stages.push(ws);
         }
+        // Work and memory: the output, the terminal values and each intermediate buffer.
+        let work = stages[..count - 1]
+            .iter()
+            .fold(header.n, |w, ws| w.saturating_add(ws.count));
+        let budget = MAX_ELEMENTS_PER_BYTE.saturating_mul(frame.len() as u64);
+        if work > budget {
+            return Err(CodecError::frame(format!(
+                "a {}-byte frame may decode to at most {budget} elements (output and buffers), this one claims {work}",
+                frame.len()
+            )));
+        }
         let first = stage_id(&stages[0].stage);
         if first != header.codec_id {
             return Err(CodecError::frame(format!(
@@ -606,37 +641,78 @@ impl<'a> ParsedFrame<'a> {
                 out.len()
             )));
         }
-        let terminal = self.stages.last().expect("parsed frames have stages");
-        let sparsifiers = &self.stages[..self.stages.len() - 1];
-        if sparsifiers.is_empty() {
-            return decode_terminal_add(terminal, self.terminal_payload, weight, out);
+        if self.stages.len() == 1 {
+            return decode_terminal_add(&self.stages[0], self.terminal_payload, weight, out);
         }
-        let mut values = zeroed(terminal.count as usize)?;
-        decode_terminal_add(terminal, self.terminal_payload, 1.0, &mut values)?;
-        let mut input_counts: Vec<usize> = Vec::with_capacity(sparsifiers.len());
-        let mut m = self.len();
-        for ws in sparsifiers {
-            input_counts.push(m);
-            m = ws.count as usize;
-        }
-        for (j, ws) in sparsifiers.iter().enumerate().rev() {
-            let m_in = input_counts[j];
-            if j == 0 {
-                expand(ws, self.sparse_payloads[0], &values, weight, out)?;
-            } else {
-                let mut wider = zeroed(m_in)?;
-                expand(ws, self.sparse_payloads[j], &values, 1.0, &mut wider)?;
-                values = wider;
-            }
-        }
-        Ok(())
+        let (values, first) = self.sparse_values()?;
+        first.add(&values, weight, out)
     }
 
-    /// Decodes into a fresh float32 vector.
+    /// For a frame with sparsifiers: the values its first sparsifier kept, decoded through
+    /// every later stage, and that sparsifier, which adds them back at their coordinates.
+    /// Decoding checks indices and values before anything is scattered.
+    pub fn sparse_values(&self) -> Result<(Vec<f32>, Sparsifier<'_>)> {
+        let count = self.stages.len();
+        if count < 2 {
+            return Err(CodecError::input(
+                "a frame without sparsifiers has no sparse values",
+            ));
+        }
+        let terminal = &self.stages[count - 1];
+        let mut values = zeroed(terminal.count as usize)?;
+        decode_terminal_add(terminal, self.terminal_payload, 1.0, &mut values)?;
+        for j in (1..count - 1).rev() {
+            let mut wider = zeroed(self.stages[j - 1].count as usize)?;
+            expand(
+                &self.stages[j],
+                self.sparse_payloads[j],
+                &values,
+                1.0,
+                &mut wider,
+            )?;
+            values = wider;
+        }
+        Ok((
+            values,
+            Sparsifier {
+                stage: &self.stages[0],
+                payload: self.sparse_payloads[0],
+                n: self.len(),
+            },
+        ))
+    }
+
+    /// Decodes into a fresh float32 vector; allocation failure is [`CodecError::Alloc`].
+    ///
+    /// A dense frame decodes into `-0.0`s, the identity of float addition, so a `-0.0` in the
+    /// payload comes back as `-0.0`; positions a sparsifier dropped are `+0.0`.
     pub fn decode(&self) -> Result<Vec<f32>> {
-        let mut out = zeroed(self.len())?;
+        let fill = if self.stages.len() == 1 { -0.0 } else { 0.0 };
+        let mut out = filled(self.len(), fill)?;
         self.add_into(1.0, &mut out)?;
         Ok(out)
+    }
+}
+
+/// The first sparsifier of a frame, ready to add its kept values back.
+#[derive(Debug)]
+pub struct Sparsifier<'a> {
+    stage: &'a WireStage,
+    payload: &'a [u8],
+    n: usize,
+}
+
+impl Sparsifier<'_> {
+    /// Adds `weight * values[j]` at the `j`-th kept coordinate of `out` (`out.len() == n`).
+    pub fn add(&self, values: &[f32], weight: f32, out: &mut [f32]) -> Result<()> {
+        if out.len() != self.n {
+            return Err(CodecError::input(format!(
+                "frame holds {} elements, buffer has {}",
+                self.n,
+                out.len()
+            )));
+        }
+        expand(self.stage, self.payload, values, weight, out)
     }
 }
 

@@ -85,6 +85,7 @@ pub(crate) fn quantize_uninit(
     );
     let stochastic = p.stochastic;
     let first_bad = AtomicUsize::new(usize::MAX);
+    let too_wide = AtomicUsize::new(usize::MAX);
     let crc = p.layout().par_encode(x, out, |first, xs, head, codes| {
         let after = &x[first + xs.len()..];
         let next = &after[..after.len().min(xs.len())];
@@ -96,13 +97,30 @@ pub(crate) fn quantize_uninit(
             if let Some(i) = xs.iter().position(|v| !v.is_finite()) {
                 first_bad.fetch_min(first + i, Ordering::Relaxed);
             }
+        } else if !chunk_decodable(f32_at(chunk.head, 0), f32_at(chunk.head, 4), p.bits) {
+            too_wide.fetch_min(first, Ordering::Relaxed);
         }
         (chunk.head, chunk.codes)
     });
-    match first_bad.into_inner() {
-        i if i < x.len() => Err(CodecError::non_finite(i, x[i])),
+    match (first_bad.into_inner(), too_wide.into_inner()) {
+        (i, _) if i < x.len() => Err(CodecError::non_finite(i, x[i])),
+        (_, i) if i < x.len() => Err(CodecError::input(format!(
+            "the {}-element chunk at index {i} spans more than float32's range (values near ±3.4e38 of both signs): its frame would not decode",
+            p.chunk
+        ))),
         _ => Ok(crc),
     }
+}
+
+/// Whether a chunk header decodes within float32: `lo` and `step` finite, `step >= 0`, and the
+/// largest code's `step * code` and `lo + step * code` finite, as the decoder computes them.
+fn chunk_decodable(lo: f32, step: f32, bits: u32) -> bool {
+    let max_code = ((1u32 << bits) - 1) as f32;
+    lo.is_finite()
+        && step.is_finite()
+        && step >= 0.0
+        && (step * max_code).is_finite()
+        && (lo + step * max_code).is_finite()
 }
 
 /// Decodes a payload of `n` elements and adds `weight * value` into `out` (`out.len() == n`).
@@ -118,11 +136,9 @@ pub fn dequantize_add(
 ) -> Result<()> {
     let layout = p.layout();
     layout.check_decode(p.problem(), "quantized", bytes, n, out.len())?;
-    let max_code = ((1u32 << p.bits) - 1) as f32;
     for (i, head) in layout.heads(bytes, n).enumerate() {
         let (lo, step) = (f32_at(head, 0), f32_at(head, 4));
-        if !lo.is_finite() || !step.is_finite() || step < 0.0 || !(lo + step * max_code).is_finite()
-        {
+        if !chunk_decodable(lo, step, p.bits) {
             return Err(CodecError::frame(format!(
                 "chunk {i} has lo {lo} and step {step}"
             )));

@@ -76,20 +76,13 @@ pub fn sign_decode_add(
     layout.check_decode(p.problem(), "sign", bytes, n, out.len())?;
     for (i, head) in layout.heads(bytes, n).enumerate() {
         let scale = f32_at(head, 0);
-        if !scale.is_finite() || scale < 0.0 || !(2.0 * scale).is_finite() {
+        if !scale.is_finite() || scale < 0.0 {
             return Err(CodecError::frame(format!("chunk {i} has scale {scale}")));
         }
     }
     layout.par_decode(bytes, out, |head, bits, o| {
         let value = weight * f32_at(head, 0);
-        decode_runs::<1>(
-            &SignDecoder {
-                value,
-                twice: 2.0 * value,
-            },
-            bits,
-            o,
-        );
+        decode_runs::<1>(&SignDecoder { value }, bits, o);
     });
     Ok(())
 }
@@ -124,17 +117,17 @@ unsafe impl RunEncoder for SignBits {
     }
 }
 
-/// Adds `value` for bit 0 and `-value` for bit 1, as `value - bit * twice` without a branch.
+/// Adds `value` for bit 0 and `-value` for bit 1, the bit flipping the sign bit: no branch, and
+/// no `2 * value` that could overflow for a scale near float32's largest.
 struct SignDecoder {
     value: f32,
-    twice: f32,
 }
 
 impl RunDecoder for SignDecoder {
     #[inline]
     fn decode_run<C: Code>(&self, codes: &[C], out: &mut [f32]) {
         for (o, &c) in out.iter_mut().zip(codes) {
-            *o += self.value - c.to_i32() as f32 * self.twice;
+            *o += f32::from_bits(self.value.to_bits() ^ ((c.to_i32() as u32) << 31));
         }
     }
 }

@@ -117,6 +117,13 @@ fn radix8_base(x: &mut [f32]) {
     }
 }
 
+/// Unnormalised transform (no `1/sqrt(len)`) of a power-of-two block of at most [`FWHT_BLOCK`]
+/// elements: EDEN scales its pieces before, so partial sums stay within the input's L2 norm.
+pub fn fwht_block_unscaled(x: &mut [f32]) {
+    debug_assert!(x.len() <= FWHT_BLOCK && (x.is_empty() || x.len().is_power_of_two()));
+    fwht_unscaled(x);
+}
+
 /// Unnormalised transform of a power-of-two block that fits in cache.
 fn fwht_unscaled(x: &mut [f32]) {
     let len = x.len();

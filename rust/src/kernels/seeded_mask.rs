@@ -1,94 +1,175 @@
 //! Seeded Bernoulli masks and bitmap extract/scatter: random-k and partial model sharing send a seed, not indices.
 
-// Element `i` is selected iff `hash_u64(seed, i) < fraction * 2^64` (every element when
-// `fraction >= 1`), so sender and receiver rebuild the same mask from the seed alone. Bitmaps
-// are LSB-first: bit `i % 8` of byte `i / 8` stands for element `i`, and are `ceil(n / 8)` bytes.
+// Every element is selected independently with probability `fraction` (all of them when
+// `fraction >= 1`, none when it is NaN or <= 0), so sender and receiver rebuild the same mask
+// from `(n, fraction, seed)` alone, and the mask of `n` elements is a prefix of the mask of more.
+// Elements come in blocks of `BLOCK_ELEMS`, block `b` drawn from its own stream:
+// - `fraction >= 1/16`: element `i` is selected iff `hash_u64(seed, i) < fraction * 2^64`, one
+//   draw per element (64 at a time, in a loop that vectorises);
+// - `fraction < 1/16`: the gaps between selected elements are geometric, drawn from
+//   `SplitMix64::new(hash_u64(derive(seed, GAP_STREAM), b))`: gap `floor(ln(u) / ln(1 - fraction))`
+//   with `u = (r >> 11 + 1/2) / 2^53`, so a block costs one draw per selected element, not per
+//   element (randk:0.01 of 10M floats: about 100K draws instead of 10M).
+// Bitmaps are LSB-first: bit `i % 8` of byte `i / 8` stands for element `i`, and are `ceil(n / 8)` bytes.
 
 use rayon::prelude::*;
 
-use crate::error::{CodecError, Result};
-use crate::kernels::rng::hash_u64;
+use crate::error::{try_filled, CodecError, Result};
+use crate::kernels::rng::{derive, hash_u64, SplitMix64};
 
-/// Bitmap bytes per rayon task (65 536 elements).
+/// Bitmap bytes per rayon task and per seeded block (65 536 elements).
 const BLOCK_BYTES: usize = 1 << 13;
+
+/// Elements per seeded block and rayon task (a multiple of 64).
+const BLOCK_ELEMS: usize = BLOCK_BYTES * 8;
+
+/// Fractions below this draw the gaps between selected elements instead of one draw per element.
+const GAPS_BELOW: f64 = 1.0 / 16.0;
+
+/// Sub-stream of the seed that draws gaps, so it never repeats the per-element draws.
+const GAP_STREAM: u64 = 0x4741_5053;
+
+/// How one mask selects.
+#[derive(Clone, Copy)]
+enum Rule {
+    All,
+    Nothing,
+    /// One draw per element, compared with `fraction * 2^64`.
+    PerElement {
+        limit: u64,
+    },
+    /// Geometric gaps: `log_q = ln(1 - fraction)`.
+    Gaps {
+        log_q: f64,
+    },
+}
 
 /// The seeded selection rule for one mask.
 #[derive(Clone, Copy)]
 struct SeededMask {
     seed: u64,
-    limit: u64,
-    all: bool,
+    rule: Rule,
 }
 
 impl SeededMask {
     /// `fraction` in (0, 1] by precondition; anything at or above 1 selects all, NaN or <= 0 selects none.
     fn new(fraction: f64, seed: u64) -> Self {
-        let all = fraction >= 1.0;
-        // Float-to-int casts saturate and send NaN to 0, so the limit is always well defined.
-        let limit = (fraction * 18_446_744_073_709_551_616.0) as u64;
-        Self { seed, limit, all }
-    }
-
-    #[inline]
-    fn selects(self, i: u64) -> bool {
-        self.all || hash_u64(self.seed, i) < self.limit
-    }
-
-    /// Selection bits of elements `first .. first + count` (`count <= 64`), bit `j` for element `first + j`.
-    #[inline]
-    fn word(self, first: u64, count: usize) -> u64 {
-        if self.all {
-            return if count >= 64 {
-                u64::MAX
-            } else {
-                (1u64 << count) - 1
-            };
-        }
-        if count >= 64 {
-            // Fixed trip count so the 64 hashes pipeline (and vectorise where the target allows).
-            let mut w = 0u64;
-            for j in 0..64 {
-                w |= u64::from(hash_u64(self.seed, first + j) < self.limit) << j;
+        let rule = if fraction >= 1.0 {
+            Rule::All
+        } else if fraction.is_nan() || fraction <= 0.0 {
+            Rule::Nothing
+        } else if fraction < GAPS_BELOW {
+            Rule::Gaps {
+                log_q: (-fraction).ln_1p(),
             }
-            return w;
+        } else {
+            // Float-to-int casts saturate, so the limit is always well defined.
+            Rule::PerElement {
+                limit: (fraction * 18_446_744_073_709_551_616.0) as u64,
+            }
+        };
+        Self { seed, rule }
+    }
+
+    fn all(self) -> bool {
+        matches!(self.rule, Rule::All)
+    }
+
+    /// Selection bits of block `block`'s first `len` elements (`len <= BLOCK_ELEMS`) into
+    /// `words` (`len.div_ceil(64)` of them): bit `j % 64` of word `j / 64` for element `j`.
+    fn block_words(self, block: usize, len: usize, words: &mut [u64]) {
+        debug_assert_eq!(words.len(), len.div_ceil(64));
+        let first = (block * BLOCK_ELEMS) as u64;
+        match self.rule {
+            Rule::All => {
+                words.fill(u64::MAX);
+                if len % 64 != 0 {
+                    words[len / 64] = (1u64 << (len % 64)) - 1;
+                }
+            }
+            Rule::Nothing => words.fill(0),
+            Rule::PerElement { limit } => {
+                for (g, w) in words.iter_mut().enumerate() {
+                    let start = first + 64 * g as u64;
+                    let count = (len - 64 * g).min(64);
+                    *w = if count == 64 {
+                        // Fixed trip count so the 64 hashes pipeline (and vectorise where the target allows).
+                        let mut w = 0u64;
+                        for j in 0..64 {
+                            w |= u64::from(hash_u64(self.seed, start + j) < limit) << j;
+                        }
+                        w
+                    } else {
+                        (0..count as u64).fold(0, |w, j| {
+                            w | u64::from(hash_u64(self.seed, start + j) < limit) << j
+                        })
+                    };
+                }
+            }
+            Rule::Gaps { log_q } => {
+                words.fill(0);
+                let mut rng =
+                    SplitMix64::new(hash_u64(derive(self.seed, GAP_STREAM), block as u64));
+                let mut gap = || {
+                    let u = ((rng.next_u64() >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64);
+                    // A gap past the block (or an infinite one) saturates, ending the block.
+                    (u.ln() / log_q) as usize
+                };
+                let mut j = gap();
+                while j < len {
+                    words[j / 64] |= 1u64 << (j % 64);
+                    j = j.saturating_add(1).saturating_add(gap());
+                }
+            }
         }
-        (0..count as u64).fold(0, |w, j| w | u64::from(self.selects(first + j)) << j)
+    }
+
+    /// Calls `f(block, first_element, words)` for every block of an `n`-element mask, in parallel.
+    fn for_blocks<R: Send>(self, n: usize, f: impl Fn(usize, &[u64]) -> R + Sync + Send) -> Vec<R> {
+        (0..n.div_ceil(BLOCK_ELEMS))
+            .into_par_iter()
+            .map(|b| {
+                let len = (n - b * BLOCK_ELEMS).min(BLOCK_ELEMS);
+                let mut words = [0u64; BLOCK_ELEMS / 64];
+                let words = &mut words[..len.div_ceil(64)];
+                self.block_words(b, len, words);
+                f(b, words)
+            })
+            .collect()
     }
 }
-
-/// Elements per rayon task in the seeded kernels (a multiple of 64).
-const BLOCK_ELEMS: usize = BLOCK_BYTES * 8;
 
 /// Number of elements a seeded mask selects out of `n`.
 #[must_use]
 pub fn mask_count(n: usize, fraction: f64, seed: u64) -> usize {
     let mask = SeededMask::new(fraction, seed);
-    if mask.all {
+    if mask.all() {
         return n;
     }
-    (0..n)
-        .into_par_iter()
-        .with_min_len(1 << 16)
-        .filter(|&i| mask.selects(i as u64))
-        .count()
+    mask.for_blocks(n, |_, words| {
+        words.iter().map(|w| w.count_ones() as usize).sum::<usize>()
+    })
+    .into_iter()
+    .sum()
 }
 
-/// The seeded mask as an LSB-first bitmap of `ceil(n / 8)` bytes.
-#[must_use]
-pub fn mask_bitmap(n: usize, fraction: f64, seed: u64) -> Vec<u8> {
+/// The seeded mask as an LSB-first bitmap of `ceil(n / 8)` bytes; [`CodecError::Alloc`] when
+/// the allocator cannot provide them.
+pub fn mask_bitmap(n: usize, fraction: f64, seed: u64) -> Result<Vec<u8>> {
     let mask = SeededMask::new(fraction, seed);
-    let mut out = vec![0u8; n.div_ceil(8)];
+    let mut out = try_filled(n.div_ceil(8), 0u8, "bitmap bytes")?;
     out.par_chunks_mut(BLOCK_BYTES)
         .enumerate()
         .for_each(|(block, bytes)| {
-            let first = block * BLOCK_ELEMS;
-            for (g, dst) in bytes.chunks_mut(8).enumerate() {
-                let start = first + 64 * g;
-                let word = mask.word(start as u64, (n - start).min(64));
+            let len = (n - block * BLOCK_ELEMS).min(BLOCK_ELEMS);
+            let mut words = [0u64; BLOCK_ELEMS / 64];
+            let words = &mut words[..len.div_ceil(64)];
+            mask.block_words(block, len, words);
+            for (dst, word) in bytes.chunks_mut(8).zip(words.iter()) {
                 dst.copy_from_slice(&word.to_le_bytes()[..dst.len()]);
             }
         });
-    out
+    Ok(out)
 }
 
 /// The values of `x` that the seeded mask selects, in index order.
@@ -97,29 +178,27 @@ pub fn mask_bitmap(n: usize, fraction: f64, seed: u64) -> Vec<u8> {
 #[must_use]
 pub fn mask_extract(x: &[f32], fraction: f64, seed: u64) -> Vec<f32> {
     let mask = SeededMask::new(fraction, seed);
-    let expected = (BLOCK_ELEMS as f64 * fraction.clamp(0.0, 1.0) * 1.1) as usize + 64;
-    let parts: Vec<Vec<f32>> = x
-        .par_chunks(BLOCK_ELEMS)
-        .enumerate()
-        .map(|(block, xs)| {
-            let mut values = Vec::with_capacity(expected.min(xs.len()));
-            for (g, group) in xs.chunks(64).enumerate() {
-                let mut word = mask.word((block * BLOCK_ELEMS + 64 * g) as u64, group.len());
-                while word != 0 {
-                    values.push(group[word.trailing_zeros() as usize]);
-                    word &= word - 1;
-                }
+    let parts = mask.for_blocks(x.len(), |block, words| {
+        let xs = &x[block * BLOCK_ELEMS..];
+        let selected = words.iter().map(|w| w.count_ones() as usize).sum();
+        let mut values = Vec::with_capacity(selected);
+        for (g, &w) in words.iter().enumerate() {
+            let mut word = w;
+            while word != 0 {
+                values.push(xs[64 * g + word.trailing_zeros() as usize]);
+                word &= word - 1;
             }
-            values
-        })
-        .collect();
+        }
+        values
+    });
     parts.concat()
 }
 
 /// `out[i] += weight * v` for the selected `i`, taking `values` in index order.
 ///
 /// `values` and `out` may come from an untrusted frame: `out.len()` must be `n` and
-/// `values.len()` the mask's count.
+/// `values.len()` the mask's count. Costs `n / 64` word operations and one step per selected
+/// element; the mask is never materialised as a bitmap.
 pub fn mask_scatter_add(
     values: &[f32],
     n: usize,
@@ -134,7 +213,42 @@ pub fn mask_scatter_add(
             out.len()
         )));
     }
-    bitmap_scatter_add(values, &mask_bitmap(n, fraction, seed), weight, out)
+    let mask = SeededMask::new(fraction, seed);
+    let counts = mask.for_blocks(n, |_, words| {
+        words.iter().map(|w| w.count_ones() as usize).sum::<usize>()
+    });
+    let total: usize = counts.iter().sum();
+    if values.len() != total {
+        return Err(CodecError::frame(format!(
+            "mask selects {total} elements, got {} values",
+            values.len()
+        )));
+    }
+    let mut starts = Vec::with_capacity(counts.len());
+    let mut at = 0;
+    for c in &counts {
+        starts.push(at);
+        at += c;
+    }
+    out.par_chunks_mut(BLOCK_ELEMS)
+        .zip(starts.par_iter())
+        .enumerate()
+        .for_each(|(block, (os, &start))| {
+            let mut words = [0u64; BLOCK_ELEMS / 64];
+            let words = &mut words[..os.len().div_ceil(64)];
+            mask.block_words(block, os.len(), words);
+            let mut vs = values[start..].iter();
+            for (g, &w) in words.iter().enumerate() {
+                let mut word = w;
+                while word != 0 {
+                    if let Some(v) = vs.next() {
+                        os[64 * g + word.trailing_zeros() as usize] += weight * v;
+                    }
+                    word &= word - 1;
+                }
+            }
+        });
+    Ok(())
 }
 
 /// Checks that `bitmap` is exactly `ceil(n / 8)` bytes with no bit set at or past `n`.
@@ -244,11 +358,32 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The mask's definition (module comment), element by element, one block after another.
     fn naive_selected(n: usize, fraction: f64, seed: u64) -> Vec<usize> {
-        let limit = (fraction * 2f64.powi(64)) as u64;
-        (0..n)
-            .filter(|&i| fraction >= 1.0 || hash_u64(seed, i as u64) < limit)
-            .collect()
+        if fraction >= 1.0 {
+            return (0..n).collect();
+        }
+        if fraction >= GAPS_BELOW {
+            let limit = (fraction * 2f64.powi(64)) as u64;
+            return (0..n)
+                .filter(|&i| hash_u64(seed, i as u64) < limit)
+                .collect();
+        }
+        let mut out = Vec::new();
+        for (b, first) in (0..n).step_by(BLOCK_ELEMS).enumerate() {
+            let len = (n - first).min(BLOCK_ELEMS) as f64;
+            let mut rng = SplitMix64::new(hash_u64(derive(seed, GAP_STREAM), b as u64));
+            let mut gap = || {
+                let u = ((rng.next_u64() >> 11) as f64 + 0.5) / 2f64.powi(53);
+                (u.ln() / (-fraction).ln_1p()).floor()
+            };
+            let mut j = gap();
+            while j < len {
+                out.push(first + j as usize);
+                j += 1.0 + gap();
+            }
+        }
+        out
     }
 
     #[test]
@@ -259,7 +394,10 @@ mod tests {
         assert_eq!(c, naive_selected(n, 0.1, 42).len());
         assert_eq!(mask_count(n, 1.0, 42), n);
         assert_eq!(mask_count(0, 0.5, 42), 0);
-        assert_ne!(mask_bitmap(1000, 0.5, 1), mask_bitmap(1000, 0.5, 2));
+        assert_ne!(
+            mask_bitmap(1000, 0.5, 1).unwrap(),
+            mask_bitmap(1000, 0.5, 2).unwrap()
+        );
     }
 
     #[test]
@@ -325,8 +463,8 @@ mod tests {
         }
 
         #[test]
-        fn seeded_bitmap_matches_definition(n in 0usize..5000, fraction in 0.001f64..1.0, seed: u64) {
-            let bitmap = mask_bitmap(n, fraction, seed);
+        fn seeded_bitmap_matches_definition(n in 0usize..200_000, fraction in 0.001f64..1.0, seed: u64) {
+            let bitmap = mask_bitmap(n, fraction, seed).unwrap();
             let from_bitmap: Vec<usize> = (0..n).filter(|&i| bitmap[i / 8] >> (i % 8) & 1 == 1).collect();
             prop_assert_eq!(&from_bitmap, &naive_selected(n, fraction, seed));
             prop_assert_eq!(mask_count(n, fraction, seed), from_bitmap.len());
