@@ -139,7 +139,10 @@ impl EncodePlan<'_> {
 
     /// Writes the whole frame into `out` (exactly `frame_len()` bytes).
     pub fn write_into(&self, out: &mut [u8]) -> Result<()> {
-        self.write_uninit(as_uninit(out))
+        // SAFETY: `write_uninit` writes only initialized bytes (copies, zeros, packed codes).
+        #[allow(unsafe_code)]
+        let out = unsafe { as_uninit(out) };
+        self.write_uninit(out)
     }
 
     /// Writes the whole frame into `out`, which may start uninitialized (a fresh Python `bytes`):
@@ -426,7 +429,7 @@ fn encode_terminal(ws: &WireStage, values: &[f32], out: &mut [MaybeUninit<u8>]) 
     match &ws.stage {
         Stage::Quantize(p) => quantize_uninit(values, p, ws.seed, out),
         Stage::Qsgd(p) => qsgd_encode_uninit(values, p, ws.seed, out),
-        Stage::Sign(p) => Ok(sign_encode_uninit(values, *p, out)),
+        Stage::Sign(p) => sign_encode_uninit(values, *p, out),
         Stage::Eden(p) => {
             let out = uninit::zeroed(out);
             eden_encode(values, p, ws.seed, out)?;
@@ -818,8 +821,10 @@ mod tests {
             for spec in SPECS {
                 let plan = plan(&Spec::parse(spec).unwrap(), &x, &[n as u64], 5).unwrap();
                 let mut dirty = vec![0xABu8; plan.frame_len()];
-                plan.write_uninit(crate::kernels::uninit::as_uninit(&mut dirty))
-                    .unwrap();
+                // SAFETY: the writer writes only initialized bytes.
+                #[allow(unsafe_code)]
+                let out = unsafe { crate::kernels::uninit::as_uninit(&mut dirty) };
+                plan.write_uninit(out).unwrap();
                 assert_eq!(dirty, frame(spec, &x), "{spec}, {n} elements");
             }
         }

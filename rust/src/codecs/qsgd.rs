@@ -73,7 +73,10 @@ pub fn qsgd_len(n: usize, p: &QsgdParams) -> usize {
 /// Refuses a bucket whose norm does not decode within float32 (see [`norm_decodable`]), so the
 /// decoder accepts whatever this writes.
 pub fn qsgd_encode(x: &[f32], p: &QsgdParams, seed: u64, out: &mut [u8]) -> Result<u32> {
-    qsgd_encode_uninit(x, p, seed, as_uninit(out))
+    // SAFETY: the encoder writes only initialized bytes (norms copied, codes packed).
+    #[allow(unsafe_code)]
+    let out = unsafe { as_uninit(out) };
+    qsgd_encode_uninit(x, p, seed, out)
 }
 
 /// [`qsgd_encode`] into a buffer that may start uninitialized (a fresh frame).
@@ -84,9 +87,6 @@ pub(crate) fn qsgd_encode_uninit(
     out: &mut [MaybeUninit<u8>],
 ) -> Result<u32> {
     debug_assert!(p.problem().is_none(), "{p:?}");
-    if out.len() != qsgd_len(x.len(), p) {
-        return Err(CodecError::param("qsgd output buffer has the wrong length"));
-    }
     let first_bad = AtomicUsize::new(usize::MAX);
     let crc = p.layout().par_encode(x, out, |first, xs, head, codes| {
         let norm = l2_norm(xs);
@@ -109,7 +109,7 @@ pub(crate) fn qsgd_encode_uninit(
             head,
             dispatch_bits!(p.code_bits(), encode_runs(&enc, xs, codes)),
         )
-    });
+    })?;
     match first_bad.into_inner() {
         usize::MAX => Ok(crc),
         i => Err(CodecError::input(format!(

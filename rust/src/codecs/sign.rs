@@ -48,14 +48,20 @@ pub fn sign_len(n: usize, p: &SignParams) -> usize {
 
 /// Encodes `x` into `out` (`out.len() == sign_len(x.len(), p)`), returning the crc32c of `out`;
 /// expects validated `p` and finite `x`.
-pub fn sign_encode(x: &[f32], p: &SignParams, out: &mut [u8]) -> u32 {
-    sign_encode_uninit(x, *p, as_uninit(out))
+pub fn sign_encode(x: &[f32], p: &SignParams, out: &mut [u8]) -> Result<u32> {
+    // SAFETY: the encoder writes only initialized bytes (scales copied, bits packed).
+    #[allow(unsafe_code)]
+    let out = unsafe { as_uninit(out) };
+    sign_encode_uninit(x, *p, out)
 }
 
 /// [`sign_encode`] into a buffer that may start uninitialized (a fresh frame).
-pub(crate) fn sign_encode_uninit(x: &[f32], p: SignParams, out: &mut [MaybeUninit<u8>]) -> u32 {
+pub(crate) fn sign_encode_uninit(
+    x: &[f32],
+    p: SignParams,
+    out: &mut [MaybeUninit<u8>],
+) -> Result<u32> {
     debug_assert!(p.problem().is_none(), "{p:?}");
-    assert_eq!(out.len(), sign_len(x.len(), &p), "sign output length");
     p.layout().par_encode(x, out, |_, xs, head, bits| {
         let head = copied(head, &mean_abs(xs).to_le_bytes());
         (head, encode_runs::<1>(&SignBits, xs, bits))
@@ -147,7 +153,7 @@ mod tests {
 
     fn encode(x: &[f32], p: SignParams) -> Vec<u8> {
         let mut bytes = vec![0u8; sign_len(x.len(), &p)];
-        let crc = sign_encode(x, &p, &mut bytes);
+        let crc = sign_encode(x, &p, &mut bytes).expect("encodes");
         assert_eq!(
             crc,
             crc32c::crc32c(&bytes),
