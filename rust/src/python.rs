@@ -2,10 +2,10 @@
 // PyO3 hands extracted arguments over by value; borrowing them is not an option here.
 #![allow(clippy::needless_pass_by_value)]
 
-use numpy::ndarray::{ArrayD, IxDyn};
+use numpy::npyffi::{npy_intp, PY_ARRAY_API};
 use numpy::{
-    IntoPyArray, PyArray1, PyArrayDyn, PyReadonlyArray1, PyReadonlyArrayDyn, PyReadwriteArrayDyn,
-    PyUntypedArrayMethods,
+    Element, IntoPyArray, PyArray1, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods,
+    PyReadonlyArray1, PyReadonlyArrayDyn, PyReadwriteArrayDyn, PyUntypedArrayMethods,
 };
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
@@ -242,14 +242,43 @@ fn decode<'py>(
     frame: &[u8],
     max_elements: u64,
 ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-    let (values, shape) = py.detach(|| -> Result<_, CoreError> {
-        let parsed = ParsedFrame::parse(frame, max_elements)?;
-        // The core allocates the output fallibly: a failed allocation is a MemoryError.
-        Ok((parsed.decode()?, to_usize_shape(&parsed.header.shape)))
-    })?;
-    let array = ArrayD::from_shape_vec(IxDyn(&shape), values)
-        .map_err(|e| CodecError::new_err(format!("decoded shape: {e}")))?;
-    Ok(array.into_pyarray(py))
+    let parsed = py.detach(|| ParsedFrame::parse(frame, max_elements))?;
+    // numpy allocates the output (huge pages for large arrays, zeroed lazily by the kernel), the
+    // core decodes into it; a failed allocation is numpy's MemoryError, not a panic.
+    let out = try_zeros(py, &to_usize_shape(&parsed.header.shape))?;
+    {
+        let mut view = out.readwrite();
+        let slice = view
+            .as_slice_mut()
+            .map_err(|_| CodecError::new_err("numpy returned a non-contiguous array"))?;
+        py.detach(|| parsed.decode_into(slice))?;
+    }
+    Ok(out)
+}
+
+/// A zeroed C-ordered float32 array of `shape`, or numpy's `MemoryError` when it cannot be
+/// allocated (`PyArray::zeros` would panic).
+fn try_zeros<'py>(py: Python<'py>, shape: &[usize]) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    let mut dims = shape
+        .iter()
+        .map(|&d| npy_intp::try_from(d))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| PyMemoryError::new_err(format!("shape {shape:?} is too large")))?;
+    let ndim = std::ffi::c_int::try_from(dims.len())
+        .map_err(|_| CodecError::new_err("too many dimensions"))?;
+    // SAFETY: `dims` holds `ndim` extents and outlives the call; the descriptor reference is
+    // stolen by `PyArray_Zeros`, as numpy's own `PyArray::zeros` does. The result is a new
+    // reference to a float32 array, or null with MemoryError set.
+    unsafe {
+        let ptr = PY_ARRAY_API.PyArray_Zeros(
+            py,
+            ndim,
+            dims.as_mut_ptr(),
+            f32::get_dtype(py).into_dtype_ptr(),
+            0,
+        );
+        Ok(Bound::from_owned_ptr_or_err(py, ptr)?.cast_into_unchecked())
+    }
 }
 
 /// What a frame holds, read without decoding the payload.

@@ -495,36 +495,7 @@ fn decode_terminal_add(ws: &WireStage, bytes: &[u8], weight: f32, out: &mut [f32
         return Ok(());
     }
     match &ws.stage {
-        Stage::Identity(dtype) => {
-            let width = dtype.width();
-            let dtype = *dtype;
-            let all_finite = out
-                .par_chunks_mut(SCAN_BLOCK)
-                .zip(bytes.par_chunks(width * SCAN_BLOCK))
-                .map(|(o, b)| {
-                    let mut ok = true;
-                    for (dst, src) in o.iter_mut().zip(b.chunks_exact(width)) {
-                        let v = match dtype {
-                            Dtype::F32 => f32::from_le_bytes([src[0], src[1], src[2], src[3]]),
-                            Dtype::F16 => {
-                                f16::from_bits(u16::from_le_bytes([src[0], src[1]])).to_f32()
-                            }
-                            Dtype::Bf16 => {
-                                bf16::from_bits(u16::from_le_bytes([src[0], src[1]])).to_f32()
-                            }
-                        };
-                        ok &= v.is_finite();
-                        *dst += weight * v;
-                    }
-                    ok
-                })
-                .reduce(|| true, |a, b| a & b);
-            if all_finite {
-                Ok(())
-            } else {
-                Err(CodecError::frame("payload holds NaN or Inf values"))
-            }
-        }
+        Stage::Identity(dtype) => decode_identity(*dtype, bytes, weight, out, false),
         Stage::Quantize(p) => dequantize_add(bytes, m, p, weight, out),
         Stage::Qsgd(p) => qsgd_decode_add(bytes, m, p, weight, out),
         Stage::Eden(p) => eden_decode_add(bytes, m, p, ws.seed, weight, out),
@@ -532,6 +503,40 @@ fn decode_terminal_add(ws: &WireStage, bytes: &[u8], weight: f32, out: &mut [f32
         Stage::TopK { .. } | Stage::RandK { .. } => {
             Err(CodecError::frame("a sparsifier cannot end a pipeline"))
         }
+    }
+}
+
+/// Adds (or, with `copy`, writes) `weight` times the raw floats of `bytes` into `out`; refuses
+/// a payload holding NaN or Inf.
+fn decode_identity(
+    dtype: Dtype,
+    bytes: &[u8],
+    weight: f32,
+    out: &mut [f32],
+    copy: bool,
+) -> Result<()> {
+    let width = dtype.width();
+    let all_finite = out
+        .par_chunks_mut(SCAN_BLOCK)
+        .zip(bytes.par_chunks(width * SCAN_BLOCK))
+        .map(|(o, b)| {
+            let mut ok = true;
+            for (dst, src) in o.iter_mut().zip(b.chunks_exact(width)) {
+                let v = match dtype {
+                    Dtype::F32 => f32::from_le_bytes([src[0], src[1], src[2], src[3]]),
+                    Dtype::F16 => f16::from_bits(u16::from_le_bytes([src[0], src[1]])).to_f32(),
+                    Dtype::Bf16 => bf16::from_bits(u16::from_le_bytes([src[0], src[1]])).to_f32(),
+                };
+                ok &= v.is_finite();
+                *dst = if copy { weight * v } else { *dst + weight * v };
+            }
+            ok
+        })
+        .reduce(|| true, |a, b| a & b);
+    if all_finite {
+        Ok(())
+    } else {
+        Err(CodecError::frame("payload holds NaN or Inf values"))
     }
 }
 
@@ -686,14 +691,24 @@ impl<'a> ParsedFrame<'a> {
     }
 
     /// Decodes into a fresh float32 vector; allocation failure is [`CodecError::Alloc`].
-    ///
-    /// A dense frame decodes into `-0.0`s, the identity of float addition, so a `-0.0` in the
-    /// payload comes back as `-0.0`; positions a sparsifier dropped are `+0.0`.
     pub fn decode(&self) -> Result<Vec<f32>> {
-        let fill = if self.stages.len() == 1 { -0.0 } else { 0.0 };
-        let mut out = filled(self.len(), fill)?;
-        self.add_into(1.0, &mut out)?;
+        let mut out = zeroed(self.len())?;
+        self.decode_into(&mut out)?;
         Ok(out)
+    }
+
+    /// Decodes into `out`, which must hold zeros: raw floats are copied (so `-0.0` stays
+    /// `-0.0`, which adding to `+0.0` would lose), everything else is added.
+    pub fn decode_into(&self, out: &mut [f32]) -> Result<()> {
+        match self.stages.as_slice() {
+            [WireStage {
+                stage: Stage::Identity(dtype),
+                ..
+            }] if out.len() == self.len() => {
+                decode_identity(*dtype, self.terminal_payload, 1.0, out, true)
+            }
+            _ => self.add_into(1.0, out),
+        }
     }
 }
 

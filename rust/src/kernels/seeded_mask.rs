@@ -4,12 +4,14 @@
 // `fraction >= 1`, none when it is NaN or <= 0), so sender and receiver rebuild the same mask
 // from `(n, fraction, seed)` alone, and the mask of `n` elements is a prefix of the mask of more.
 // Elements come in blocks of `BLOCK_ELEMS`, block `b` drawn from its own stream:
-// - `fraction >= 1/16`: element `i` is selected iff `hash_u64(seed, i) < fraction * 2^64`, one
+// - `fraction >= 1/8`: element `i` is selected iff `hash_u64(seed, i) < fraction * 2^64`, one
 //   draw per element (64 at a time, in a loop that vectorises);
-// - `fraction < 1/16`: the gaps between selected elements are geometric, drawn from
-//   `SplitMix64::new(hash_u64(derive(seed, GAP_STREAM), b))`: gap `floor(ln(u) / ln(1 - fraction))`
+// - `fraction < 1/8`: the gaps between selected elements are geometric, drawn from
+//   `SplitMix64::new(hash_u64(derive(seed, GAP_STREAM), b))`: gap `floor(ln(u) * (1 / ln(1 - fraction)))`
 //   with `u = (r >> 11 + 1/2) / 2^53`, so a block costs one draw per selected element, not per
-//   element (randk:0.01 of 10M floats: about 100K draws instead of 10M).
+//   element (randk:0.01 of 10M floats: about 100K draws instead of 10M). Both logarithms are
+//   [`ln_series`], additions, multiplications and divisions only, so every IEEE platform draws
+//   the same gaps (a libm `ln` may differ in the last bit, and a mask must not).
 // Bitmaps are LSB-first: bit `i % 8` of byte `i / 8` stands for element `i`, and are `ceil(n / 8)` bytes.
 
 use rayon::prelude::*;
@@ -24,7 +26,10 @@ const BLOCK_BYTES: usize = 1 << 13;
 const BLOCK_ELEMS: usize = BLOCK_BYTES * 8;
 
 /// Fractions below this draw the gaps between selected elements instead of one draw per element.
-const GAPS_BELOW: f64 = 1.0 / 16.0;
+const GAPS_BELOW: f64 = 0.125;
+
+/// Gaps drawn ahead of the walk that places them.
+const GAP_BATCH: usize = 16;
 
 /// Sub-stream of the seed that draws gaps, so it never repeats the per-element draws.
 const GAP_STREAM: u64 = 0x4741_5053;
@@ -38,9 +43,9 @@ enum Rule {
     PerElement {
         limit: u64,
     },
-    /// Geometric gaps: `log_q = ln(1 - fraction)`.
+    /// Geometric gaps: `inv_log_q = 1 / ln(1 - fraction)`.
     Gaps {
-        log_q: f64,
+        inv_log_q: f64,
     },
 }
 
@@ -60,7 +65,7 @@ impl SeededMask {
             Rule::Nothing
         } else if fraction < GAPS_BELOW {
             Rule::Gaps {
-                log_q: (-fraction).ln_1p(),
+                inv_log_q: 1.0 / ln_one_minus(fraction),
             }
         } else {
             // Float-to-int casts saturate, so the limit is always well defined.
@@ -106,19 +111,28 @@ impl SeededMask {
                     };
                 }
             }
-            Rule::Gaps { log_q } => {
+            Rule::Gaps { inv_log_q } => {
                 words.fill(0);
                 let mut rng =
                     SplitMix64::new(hash_u64(derive(self.seed, GAP_STREAM), block as u64));
-                let mut gap = || {
-                    let u = ((rng.next_u64() >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64);
-                    // A gap past the block (or an infinite one) saturates, ending the block.
-                    (u.ln() / log_q) as usize
-                };
-                let mut j = gap();
-                while j < len {
-                    words[j / 64] |= 1u64 << (j % 64);
-                    j = j.saturating_add(1).saturating_add(gap());
+                // Gaps are independent draws: computing a batch before walking them keeps the
+                // logarithms' latency off the walk's dependency chain.
+                let mut gaps = [0usize; GAP_BATCH];
+                let mut j = 0usize;
+                'walk: loop {
+                    for g in &mut gaps {
+                        let u = ((rng.next_u64() >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64);
+                        // A gap past the block (or an infinite one) saturates, ending the block.
+                        *g = (ln_unit(u) * inv_log_q) as usize;
+                    }
+                    for &g in &gaps {
+                        j = j.saturating_add(g);
+                        if j >= len {
+                            break 'walk;
+                        }
+                        words[j / 64] |= 1u64 << (j % 64);
+                        j += 1;
+                    }
                 }
             }
         }
@@ -137,6 +151,48 @@ impl SeededMask {
             })
             .collect()
     }
+}
+
+/// `2 * (s + s^3/3 + s^5/5 + ...)`, which is `ln((1 + s) / (1 - s))`, for `|s| <= 1/3`: IEEE
+/// additions, multiplications and divisions in a fixed order, so the same bits on every platform.
+fn ln_series(s: f64) -> f64 {
+    let s2 = s * s;
+    let mut term = s;
+    let mut sum = 0.0;
+    for k in 0..24 {
+        sum += term / f64::from(2 * k + 1);
+        term *= s2;
+    }
+    2.0 * sum
+}
+
+/// `ln(1 - f)` for `f` in (0, 1/8), without cancellation: `1 - f = (1 + s) / (1 - s)` with
+/// `s = -f / (2 - f)`.
+fn ln_one_minus(f: f64) -> f64 {
+    ln_series(-f / (2.0 - f))
+}
+
+/// `ln(u)` for a normal `u` in (0, 1]: `u = m * 2^e` with `m` in `[sqrt(1/2), sqrt(2))`, then
+/// `ln(m) = ln_series((m - 1) / (m + 1))` (so `|s| < 0.172`) in nine terms, within 1e-13 of libm.
+fn ln_unit(u: f64) -> f64 {
+    const LN2: f64 = std::f64::consts::LN_2;
+    let bits = u.to_bits();
+    let mut e = ((bits >> 52) & 0x7FF) as i64 - 1023;
+    let mut m = f64::from_bits((bits & 0x000F_FFFF_FFFF_FFFF) | 0x3FF0_0000_0000_0000);
+    if m > std::f64::consts::SQRT_2 {
+        m *= 0.5;
+        e += 1;
+    }
+    let s = (m - 1.0) / (m + 1.0);
+    let s2 = s * s;
+    let p = 1.0
+        + s2 * (1.0 / 3.0
+            + s2 * (1.0 / 5.0
+                + s2 * (1.0 / 7.0
+                    + s2 * (1.0 / 9.0
+                        + s2 * (1.0 / 11.0
+                            + s2 * (1.0 / 13.0 + s2 * (1.0 / 15.0 + s2 * (1.0 / 17.0))))))));
+    e as f64 * LN2 + 2.0 * s * p
 }
 
 /// Number of elements a seeded mask selects out of `n`.
@@ -375,7 +431,7 @@ mod tests {
             let mut rng = SplitMix64::new(hash_u64(derive(seed, GAP_STREAM), b as u64));
             let mut gap = || {
                 let u = ((rng.next_u64() >> 11) as f64 + 0.5) / 2f64.powi(53);
-                (u.ln() / (-fraction).ln_1p()).floor()
+                (ln_unit(u) * (1.0 / ln_one_minus(fraction))).floor()
             };
             let mut j = gap();
             while j < len {
@@ -384,6 +440,47 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn the_portable_logarithms_match_libm() {
+        for f in [1e-9, 1e-4, 0.01, 0.0625, 0.25, 0.5] {
+            let (ours, libm) = (ln_one_minus(f), (-f).ln_1p());
+            assert!(
+                (ours - libm).abs() <= 4.0 * f64::EPSILON * libm.abs(),
+                "{f}"
+            );
+        }
+        let mut g = SplitMix64::new(5);
+        for _ in 0..100_000 {
+            let u = ((g.next_u64() >> 11) as f64 + 0.5) / 2f64.powi(53);
+            let (ours, libm) = (ln_unit(u), u.ln());
+            assert!((ours - libm).abs() <= 1e-13 * libm.abs().max(1e-3), "{u}");
+        }
+    }
+
+    #[test]
+    fn gap_drawn_masks_keep_each_element_with_the_fraction() {
+        // 2M elements at 1 %: the count is binomial, within 6 standard deviations of 20 000.
+        let c = mask_count(2_000_000, 0.01, 3) as f64;
+        assert!(
+            (c - 20_000.0).abs() < 6.0 * (20_000.0f64 * 0.99).sqrt(),
+            "{c}"
+        );
+        // Every position is equally likely: both halves of every block get their share.
+        let bitmap = mask_bitmap(1 << 20, 0.01, 4).unwrap();
+        let first_halves: u32 = bitmap
+            .chunks(BLOCK_BYTES)
+            .map(|b| {
+                b[..BLOCK_BYTES / 2]
+                    .iter()
+                    .map(|x| x.count_ones())
+                    .sum::<u32>()
+            })
+            .sum();
+        let all: u32 = bitmap.iter().map(|x| x.count_ones()).sum();
+        let share = f64::from(first_halves) / f64::from(all);
+        assert!((share - 0.5).abs() < 0.02, "{share}");
     }
 
     #[test]
