@@ -9,9 +9,9 @@ pub mod kernels;
 pub mod wire;
 
 // The flat module paths of the public API (and of code written against them) stay valid.
-pub use codecs::{eden, pipeline, qsgd, quantize, sign};
+pub use codecs::{eden, pipeline, qsgd, quantize, sign, spec};
 pub use kernels::{bitpack, hadamard, lloyd_max, rng, seeded_mask, topk};
-pub use wire::{checksum, frame, index_coding, rice, spec};
+pub use wire::{checksum, frame, index_coding, rice};
 
 #[cfg(feature = "python")]
 mod python;

@@ -6,3 +6,4 @@ pub mod pipeline;
 pub mod qsgd;
 pub mod quantize;
 pub mod sign;
+pub mod spec;

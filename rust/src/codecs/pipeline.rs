@@ -10,6 +10,7 @@ use crate::codecs::eden::{eden_decode_add, eden_encode, eden_len, EdenParams};
 use crate::codecs::qsgd::{qsgd_decode_add, qsgd_encode_uninit, qsgd_len, QsgdParams};
 use crate::codecs::quantize::{dequantize_add, quantize_len, quantize_uninit, QuantParams};
 use crate::codecs::sign::{sign_decode_add, sign_encode_uninit, sign_len, SignParams};
+use crate::codecs::spec::{Dtype, Spec, Stage, MAX_STAGES};
 use crate::error::{CodecError, Result};
 use crate::kernels::rng::derive;
 use crate::kernels::seeded_mask::{mask_extract, mask_scatter_add};
@@ -19,7 +20,6 @@ use crate::wire::frame::{
     verified_body, Header, Reader, Writer, DEFAULT_MAX_ELEMENTS, MAX_ELEMENTS_PER_BYTE,
 };
 use crate::wire::index_coding::{decode_indices, encode_indices};
-use crate::wire::spec::{Dtype, Spec, Stage, MAX_STAGES};
 
 /// Wire ids of the stages (the frame's `codec id` byte is the first stage's).
 mod id {

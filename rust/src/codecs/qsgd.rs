@@ -3,12 +3,12 @@
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::codecs::quantize::{fill_uniforms, stochastic_floor};
 use crate::error::{CodecError, Result};
 use crate::kernels::bitpack::{
     decode_runs, dispatch_bits, encode_runs, f32_at, ChunkedLayout, Code, CodeSlot, RunDecoder,
     RunEncoder,
 };
+use crate::kernels::quant_chunk::{fill_uniforms, stochastic_floor};
 use crate::kernels::uninit::{as_uninit, copied};
 
 /// Largest level count whose codes `[0, 2s]` still fit 16 bits.

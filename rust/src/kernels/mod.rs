@@ -4,6 +4,8 @@
 pub mod bitpack;
 pub mod hadamard;
 pub mod lloyd_max;
+pub(crate) mod prefetch;
+pub(crate) mod quant_chunk;
 pub mod rng;
 pub mod seeded_mask;
 pub(crate) mod simd;

@@ -2,8 +2,8 @@
 
 use rayon::prelude::*;
 
+use crate::kernels::prefetch::prefetch;
 use crate::kernels::rng::hash_u64;
-use crate::kernels::simd::prefetch;
 
 /// Bits of the magnitude key that the first histogram resolves (65 536 bins, 256 KiB, L2-resident).
 const TOP_BITS: u32 = 16;
