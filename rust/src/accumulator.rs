@@ -30,7 +30,7 @@ impl Accumulator {
             )));
         }
         Ok(Self {
-            sum: vec![0.0; n],
+            sum: crate::error::try_filled(n, 0.0, "float32 values for the sum")?,
             scratch: Vec::new(),
             total_weight: 0.0,
             count: 0,

@@ -253,8 +253,7 @@ pub fn mask_extract(x: &[f32], fraction: f64, seed: u64) -> Vec<f32> {
 /// `out[i] += weight * v` for the selected `i`, taking `values` in index order.
 ///
 /// `values` and `out` may come from an untrusted frame: `out.len()` must be `n` and
-/// `values.len()` the mask's count. Costs `n / 64` word operations and one step per selected
-/// element; the mask is never materialised as a bitmap.
+/// `values.len()` the mask's count. Draws the mask once, into a bitmap of `n / 8` bytes.
 pub fn mask_scatter_add(
     values: &[f32],
     n: usize,
@@ -269,42 +268,7 @@ pub fn mask_scatter_add(
             out.len()
         )));
     }
-    let mask = SeededMask::new(fraction, seed);
-    let counts = mask.for_blocks(n, |_, words| {
-        words.iter().map(|w| w.count_ones() as usize).sum::<usize>()
-    });
-    let total: usize = counts.iter().sum();
-    if values.len() != total {
-        return Err(CodecError::frame(format!(
-            "mask selects {total} elements, got {} values",
-            values.len()
-        )));
-    }
-    let mut starts = Vec::with_capacity(counts.len());
-    let mut at = 0;
-    for c in &counts {
-        starts.push(at);
-        at += c;
-    }
-    out.par_chunks_mut(BLOCK_ELEMS)
-        .zip(starts.par_iter())
-        .enumerate()
-        .for_each(|(block, (os, &start))| {
-            let mut words = [0u64; BLOCK_ELEMS / 64];
-            let words = &mut words[..os.len().div_ceil(64)];
-            mask.block_words(block, os.len(), words);
-            let mut vs = values[start..].iter();
-            for (g, &w) in words.iter().enumerate() {
-                let mut word = w;
-                while word != 0 {
-                    if let Some(v) = vs.next() {
-                        os[64 * g + word.trailing_zeros() as usize] += weight * v;
-                    }
-                    word &= word - 1;
-                }
-            }
-        });
-    Ok(())
+    bitmap_scatter_add(values, &mask_bitmap(n, fraction, seed)?, weight, out)
 }
 
 /// Checks that `bitmap` is exactly `ceil(n / 8)` bytes with no bit set at or past `n`.
