@@ -193,3 +193,60 @@ fn an_add_that_would_overflow_the_sum_is_refused_whole() {
     acc.add(&big, -1.0).unwrap();
     assert_eq!(acc.sum(), &[0.0, 0.0, 0.0]);
 }
+
+mod agreement {
+    use proptest::prelude::*;
+
+    use super::encode_then_decode;
+    use fedcodec::CodecError;
+
+    const SPECS: [&str; 16] = [
+        "none",
+        "f16",
+        "bf16",
+        "quant:1",
+        "quant:8",
+        "quant:16",
+        "quant:4:stochastic:chunk=16",
+        "qsgd:1",
+        "qsgd:127:bucket=16",
+        "eden:1",
+        "eden:8",
+        "sign:chunk=8",
+        "topk:0.3+quant:8",
+        "topk:0.5:sampled+bf16",
+        "randk:0.5+qsgd:4",
+        "randk:0.05+eden:2",
+    ];
+
+    /// Finite float32 values across the whole range: zeros of both signs, subnormals, ordinary
+    /// values, and magnitudes up to float32's largest, in runs so chunks and pieces share them.
+    fn value() -> impl Strategy<Value = f32> {
+        prop_oneof![
+            Just(0.0f32),
+            Just(-0.0f32),
+            Just(f32::MAX),
+            Just(-f32::MAX),
+            Just(f32::MIN_POSITIVE),
+            any::<u32>()
+                .prop_map(f32::from_bits)
+                .prop_filter("finite", |v| v.is_finite()),
+            (-1.0f32..1.0, -45i32..39).prop_map(|(m, e)| m * 10f32.powi(e)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn the_decoder_accepts_what_the_encoder_wrote(
+            spec in prop::sample::select(SPECS.to_vec()),
+            x in prop::collection::vec(value(), 1..300),
+        ) {
+            match encode_then_decode(spec, &x) {
+                Ok(y) => prop_assert_eq!(y.len(), x.len()),
+                Err(e) => prop_assert!(matches!(e, CodecError::InvalidInput(_)), "{}: {}", spec, e),
+            }
+        }
+    }
+}

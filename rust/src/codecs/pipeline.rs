@@ -239,6 +239,7 @@ pub fn plan<'a>(spec: &Spec, x: &'a [f32], shape: &[u64], seed: u64) -> Result<E
         }
     }
     let terminal = wire.last().expect("a Spec always ends in a terminal stage");
+    check_randk_rescaling(stages, x)?;
     let terminal_len = payload_len(&terminal.stage, values.len())?;
     let mut w = Writer::with_capacity(64 + sparse_payloads.iter().map(Vec::len).sum::<usize>());
     Header {
@@ -261,6 +262,39 @@ pub fn plan<'a>(spec: &Spec, x: &'a [f32], shape: &[u64], seed: u64) -> Result<E
         values,
         terminal_len,
     })
+}
+
+/// Refuses input whose random-k stages' unbiased rescaling (by `1 / fraction` each, on decode)
+/// could take a decoded value past float32's range, which the decoder would refuse: the bound is
+/// the largest `|x|`, times the rescaling, times how far the terminal codec can exceed its
+/// input's largest magnitude (a QSGD norm by `sqrt(bucket)`, an EDEN piece by `sqrt(65536)`
+/// times its largest centroid). Only values within a few orders of float32's largest are refused.
+fn check_randk_rescaling(stages: &[Stage], x: &[f32]) -> Result<()> {
+    let rescale: f64 = stages
+        .iter()
+        .map(|s| match s {
+            Stage::RandK { fraction } => 1.0 / fraction,
+            _ => 1.0,
+        })
+        .product();
+    if rescale <= 1.0 {
+        return Ok(());
+    }
+    let growth = match stages.last() {
+        Some(Stage::Qsgd(p)) => (p.bucket as f64).sqrt(),
+        Some(Stage::Eden(_)) => 256.0 * 4.0,
+        _ => 1.01,
+    };
+    let largest = x
+        .par_chunks(SCAN_BLOCK)
+        .map(|c| c.iter().fold(0.0f32, |m, v| m.max(v.abs())))
+        .reduce(|| 0.0, f32::max);
+    if f64::from(largest) * rescale * growth > f64::from(f32::MAX) * 0.5 {
+        return Err(CodecError::input(format!(
+            "random-k rescales kept values by {rescale:.3}: the largest |x| ({largest:e}) could decode past float32's range"
+        )));
+    }
+    Ok(())
 }
 
 fn stage_id(stage: &Stage) -> u8 {
