@@ -2,8 +2,11 @@
 //! and `pipeline` chains sparsifiers and one terminal codec into a frame.
 
 pub mod eden;
+pub mod identity;
+pub mod input;
 pub mod pipeline;
 pub mod qsgd;
 pub mod quantize;
 pub mod sign;
 pub mod spec;
+pub mod stages;

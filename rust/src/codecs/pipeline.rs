@@ -3,14 +3,18 @@
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
-use half::{bf16, f16};
 use rayon::prelude::*;
 
-use crate::codecs::eden::{eden_decode_add, eden_encode, eden_len, EdenParams};
-use crate::codecs::qsgd::{qsgd_decode_add, qsgd_encode_uninit, qsgd_len, QsgdParams};
-use crate::codecs::quantize::{dequantize_add, quantize_len, quantize_uninit, QuantParams};
-use crate::codecs::sign::{sign_decode_add, sign_encode_uninit, sign_len, SignParams};
-use crate::codecs::spec::{Dtype, Spec, Stage, MAX_STAGES};
+use crate::codecs::eden::{eden_decode_add, eden_encode};
+use crate::codecs::identity::{decode_identity, encode_identity};
+pub use crate::codecs::input::check_input;
+use crate::codecs::input::{check_finite, check_shape, SCAN_BLOCK};
+use crate::codecs::qsgd::{qsgd_decode_add, qsgd_encode_uninit};
+use crate::codecs::quantize::{dequantize_add, quantize_uninit};
+use crate::codecs::sign::{sign_decode_add, sign_encode_uninit};
+use crate::codecs::spec::{Spec, Stage, MAX_STAGES};
+use crate::codecs::stages::{payload_len, read_stage, stage_id, write_stage};
+pub use crate::codecs::stages::{topk_count, WireStage};
 use crate::error::{CodecError, Result};
 use crate::kernels::rng::derive;
 use crate::kernels::seeded_mask::{mask_extract, mask_scatter_add};
@@ -20,37 +24,6 @@ use crate::wire::frame::{
     verified_body, Header, Reader, Writer, DEFAULT_MAX_ELEMENTS, MAX_ELEMENTS_PER_BYTE,
 };
 use crate::wire::index_coding::{decode_indices, encode_indices};
-
-/// Wire ids of the stages (the frame's `codec id` byte is the first stage's).
-mod id {
-    pub const F32: u8 = 1;
-    pub const F16: u8 = 2;
-    pub const BF16: u8 = 3;
-    pub const QUANT: u8 = 4;
-    pub const QSGD: u8 = 5;
-    pub const TOPK: u8 = 6;
-    pub const RANDK: u8 = 7;
-    pub const EDEN: u8 = 8;
-    pub const SIGN: u8 = 9;
-}
-
-/// Elements checked per task when scanning input for NaN/Inf.
-const SCAN_BLOCK: usize = 1 << 16;
-
-/// A stage as it travels: its parameters plus what the decoder must know (output count, seed).
-#[derive(Debug, Clone, PartialEq)]
-pub struct WireStage {
-    pub stage: Stage,
-    /// Elements this stage hands to the next one (sparsifiers) or encodes (terminal).
-    pub count: u64,
-    pub seed: u64,
-}
-
-/// Number of coordinates a top-k of `fraction` keeps out of `m`: at least one (of a non-empty input), at most all.
-#[must_use]
-pub fn topk_count(fraction: f64, m: usize) -> usize {
-    ((fraction * m as f64).round() as usize).clamp(m.min(1), m)
-}
 
 /// A buffer of `len` copies of `fill`, written by all cores (so fresh pages fault in parallel,
 /// once each); allocation failure is [`CodecError::Alloc`], not an abort.
@@ -65,61 +38,6 @@ fn filled(len: usize, fill: f32) -> Result<Vec<f32>> {
 /// A zeroed buffer (see [`filled`]).
 fn zeroed(len: usize) -> Result<Vec<f32>> {
     filled(len, 0.0)
-}
-
-/// Largest count of a seeded random-k that keeps each of `m` elements with probability `f`
-/// that a decoder believes: the mean plus eight standard deviations plus 16 (a binomial tail
-/// far below 2^-40), so an honest frame always passes and a forged count cannot claim more.
-fn randk_count_plausible(count: u64, m: u64, f: f64) -> bool {
-    let mean = f * m as f64;
-    let slack = 8.0 * (mean * (1.0 - f)).max(0.0).sqrt() + 16.0;
-    (count as f64 - mean).abs() <= slack
-}
-
-/// Index of the first NaN/Inf, scanning in parallel blocks.
-fn first_non_finite(x: &[f32]) -> Option<usize> {
-    x.par_chunks(SCAN_BLOCK)
-        .position_first(|block| !block.iter().fold(true, |ok, v| ok & v.is_finite()))
-        .and_then(|b| {
-            let start = b * SCAN_BLOCK;
-            x[start..]
-                .iter()
-                .position(|v| !v.is_finite())
-                .map(|i| start + i)
-        })
-}
-
-/// Checks what every encoder needs: a non-empty, finite array whose shape matches its length.
-pub fn check_input(x: &[f32], shape: &[u64]) -> Result<()> {
-    check_shape(x, shape)?;
-    check_finite(x)
-}
-
-/// Refuses an array holding a NaN/Inf, naming the first one.
-fn check_finite(x: &[f32]) -> Result<()> {
-    first_non_finite(x).map_or(Ok(()), |i| Err(CodecError::non_finite(i, x[i])))
-}
-
-/// Refuses an empty array, or a shape that does not hold exactly its elements.
-fn check_shape(x: &[f32], shape: &[u64]) -> Result<()> {
-    if x.is_empty() {
-        return Err(CodecError::input("cannot encode an empty array"));
-    }
-    let product = shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d));
-    if product != Some(x.len() as u64) {
-        return Err(CodecError::input(format!(
-            "shape {shape:?} does not hold {} elements",
-            x.len()
-        )));
-    }
-    if shape.len() > crate::wire::frame::MAX_NDIM {
-        return Err(CodecError::input(format!(
-            "{} dimensions exceed the limit of {}",
-            shape.len(),
-            crate::wire::frame::MAX_NDIM
-        )));
-    }
-    Ok(())
 }
 
 /// A frame ready to be written: header, stages and index payloads done, the value payload still to encode.
@@ -297,166 +215,6 @@ fn check_randk_rescaling(stages: &[Stage], x: &[f32]) -> Result<()> {
     Ok(())
 }
 
-fn stage_id(stage: &Stage) -> u8 {
-    match stage {
-        Stage::Identity(Dtype::F32) => id::F32,
-        Stage::Identity(Dtype::F16) => id::F16,
-        Stage::Identity(Dtype::Bf16) => id::BF16,
-        Stage::Quantize(_) => id::QUANT,
-        Stage::Qsgd(_) => id::QSGD,
-        Stage::TopK { .. } => id::TOPK,
-        Stage::RandK { .. } => id::RANDK,
-        Stage::Eden(_) => id::EDEN,
-        Stage::Sign(_) => id::SIGN,
-    }
-}
-
-fn write_stage(w: &mut Writer, ws: &WireStage) {
-    w.u8(stage_id(&ws.stage));
-    match &ws.stage {
-        Stage::Identity(_) => {}
-        Stage::Quantize(p) => {
-            w.u8(p.bits as u8);
-            w.u8(u8::from(p.stochastic));
-            w.u32(p.chunk as u32);
-        }
-        Stage::Qsgd(p) => {
-            w.u16(p.levels as u16);
-            w.u32(p.bucket as u32);
-        }
-        Stage::TopK { fraction, sampled } => {
-            w.u8(u8::from(*sampled));
-            w.f64(*fraction);
-            w.u64(ws.count);
-        }
-        Stage::RandK { fraction } => {
-            w.f64(*fraction);
-            w.u64(ws.seed);
-            w.u64(ws.count);
-        }
-        Stage::Eden(p) => {
-            w.u8(p.bits as u8);
-            w.u64(ws.seed);
-        }
-        Stage::Sign(p) => w.u32(p.chunk as u32),
-    }
-}
-
-fn read_stage(r: &mut Reader<'_>, input_count: u64) -> Result<WireStage> {
-    let code = r.u8("stage id")?;
-    let terminal = |stage: Stage| WireStage {
-        stage,
-        count: input_count,
-        seed: 0,
-    };
-    let ws = match code {
-        id::F32 => terminal(Stage::Identity(Dtype::F32)),
-        id::F16 => terminal(Stage::Identity(Dtype::F16)),
-        id::BF16 => terminal(Stage::Identity(Dtype::Bf16)),
-        id::QUANT => {
-            let bits = u32::from(r.u8("quant bits")?);
-            let stochastic = match r.u8("quant stochastic flag")? {
-                0 => false,
-                1 => true,
-                other => {
-                    return Err(CodecError::frame(format!(
-                        "quant stochastic flag is {other}, not 0 or 1"
-                    )))
-                }
-            };
-            let chunk = r.u32("quant chunk")? as usize;
-            terminal(Stage::Quantize(QuantParams {
-                bits,
-                stochastic,
-                chunk,
-            }))
-        }
-        id::QSGD => {
-            let levels = u32::from(r.u16("qsgd levels")?);
-            let bucket = r.u32("qsgd bucket")? as usize;
-            terminal(Stage::Qsgd(QsgdParams { levels, bucket }))
-        }
-        id::EDEN => {
-            let bits = u32::from(r.u8("eden bits")?);
-            let seed = r.u64("eden seed")?;
-            WireStage {
-                stage: Stage::Eden(EdenParams { bits }),
-                count: input_count,
-                seed,
-            }
-        }
-        id::SIGN => {
-            let chunk = r.u32("sign chunk")? as usize;
-            terminal(Stage::Sign(SignParams { chunk }))
-        }
-        id::TOPK => {
-            let sampled = match r.u8("topk sampled flag")? {
-                0 => false,
-                1 => true,
-                other => {
-                    return Err(CodecError::frame(format!(
-                        "topk sampled flag is {other}, not 0 or 1"
-                    )))
-                }
-            };
-            let fraction = r.f64("topk fraction")?;
-            let count = r.u64("topk count")?;
-            let most = usize::try_from(input_count)
-                .map_or(u64::MAX, |m| topk_count(fraction.clamp(0.0, 1.0), m) as u64);
-            if (count == 0 && input_count > 0) || count > most {
-                return Err(CodecError::frame(format!(
-                    "topk keeps {count} of {input_count} elements"
-                )));
-            }
-            WireStage {
-                stage: Stage::TopK { fraction, sampled },
-                count,
-                seed: 0,
-            }
-        }
-        id::RANDK => {
-            let fraction = r.f64("randk fraction")?;
-            let seed = r.u64("randk seed")?;
-            let count = r.u64("randk count")?;
-            if count > input_count || !randk_count_plausible(count, input_count, fraction) {
-                return Err(CodecError::frame(format!(
-                    "randk keeps {count} of {input_count} elements, implausible for fraction {fraction}"
-                )));
-            }
-            WireStage {
-                stage: Stage::RandK { fraction },
-                count,
-                seed,
-            }
-        }
-        other => return Err(CodecError::frame(format!("unknown stage id {other}"))),
-    };
-    ws.stage
-        .validate()
-        .map_err(|e| CodecError::frame(format!("stage parameters out of range: {e}")))?;
-    Ok(ws)
-}
-
-/// Exact payload bytes a terminal stage writes for `m` values.
-fn payload_len(stage: &Stage, m: usize) -> Result<usize> {
-    if m == 0 {
-        return Ok(0);
-    }
-    let len = match stage {
-        Stage::Identity(dtype) => m
-            .checked_mul(dtype.width())
-            .ok_or_else(|| CodecError::frame("payload size overflows"))?,
-        Stage::Quantize(p) => quantize_len(m, p),
-        Stage::Qsgd(p) => qsgd_len(m, p),
-        Stage::Eden(p) => eden_len(m, p),
-        Stage::Sign(p) => sign_len(m, p),
-        Stage::TopK { .. } | Stage::RandK { .. } => {
-            return Err(CodecError::frame("a sparsifier cannot end a pipeline"))
-        }
-    };
-    Ok(len)
-}
-
 /// Writes the terminal stage's payload into `out` (initialized or not) and returns its crc32c:
 /// chunked codecs hash it on the way, the others after.
 fn encode_terminal(ws: &WireStage, values: &[f32], out: &mut [MaybeUninit<u8>]) -> Result<u32> {
@@ -480,49 +238,6 @@ fn encode_terminal(ws: &WireStage, values: &[f32], out: &mut [MaybeUninit<u8>]) 
     }
 }
 
-/// Writes `values` as little-endian float32, float16 or bfloat16; float16 refuses values past its
-/// range, bfloat16 saturates the few float32 values that round past its largest (within 0.4 % of
-/// float32's largest) to `±bf16::MAX` rather than writing an Inf the decoder would refuse.
-fn encode_identity(dtype: Dtype, values: &[f32], out: &mut [u8]) -> Result<()> {
-    if dtype == Dtype::F32 {
-        out.par_chunks_mut(4 * SCAN_BLOCK)
-            .zip(values.par_chunks(SCAN_BLOCK))
-            .for_each(|(o, v)| {
-                for (dst, x) in o.chunks_exact_mut(4).zip(v) {
-                    dst.copy_from_slice(&x.to_le_bytes());
-                }
-            });
-        return Ok(());
-    }
-    if dtype == Dtype::F16 {
-        if let Some(i) = values.iter().position(|v| v.abs() > f32::from(f16::MAX)) {
-            return Err(CodecError::input(format!(
-                "value {} at index {i} is outside float16's range (±65504); use bf16",
-                values[i]
-            )));
-        }
-    }
-    let half = dtype == Dtype::F16;
-    out.par_chunks_mut(2 * SCAN_BLOCK)
-        .zip(values.par_chunks(SCAN_BLOCK))
-        .for_each(|(o, v)| {
-            for (dst, x) in o.chunks_exact_mut(2).zip(v) {
-                let bits = if half {
-                    f16::from_f32(*x).to_bits()
-                } else {
-                    let b = bf16::from_f32(*x);
-                    if b.is_infinite() {
-                        bf16::MAX.to_bits() | (b.to_bits() & 0x8000)
-                    } else {
-                        b.to_bits()
-                    }
-                };
-                dst.copy_from_slice(&bits.to_le_bytes());
-            }
-        });
-    Ok(())
-}
-
 fn decode_terminal_add(ws: &WireStage, bytes: &[u8], weight: f32, out: &mut [f32]) -> Result<()> {
     let m = out.len();
     if m == 0 {
@@ -537,40 +252,6 @@ fn decode_terminal_add(ws: &WireStage, bytes: &[u8], weight: f32, out: &mut [f32
         Stage::TopK { .. } | Stage::RandK { .. } => {
             Err(CodecError::frame("a sparsifier cannot end a pipeline"))
         }
-    }
-}
-
-/// Adds (or, with `copy`, writes) `weight` times the raw floats of `bytes` into `out`; refuses
-/// a payload holding NaN or Inf.
-fn decode_identity(
-    dtype: Dtype,
-    bytes: &[u8],
-    weight: f32,
-    out: &mut [f32],
-    copy: bool,
-) -> Result<()> {
-    let width = dtype.width();
-    let all_finite = out
-        .par_chunks_mut(SCAN_BLOCK)
-        .zip(bytes.par_chunks(width * SCAN_BLOCK))
-        .map(|(o, b)| {
-            let mut ok = true;
-            for (dst, src) in o.iter_mut().zip(b.chunks_exact(width)) {
-                let v = match dtype {
-                    Dtype::F32 => f32::from_le_bytes([src[0], src[1], src[2], src[3]]),
-                    Dtype::F16 => f16::from_bits(u16::from_le_bytes([src[0], src[1]])).to_f32(),
-                    Dtype::Bf16 => bf16::from_bits(u16::from_le_bytes([src[0], src[1]])).to_f32(),
-                };
-                ok &= v.is_finite();
-                *dst = if copy { weight * v } else { *dst + weight * v };
-            }
-            ok
-        })
-        .reduce(|| true, |a, b| a & b);
-    if all_finite {
-        Ok(())
-    } else {
-        Err(CodecError::frame("payload holds NaN or Inf values"))
     }
 }
 
