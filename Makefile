@@ -17,7 +17,7 @@ OLD_VENV := .venv-py310
 RUST_SOURCES := $(shell find rust/src -name '*.rs') Cargo.toml
 PY_META := pyproject.toml
 
-.PHONY: help sim study test lint rust-test py-test bench bench-rust fuzz clean test-oldest-python
+.PHONY: help sim study test lint rust-test py-test bench bench-rust fuzz fuzz-million clean test-oldest-python
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -67,3 +67,6 @@ bench-rust: ## criterion benches of the Rust core
 
 clean: ## remove build outputs and the virtualenv
 	rm -rf target $(VENV) $(OLD_VENV) python/fedcodec/*.so .pytest_cache .mypy_cache .ruff_cache
+
+fuzz-million: ## mutation fuzz of every decoder, 1,000,000 frames: crashes, non-finite outputs, slowest frame, peak memory
+	FEDCODEC_FUZZ_FRAMES=1000000 cargo test --test fuzz -- --nocapture

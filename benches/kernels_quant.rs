@@ -64,7 +64,7 @@ fn qsgd(c: &mut Criterion, x: &[f32]) {
     };
     let mut bytes = vec![0u8; qsgd_len(N, &p)];
     c.bench_function("qsgd s=127 encode", |b| {
-        b.iter(|| qsgd_encode(black_box(x), &p, 7, &mut bytes));
+        b.iter(|| qsgd_encode(black_box(x), &p, 7, &mut bytes).expect("encodes"));
     });
     let mut y = vec![0f32; N];
     c.bench_function("qsgd s=127 decode", |b| {
@@ -76,7 +76,7 @@ fn sign(c: &mut Criterion, x: &[f32]) {
     let p = SignParams { chunk: CHUNK };
     let mut bytes = vec![0u8; sign_len(N, &p)];
     c.bench_function("sign encode", |b| {
-        b.iter(|| sign_encode(black_box(x), &p, &mut bytes));
+        b.iter(|| sign_encode(black_box(x), &p, &mut bytes).expect("encodes"));
     });
     let mut y = vec![0f32; N];
     c.bench_function("sign decode", |b| {

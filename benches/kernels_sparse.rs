@@ -48,7 +48,7 @@ fn eden(c: &mut Criterion) {
     let p = &EdenParams::new(1).unwrap();
     let mut buf = vec![0u8; eden_len(EDEN_N, p)];
     c.bench_function("eden 1-bit encode 2^20", |b| {
-        b.iter(|| eden_encode(black_box(&x), p, 5, &mut buf));
+        b.iter(|| eden_encode(black_box(&x), p, 5, &mut buf).expect("encodes"));
     });
     let mut out = vec![0.0f32; EDEN_N];
     c.bench_function("eden 1-bit decode 2^20", |b| {

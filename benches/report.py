@@ -49,6 +49,9 @@ class Inputs:
     sparse_frame: bytes
     sparse_indices: NDArray[np.intp]
     sparse_values: F32
+    randk_frame: bytes
+    randk_indices: NDArray[np.intp]
+    randk_values: F32
     accumulator: fc.Accumulator
     numpy_sum: F32
 
@@ -60,6 +63,9 @@ def make_inputs(seed: int = 0) -> Inputs:
     sparse_frame = (fc.TopK(0.01) + fc.Quantize(8)).encode(x, seed=1)
     sparse = fc.decode(sparse_frame)
     sparse_indices = np.flatnonzero(sparse)
+    randk_frame = (fc.RandK(0.01) + fc.Quantize(8)).encode(x, seed=1)
+    randk = fc.decode(randk_frame)
+    randk_indices = np.flatnonzero(randk)
     return Inputs(
         x=x,
         x_eden=x_eden,
@@ -70,6 +76,9 @@ def make_inputs(seed: int = 0) -> Inputs:
         sparse_frame=sparse_frame,
         sparse_indices=sparse_indices,
         sparse_values=sparse[sparse_indices],
+        randk_frame=randk_frame,
+        randk_indices=randk_indices,
+        randk_values=randk[randk_indices],
         accumulator=fc.Accumulator(N),
         numpy_sum=np.zeros(N, dtype=np.float32),
     )
@@ -195,6 +204,22 @@ PAIRS = [
         "seeded mask extract 10%, 10M",
         Contender("fc.kernels.mask_extract", lambda i: fc.kernels.mask_extract(i.x, MASK_FRACTION, 3)),
         Contender("numpy PCG64 mask + x[mask]", lambda i: numpy_mask_extract(i.x, MASK_FRACTION, 3)),
+    ),
+    Pair(
+        "seeded mask extract 1% (geometric gaps), 10M",
+        Contender("fc.kernels.mask_extract(fraction=0.01)", lambda i: fc.kernels.mask_extract(i.x, 0.01, 3)),
+        Contender("numpy PCG64 mask + x[mask] (1%)", lambda i: numpy_mask_extract(i.x, 0.01, 3)),
+    ),
+    Pair(
+        "add a randk:0.01+quant:8 frame to a sum, 10M",
+        Contender(
+            "fc.Accumulator.add of the randk frame (parse+decode+add)",
+            lambda i: i.accumulator.add(i.randk_frame, 0.5),
+        ),
+        Contender(
+            "np.add.at of decoded values at the mask's indices",
+            lambda i: np.add.at(i.numpy_sum, i.randk_indices, np.float32(0.5) * i.randk_values),
+        ),
     ),
     Pair(
         "add a topk:0.01+quant:8 frame to a sum, 10M",

@@ -1,4 +1,4 @@
-"""Regenerate the Lloyd-Max tables in rust/src/lloyd_max.rs so the constants are reproducible, not magic."""
+"""Regenerate the Lloyd-Max tables in rust/src/kernels/lloyd_max.rs so the constants are reproducible, not magic."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ def generated_block() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    default = Path(__file__).resolve().parents[1] / "rust" / "src" / "lloyd_max.rs"
+    default = Path(__file__).resolve().parents[1] / "rust" / "src" / "kernels" / "lloyd_max.rs"
     parser.add_argument("path", nargs="?", type=Path, default=default)
     parser.add_argument("--check", action="store_true", help="fail if the file is out of date")
     args = parser.parse_args()

@@ -2,9 +2,9 @@
 
 use rayon::prelude::*;
 
+use crate::codecs::pipeline::ParsedFrame;
 use crate::error::{CodecError, Result};
-use crate::frame::DEFAULT_MAX_ELEMENTS;
-use crate::pipeline::ParsedFrame;
+use crate::wire::frame::DEFAULT_MAX_ELEMENTS;
 
 /// Weighted running sum of decoded updates; memory stays at about one model, however many frames arrive.
 #[derive(Debug, Clone)]
@@ -14,7 +14,13 @@ pub struct Accumulator {
     scratch: Vec<f32>,
     total_weight: f64,
     count: usize,
+    /// An upper bound on every `|sum[i]|`: while `bound + |weight| * max|frame|` stays below
+    /// float32's largest no add can overflow, and the element-wise check is skipped.
+    bound: f64,
 }
+
+/// Largest value the running bound may reach before adds are checked element by element.
+const SAFE: f64 = f32::MAX as f64 * 0.5;
 
 impl Accumulator {
     pub fn new(n: usize) -> Result<Self> {
@@ -24,10 +30,11 @@ impl Accumulator {
             )));
         }
         Ok(Self {
-            sum: vec![0.0; n],
+            sum: crate::error::try_filled(n, 0.0, "float32 values for the sum")?,
             scratch: Vec::new(),
             total_weight: 0.0,
             count: 0,
+            bound: 0.0,
         })
     }
 
@@ -41,7 +48,8 @@ impl Accumulator {
         }
     }
 
-    /// Decodes `frame` and adds `weight` times it; on any error the sum is unchanged.
+    /// Decodes `frame` and adds `weight` times it; on any error the sum is unchanged, and an add
+    /// that would take any element past float32's range is refused whole.
     pub fn add(&mut self, frame: &[u8], weight: f32) -> Result<()> {
         Self::check_weight(weight)?;
         let parsed = ParsedFrame::parse(frame, self.sum.len() as u64)?;
@@ -53,13 +61,28 @@ impl Accumulator {
             )));
         }
         if parsed.stages.len() > 1 {
-            // Sparse frames validate indices and values before scattering a single one.
-            parsed.add_into(weight, &mut self.sum)?;
+            // Sparse frames validate indices and values before scattering a single one; the
+            // decoded values' largest magnitude bounds what the scatter adds.
+            let (values, scatter) = parsed.sparse_values()?;
+            let added = f64::from(weight.abs()) * max_abs(&values);
+            if self.bound + added > SAFE {
+                let mut trial = self.sum.clone();
+                scatter.add(&values, weight, &mut trial)?;
+                check_finite_sum(&trial)?;
+                self.sum = trial;
+                self.bound = max_abs(&self.sum);
+            } else {
+                scatter.add(&values, weight, &mut self.sum)?;
+                self.bound += added;
+            }
         } else {
-            self.scratch.clear();
-            self.scratch.resize(self.sum.len(), 0.0);
+            if self.scratch.len() == self.sum.len() {
+                self.scratch.par_iter_mut().for_each(|v| *v = 0.0);
+            } else {
+                self.scratch = crate::error::try_filled(self.sum.len(), 0.0, "float32 values")?;
+            }
             parsed.add_into(1.0, &mut self.scratch)?;
-            axpy(weight, &self.scratch, &mut self.sum);
+            add_bounded(&mut self.sum, &mut self.bound, weight, &self.scratch)?;
         }
         self.total_weight += f64::from(weight);
         self.count += 1;
@@ -76,8 +99,8 @@ impl Accumulator {
                 self.sum.len()
             )));
         }
-        crate::pipeline::check_input(x, &[x.len() as u64])?;
-        axpy(weight, x, &mut self.sum);
+        crate::codecs::pipeline::check_input(x, &[x.len() as u64])?;
+        add_bounded(&mut self.sum, &mut self.bound, weight, x)?;
         self.total_weight += f64::from(weight);
         self.count += 1;
         Ok(())
@@ -123,6 +146,7 @@ impl Accumulator {
     /// Starts a new sum, keeping the allocation.
     pub fn reset(&mut self) {
         self.sum.par_iter_mut().for_each(|v| *v = 0.0);
+        self.bound = 0.0;
         self.total_weight = 0.0;
         self.count = 0;
     }
@@ -136,4 +160,49 @@ fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
                 *yi += a * xi;
             }
         });
+}
+
+/// `sum += weight * x` unless an element would overflow (then `sum` is unchanged): checked
+/// element by element only once the running `bound` could come near float32's largest.
+fn add_bounded(sum: &mut [f32], bound: &mut f64, weight: f32, x: &[f32]) -> Result<()> {
+    let added = f64::from(weight.abs()) * max_abs(x);
+    if *bound + added > SAFE {
+        if let Some(i) = first_overflow(weight, x, sum) {
+            return Err(CodecError::input(format!(
+                "adding this update would take element {i} of the sum past float32's range"
+            )));
+        }
+        axpy(weight, x, sum);
+        *bound = max_abs(sum);
+    } else {
+        axpy(weight, x, sum);
+        *bound += added;
+    }
+    Ok(())
+}
+
+/// Largest `|v|`, in parallel.
+fn max_abs(x: &[f32]) -> f64 {
+    f64::from(
+        x.par_chunks(1 << 16)
+            .map(|c| c.iter().fold(0.0f32, |m, v| m.max(v.abs())))
+            .reduce(|| 0.0, f32::max),
+    )
+}
+
+/// Index of the first element where `y + a * x` is not finite, if any.
+fn first_overflow(a: f32, x: &[f32], y: &[f32]) -> Option<usize> {
+    y.par_iter()
+        .zip(x.par_iter())
+        .position_first(|(yi, xi)| !(yi + a * xi).is_finite())
+}
+
+/// Refuses a trial sum that holds a non-finite value.
+fn check_finite_sum(sum: &[f32]) -> Result<()> {
+    match sum.par_iter().position_first(|v| !v.is_finite()) {
+        Some(i) => Err(CodecError::input(format!(
+            "adding this update would take element {i} of the sum past float32's range"
+        ))),
+        None => Ok(()),
+    }
 }

@@ -3,27 +3,17 @@
 #![cfg_attr(not(feature = "python"), deny(unsafe_code))]
 
 pub mod accumulator;
-pub mod bitpack;
-pub mod checksum;
-pub mod eden;
+pub mod codecs;
 pub mod error;
-pub mod frame;
-pub mod hadamard;
-pub mod index_coding;
-pub mod lloyd_max;
-pub mod pipeline;
-pub mod qsgd;
-pub mod quantize;
-pub mod rice;
-pub mod rng;
+pub mod kernels;
 pub mod robust;
 pub mod secagg;
-pub mod seeded_mask;
-pub mod sign;
-mod simd;
-pub mod spec;
-pub mod topk;
-mod uninit;
+pub mod wire;
+
+// The flat module paths of the public API (and of code written against them) stay valid.
+pub use codecs::{eden, pipeline, qsgd, quantize, sign, spec};
+pub use kernels::{bitpack, hadamard, lloyd_max, rng, seeded_mask, topk};
+pub use wire::{checksum, frame, index_coding, rice};
 
 #[cfg(feature = "python")]
 mod python;

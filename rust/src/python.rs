@@ -2,15 +2,18 @@
 // PyO3 hands extracted arguments over by value; borrowing them is not an option here.
 #![allow(clippy::needless_pass_by_value)]
 
-use numpy::ndarray::IxDyn;
+use numpy::npyffi::{npy_intp, PY_ARRAY_API};
 use numpy::{
-    IntoPyArray, PyArray1, PyArrayDyn, PyArrayMethods, PyReadonlyArray1, PyReadonlyArrayDyn,
-    PyReadwriteArrayDyn, PyUntypedArrayMethods,
+    Element, IntoPyArray, PyArray1, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods,
+    PyReadonlyArray1, PyReadonlyArrayDyn, PyReadwriteArrayDyn, PyUntypedArrayMethods,
 };
+use std::borrow::Cow;
 use std::mem::MaybeUninit;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use pyo3::buffer::PyBuffer;
 use pyo3::create_exception;
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyMemoryError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
@@ -48,13 +51,20 @@ impl From<CoreError> for PyErr {
             CoreError::InvalidParam(_) | CoreError::InvalidInput(_) => CodecError::new_err(msg),
             CoreError::Frame(_) => FrameError::new_err(msg),
             CoreError::Checksum { .. } => ChecksumError::new_err(msg),
+            CoreError::Alloc(_) => PyMemoryError::new_err(msg),
         }
     }
 }
 
-fn contiguous<'a>(x: &'a PyReadonlyArrayDyn<'_, f32>) -> PyResult<&'a [f32]> {
-    x.as_slice()
-        .map_err(|_| CodecError::new_err("array must be C-contiguous float32"))
+fn contiguous<'a>(x: &'a PyReadonlyArrayDyn<'_, f32>) -> PyResult<Cow<'a, [f32]>> {
+    if let Ok(s) = x.as_slice() {
+        return Ok(Cow::Borrowed(s));
+    }
+    if x.is_c_contiguous() {
+        // C-contiguous but not aligned for float32 (a view at an odd byte offset): copy it.
+        return Ok(Cow::Owned(x.as_array().iter().copied().collect()));
+    }
+    Err(CodecError::new_err("array must be C-contiguous float32"))
 }
 
 fn shape_of(x: &PyReadonlyArrayDyn<'_, f32>) -> Vec<u64> {
@@ -105,7 +115,7 @@ impl Codec {
         let shape = shape_of(&x);
         let data = contiguous(&x)?;
         let spec = &self.spec;
-        let plan = py.detach(|| pipeline::plan(spec, data, &shape, seed))?;
+        let plan = py.detach(|| pipeline::plan(spec, &data, &shape, seed))?;
         // The kernel writes straight into the bytes object: no second copy of the frame.
         fresh_bytes(py, plan.frame_len(), |buf| {
             py.detach(|| plan.write_uninit(buf)).map_err(PyErr::from)
@@ -233,17 +243,42 @@ fn decode<'py>(
     max_elements: u64,
 ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
     let parsed = py.detach(|| ParsedFrame::parse(frame, max_elements))?;
-    let shape = to_usize_shape(&parsed.header.shape);
-    // numpy allocates the output (huge pages for large arrays), the core adds into it.
-    let out = PyArrayDyn::<f32>::zeros(py, IxDyn(&shape), false);
+    // numpy allocates the output (huge pages for large arrays, zeroed lazily by the kernel), the
+    // core decodes into it; a failed allocation is numpy's MemoryError, not a panic.
+    let out = try_zeros(py, &to_usize_shape(&parsed.header.shape))?;
     {
         let mut view = out.readwrite();
         let slice = view
             .as_slice_mut()
             .map_err(|_| CodecError::new_err("numpy returned a non-contiguous array"))?;
-        py.detach(|| parsed.add_into(1.0, slice))?;
+        py.detach(|| parsed.decode_into(slice))?;
     }
     Ok(out)
+}
+
+/// A zeroed C-ordered float32 array of `shape`, or numpy's `MemoryError` when it cannot be
+/// allocated (`PyArray::zeros` would panic).
+fn try_zeros<'py>(py: Python<'py>, shape: &[usize]) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    let mut dims = shape
+        .iter()
+        .map(|&d| npy_intp::try_from(d))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| PyMemoryError::new_err(format!("shape {shape:?} is too large")))?;
+    let ndim = std::ffi::c_int::try_from(dims.len())
+        .map_err(|_| CodecError::new_err("too many dimensions"))?;
+    // SAFETY: `dims` holds `ndim` extents and outlives the call; the descriptor reference is
+    // stolen by `PyArray_Zeros`, as numpy's own `PyArray::zeros` does. The result is a new
+    // reference to a float32 array, or null with MemoryError set.
+    unsafe {
+        let ptr = PY_ARRAY_API.PyArray_Zeros(
+            py,
+            ndim,
+            dims.as_mut_ptr(),
+            f32::get_dtype(py).into_dtype_ptr(),
+            0,
+        );
+        Ok(Bound::from_owned_ptr_or_err(py, ptr)?.cast_into_unchecked())
+    }
 }
 
 /// What a frame holds, read without decoding the payload.
@@ -260,10 +295,33 @@ fn inspect<'py>(py: Python<'py>, frame: &[u8], max_elements: u64) -> PyResult<Bo
     Ok(d)
 }
 
-/// Weighted running sum of decoded frames, O(model) memory.
-#[pyclass(module = "fedcodec._fedcodec")]
+/// Weighted running sum of decoded frames, O(model) memory; safe to share across threads:
+/// adds run one at a time, each without the GIL, behind a mutex.
+#[pyclass(frozen, module = "fedcodec._fedcodec")]
 struct Accumulator {
-    inner: CoreAccumulator,
+    inner: Mutex<CoreAccumulator>,
+}
+
+impl Accumulator {
+    /// The sum, whichever thread holds it; the core never panics, so poisoning carries no broken state.
+    fn lock(&self) -> MutexGuard<'_, CoreAccumulator> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The bytes of any bytes-like object: `bytes` borrowed, others (`bytearray`, `memoryview`,
+/// which another thread could resize while the GIL is released) copied.
+fn frame_bytes<'a>(py: Python<'_>, frame: &'a Bound<'_, PyAny>) -> PyResult<Cow<'a, [u8]>> {
+    if let Ok(b) = frame.cast::<PyBytes>() {
+        return Ok(Cow::Borrowed(b.as_bytes()));
+    }
+    let buffer = PyBuffer::<u8>::get(frame).map_err(|_| {
+        CodecError::new_err(format!(
+            "a frame must be bytes-like (bytes, bytearray, memoryview), got {}",
+            frame.get_type()
+        ))
+    })?;
+    Ok(Cow::Owned(buffer.to_vec(py)?))
 }
 
 #[pymethods]
@@ -271,54 +329,54 @@ impl Accumulator {
     #[new]
     fn new(n: usize) -> PyResult<Self> {
         Ok(Self {
-            inner: CoreAccumulator::new(n)?,
+            inner: Mutex::new(CoreAccumulator::new(n)?),
         })
     }
 
     #[pyo3(signature = (frame, weight=1.0))]
-    fn add(&mut self, py: Python<'_>, frame: &[u8], weight: f32) -> PyResult<()> {
-        let inner = &mut self.inner;
-        py.detach(|| inner.add(frame, weight))?;
+    fn add(&self, py: Python<'_>, frame: &Bound<'_, PyAny>, weight: f32) -> PyResult<()> {
+        let bytes = frame_bytes(py, frame)?;
+        py.detach(|| self.lock().add(&bytes, weight))?;
         Ok(())
     }
 
     #[pyo3(signature = (x, weight=1.0))]
     fn add_array(
-        &mut self,
+        &self,
         py: Python<'_>,
         x: PyReadonlyArrayDyn<'_, f32>,
         weight: f32,
     ) -> PyResult<()> {
         let data = contiguous(&x)?;
-        let inner = &mut self.inner;
-        py.detach(|| inner.add_dense(data, weight))?;
+        py.detach(|| self.lock().add_dense(&data, weight))?;
         Ok(())
     }
 
     fn result<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f32>> {
-        PyArray1::from_slice(py, self.inner.sum())
+        let sum = py.detach(|| self.lock().sum().to_vec());
+        sum.into_pyarray(py)
     }
 
     fn mean<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f32>>> {
-        Ok(self.inner.mean()?.into_pyarray(py))
+        Ok(py.detach(|| self.lock().mean())?.into_pyarray(py))
     }
 
-    fn reset(&mut self) {
-        self.inner.reset();
-    }
-
-    #[getter]
-    fn total_weight(&self) -> f64 {
-        self.inner.total_weight()
+    fn reset(&self, py: Python<'_>) {
+        py.detach(|| self.lock().reset());
     }
 
     #[getter]
-    fn count(&self) -> usize {
-        self.inner.count()
+    fn total_weight(&self, py: Python<'_>) -> f64 {
+        py.detach(|| self.lock().total_weight())
     }
 
-    fn __len__(&self) -> usize {
-        self.inner.len()
+    #[getter]
+    fn count(&self, py: Python<'_>) -> usize {
+        py.detach(|| self.lock().count())
+    }
+
+    fn __len__(&self, py: Python<'_>) -> usize {
+        py.detach(|| self.lock().len())
     }
 }
 
@@ -422,7 +480,7 @@ fn mask_count(n: usize, fraction: f64, seed: u64) -> PyResult<usize> {
 #[pyfunction]
 fn mask_bitmap(py: Python<'_>, n: usize, fraction: f64, seed: u64) -> PyResult<Bound<'_, PyBytes>> {
     check_fraction(fraction)?;
-    let bits = py.detach(|| crate::seeded_mask::mask_bitmap(n, fraction, seed));
+    let bits = py.detach(|| crate::seeded_mask::mask_bitmap(n, fraction, seed))?;
     Ok(PyBytes::new(py, &bits))
 }
 

@@ -1,32 +1,12 @@
-//! An AVX2 build of the quantizer's chunk kernel, chosen at run time, and cache prefetch hints;
-//! `unsafe` for the feature-checked call and the hint. 8-bit quantization of 10M floats on one
-//! core of an AMD EPYC (Zen 3), medians of eight alternating runs: 7.5 ms portable, 5.9 ms AVX2,
-//! 4.2 ms AVX2 with the next chunk prefetched while this one encodes. Other CPUs run the portable build. Prefetching the
-//! slot 24 indices ahead also takes `topk::scatter_add` of 100K values into 10M floats from
-//! 1.5-2.0 ms to 1.1-1.3 ms when the sum is not in cache.
+//! An AVX2 build of the quantizer's chunk kernel ([`crate::kernels::quant_chunk`]), chosen at
+//! run time; `unsafe` for the feature-checked call. 8-bit quantization of 10M floats on one
+//! core of an AMD EPYC (Zen 3), medians of eight alternating runs: 7.5 ms portable, 5.9 ms AVX2
+//! (4.2 ms with [`crate::kernels::prefetch`]). Other CPUs run the portable build.
 #![allow(unsafe_code)]
 
 use std::mem::MaybeUninit;
 
-use crate::quantize::{encode_chunk, ChunkBytes, AVX2_LANES, PORTABLE_LANES};
-
-/// Elements of `f32` per 64-byte cache line.
-const LINE: usize = 16;
-
-/// Asks the cache for the lines that hold `data`, so they stream in while the CPU computes on
-/// something else; a hint only, which neither faults nor changes a result.
-#[inline(always)]
-pub(crate) fn prefetch(data: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    for v in data.iter().step_by(LINE) {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        // SAFETY: SSE is part of every x86_64 CPU, and a prefetch of a valid address (a slice
-        // element) reads nothing into the program and cannot fault.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(v).cast()) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = data;
-}
+use crate::kernels::quant_chunk::{encode_chunk, ChunkBytes, AVX2_LANES, PORTABLE_LANES};
 
 /// [`encode_chunk`], built for AVX2 when the CPU has it: the same IEEE
 /// operations in the same order, so the same bytes, in wider registers.
@@ -63,10 +43,10 @@ fn quantize_chunk_avx2<'h, 'c, const B: u32>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bitpack::dispatch_bits;
-    use crate::quantize::QuantParams;
-    use crate::rng::SplitMix64;
-    use crate::uninit::as_uninit;
+    use crate::kernels::bitpack::dispatch_bits;
+    use crate::kernels::bitpack::ChunkedLayout;
+    use crate::kernels::rng::SplitMix64;
+    use crate::kernels::uninit::as_uninit;
     use proptest::prelude::*;
 
     /// The build every CPU can run.
@@ -86,24 +66,23 @@ mod tests {
     fn chunk_bytes(
         x: &[f32],
         bits: u32,
-        seed: Option<u64>,
         encode: impl for<'h, 'c> Fn(
             &[f32],
             &'h mut [MaybeUninit<u8>],
             &'c mut [MaybeUninit<u8>],
         ) -> ChunkBytes<'h, 'c>,
     ) -> Option<Vec<u8>> {
-        let layout_len = crate::quantize::quantize_len(
-            x.len(),
-            &QuantParams {
-                bits,
-                stochastic: seed.is_some(),
-                chunk: x.len().div_ceil(8) * 8,
-            },
-        );
+        let layout_len = ChunkedLayout {
+            chunk: x.len().div_ceil(8) * 8,
+            head: 8,
+            bits,
+        }
+        .len(x.len());
         let mut out = vec![0xABu8; layout_len];
         let (head, codes) = out.split_at_mut(8);
-        let finite = encode(x, as_uninit(head), as_uninit(codes)).finite;
+        // SAFETY: the chunk encoders write only initialized bytes.
+        let (h, c) = unsafe { (as_uninit(head), as_uninit(codes)) };
+        let finite = encode(x, h, c).finite;
         if !finite {
             assert!(out.iter().all(|&b| b == 0), "a refused chunk is zeroed");
         }
@@ -124,10 +103,10 @@ mod tests {
             let x: Vec<f32> = (0..len).map(|_| (g.next_f64() as f32 - 0.5) * scale).collect();
             let next: Vec<f32> = x.iter().rev().copied().collect();
             let seed = stochastic.then_some(seed);
-            let portable = chunk_bytes(&x, bits, seed, |x, h, c| {
+            let portable = chunk_bytes(&x, bits, |x, h, c| {
                 dispatch_bits!(bits, portable(x, &next, 0, seed, h, c))
             });
-            let dispatched = chunk_bytes(&x, bits, seed, |x, h, c| {
+            let dispatched = chunk_bytes(&x, bits, |x, h, c| {
                 dispatch_bits!(bits, quantize_chunk(x, &next, 0, seed, h, c))
             });
             prop_assert!(portable.is_some());
@@ -140,18 +119,11 @@ mod tests {
         let mut x = vec![0.5f32; 64];
         x[40] = f32::NAN;
         assert_eq!(
-            chunk_bytes(&x, 8, None, |x, h, c| portable::<8>(x, &[], 0, None, h, c)),
+            chunk_bytes(&x, 8, |x, h, c| portable::<8>(x, &[], 0, None, h, c)),
             None
         );
         assert_eq!(
-            chunk_bytes(&x, 8, None, |x, h, c| quantize_chunk::<8>(
-                x,
-                &[],
-                0,
-                None,
-                h,
-                c
-            )),
+            chunk_bytes(&x, 8, |x, h, c| quantize_chunk::<8>(x, &[], 0, None, h, c)),
             None
         );
     }

@@ -2,11 +2,11 @@
 
 use std::fmt;
 
-use crate::eden::EdenParams;
+use crate::codecs::eden::EdenParams;
+use crate::codecs::qsgd::QsgdParams;
+use crate::codecs::quantize::QuantParams;
+use crate::codecs::sign::SignParams;
 use crate::error::{CodecError, Result};
-use crate::qsgd::QsgdParams;
-use crate::quantize::QuantParams;
-use crate::sign::SignParams;
 
 /// Default elements per quantization chunk: header overhead stays under 2 % even at 1 bit.
 pub const DEFAULT_QUANT_CHUNK: usize = 4096;

@@ -8,15 +8,15 @@
 // carries `S * sigma = ||z||^2 / <z, c>` so that a coordinate decodes as `scale * c`.
 //
 // Payload (little-endian): one `scale: f32` per piece in piece order, then the codes of all `n`
-// elements packed with [`crate::bitpack`] as one stream, `ceil(n * bits / 8)` bytes.
+// elements packed with [`crate::kernels::bitpack`] as one stream, `ceil(n * bits / 8)` bytes.
 
 use rayon::prelude::*;
 
-use crate::bitpack;
 use crate::error::{CodecError, Result};
-use crate::hadamard::{fwht, sign_flip, FWHT_BLOCK};
-use crate::lloyd_max::{boundaries, centroids};
-use crate::rng::derive;
+use crate::kernels::bitpack;
+use crate::kernels::hadamard::{fwht_block_unscaled, sign_flip, FWHT_BLOCK};
+use crate::kernels::lloyd_max::{boundaries, centroids};
+use crate::kernels::rng::derive;
 
 /// Elements quantized side by side in the multi-bit search.
 const SEARCH_BATCH: usize = 16;
@@ -67,18 +67,35 @@ pub fn eden_len(n: usize, p: &EdenParams) -> usize {
     4 * piece_count(n) + bitpack::packed_len(n, p.bits)
 }
 
+/// Bound on every value a piece's inverse transform computes, partial sums included: a little
+/// under float32's largest, so that rounding in the sixteen butterfly stages cannot reach Inf.
+const VALUE_LIMIT: f64 = f32::MAX as f64 * (1.0 - 1.0 / 1024.0);
+
 /// The quantizer of one width: centroids and their decision boundaries.
 struct Table {
     centroids: &'static [f32],
     boundaries: &'static [f32],
+    /// Largest centroid magnitude.
+    largest: f32,
 }
 
 impl Table {
     fn new(bits: u32) -> Option<Self> {
+        let centroids = centroids(bits)?;
         Some(Self {
-            centroids: centroids(bits)?,
+            centroids,
             boundaries: boundaries(bits)?,
+            largest: centroids.iter().fold(0.0f32, |m, c| m.max(c.abs())),
         })
+    }
+
+    /// Whether a piece of `len` elements with wire `scale` decodes within float32: the decoder
+    /// feeds `scale / sqrt(len) * c` to an unnormalised transform, whose `log2(len)` stages at
+    /// most double the largest magnitude each, so no value exceeds `|scale| sqrt(len) max|c|`.
+    /// The encoder refuses exactly what this refuses.
+    fn decodable(&self, scale: f32, len: usize) -> bool {
+        scale.is_finite()
+            && f64::from(scale.abs()) * (len as f64).sqrt() * f64::from(self.largest) <= VALUE_LIMIT
     }
 
     /// Codes `z` into `codes` and returns the wire scale `||z||^2 / <z, c>` (0 for an all-zero piece).
@@ -160,12 +177,43 @@ fn lane_sum(z: &[f32], f: impl Fn(f32) -> f64) -> f64 {
     lanes.iter().sum::<f64>() + tail
 }
 
-/// Encodes one piece starting at global index `offset`; returns its wire scale.
-fn encode_piece(x: &[f32], offset: usize, sign_seed: u64, table: &Table, codes: &mut [u16]) -> f32 {
-    let mut z = x.to_vec();
+/// Encodes one piece starting at global index `offset`; returns its wire scale, or refuses a
+/// piece whose frame would not decode within float32 (an L2 norm near float32's largest).
+///
+/// The piece is scaled by `1 / sqrt(len)` before the unnormalised transform, so every partial
+/// sum stays within the piece's L2 norm and only a norm past float32 can overflow.
+fn encode_piece(
+    x: &[f32],
+    offset: usize,
+    sign_seed: u64,
+    table: &Table,
+    codes: &mut [u16],
+) -> Result<f32> {
+    let refuse = || {
+        let norm = lane_sum(x, |v| f64::from(v) * f64::from(v)).sqrt();
+        CodecError::input(format!(
+            "eden cannot code elements {offset}..{}: their L2 norm {norm:.3e} would decode past float32's range",
+            offset + x.len()
+        ))
+    };
+    if lane_sum(x, |v| f64::from(v) * f64::from(v)).sqrt() > VALUE_LIMIT {
+        return Err(refuse());
+    }
+    let pre = inv_sqrt(x.len());
+    let mut z: Vec<f32> = x.iter().map(|v| v * pre).collect();
     sign_flip(&mut z, sign_seed, offset as u64);
-    fwht(&mut z);
-    table.quantize(&z, codes)
+    fwht_block_unscaled(&mut z);
+    let scale = table.quantize(&z, codes);
+    if table.decodable(scale, x.len()) {
+        Ok(scale)
+    } else {
+        Err(refuse())
+    }
+}
+
+/// `1 / sqrt(len)` in float32 (exact for the powers of four).
+fn inv_sqrt(len: usize) -> f32 {
+    (1.0 / (len as f64).sqrt()) as f32
 }
 
 /// Decodes one piece and adds `weight *` it into `out`.
@@ -178,11 +226,12 @@ fn decode_piece(
     weight: f32,
     out: &mut [f32],
 ) {
+    let pre = scale * inv_sqrt(codes.len());
     let mut z: Vec<f32> = codes
         .iter()
-        .map(|&c| scale * table.centroids[usize::from(c)])
+        .map(|&c| pre * table.centroids[usize::from(c)])
         .collect();
-    fwht(&mut z);
+    fwht_block_unscaled(&mut z);
     sign_flip(&mut z, sign_seed, offset as u64);
     for (o, v) in out.iter_mut().zip(&z) {
         *o += weight * v;
@@ -192,8 +241,10 @@ fn decode_piece(
 /// Encodes `x` into `out`, which must be exactly [`eden_len`]`(x.len(), p)` bytes.
 ///
 /// Preconditions (validated by the caller): `p` came from [`EdenParams::new`], `x` is finite.
-/// Full blocks are encoded in parallel; the bytes do not depend on the thread count.
-pub fn eden_encode(x: &[f32], p: &EdenParams, seed: u64, out: &mut [u8]) {
+/// Full blocks are encoded in parallel; the bytes do not depend on the thread count. Refuses
+/// (leaving `out` partly written) a piece whose L2 norm is so close to float32's largest that
+/// its frame would not decode: the decoder accepts whatever this writes.
+pub fn eden_encode(x: &[f32], p: &EdenParams, seed: u64, out: &mut [u8]) -> Result<()> {
     let table = Table::new(p.bits).expect("EdenParams must be validated");
     debug_assert_eq!(out.len(), eden_len(x.len(), p));
     let sign_seed = derive(seed, SIGN_STREAM);
@@ -203,18 +254,18 @@ pub fn eden_encode(x: &[f32], p: &EdenParams, seed: u64, out: &mut [u8]) {
     let (scale_bytes, code_bytes) = out.split_at_mut(4 * piece_count(n));
     let (block_codes, tail_codes) = code_bytes.split_at_mut(full * block_bytes);
 
-    let mut scales: Vec<f32> = x[..full * FWHT_BLOCK]
+    let mut scales = x[..full * FWHT_BLOCK]
         .par_chunks(FWHT_BLOCK)
         .zip(block_codes.par_chunks_mut(block_bytes))
         .enumerate()
         .map(|(b, (xb, ob))| {
             let mut codes = vec![0u16; FWHT_BLOCK];
-            let scale = encode_piece(xb, b * FWHT_BLOCK, sign_seed, &table, &mut codes);
+            let scale = encode_piece(xb, b * FWHT_BLOCK, sign_seed, &table, &mut codes)?;
             ob.fill(0);
             bitpack::pack(&codes, p.bits, ob);
-            scale
+            Ok(scale)
         })
-        .collect();
+        .collect::<Result<Vec<f32>>>()?;
 
     let rem = n - full * FWHT_BLOCK;
     let mut codes = vec![0u16; rem];
@@ -227,7 +278,7 @@ pub fn eden_encode(x: &[f32], p: &EdenParams, seed: u64, out: &mut [u8]) {
             sign_seed,
             &table,
             &mut codes[start..start + len],
-        ));
+        )?);
         start += len;
     }
     tail_codes.fill(0);
@@ -236,6 +287,7 @@ pub fn eden_encode(x: &[f32], p: &EdenParams, seed: u64, out: &mut [u8]) {
     for (dst, s) in scale_bytes.chunks_exact_mut(4).zip(&scales) {
         dst.copy_from_slice(&s.to_le_bytes());
     }
+    Ok(())
 }
 
 /// Decodes an EDEN payload of `n` elements and adds `weight *` the result into `out` (`out.len() == n`).
@@ -273,13 +325,16 @@ pub fn eden_decode_add(
     if scales.iter().any(|s| !s.is_finite()) {
         return Err(CodecError::frame("eden scale is not finite"));
     }
-    // The inverse rotation can grow a coordinate by sqrt(piece) <= 256: refuse scales that would overflow.
-    let largest_centroid = table.centroids.iter().fold(0.0f32, |m, c| m.max(c.abs()));
-    let scale_limit = f32::MAX / (512.0 * largest_centroid);
-    if scales.iter().any(|s| s.abs() > scale_limit) {
-        return Err(CodecError::frame(
-            "eden scale is too large to decode within float32",
-        ));
+    let lens =
+        std::iter::repeat_n(FWHT_BLOCK, n / FWHT_BLOCK).chain(remainder_pieces(n % FWHT_BLOCK));
+    if let Some((i, s)) = lens
+        .zip(&scales)
+        .enumerate()
+        .find_map(|(i, (len, s))| (!table.decodable(*s, len)).then_some((i, *s)))
+    {
+        return Err(CodecError::frame(format!(
+            "eden scale {s:e} of piece {i} is too large to decode within float32",
+        )));
     }
     let sign_seed = derive(seed, SIGN_STREAM);
     let full = n / FWHT_BLOCK;
@@ -320,7 +375,7 @@ pub fn eden_decode_add(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::{uniform_pair, SplitMix64};
+    use crate::kernels::rng::{uniform_pair, SplitMix64};
     use proptest::prelude::*;
 
     /// Standard normal values by Box-Muller over the crate's stateless uniforms.
@@ -337,7 +392,7 @@ mod tests {
     fn round_trip(x: &[f32], bits: u32, seed: u64) -> Vec<f32> {
         let p = &EdenParams::new(bits).unwrap();
         let mut buf = vec![0u8; eden_len(x.len(), p)];
-        eden_encode(x, p, seed, &mut buf);
+        eden_encode(x, p, seed, &mut buf).expect("encodes");
         let mut y = vec![0.0f32; x.len()];
         eden_decode_add(&buf, x.len(), p, seed, 1.0, &mut y).unwrap();
         y
@@ -370,7 +425,7 @@ mod tests {
                 let mut buf = vec![0u8; eden_len(n, p)];
                 let mut mean = vec![0.0f32; n];
                 for s in 0..rounds {
-                    eden_encode(&x, p, s, &mut buf);
+                    eden_encode(&x, p, s, &mut buf).expect("encodes");
                     eden_decode_add(&buf, n, p, s, 1.0 / rounds as f32, &mut mean).unwrap();
                 }
                 let single = vnmse(&x, &round_trip(&x, bits, 1));
@@ -413,7 +468,7 @@ mod tests {
         let x = normals(70_000, 1);
         let p = &EdenParams::new(4).unwrap();
         let mut buf = vec![0u8; eden_len(x.len(), p)];
-        eden_encode(&x, p, 2, &mut buf);
+        eden_encode(&x, p, 2, &mut buf).expect("encodes");
         let mut out = vec![0.0f32; x.len()];
         for cut in [0, 1, 4, buf.len() - 1] {
             assert!(eden_decode_add(&buf[..cut], x.len(), p, 2, 1.0, &mut out).is_err());
@@ -437,8 +492,8 @@ mod tests {
             let p = &EdenParams::new(bits).unwrap();
             let mut a = vec![0u8; eden_len(n, p)];
             let mut b = vec![0u8; eden_len(n, p)];
-            eden_encode(&x, p, seed, &mut a);
-            eden_encode(&x, p, seed, &mut b);
+            eden_encode(&x, p, seed, &mut a).expect("encodes");
+            eden_encode(&x, p, seed, &mut b).expect("encodes");
             prop_assert_eq!(&a, &b);
             let mut once = vec![0.0f32; n];
             eden_decode_add(&a, n, p, seed, 1.0, &mut once).unwrap();

@@ -12,6 +12,11 @@ pub const MAX_NDIM: usize = 32;
 pub const DEFAULT_MAX_ELEMENTS: u64 = 1 << 31;
 /// Hard ceiling on elements whatever the caller allows: keeps every size computation far from overflow.
 pub const HARD_MAX_ELEMENTS: u64 = 1 << 48;
+/// Elements a decoder may produce or hold, output and intermediate buffers together, per byte
+/// of the frame: dense codecs spend at least one bit per element, so only sparsifiers (a seeded
+/// random-k of a small fraction, a top-k of few indices) come near it, and a 100-byte frame can
+/// cost at most 6.5M elements (26 MB) of work and memory, never the gigabytes its counts claim.
+pub const MAX_ELEMENTS_PER_BYTE: u64 = 1 << 16;
 /// Bytes of the fixed part: magic, version, codec id, flags, n, ndim.
 pub const FIXED_HEADER_LEN: usize = 4 + 1 + 1 + 2 + 8 + 1;
 /// Bytes of the trailing checksum.
@@ -153,7 +158,7 @@ pub fn verified_body(frame: &[u8]) -> Result<&[u8]> {
     let mut crc = [0u8; 4];
     crc.copy_from_slice(tail);
     let expected = u32::from_le_bytes(crc);
-    let actual = crate::checksum::crc32c(body);
+    let actual = crate::wire::checksum::crc32c(body);
     if expected != actual {
         return Err(CodecError::Checksum { expected, actual });
     }

@@ -4,8 +4,8 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use crate::checksum::combine;
-use crate::uninit::{assume_written, zeroed};
+use crate::kernels::uninit::{assume_written, zeroed};
+use crate::wire::checksum::combine;
 
 /// Widest code the packers handle.
 pub const MAX_BITS: u32 = 16;
@@ -463,9 +463,15 @@ impl ChunkedLayout {
     /// Runs `encode(first_index, chunk_input, head_out, codes_out)` for every chunk, in parallel,
     /// and returns the crc32c of `out`, each task hashing its bytes while they are in cache.
     /// `out` may start uninitialized: `encode` hands back `head_out` and `codes_out` written
-    /// whole (through [`crate::uninit`] or [`encode_runs`]), so each byte is written once.
-    /// `out.len()` must equal `self.len(x.len())`.
-    pub(crate) fn par_encode<F>(&self, x: &[f32], out: &mut [MaybeUninit<u8>], encode: F) -> u32
+    /// whole (through [`crate::kernels::uninit`] or [`encode_runs`]), so each byte is written once.
+    /// Refuses an `out` that is not exactly `self.len(x.len())` bytes: every byte of it must be
+    /// written for the caller to read it as initialized.
+    pub(crate) fn par_encode<F>(
+        &self,
+        x: &[f32],
+        out: &mut [MaybeUninit<u8>],
+        encode: F,
+    ) -> crate::error::Result<u32>
     where
         F: for<'h, 'c> Fn(
                 usize,
@@ -475,6 +481,14 @@ impl ChunkedLayout {
             ) -> (&'h mut [u8], &'c mut [u8])
             + Sync,
     {
+        if out.len() != self.len(x.len()) {
+            return Err(crate::error::CodecError::param(format!(
+                "payload buffer is {} bytes, {} elements need {}",
+                out.len(),
+                x.len(),
+                self.len(x.len())
+            )));
+        }
         let Self { chunk, head, bits } = *self;
         let (heads, codes) = out.split_at_mut(x.len().div_ceil(chunk) * head);
         let per_task = (TASK_ELEMS / chunk).max(1);
@@ -527,7 +541,7 @@ impl ChunkedLayout {
                     )
                 },
             );
-        combine(heads_crc, codes_crc, codes_len)
+        Ok(combine(heads_crc, codes_crc, codes_len))
     }
 
     /// Runs `decode(head, codes, chunk_out)` for every chunk, in parallel.
@@ -564,7 +578,7 @@ pub(crate) fn f32_at(head: &[u8], at: usize) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::SplitMix64;
+    use crate::kernels::rng::SplitMix64;
     use proptest::prelude::*;
 
     fn random_codes(count: usize, bits: u32, seed: u64) -> Vec<u16> {

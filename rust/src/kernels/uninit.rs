@@ -35,11 +35,14 @@ pub(crate) unsafe fn assume_written(buf: &mut [MaybeUninit<u8>]) -> &mut [u8] {
 }
 
 /// Initialized bytes seen as a buffer the uninitialized-output kernels accept.
+///
+/// # Safety
+/// Nothing may write an uninitialized value (`MaybeUninit::uninit()`) through the result:
+/// `out`'s owner reads it as initialized bytes afterwards. The crate's writers ([`zeroed`],
+/// [`copied`], the bit packers' code slots) write only initialized values.
 #[inline]
-pub(crate) fn as_uninit(out: &mut [u8]) -> &mut [MaybeUninit<u8>] {
-    // SAFETY: `MaybeUninit<u8>` has `u8`'s layout. The crate writes only initialized values
-    // through the result (`zeroed`, `copied`), never `MaybeUninit::uninit()`, so `out` stays
-    // initialized for its owner.
+pub(crate) unsafe fn as_uninit(out: &mut [u8]) -> &mut [MaybeUninit<u8>] {
+    // SAFETY: `MaybeUninit<u8>` has `u8`'s layout; initialization is kept per the contract.
     unsafe { &mut *(std::ptr::from_mut(out) as *mut [MaybeUninit<u8>]) }
 }
 
@@ -55,7 +58,8 @@ mod tests {
         assert_eq!(copied(a, &[7, 8]), &[7, 8]);
         assert_eq!(copied(b, &[1, 2, 3, 4]), &[1, 2, 3, 4]);
         let mut bytes = [5u8; 3];
-        assert_eq!(zeroed(as_uninit(&mut bytes)), &[0u8; 3]);
+        // SAFETY: `zeroed` writes initialized zeros only.
+        assert_eq!(zeroed(unsafe { as_uninit(&mut bytes) }), &[0u8; 3]);
         assert_eq!(bytes, [0u8; 3]);
     }
 }

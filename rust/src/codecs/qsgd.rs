@@ -1,14 +1,15 @@
 //! QSGD (Alistarh et al. 2017): per-bucket L2 norm and unbiased stochastic levels `0..=s`.
 
 use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::bitpack::{
+use crate::error::{CodecError, Result};
+use crate::kernels::bitpack::{
     decode_runs, dispatch_bits, encode_runs, f32_at, ChunkedLayout, Code, CodeSlot, RunDecoder,
     RunEncoder,
 };
-use crate::error::{CodecError, Result};
-use crate::quantize::{fill_uniforms, stochastic_floor};
-use crate::uninit::{as_uninit, copied};
+use crate::kernels::quant_chunk::{fill_uniforms, stochastic_floor};
+use crate::kernels::uninit::{as_uninit, copied};
 
 /// Largest level count whose codes `[0, 2s]` still fit 16 bits.
 pub const MAX_LEVELS: u32 = 32_767;
@@ -69,8 +70,13 @@ pub fn qsgd_len(n: usize, p: &QsgdParams) -> usize {
 /// count.
 ///
 /// Expects validated `p` and finite `x`. Unbiased: the mean of the decoded values over seeds is `x`.
-pub fn qsgd_encode(x: &[f32], p: &QsgdParams, seed: u64, out: &mut [u8]) -> u32 {
-    qsgd_encode_uninit(x, p, seed, as_uninit(out))
+/// Refuses a bucket whose norm does not decode within float32 (see [`norm_decodable`]), so the
+/// decoder accepts whatever this writes.
+pub fn qsgd_encode(x: &[f32], p: &QsgdParams, seed: u64, out: &mut [u8]) -> Result<u32> {
+    // SAFETY: the encoder writes only initialized bytes (norms copied, codes packed).
+    #[allow(unsafe_code)]
+    let out = unsafe { as_uninit(out) };
+    qsgd_encode_uninit(x, p, seed, out)
 }
 
 /// [`qsgd_encode`] into a buffer that may start uninitialized (a fresh frame).
@@ -79,11 +85,14 @@ pub(crate) fn qsgd_encode_uninit(
     p: &QsgdParams,
     seed: u64,
     out: &mut [MaybeUninit<u8>],
-) -> u32 {
+) -> Result<u32> {
     debug_assert!(p.problem().is_none(), "{p:?}");
-    assert_eq!(out.len(), qsgd_len(x.len(), p), "qsgd output length");
-    p.layout().par_encode(x, out, |first, xs, head, codes| {
+    let first_bad = AtomicUsize::new(usize::MAX);
+    let crc = p.layout().par_encode(x, out, |first, xs, head, codes| {
         let norm = l2_norm(xs);
+        if !norm_decodable(norm, p.levels) {
+            first_bad.fetch_min(first, Ordering::Relaxed);
+        }
         let head = copied(head, &norm.to_le_bytes());
         let levels = p.levels as f32;
         let enc = LevelEncoder {
@@ -100,7 +109,22 @@ pub(crate) fn qsgd_encode_uninit(
             head,
             dispatch_bits!(p.code_bits(), encode_runs(&enc, xs, codes)),
         )
-    })
+    })?;
+    match first_bad.into_inner() {
+        usize::MAX => Ok(crc),
+        i => Err(CodecError::input(format!(
+            "qsgd cannot code the bucket at index {i}: its L2 norm {:e} decodes past float32's range",
+            l2_norm(&x[i..(i + p.bucket).min(x.len())])
+        ))),
+    }
+}
+
+/// Whether a bucket norm decodes within float32: finite, non-negative, and the largest level
+/// `s * (norm / s)`, computed as the decoder computes it, finite too.
+#[must_use]
+pub fn norm_decodable(norm: f32, levels: u32) -> bool {
+    let s = levels as f32;
+    norm.is_finite() && norm >= 0.0 && (s * (norm / s)).is_finite()
 }
 
 /// Decodes a payload of `n` elements and adds `weight * value` into `out` (`out.len() == n`).
@@ -119,7 +143,7 @@ pub fn qsgd_decode_add(
     layout.check_decode(p.problem(), "qsgd", bytes, n, out.len())?;
     for (i, head) in layout.heads(bytes, n).enumerate() {
         let norm = f32_at(head, 0);
-        if !norm.is_finite() || norm < 0.0 {
+        if !norm_decodable(norm, p.levels) {
             return Err(CodecError::frame(format!("bucket {i} has norm {norm}")));
         }
     }
@@ -207,8 +231,8 @@ impl RunDecoder for LevelDecoder {
 #[allow(clippy::float_cmp)] // exact decoded values are what some tests assert
 mod tests {
     use super::*;
-    use crate::bitpack::unpack;
-    use crate::rng::SplitMix64;
+    use crate::kernels::bitpack::unpack;
+    use crate::kernels::rng::SplitMix64;
     use proptest::prelude::*;
 
     fn params(levels: u32, bucket: usize) -> QsgdParams {
@@ -224,7 +248,7 @@ mod tests {
 
     fn encode(x: &[f32], p: &QsgdParams, seed: u64) -> Vec<u8> {
         let mut bytes = vec![0u8; qsgd_len(x.len(), p)];
-        let crc = qsgd_encode(x, p, seed, &mut bytes);
+        let crc = qsgd_encode(x, p, seed, &mut bytes).expect("encodes");
         assert_eq!(
             crc,
             crc32c::crc32c(&bytes),

@@ -5,12 +5,12 @@
 //   `idx[i] - idx[i-1] - 1`, so strictly increasing indices give non-negative gaps and dense runs
 //   cost one byte per index;
 // - tag 1: a bitmap of `ceil(n / 8)` bytes, bit `i % 8` of byte `i / 8` set iff `i` is selected;
-// - tag 2: the same gaps Golomb–Rice coded (`crate::rice`), within a few percent of their entropy.
+// - tag 2: the same gaps Golomb–Rice coded (`crate::wire::rice`), within a few percent of their entropy.
 //
 // Ties in size go to the varints, then to Rice.
 
 use crate::error::{CodecError, Result};
-use crate::rice;
+use crate::wire::rice;
 
 const TAG_VARINT: u8 = 0;
 const TAG_BITMAP: u8 = 1;
@@ -196,7 +196,7 @@ mod tests {
 
     #[test]
     fn top_one_percent_goes_to_rice() {
-        let mut g = crate::rng::SplitMix64::new(3);
+        let mut g = crate::kernels::rng::SplitMix64::new(3);
         let idx: Vec<u32> = (0..200_000u32).filter(|_| g.next_f64() < 0.01).collect();
         let enc = encode_indices(&idx, 200_000);
         assert_eq!(enc[0], TAG_RICE);

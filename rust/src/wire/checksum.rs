@@ -83,7 +83,7 @@ const fn x2n_table() -> [u32; SHIFTS] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::SplitMix64;
+    use crate::kernels::rng::SplitMix64;
 
     fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
         let mut g = SplitMix64::new(seed);

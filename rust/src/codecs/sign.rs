@@ -2,11 +2,11 @@
 
 use std::mem::MaybeUninit;
 
-use crate::bitpack::{
+use crate::error::{CodecError, Result};
+use crate::kernels::bitpack::{
     decode_runs, encode_runs, f32_at, ChunkedLayout, Code, CodeSlot, RunDecoder, RunEncoder,
 };
-use crate::error::{CodecError, Result};
-use crate::uninit::{as_uninit, copied};
+use crate::kernels::uninit::{as_uninit, copied};
 
 /// Settings of the scaled-sign codec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,14 +48,20 @@ pub fn sign_len(n: usize, p: &SignParams) -> usize {
 
 /// Encodes `x` into `out` (`out.len() == sign_len(x.len(), p)`), returning the crc32c of `out`;
 /// expects validated `p` and finite `x`.
-pub fn sign_encode(x: &[f32], p: &SignParams, out: &mut [u8]) -> u32 {
-    sign_encode_uninit(x, *p, as_uninit(out))
+pub fn sign_encode(x: &[f32], p: &SignParams, out: &mut [u8]) -> Result<u32> {
+    // SAFETY: the encoder writes only initialized bytes (scales copied, bits packed).
+    #[allow(unsafe_code)]
+    let out = unsafe { as_uninit(out) };
+    sign_encode_uninit(x, *p, out)
 }
 
 /// [`sign_encode`] into a buffer that may start uninitialized (a fresh frame).
-pub(crate) fn sign_encode_uninit(x: &[f32], p: SignParams, out: &mut [MaybeUninit<u8>]) -> u32 {
+pub(crate) fn sign_encode_uninit(
+    x: &[f32],
+    p: SignParams,
+    out: &mut [MaybeUninit<u8>],
+) -> Result<u32> {
     debug_assert!(p.problem().is_none(), "{p:?}");
-    assert_eq!(out.len(), sign_len(x.len(), &p), "sign output length");
     p.layout().par_encode(x, out, |_, xs, head, bits| {
         let head = copied(head, &mean_abs(xs).to_le_bytes());
         (head, encode_runs::<1>(&SignBits, xs, bits))
@@ -76,20 +82,13 @@ pub fn sign_decode_add(
     layout.check_decode(p.problem(), "sign", bytes, n, out.len())?;
     for (i, head) in layout.heads(bytes, n).enumerate() {
         let scale = f32_at(head, 0);
-        if !scale.is_finite() || scale < 0.0 || !(2.0 * scale).is_finite() {
+        if !scale.is_finite() || scale < 0.0 {
             return Err(CodecError::frame(format!("chunk {i} has scale {scale}")));
         }
     }
     layout.par_decode(bytes, out, |head, bits, o| {
         let value = weight * f32_at(head, 0);
-        decode_runs::<1>(
-            &SignDecoder {
-                value,
-                twice: 2.0 * value,
-            },
-            bits,
-            o,
-        );
+        decode_runs::<1>(&SignDecoder { value }, bits, o);
     });
     Ok(())
 }
@@ -124,17 +123,17 @@ unsafe impl RunEncoder for SignBits {
     }
 }
 
-/// Adds `value` for bit 0 and `-value` for bit 1, as `value - bit * twice` without a branch.
+/// Adds `value` for bit 0 and `-value` for bit 1, the bit flipping the sign bit: no branch, and
+/// no `2 * value` that could overflow for a scale near float32's largest.
 struct SignDecoder {
     value: f32,
-    twice: f32,
 }
 
 impl RunDecoder for SignDecoder {
     #[inline]
     fn decode_run<C: Code>(&self, codes: &[C], out: &mut [f32]) {
         for (o, &c) in out.iter_mut().zip(codes) {
-            *o += self.value - c.to_i32() as f32 * self.twice;
+            *o += f32::from_bits(self.value.to_bits() ^ ((c.to_i32() as u32) << 31));
         }
     }
 }
@@ -142,7 +141,7 @@ impl RunDecoder for SignDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::SplitMix64;
+    use crate::kernels::rng::SplitMix64;
     use proptest::prelude::*;
 
     fn signal(n: usize, seed: u64) -> Vec<f32> {
@@ -154,7 +153,7 @@ mod tests {
 
     fn encode(x: &[f32], p: SignParams) -> Vec<u8> {
         let mut bytes = vec![0u8; sign_len(x.len(), &p)];
-        let crc = sign_encode(x, &p, &mut bytes);
+        let crc = sign_encode(x, &p, &mut bytes).expect("encodes");
         assert_eq!(
             crc,
             crc32c::crc32c(&bytes),

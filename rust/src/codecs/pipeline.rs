@@ -3,108 +3,41 @@
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
-use half::{bf16, f16};
 use rayon::prelude::*;
 
-use crate::eden::{eden_decode_add, eden_encode, eden_len, EdenParams};
+use crate::codecs::eden::{eden_decode_add, eden_encode};
+use crate::codecs::identity::{decode_identity, encode_identity};
+pub use crate::codecs::input::check_input;
+use crate::codecs::input::{check_finite, check_shape, SCAN_BLOCK};
+use crate::codecs::qsgd::{qsgd_decode_add, qsgd_encode_uninit};
+use crate::codecs::quantize::{dequantize_add, quantize_uninit};
+use crate::codecs::sign::{sign_decode_add, sign_encode_uninit};
+use crate::codecs::spec::{Spec, Stage, MAX_STAGES};
+use crate::codecs::stages::{payload_len, read_stage, stage_id, write_stage};
+pub use crate::codecs::stages::{topk_count, WireStage};
 use crate::error::{CodecError, Result};
-use crate::frame::{verified_body, Header, Reader, Writer, DEFAULT_MAX_ELEMENTS};
-use crate::index_coding::{decode_indices, encode_indices};
-use crate::qsgd::{qsgd_decode_add, qsgd_encode_uninit, qsgd_len, QsgdParams};
-use crate::quantize::{dequantize_add, quantize_len, quantize_uninit, QuantParams};
-use crate::rng::derive;
-use crate::seeded_mask::{mask_extract, mask_scatter_add};
-use crate::sign::{sign_decode_add, sign_encode_uninit, sign_len, SignParams};
-use crate::spec::{Dtype, Spec, Stage, MAX_STAGES};
-use crate::topk::{gather, scatter_add, topk_exact, topk_sampled};
-use crate::uninit::{self, as_uninit, copied};
+use crate::kernels::rng::derive;
+use crate::kernels::seeded_mask::{mask_extract, mask_scatter_add};
+use crate::kernels::topk::{gather, scatter_add, topk_exact, topk_sampled};
+use crate::kernels::uninit::{self, as_uninit, copied};
+use crate::wire::frame::{
+    verified_body, Header, Reader, Writer, DEFAULT_MAX_ELEMENTS, MAX_ELEMENTS_PER_BYTE,
+};
+use crate::wire::index_coding::{decode_indices, encode_indices};
 
-/// Wire ids of the stages (the frame's `codec id` byte is the first stage's).
-mod id {
-    pub const F32: u8 = 1;
-    pub const F16: u8 = 2;
-    pub const BF16: u8 = 3;
-    pub const QUANT: u8 = 4;
-    pub const QSGD: u8 = 5;
-    pub const TOPK: u8 = 6;
-    pub const RANDK: u8 = 7;
-    pub const EDEN: u8 = 8;
-    pub const SIGN: u8 = 9;
-}
-
-/// Elements checked per task when scanning input for NaN/Inf.
-const SCAN_BLOCK: usize = 1 << 16;
-
-/// A stage as it travels: its parameters plus what the decoder must know (output count, seed).
-#[derive(Debug, Clone, PartialEq)]
-pub struct WireStage {
-    pub stage: Stage,
-    /// Elements this stage hands to the next one (sparsifiers) or encodes (terminal).
-    pub count: u64,
-    pub seed: u64,
-}
-
-/// Number of coordinates a top-k of `fraction` keeps out of `m`: at least one (of a non-empty input), at most all.
-#[must_use]
-pub fn topk_count(fraction: f64, m: usize) -> usize {
-    ((fraction * m as f64).round() as usize).clamp(m.min(1), m)
-}
-
-/// A zeroed buffer, zero-filled by all cores (so fresh pages fault in parallel, once each);
-/// allocation failure is an error, not an abort.
-fn zeroed(len: usize) -> Result<Vec<f32>> {
+/// A buffer of `len` copies of `fill`, written by all cores (so fresh pages fault in parallel,
+/// once each); allocation failure is [`CodecError::Alloc`], not an abort.
+fn filled(len: usize, fill: f32) -> Result<Vec<f32>> {
     let mut v = Vec::new();
-    v.try_reserve_exact(len).map_err(|_| {
-        CodecError::frame(format!("cannot allocate {len} float32 values for decoding"))
-    })?;
-    v.par_extend(rayon::iter::repeat_n(0.0f32, len));
+    v.try_reserve_exact(len)
+        .map_err(|_| CodecError::alloc(len, "float32 values for decoding"))?;
+    v.par_extend(rayon::iter::repeat_n(fill, len));
     Ok(v)
 }
 
-/// Index of the first NaN/Inf, scanning in parallel blocks.
-fn first_non_finite(x: &[f32]) -> Option<usize> {
-    x.par_chunks(SCAN_BLOCK)
-        .position_first(|block| !block.iter().fold(true, |ok, v| ok & v.is_finite()))
-        .and_then(|b| {
-            let start = b * SCAN_BLOCK;
-            x[start..]
-                .iter()
-                .position(|v| !v.is_finite())
-                .map(|i| start + i)
-        })
-}
-
-/// Checks what every encoder needs: a non-empty, finite array whose shape matches its length.
-pub fn check_input(x: &[f32], shape: &[u64]) -> Result<()> {
-    check_shape(x, shape)?;
-    check_finite(x)
-}
-
-/// Refuses an array holding a NaN/Inf, naming the first one.
-fn check_finite(x: &[f32]) -> Result<()> {
-    first_non_finite(x).map_or(Ok(()), |i| Err(CodecError::non_finite(i, x[i])))
-}
-
-/// Refuses an empty array, or a shape that does not hold exactly its elements.
-fn check_shape(x: &[f32], shape: &[u64]) -> Result<()> {
-    if x.is_empty() {
-        return Err(CodecError::input("cannot encode an empty array"));
-    }
-    let product = shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d));
-    if product != Some(x.len() as u64) {
-        return Err(CodecError::input(format!(
-            "shape {shape:?} does not hold {} elements",
-            x.len()
-        )));
-    }
-    if shape.len() > crate::frame::MAX_NDIM {
-        return Err(CodecError::input(format!(
-            "{} dimensions exceed the limit of {}",
-            shape.len(),
-            crate::frame::MAX_NDIM
-        )));
-    }
-    Ok(())
+/// A zeroed buffer (see [`filled`]).
+fn zeroed(len: usize) -> Result<Vec<f32>> {
+    filled(len, 0.0)
 }
 
 /// A frame ready to be written: header, stages and index payloads done, the value payload still to encode.
@@ -119,12 +52,15 @@ impl EncodePlan<'_> {
     /// Exact byte length of the finished frame.
     #[must_use]
     pub fn frame_len(&self) -> usize {
-        self.head.len() + self.terminal_len + crate::frame::CHECKSUM_LEN
+        self.head.len() + self.terminal_len + crate::wire::frame::CHECKSUM_LEN
     }
 
     /// Writes the whole frame into `out` (exactly `frame_len()` bytes).
     pub fn write_into(&self, out: &mut [u8]) -> Result<()> {
-        self.write_uninit(as_uninit(out))
+        // SAFETY: `write_uninit` writes only initialized bytes (copies, zeros, packed codes).
+        #[allow(unsafe_code)]
+        let out = unsafe { as_uninit(out) };
+        self.write_uninit(out)
     }
 
     /// Writes the whole frame into `out`, which may start uninitialized (a fresh Python `bytes`):
@@ -142,11 +78,11 @@ impl EncodePlan<'_> {
         let (payload, crc) = rest.split_at_mut(self.terminal_len);
         let payload_len = payload.len();
         let payload_crc = if self.values.is_empty() {
-            crate::checksum::crc32c(uninit::zeroed(payload))
+            crate::wire::checksum::crc32c(uninit::zeroed(payload))
         } else {
             encode_terminal(&self.terminal, &self.values, payload)?
         };
-        let sum = crate::checksum::combine(crc32c::crc32c(head), payload_crc, payload_len);
+        let sum = crate::wire::checksum::combine(crc32c::crc32c(head), payload_crc, payload_len);
         copied(crc, &sum.to_le_bytes());
         Ok(())
     }
@@ -221,6 +157,7 @@ pub fn plan<'a>(spec: &Spec, x: &'a [f32], shape: &[u64], seed: u64) -> Result<E
         }
     }
     let terminal = wire.last().expect("a Spec always ends in a terminal stage");
+    check_randk_rescaling(stages, x)?;
     let terminal_len = payload_len(&terminal.stage, values.len())?;
     let mut w = Writer::with_capacity(64 + sparse_payloads.iter().map(Vec::len).sum::<usize>());
     Header {
@@ -245,162 +182,37 @@ pub fn plan<'a>(spec: &Spec, x: &'a [f32], shape: &[u64], seed: u64) -> Result<E
     })
 }
 
-fn stage_id(stage: &Stage) -> u8 {
-    match stage {
-        Stage::Identity(Dtype::F32) => id::F32,
-        Stage::Identity(Dtype::F16) => id::F16,
-        Stage::Identity(Dtype::Bf16) => id::BF16,
-        Stage::Quantize(_) => id::QUANT,
-        Stage::Qsgd(_) => id::QSGD,
-        Stage::TopK { .. } => id::TOPK,
-        Stage::RandK { .. } => id::RANDK,
-        Stage::Eden(_) => id::EDEN,
-        Stage::Sign(_) => id::SIGN,
+/// Refuses input whose random-k stages' unbiased rescaling (by `1 / fraction` each, on decode)
+/// could take a decoded value past float32's range, which the decoder would refuse: the bound is
+/// the largest `|x|`, times the rescaling, times how far the terminal codec can exceed its
+/// input's largest magnitude (a QSGD norm by `sqrt(bucket)`, an EDEN piece by `sqrt(65536)`
+/// times its largest centroid). Only values within a few orders of float32's largest are refused.
+fn check_randk_rescaling(stages: &[Stage], x: &[f32]) -> Result<()> {
+    let rescale: f64 = stages
+        .iter()
+        .map(|s| match s {
+            Stage::RandK { fraction } => 1.0 / fraction,
+            _ => 1.0,
+        })
+        .product();
+    if rescale <= 1.0 {
+        return Ok(());
     }
-}
-
-fn write_stage(w: &mut Writer, ws: &WireStage) {
-    w.u8(stage_id(&ws.stage));
-    match &ws.stage {
-        Stage::Identity(_) => {}
-        Stage::Quantize(p) => {
-            w.u8(p.bits as u8);
-            w.u8(u8::from(p.stochastic));
-            w.u32(p.chunk as u32);
-        }
-        Stage::Qsgd(p) => {
-            w.u16(p.levels as u16);
-            w.u32(p.bucket as u32);
-        }
-        Stage::TopK { fraction, sampled } => {
-            w.u8(u8::from(*sampled));
-            w.f64(*fraction);
-            w.u64(ws.count);
-        }
-        Stage::RandK { fraction } => {
-            w.f64(*fraction);
-            w.u64(ws.seed);
-            w.u64(ws.count);
-        }
-        Stage::Eden(p) => {
-            w.u8(p.bits as u8);
-            w.u64(ws.seed);
-        }
-        Stage::Sign(p) => w.u32(p.chunk as u32),
+    let growth = match stages.last() {
+        Some(Stage::Qsgd(p)) => (p.bucket as f64).sqrt(),
+        Some(Stage::Eden(_)) => 256.0 * 4.0,
+        _ => 1.01,
+    };
+    let largest = x
+        .par_chunks(SCAN_BLOCK)
+        .map(|c| c.iter().fold(0.0f32, |m, v| m.max(v.abs())))
+        .reduce(|| 0.0, f32::max);
+    if f64::from(largest) * rescale * growth > f64::from(f32::MAX) * 0.5 {
+        return Err(CodecError::input(format!(
+            "random-k rescales kept values by {rescale:.3}: the largest |x| ({largest:e}) could decode past float32's range"
+        )));
     }
-}
-
-fn read_stage(r: &mut Reader<'_>, input_count: u64) -> Result<WireStage> {
-    let code = r.u8("stage id")?;
-    let terminal = |stage: Stage| WireStage {
-        stage,
-        count: input_count,
-        seed: 0,
-    };
-    let ws = match code {
-        id::F32 => terminal(Stage::Identity(Dtype::F32)),
-        id::F16 => terminal(Stage::Identity(Dtype::F16)),
-        id::BF16 => terminal(Stage::Identity(Dtype::Bf16)),
-        id::QUANT => {
-            let bits = u32::from(r.u8("quant bits")?);
-            let stochastic = match r.u8("quant stochastic flag")? {
-                0 => false,
-                1 => true,
-                other => {
-                    return Err(CodecError::frame(format!(
-                        "quant stochastic flag is {other}, not 0 or 1"
-                    )))
-                }
-            };
-            let chunk = r.u32("quant chunk")? as usize;
-            terminal(Stage::Quantize(QuantParams {
-                bits,
-                stochastic,
-                chunk,
-            }))
-        }
-        id::QSGD => {
-            let levels = u32::from(r.u16("qsgd levels")?);
-            let bucket = r.u32("qsgd bucket")? as usize;
-            terminal(Stage::Qsgd(QsgdParams { levels, bucket }))
-        }
-        id::EDEN => {
-            let bits = u32::from(r.u8("eden bits")?);
-            let seed = r.u64("eden seed")?;
-            WireStage {
-                stage: Stage::Eden(EdenParams { bits }),
-                count: input_count,
-                seed,
-            }
-        }
-        id::SIGN => {
-            let chunk = r.u32("sign chunk")? as usize;
-            terminal(Stage::Sign(SignParams { chunk }))
-        }
-        id::TOPK => {
-            let sampled = match r.u8("topk sampled flag")? {
-                0 => false,
-                1 => true,
-                other => {
-                    return Err(CodecError::frame(format!(
-                        "topk sampled flag is {other}, not 0 or 1"
-                    )))
-                }
-            };
-            let fraction = r.f64("topk fraction")?;
-            let count = r.u64("topk count")?;
-            if (count == 0 && input_count > 0) || count > input_count {
-                return Err(CodecError::frame(format!(
-                    "topk keeps {count} of {input_count} elements"
-                )));
-            }
-            WireStage {
-                stage: Stage::TopK { fraction, sampled },
-                count,
-                seed: 0,
-            }
-        }
-        id::RANDK => {
-            let fraction = r.f64("randk fraction")?;
-            let seed = r.u64("randk seed")?;
-            let count = r.u64("randk count")?;
-            if count > input_count {
-                return Err(CodecError::frame(format!(
-                    "randk keeps {count} of {input_count} elements"
-                )));
-            }
-            WireStage {
-                stage: Stage::RandK { fraction },
-                count,
-                seed,
-            }
-        }
-        other => return Err(CodecError::frame(format!("unknown stage id {other}"))),
-    };
-    ws.stage
-        .validate()
-        .map_err(|e| CodecError::frame(format!("stage parameters out of range: {e}")))?;
-    Ok(ws)
-}
-
-/// Exact payload bytes a terminal stage writes for `m` values.
-fn payload_len(stage: &Stage, m: usize) -> Result<usize> {
-    if m == 0 {
-        return Ok(0);
-    }
-    let len = match stage {
-        Stage::Identity(dtype) => m
-            .checked_mul(dtype.width())
-            .ok_or_else(|| CodecError::frame("payload size overflows"))?,
-        Stage::Quantize(p) => quantize_len(m, p),
-        Stage::Qsgd(p) => qsgd_len(m, p),
-        Stage::Eden(p) => eden_len(m, p),
-        Stage::Sign(p) => sign_len(m, p),
-        Stage::TopK { .. } | Stage::RandK { .. } => {
-            return Err(CodecError::frame("a sparsifier cannot end a pipeline"))
-        }
-    };
-    Ok(len)
+    Ok(())
 }
 
 /// Writes the terminal stage's payload into `out` (initialized or not) and returns its crc32c:
@@ -408,58 +220,22 @@ fn payload_len(stage: &Stage, m: usize) -> Result<usize> {
 fn encode_terminal(ws: &WireStage, values: &[f32], out: &mut [MaybeUninit<u8>]) -> Result<u32> {
     match &ws.stage {
         Stage::Quantize(p) => quantize_uninit(values, p, ws.seed, out),
-        Stage::Qsgd(p) => Ok(qsgd_encode_uninit(values, p, ws.seed, out)),
-        Stage::Sign(p) => Ok(sign_encode_uninit(values, *p, out)),
+        Stage::Qsgd(p) => qsgd_encode_uninit(values, p, ws.seed, out),
+        Stage::Sign(p) => sign_encode_uninit(values, *p, out),
         Stage::Eden(p) => {
             let out = uninit::zeroed(out);
-            eden_encode(values, p, ws.seed, out);
-            Ok(crate::checksum::crc32c(out))
+            eden_encode(values, p, ws.seed, out)?;
+            Ok(crate::wire::checksum::crc32c(out))
         }
         Stage::Identity(dtype) => {
             let out = uninit::zeroed(out);
             encode_identity(*dtype, values, out)?;
-            Ok(crate::checksum::crc32c(out))
+            Ok(crate::wire::checksum::crc32c(out))
         }
         Stage::TopK { .. } | Stage::RandK { .. } => {
             Err(CodecError::param("a sparsifier cannot end a pipeline"))
         }
     }
-}
-
-/// Writes `values` as little-endian float32, float16 or bfloat16; float16 refuses values past its range.
-fn encode_identity(dtype: Dtype, values: &[f32], out: &mut [u8]) -> Result<()> {
-    if dtype == Dtype::F32 {
-        out.par_chunks_mut(4 * SCAN_BLOCK)
-            .zip(values.par_chunks(SCAN_BLOCK))
-            .for_each(|(o, v)| {
-                for (dst, x) in o.chunks_exact_mut(4).zip(v) {
-                    dst.copy_from_slice(&x.to_le_bytes());
-                }
-            });
-        return Ok(());
-    }
-    if dtype == Dtype::F16 {
-        if let Some(i) = values.iter().position(|v| v.abs() > f32::from(f16::MAX)) {
-            return Err(CodecError::input(format!(
-                "value {} at index {i} is outside float16's range (±65504); use bf16",
-                values[i]
-            )));
-        }
-    }
-    let half = dtype == Dtype::F16;
-    out.par_chunks_mut(2 * SCAN_BLOCK)
-        .zip(values.par_chunks(SCAN_BLOCK))
-        .for_each(|(o, v)| {
-            for (dst, x) in o.chunks_exact_mut(2).zip(v) {
-                let bits = if half {
-                    f16::from_f32(*x).to_bits()
-                } else {
-                    bf16::from_f32(*x).to_bits()
-                };
-                dst.copy_from_slice(&bits.to_le_bytes());
-            }
-        });
-    Ok(())
 }
 
 fn decode_terminal_add(ws: &WireStage, bytes: &[u8], weight: f32, out: &mut [f32]) -> Result<()> {
@@ -468,36 +244,7 @@ fn decode_terminal_add(ws: &WireStage, bytes: &[u8], weight: f32, out: &mut [f32
         return Ok(());
     }
     match &ws.stage {
-        Stage::Identity(dtype) => {
-            let width = dtype.width();
-            let dtype = *dtype;
-            let all_finite = out
-                .par_chunks_mut(SCAN_BLOCK)
-                .zip(bytes.par_chunks(width * SCAN_BLOCK))
-                .map(|(o, b)| {
-                    let mut ok = true;
-                    for (dst, src) in o.iter_mut().zip(b.chunks_exact(width)) {
-                        let v = match dtype {
-                            Dtype::F32 => f32::from_le_bytes([src[0], src[1], src[2], src[3]]),
-                            Dtype::F16 => {
-                                f16::from_bits(u16::from_le_bytes([src[0], src[1]])).to_f32()
-                            }
-                            Dtype::Bf16 => {
-                                bf16::from_bits(u16::from_le_bytes([src[0], src[1]])).to_f32()
-                            }
-                        };
-                        ok &= v.is_finite();
-                        *dst += weight * v;
-                    }
-                    ok
-                })
-                .reduce(|| true, |a, b| a & b);
-            if all_finite {
-                Ok(())
-            } else {
-                Err(CodecError::frame("payload holds NaN or Inf values"))
-            }
-        }
+        Stage::Identity(dtype) => decode_identity(*dtype, bytes, weight, out, false),
         Stage::Quantize(p) => dequantize_add(bytes, m, p, weight, out),
         Stage::Qsgd(p) => qsgd_decode_add(bytes, m, p, weight, out),
         Stage::Eden(p) => eden_decode_add(bytes, m, p, ws.seed, weight, out),
@@ -545,6 +292,17 @@ impl<'a> ParsedFrame<'a> {
             }
             m = ws.count;
             stages.push(ws);
+        }
+        // Work and memory: the output, the terminal values and each intermediate buffer.
+        let work = stages[..count - 1]
+            .iter()
+            .fold(header.n, |w, ws| w.saturating_add(ws.count));
+        let budget = MAX_ELEMENTS_PER_BYTE.saturating_mul(frame.len() as u64);
+        if work > budget {
+            return Err(CodecError::frame(format!(
+                "a {}-byte frame may decode to at most {budget} elements (output and buffers), this one claims {work}",
+                frame.len()
+            )));
         }
         let first = stage_id(&stages[0].stage);
         if first != header.codec_id {
@@ -606,37 +364,88 @@ impl<'a> ParsedFrame<'a> {
                 out.len()
             )));
         }
-        let terminal = self.stages.last().expect("parsed frames have stages");
-        let sparsifiers = &self.stages[..self.stages.len() - 1];
-        if sparsifiers.is_empty() {
-            return decode_terminal_add(terminal, self.terminal_payload, weight, out);
+        if self.stages.len() == 1 {
+            return decode_terminal_add(&self.stages[0], self.terminal_payload, weight, out);
         }
-        let mut values = zeroed(terminal.count as usize)?;
-        decode_terminal_add(terminal, self.terminal_payload, 1.0, &mut values)?;
-        let mut input_counts: Vec<usize> = Vec::with_capacity(sparsifiers.len());
-        let mut m = self.len();
-        for ws in sparsifiers {
-            input_counts.push(m);
-            m = ws.count as usize;
-        }
-        for (j, ws) in sparsifiers.iter().enumerate().rev() {
-            let m_in = input_counts[j];
-            if j == 0 {
-                expand(ws, self.sparse_payloads[0], &values, weight, out)?;
-            } else {
-                let mut wider = zeroed(m_in)?;
-                expand(ws, self.sparse_payloads[j], &values, 1.0, &mut wider)?;
-                values = wider;
-            }
-        }
-        Ok(())
+        let (values, first) = self.sparse_values()?;
+        first.add(&values, weight, out)
     }
 
-    /// Decodes into a fresh float32 vector.
+    /// For a frame with sparsifiers: the values its first sparsifier kept, decoded through
+    /// every later stage, and that sparsifier, which adds them back at their coordinates.
+    /// Decoding checks indices and values before anything is scattered.
+    pub fn sparse_values(&self) -> Result<(Vec<f32>, Sparsifier<'_>)> {
+        let count = self.stages.len();
+        if count < 2 {
+            return Err(CodecError::input(
+                "a frame without sparsifiers has no sparse values",
+            ));
+        }
+        let terminal = &self.stages[count - 1];
+        let mut values = zeroed(terminal.count as usize)?;
+        decode_terminal_add(terminal, self.terminal_payload, 1.0, &mut values)?;
+        for j in (1..count - 1).rev() {
+            let mut wider = zeroed(self.stages[j - 1].count as usize)?;
+            expand(
+                &self.stages[j],
+                self.sparse_payloads[j],
+                &values,
+                1.0,
+                &mut wider,
+            )?;
+            values = wider;
+        }
+        Ok((
+            values,
+            Sparsifier {
+                stage: &self.stages[0],
+                payload: self.sparse_payloads[0],
+                n: self.len(),
+            },
+        ))
+    }
+
+    /// Decodes into a fresh float32 vector; allocation failure is [`CodecError::Alloc`].
     pub fn decode(&self) -> Result<Vec<f32>> {
         let mut out = zeroed(self.len())?;
-        self.add_into(1.0, &mut out)?;
+        self.decode_into(&mut out)?;
         Ok(out)
+    }
+
+    /// Decodes into `out`, which must hold zeros: raw floats are copied (so `-0.0` stays
+    /// `-0.0`, which adding to `+0.0` would lose), everything else is added.
+    pub fn decode_into(&self, out: &mut [f32]) -> Result<()> {
+        match self.stages.as_slice() {
+            [WireStage {
+                stage: Stage::Identity(dtype),
+                ..
+            }] if out.len() == self.len() => {
+                decode_identity(*dtype, self.terminal_payload, 1.0, out, true)
+            }
+            _ => self.add_into(1.0, out),
+        }
+    }
+}
+
+/// The first sparsifier of a frame, ready to add its kept values back.
+#[derive(Debug)]
+pub struct Sparsifier<'a> {
+    stage: &'a WireStage,
+    payload: &'a [u8],
+    n: usize,
+}
+
+impl Sparsifier<'_> {
+    /// Adds `weight * values[j]` at the `j`-th kept coordinate of `out` (`out.len() == n`).
+    pub fn add(&self, values: &[f32], weight: f32, out: &mut [f32]) -> Result<()> {
+        if out.len() != self.n {
+            return Err(CodecError::input(format!(
+                "frame holds {} elements, buffer has {}",
+                self.n,
+                out.len()
+            )));
+        }
+        expand(self.stage, self.payload, values, weight, out)
     }
 }
 
@@ -702,8 +511,8 @@ mod tests {
     use super::*;
     use crate::accumulator::Accumulator;
     // Resealing gives a mutated body a valid checksum, so the mutation reaches the parser.
-    use crate::frame::seal;
-    use crate::rng::SplitMix64;
+    use crate::kernels::rng::SplitMix64;
+    use crate::wire::frame::seal;
 
     const SPECS: [&str; 14] = [
         "none",
@@ -742,8 +551,10 @@ mod tests {
             for spec in SPECS {
                 let plan = plan(&Spec::parse(spec).unwrap(), &x, &[n as u64], 5).unwrap();
                 let mut dirty = vec![0xABu8; plan.frame_len()];
-                plan.write_uninit(crate::uninit::as_uninit(&mut dirty))
-                    .unwrap();
+                // SAFETY: the writer writes only initialized bytes.
+                #[allow(unsafe_code)]
+                let out = unsafe { crate::kernels::uninit::as_uninit(&mut dirty) };
+                plan.write_uninit(out).unwrap();
                 assert_eq!(dirty, frame(spec, &x), "{spec}, {n} elements");
             }
         }

@@ -2,8 +2,8 @@
 
 use rayon::prelude::*;
 
-use crate::rng::hash_u64;
-use crate::simd::prefetch;
+use crate::kernels::prefetch::prefetch;
+use crate::kernels::rng::hash_u64;
 
 /// Bits of the magnitude key that the first histogram resolves (65 536 bins, 256 KiB, L2-resident).
 const TOP_BITS: u32 = 16;
@@ -286,7 +286,7 @@ pub fn gather(x: &[f32], idx: &[u32]) -> Vec<f32> {
 /// `out[idx[j]] += weight * values[j]` for every `j`.
 ///
 /// Precondition: `values.len() == idx.len()` and indices `< out.len()`, as
-/// [`crate::index_coding::decode_indices`] guarantees; an index out of range is skipped, never a panic.
+/// [`crate::wire::index_coding::decode_indices`] guarantees; an index out of range is skipped, never a panic.
 pub fn scatter_add(values: &[f32], idx: &[u32], weight: f32, out: &mut [f32]) {
     /// Indices between a prefetch and its add: enough misses in flight to hide memory latency.
     const AHEAD: usize = 24;
@@ -305,7 +305,7 @@ pub fn scatter_add(values: &[f32], idx: &[u32], weight: f32, out: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::SplitMix64;
+    use crate::kernels::rng::SplitMix64;
     use proptest::prelude::*;
 
     /// Reference: sort by (|x| descending, index ascending), take k, sort ascending.

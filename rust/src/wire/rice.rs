@@ -208,7 +208,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::rng::SplitMix64;
+    use crate::kernels::rng::SplitMix64;
 
     fn sparse(n: usize, p: f64, seed: u64) -> Vec<u32> {
         let mut g = SplitMix64::new(seed);

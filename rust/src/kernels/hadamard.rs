@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use crate::rng::hash_u64;
+use crate::kernels::rng::hash_u64;
 
 /// Largest block transformed in one go (256 KiB of f32, resident in L2); longer inputs combine blocks.
 pub const FWHT_BLOCK: usize = 1 << 16;
@@ -117,6 +117,13 @@ fn radix8_base(x: &mut [f32]) {
     }
 }
 
+/// Unnormalised transform (no `1/sqrt(len)`) of a power-of-two block of at most [`FWHT_BLOCK`]
+/// elements: EDEN scales its pieces before, so partial sums stay within the input's L2 norm.
+pub fn fwht_block_unscaled(x: &mut [f32]) {
+    debug_assert!(x.len() <= FWHT_BLOCK && (x.is_empty() || x.len().is_power_of_two()));
+    fwht_unscaled(x);
+}
+
 /// Unnormalised transform of a power-of-two block that fits in cache.
 fn fwht_unscaled(x: &mut [f32]) {
     let len = x.len();
@@ -162,7 +169,7 @@ pub fn sign_flip(x: &mut [f32], seed: u64, offset: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::SplitMix64;
+    use crate::kernels::rng::SplitMix64;
     use proptest::prelude::*;
 
     fn naive_fwht(x: &[f32]) -> Vec<f32> {
