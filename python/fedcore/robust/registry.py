@@ -116,3 +116,6 @@ def parse(spec: str) -> Robust:
         return Robust(tuple(pre), _AGGREGATORS[name](args))
     except ValueError as err:
         raise ValueError(f"bad robust aggregation spec {spec!r}: {err}") from err
+
+
+RULE_NAMES = frozenset(_AGGREGATORS) | frozenset(_PRE)  # every name a spec may use

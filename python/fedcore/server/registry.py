@@ -23,10 +23,19 @@ CENTER_RULES: dict[str, CenterRule] = {}
 
 def check_aggregator(spec: str) -> None:
     """Fail at configuration time: `mean`, a registered rule, or a robust one such as `bucket:2+krum:2`."""
-    if spec != STREAMING and spec not in CENTER_RULES:
-        from fedcore.robust import parse
+    if spec == STREAMING or spec in CENTER_RULES:
+        return
+    from fedcore.errors import did_you_mean
+    from fedcore.robust import parse
+    from fedcore.robust.registry import RULE_NAMES
 
+    try:
         parse(spec)
+    except ValueError as exc:
+        names = sorted({STREAMING, *CENTER_RULES, *RULE_NAMES})
+        word = spec.split("+")[-1].partition(":")[0]
+        hint = "" if word in RULE_NAMES else did_you_mean(word, names)
+        raise ValueError(f"{exc}{hint}") from None
 
 
 class RobustRule:

@@ -320,7 +320,7 @@ def run_deploy_local(args: argparse.Namespace) -> int:
     try:
         summary = serve(config, transport, args)
     finally:
-        transport.close()
+        transport.close(grace_s=args.poll_s + 60.0)  # a busy client polls late
         codes = stop_clients(procs, timeout_s=args.poll_s + 30.0)
     print(json.dumps(summary, default=str))
     failed = {c: code for c, code in codes.items() if code != 0}
