@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
+from fedcore.compression import fedcodec
 from fedcore.config import FLConfig
 from fedcore.protocol.messages import Failure, Reply, Task
 from fedcore.protocol.transport import AggregatorFactory, ReplyInfo, RoundOutcome, Transport
@@ -56,6 +58,9 @@ class SecureSumResult:
 class SecureTransport:
     """Runs the round's training on the inner transport, then the SecAgg+ protocol over the replies.
 
+    With `--codec randk:F` every client keeps the same seeded F of its coordinates (the mask is public) and
+    the server scales the kept sum by 1/F, as the random-k codec does; the weight coordinate always travels.
+
     Weights: client i scales its update by w_i = n_i / n_max (n_max: the largest client, public) and adds
     w_i as one more coordinate, so the sum yields both sum w_i x_i and sum w_i: FedAvg's weighted mean,
     without the server seeing any n_i.
@@ -69,7 +74,7 @@ class SecureTransport:
         self._cap = max(weight_cap, 1)
         self._fraction = secagg_fraction(config)
         # the ring must hold the sum of every client of a round without wrapping
-        RingConfig(config.secagg_clip, config.secagg_bits, max(config.per_round, 2), False, self._fraction)
+        RingConfig(config.secagg_clip, config.secagg_bits, max(config.per_round, 2))
 
     def wait_ready(self, clients: int, timeout_s: float) -> int:
         return self._inner.wait_ready(clients, timeout_s)
@@ -84,20 +89,17 @@ class SecureTransport:
         if not replies:
             return RoundOutcome(make_aggregator(), (), collected.failures)
         round_num = replies[0].round
+        config = self._config
+        seed = derive_seed(config.seed, round_num, -1, SECAGG_SEED)
         updates = {}
+        size = 0
         for r in replies:
             weight = min(r.num_examples, self._cap) / self._cap
             x = decode_frame(r.payloads[0])
-            updates[r.client_id] = np.append(weight * x, np.float32(weight)).astype(np.float32)
-        config = self._config
-        ring = RingConfig(
-            config.secagg_clip,
-            config.secagg_bits,
-            max(config.per_round, 2),
-            rotate=False,
-            fraction=self._fraction,
-            seed=derive_seed(config.seed, round_num, -1, SECAGG_SEED),
-        )
+            size = x.size
+            kept = self._keep(np.ascontiguousarray(weight * x, dtype=np.float32), seed)
+            updates[r.client_id] = np.append(kept, np.float32(weight)).astype(np.float32)
+        ring = RingConfig(config.secagg_clip, config.secagg_bits, max(config.per_round, 2), seed=seed)
         params = self._params(len(updates), choose_params)
         start = time.perf_counter()
         try:
@@ -110,7 +112,7 @@ class SecureTransport:
             return RoundOutcome(make_aggregator(), (), (*collected.failures, *failures))
         included = set(report.result.included)
         weight_sum = float(total[-1]) * self._cap
-        delta_sum = total[:-1].astype(np.float64) * self._cap
+        delta_sum = self._spread(np.ascontiguousarray(total[:-1], dtype=np.float32), size, seed) * self._cap
         accepted = [r for r in replies if r.client_id in included]
         fold = FoldSum(
             delta_sum=delta_sum,
@@ -139,6 +141,20 @@ class SecureTransport:
             "secagg_dropped": list(report.result.dropped),
         }
         return RoundOutcome(SecureSumResult(fold, metrics), infos, (*collected.failures, *flagged))
+
+    def _keep(self, x: NDArray[np.float32], seed: int) -> NDArray[np.float32]:
+        """Seeded random-k, the same coordinates for every client of the round; all of them without it."""
+        if self._fraction >= 1.0:
+            return x
+        return np.asarray(fedcodec().kernels.mask_extract(x, self._fraction, seed), dtype=np.float32)
+
+    def _spread(self, kept_sum: NDArray[np.float32], size: int, seed: int) -> NDArray[np.float64]:
+        """The kept coordinates back in place, scaled by 1/F as random-k's unbiased estimate is."""
+        if self._fraction >= 1.0:
+            return kept_sum.astype(np.float64)
+        full = np.zeros(size, dtype=np.float32)
+        fedcodec().kernels.mask_scatter_add(kept_sum, full, self._fraction, seed, 1.0 / self._fraction)
+        return full.astype(np.float64)
 
     def _params(self, n: int, choose: Any) -> Any:
         from fedcore.secure import SecAggParams
