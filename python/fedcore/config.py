@@ -98,6 +98,7 @@ class FLConfig:
     eval_clients: bool = False
     test_fraction: float = 0.2
     workers: int | None = None  # None: one per CPU core; 0 or 1: in-process
+    vectorize: bool | None = None  # a worker's clients train as one batched model; None: where the model allows
     seed: int = 0
     out: str = "runs/sim"
 

@@ -75,7 +75,7 @@ class ClientRunner:
         states: list[ClientState] = []
         for task, state in zip(job.tasks, job.states, strict=True):
             self._app.store.put(task.client_id, state)
-            answer = self._app.handle(task)
+        for task, answer in zip(job.tasks, self._app.handle_many(job.tasks), strict=True):
             if isinstance(answer, Failure):
                 failures.append(answer)
             else:
