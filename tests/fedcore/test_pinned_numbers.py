@@ -17,7 +17,17 @@ PINNED = json.loads((Path(__file__).parent / "data" / "pinned_numbers.json").rea
 # (batched training sums in another order, so its numbers differ in the last bits)
 DEFAULT = FLConfig(workers=2, vectorize=False)
 SHORT = replace(DEFAULT, rounds=12)
-TINY = FLConfig(clients=12, per_round=4, rounds=3, local_epochs=2, batch_size=8, lr=0.1, workers=0, seed=5, vectorize=False)
+TINY = FLConfig(
+    clients=12,
+    per_round=4,
+    rounds=3,
+    local_epochs=2,
+    batch_size=8,
+    lr=0.1,
+    workers=0,
+    seed=5,
+    vectorize=False,
+)
 JOBS = {
     "default": DEFAULT,
     "codec_ef": replace(SHORT, codec="topk:0.05+quant:8", error_feedback=True),

@@ -34,7 +34,7 @@ class StackedFit:
 
 
 def stacking_refusal(adapter: object) -> str | None:
-    """Why this model cannot train stacked (None when it can): only Flatten/Linear/ReLU MLPs, cross-entropy."""
+    """Why this model cannot train stacked (None if it can): Flatten/Linear/ReLU MLPs with cross-entropy."""
     if not isinstance(adapter, TorchAdapter):
         return f"{type(adapter).__name__} is not a torch model"
     if adapter.loss_fn is not torch.nn.functional.cross_entropy:
@@ -59,7 +59,9 @@ def stacking_refusal(adapter: object) -> str | None:
     return None
 
 
-def fit_stacked(adapter: TorchAdapter, fits: Sequence[StackedFit]) -> list[tuple[NDArray[np.float32], FitResult]]:
+def fit_stacked(
+    adapter: TorchAdapter, fits: Sequence[StackedFit]
+) -> list[tuple[NDArray[np.float32], FitResult]]:
     """Train every client from its own start weights at once; each gets its new weights and its FitResult.
 
     Raises ValueError for a model `stacking_refusal` refuses; the adapter's own weights are not touched.
@@ -139,7 +141,7 @@ class _Stack:
         return self.expand(np.asarray(values, dtype=np.float32))
 
     def expand(self, per_client: NDArray[np.float32]) -> torch.Tensor:
-        """One value per client spread over the stacked buffer, so client k's value meets its own parameters."""
+        """One value per client spread over the stacked buffer, client k's over its own parameters."""
         widths = [e.stop - e.offset for e in self._entries]
         return torch.from_numpy(np.concatenate([np.repeat(per_client, w) for w in widths])).to(self.device)
 
@@ -184,7 +186,9 @@ class _Schedule:
             picked = plan.order[np.minimum(take, len(plan.order) - 1)] + offsets[k]
             rows[: plan.num_steps, k] = np.where(valid, picked, pad)
         features = fits[0].x[0].size
-        x_all = np.concatenate([f.x.reshape(len(f.y), -1) for f in fits] + [np.zeros((1, features), np.float32)])
+        x_all = np.concatenate(
+            [f.x.reshape(len(f.y), -1) for f in fits] + [np.zeros((1, features), np.float32)]
+        )
         y_all = np.concatenate([f.y for f in fits] + [np.zeros(1, dtype=np.int64)])
         x_t = torch.from_numpy(np.ascontiguousarray(x_all, dtype=np.float32)).to(device)
         flat_rows = torch.from_numpy(rows.reshape(-1)).to(device)
@@ -200,8 +204,10 @@ class _Schedule:
 
 
 def _out_features(adapter: TorchAdapter) -> int:
-    last = list(adapter.module)[-1]
-    assert isinstance(last, torch.nn.Linear)
+    """Classes the model scores: the last layer's width (a round's clients may not hold every label)."""
+    last = list(adapter.module.children())[-1]
+    if not isinstance(last, torch.nn.Linear):
+        raise ValueError("cannot train clients stacked: the model does not end in a Linear layer")
     return last.out_features
 
 

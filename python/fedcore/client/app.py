@@ -94,7 +94,7 @@ class ClientApp:
             make_ditto_rounds(config.personalize) if config.ditto_rounds else None
         )
         self.store = store if store is not None else ClientStateStore()
-        self._batched: BatchedTrainer | None | bool = False  # False: not decided until handle_many
+        self._batched: BatchedTrainer | bool | None = False  # False: not decided until handle_many
 
     @property
     def adapter(self) -> ModelAdapter:
@@ -150,7 +150,9 @@ class ClientApp:
             start_weights = self._local_head.with_head(received, state.head)
         local = replace(self._train, seed=settings.train_seed, epochs=settings.epochs or self._train.epochs)
         data = self._data_for(task.client_id)
-        return _Job(task, settings, state, received, start_weights, server_control, c_i, correction, local, data)
+        return _Job(
+            task, settings, state, received, start_weights, server_control, c_i, correction, local, data
+        )
 
     def _train_one(self, job: _Job) -> Trained:
         """Local training of one client on the app's model, as the backend does it."""

@@ -18,7 +18,7 @@ _log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ClientTraining:
-    """What one client's local training starts from: weights, its data, its settings, SCAFFOLD's correction."""
+    """Where one client's local training starts: weights, data, settings, SCAFFOLD's correction."""
 
     start_weights: Vector
     x: np.ndarray

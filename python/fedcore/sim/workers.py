@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import os
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -117,8 +118,10 @@ class InlinePool:
         """Nothing to release in-process."""
 
 
-def _worker_main(conn: Connection, config: FLConfig, data: FederatedData) -> None:
+def _worker_main(conn: Connection, config: FLConfig, data: FederatedData, rayon_threads: int) -> None:
     try:
+        # the codec's Rust thread pool starts on first use: give each worker its share of the cores
+        os.environ.setdefault("RAYON_NUM_THREADS", str(rayon_threads))
         limit_threads(config)
         runner = ClientRunner(config, data)
     except Exception:  # any failure goes to the parent, which raises it
@@ -160,11 +163,12 @@ class ProcessPool:
 
     def __init__(self, config: FLConfig, data: FederatedData, workers: int) -> None:
         ctx = _context(config)
+        rayon_threads = max(1, (os.cpu_count() or 1) // workers)
         self._conns: list[Connection] = []
         self._procs: list[Any] = []
         for _ in range(workers):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker_main, args=(child, config, data), daemon=True)
+            proc = ctx.Process(target=_worker_main, args=(child, config, data, rayon_threads), daemon=True)
             proc.start()
             child.close()
             self._conns.append(parent)
