@@ -53,7 +53,8 @@ def run_flower(python: str, flags: list[str], out: Path) -> dict[str, float]:
     """benches/flower_sim.py in its own process: the same job in Flower's simulation engine."""
     command = [python, str(ROOT / "benches" / "flower_sim.py"), "--out", str(out), *flags]
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=_env())
+    with (out / "flower.log").open("w") as log:
+        subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT, env=_env())
     wall = time.perf_counter() - start
     numbers: dict[str, float] = json.loads((out / "flower.json").read_text())
     return {"wall_s": wall, **numbers}

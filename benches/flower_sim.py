@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import itertools
 import json
 import os
 import statistics
@@ -99,7 +100,7 @@ def main_server(grid: Grid, context: Context) -> None:
     )
     round_ends[0] = time.perf_counter()
     strategy.start(grid=grid, initial_arrays=arrays(model), num_rounds=config.rounds, evaluate_fn=evaluate)
-    walls = [b - a for a, b in zip(round_ends, round_ends[1:], strict=False)]
+    walls = [b - a for a, b in itertools.pairwise(round_ends)]
     out = Path(os.environ["FEDCORE_FLOWER_OUT"])
     numbers = {"round_ms": 1e3 * statistics.median(walls), "accuracy": accuracies[-1]}
     (out / "flower.json").write_text(json.dumps(numbers))
