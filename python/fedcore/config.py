@@ -173,7 +173,7 @@ class FLConfig:
         return settings
 
 
-CLIENTS_PER_WORKER = 32  # batched: fewer clients per worker than this train faster in one process
+CLIENTS_PER_WORKER = 128  # batched: fewer clients per worker than this train faster in one process
 
 
 def _default_workers(config: FLConfig) -> int:
