@@ -110,8 +110,6 @@ class _Stack:
         self.device = device
         self._entries = list(adapter.layout)
         self.size = adapter.layout.size
-        clients_of = [np.repeat(np.arange(clients), e.stop - e.offset) for e in self._entries]
-        self._owner = np.concatenate(clients_of)  # which client each element of the buffer belongs to
 
     def flat(self, vectors: Sequence[NDArray[np.float32]]) -> torch.Tensor:
         """[K * d] in stacked order from K flat vectors in the model's order."""
@@ -144,7 +142,9 @@ class _Stack:
 
     def expand(self, per_client: NDArray[np.float32]) -> torch.Tensor:
         """One value per client spread over the stacked buffer, client k's over its own parameters."""
-        return torch.from_numpy(per_client[self._owner]).to(self.device)
+        values = torch.from_numpy(np.ascontiguousarray(per_client, dtype=np.float32)).to(self.device)
+        column = values[:, None]
+        return torch.cat([column.expand(-1, e.stop - e.offset).reshape(-1) for e in self._entries])
 
 
 @dataclass(frozen=True)
