@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -94,7 +95,6 @@ class ClientApp:
             make_ditto_rounds(config.personalize) if config.ditto_rounds else None
         )
         self.store = store if store is not None else ClientStateStore()
-        self._batched: BatchedTrainer | bool | None = False  # False: not decided until handle_many
 
     @property
     def adapter(self) -> ModelAdapter:
@@ -105,13 +105,16 @@ class ClientApp:
         job = self._prepare(task)
         return self._conclude(job, self._train_one(job))
 
+    @cached_property
+    def _batched(self) -> BatchedTrainer | None:
+        """Decided on the first job, so a process that only ever handles one task never hears of it."""
+        return batched_trainer_for(self._config, self._adapter)
+
     def handle_many(self, tasks: Sequence[Task]) -> list[Reply | Failure]:
         """Every task of a job, in order; clients train together as one batched model where the job allows.
 
         Only training is batched: each client's uplink chain and state update run as `handle` runs them.
         """
-        if self._batched is False:
-            self._batched = batched_trainer_for(self._config, self._adapter)
         batched = self._batched
         if not isinstance(batched, BatchedTrainer) or len(tasks) < 2:
             return [self.handle(task) for task in tasks]
