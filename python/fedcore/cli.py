@@ -113,7 +113,7 @@ _SIM_FLAGS: tuple[tuple[str, type, str], ...] = (
     ("--dropout", float, "probability that a selected client never answers"),
     ("--stragglers", float, "share of clients that run a random 1..E local epochs (system heterogeneity)"),
     ("--min-clients", int, "fail a round with fewer answering clients than this"),
-    ("--workers", int, "worker processes (default: one per core; 0 or 1: in-process)"),
+    ("--workers", int, "worker processes (default: chosen from the job; 0 or 1: in-process)"),
     ("--seed", int, "run seed; same seed, same numbers"),
     ("--out", str, "output directory for rounds.jsonl and summary.json"),
 )
@@ -229,6 +229,13 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="sum every round through SecAgg+ (X25519 pairwise masks, Shamir dropout recovery): the server "
         "learns only the sum; composes with --codec randk:F",
+    )
+    parser.add_argument(
+        "--vectorize",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="train a round's clients as one batched model (default: wherever the model allows; "
+        "--no-vectorize trains them one at a time)",
     )
     parser.add_argument(
         "--exclude-suspects",

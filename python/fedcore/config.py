@@ -110,7 +110,8 @@ class FLConfig:
     min_bandwidth_mbps: float = 1.0
     eval_clients: bool = False
     test_fraction: float = 0.2
-    workers: int | None = None  # None: one per CPU core; 0 or 1: in-process
+    workers: int | None = None  # None: from the job (_default_workers); 0 or 1: in-process
+    vectorize: bool | None = None  # clients train as one batched model; None: where the model allows
     seed: int = 0
     out: str = "runs/sim"
 
@@ -181,8 +182,8 @@ class FLConfig:
 
     @property
     def num_workers(self) -> int:
-        """Worker processes to start; 0 means train in this process."""
-        workers = self.workers if self.workers is not None else (os.cpu_count() or 1)
+        """Worker processes to start; 0 means train in this process (see `_default_workers` for None)."""
+        workers = self.workers if self.workers is not None else _default_workers(self)
         return 0 if workers <= 1 else min(workers, self.per_round)
 
     def to_dict(self) -> dict[str, Any]:
@@ -193,6 +194,23 @@ class FLConfig:
         settings = self.to_dict()
         del settings["out"]
         return settings
+
+
+CLIENTS_PER_WORKER = 128  # batched: fewer clients per worker than this train faster in one process
+
+
+def _default_workers(config: FLConfig) -> int:
+    """One per core, except where batched training makes a pool cost more than it saves."""
+    # a batched worker trains its stack of clients in about the time of one client; a pool takes
+    # ~1-2 s to start and pickles every round, so it only pays when each worker gets a big stack
+    cores = os.cpu_count() or 1
+    batched = (
+        config.vectorize is not False
+        and config.backend == "torch"
+        and config.model in ("mlp", "logreg")
+        and not (config.local_head or config.ditto_rounds)
+    )
+    return min(cores, config.per_round // CLIENTS_PER_WORKER) if batched else cores
 
 
 def _check_upload_mode(config: FLConfig) -> None:

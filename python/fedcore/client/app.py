@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fedcore.backends.base import ModelAdapter, TrainConfig
 from fedcore.backends.models import make_adapter
+from fedcore.client.batched import BatchedTrainer, ClientTraining, Trained, batched_trainer_for
 from fedcore.client.local_dp import LocalDP
 from fedcore.client.state import ClientState, ClientStateStore
 from fedcore.config import FLConfig
@@ -103,12 +105,33 @@ class ClientApp:
 
     def handle(self, task: Task) -> Reply | Failure:
         """Train on the task; a diverged client replies with a failure and keeps the state it had."""
-        state = self.store.get(task.client_id)
+        job = self._prepare(task)
+        return self._conclude(job, self._train_one(job))
+
+    @cached_property
+    def _batched(self) -> BatchedTrainer | None:
+        """Decided on the first job, so a process that only ever handles one task never hears of it."""
+        return batched_trainer_for(self._config, self._adapter)
+
+    def handle_many(self, tasks: Sequence[Task]) -> list[Reply | Failure]:
+        """Every task of a job, in order; clients train together as one batched model where the job allows.
+
+        Only training is batched: each client's uplink chain and state update run as `handle` runs them.
+        """
+        batched = self._batched
+        if not isinstance(batched, BatchedTrainer) or len(tasks) < 2:
+            return [self.handle(task) for task in tasks]
+        jobs = [self._prepare(task) for task in tasks]
+        trained = batched.train(self._adapter, [job.training() for job in jobs])
+        return [self._conclude(job, result) for job, result in zip(jobs, trained, strict=True)]
+
+    def _conclude(self, job: _Job, trained: Trained) -> Reply | Failure:
+        """Finish a trained task and keep the client's new state; a diverged client keeps the one it had."""
         try:
-            reply, new_state = self._run(task, state)
+            reply, new_state = self._finish(job, trained)
         except DivergedUpdateError as exc:
-            return Failure(task.round, task.client_id, "diverged", str(exc))
-        self.store.put(task.client_id, new_state)
+            return Failure(job.task.round, job.task.client_id, "diverged", str(exc))
+        self.store.put(job.task.client_id, new_state)
         return reply
 
     def _received(self, task: Task, state: ClientState) -> tuple[Vector, ClientState]:
@@ -119,12 +142,11 @@ class ClientApp:
         model = reconstruct(known, task.model)
         return model, replace(state, model=model)
 
-    def _run(self, task: Task, state: ClientState) -> tuple[Reply, ClientState]:
+    def _prepare(self, task: Task) -> _Job:
+        """Everything the task decides before training: start weights, SCAFFOLD correction, settings."""
         settings = TaskSettings.of(task)
-        received, state = self._received(task, state)
+        received, state = self._received(task, self.store.get(task.client_id))
         server_control = decode_frame(task.control) if task.control is not None else None
-        mask: Mask | None = mask_from_bytes(task.mask) if task.mask is not None else None
-        data = self._data_for(task.client_id)
         c_i = correction = None
         if server_control is not None:
             c_i = state.control if state.control is not None else np.zeros_like(server_control)
@@ -132,27 +154,40 @@ class ClientApp:
         start_weights = received
         if self._local_head is not None:
             start_weights = self._local_head.with_head(received, state.head)
-        adapter = self._adapter
-        adapter.set_weights(start_weights)
         local = replace(self._train, seed=settings.train_seed, epochs=settings.epochs or self._train.epochs)
+        data = self._data_for(task.client_id)
+        return _Job(
+            task, settings, state, received, start_weights, server_control, c_i, correction, local, data
+        )
+
+    def _train_one(self, job: _Job) -> Trained:
+        """Local training of one client on the app's model, as the backend does it."""
+        adapter = self._adapter
+        adapter.set_weights(job.start_weights)
         start = time.perf_counter()
         num_examples, num_steps, loss = 0, 0, 0.0
-        fit_metrics: dict[str, float] = {}
+        data = job.data
+        metrics: dict[str, float] = {}
+        kept: dict[str, Any] = {}
         if data.y.size:
             if self._local_dp is not None:
-                private = self._local_dp.fit(adapter, data.x, data.y, local, state)
-                state = replace(state, stages={**state.stages, **private.state})
+                private = self._local_dp.fit(adapter, data.x, data.y, job.local, job.state)
                 num_examples, num_steps, loss = private.num_examples, private.num_steps, private.loss
-                fit_metrics = dict(private.metrics)
+                metrics, kept = dict(private.metrics), dict(private.state)
             else:
                 if self._local_head is not None:
-                    result = self._local_head.fit(adapter, data.x, data.y, local)
+                    result = self._local_head.fit(adapter, data.x, data.y, job.local)
                 else:
-                    result = adapter.fit(data.x, data.y, local, control=correction)
+                    result = adapter.fit(data.x, data.y, job.local, control=job.correction)
                 num_examples, num_steps, loss = result.num_examples, result.num_steps, result.loss
-                fit_metrics = dict(result.metrics)
+                metrics = dict(result.metrics)
         train_s = time.perf_counter() - start
-        new_weights = adapter.get_weights()
+        return Trained(adapter.get_weights(), num_examples, num_steps, loss, train_s, metrics, kept)
+
+    def _finish(self, job: _Job, trained: Trained) -> tuple[Reply, ClientState]:
+        """The uplink chain, SCAFFOLD's control update and Ditto's personal step on a trained client."""
+        task, settings, state = job.task, job.settings, job.state
+        start_weights, new_weights = job.start_weights, trained.weights
         if not np.isfinite(new_weights).all():
             raise DivergedUpdateError(task.client_id)
         delta = (new_weights - start_weights).astype(np.float32)
@@ -161,26 +196,35 @@ class ClientApp:
             head = new_weights[self._local_head.head]
             delta[self._local_head.head] = 0.0
         stages = dict(state.stages)
+        mask: Mask | None = mask_from_bytes(task.mask) if task.mask is not None else None
         ctx = UplinkContext(
-            adapter.layout, task.client_id, settings.codec_seed, settings.codec, mask, settings.dp_clip
+            self._adapter.layout, task.client_id, settings.codec_seed, settings.codec, mask, settings.dp_clip
         )
+        stages.update(trained.stages)
         encoded = self._chain.encode(delta, ctx, stages)
         payloads = [encoded.payload]
-        metrics = dict(encoded.metrics)
+        metrics = {**encoded.metrics, **trained.metrics}
         new_control = state.control
-        if server_control is not None and c_i is not None:
+        if job.server_control is not None and job.c_i is not None:
             new_control = client_control_update(
-                c_i, server_control, start_weights, new_weights, num_steps, self._train.lr
+                job.c_i, job.server_control, start_weights, new_weights, trained.num_steps, self._train.lr
             )
             spec = settings.codec if settings.codec is not None else self._config.codec
-            payloads.append(encode_frame(spec, new_control - c_i, settings.codec_seed ^ 1))
+            payloads.append(encode_frame(spec, new_control - job.c_i, settings.codec_seed ^ 1))
         personal = state.personal
         if self._ditto is not None:
-            config = replace(local, seed=settings.personal_seed)
-            personal = self._ditto.update(adapter, data.x, data.y, state.personal, received, config)
-        metrics.update(fit_metrics)
+            config = replace(job.local, seed=settings.personal_seed)
+            data = job.data
+            personal = self._ditto.update(self._adapter, data.x, data.y, state.personal, job.received, config)
         reply = Reply(
-            task.round, task.client_id, tuple(payloads), num_examples, num_steps, loss, train_s, metrics
+            task.round,
+            task.client_id,
+            tuple(payloads),
+            trained.num_examples,
+            trained.num_steps,
+            trained.loss,
+            trained.train_s,
+            metrics,
         )
         kept = replace(
             state,
@@ -190,6 +234,25 @@ class ClientApp:
             personal=personal,
         )
         return reply, kept
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One task made ready to train: what `_finish` needs besides the trained weights."""
+
+    task: Task
+    settings: TaskSettings
+    state: ClientState  # with the downlink model rebuilt
+    received: Vector
+    start_weights: Vector
+    server_control: Vector | None
+    c_i: Vector | None
+    correction: Vector | None  # SCAFFOLD's c - c_i
+    local: TrainConfig
+    data: Dataset
+
+    def training(self) -> ClientTraining:
+        return ClientTraining(self.start_weights, self.data.x, self.data.y, self.local, self.correction)
 
 
 def _build_adapter(config: FLConfig, data_for: Callable[[int], Dataset]) -> ModelAdapter:

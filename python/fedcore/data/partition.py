@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -38,11 +40,12 @@ def dirichlet(
     _check_clients(n, num_clients, min_size)
     by_class = [np.flatnonzero(labels == c) for c in np.unique(labels)]
     for _ in range(DIRICHLET_ATTEMPTS):
-        parts = _dirichlet_draw(by_class, num_clients, alpha, n, rng)
-        if min(len(p) for p in parts) >= min_size:
+        draw = _dirichlet_draw(by_class, num_clients, alpha, n, rng)
+        if draw.sizes.min() >= min_size:
+            parts = draw.parts()
             break
     else:
-        parts = _top_up(parts, min_size, rng)
+        parts = _top_up(draw.parts(), min_size, rng)
     return [np.sort(np.asarray(p, dtype=np.int64)) for p in parts]
 
 
@@ -94,18 +97,36 @@ def _check_clients(n: int, num_clients: int, min_size: int) -> None:
 
 def _dirichlet_draw(
     by_class: list[Indices], num_clients: int, alpha: float, n: int, rng: np.random.Generator
-) -> list[list[int]]:
-    parts: list[list[int]] = [[] for _ in range(num_clients)]
+) -> _Draw:
+    """One draw; only its sizes decide whether to draw again, so the parts are cut once, from the last."""
+    sizes = np.zeros(num_clients, dtype=np.int64)
+    pieces: list[tuple[Indices, NDArray[np.int64]]] = []
     for members in by_class:
         members = rng.permutation(members)
         shares = rng.dirichlet(np.full(num_clients, alpha))
-        shares *= np.array([len(p) < n / num_clients for p in parts])
+        shares *= sizes < n / num_clients
         total = shares.sum()
         shares = shares / total if total > 0 else np.full(num_clients, 1.0 / num_clients)
         cuts = (np.cumsum(shares) * len(members)).astype(np.int64)[:-1]
-        for part, piece in zip(parts, np.split(members, cuts), strict=True):
-            part.extend(piece.tolist())
-    return parts
+        bounds = np.concatenate(([0], cuts, [len(members)]))
+        sizes += np.diff(bounds)
+        pieces.append((members, bounds))
+    return _Draw(sizes, pieces)
+
+
+@dataclass(frozen=True)
+class _Draw:
+    """A Dirichlet draw as each class's shuffled members and the cuts that deal them to the clients."""
+
+    sizes: NDArray[np.int64]
+    pieces: list[tuple[Indices, NDArray[np.int64]]]
+
+    def parts(self) -> list[list[int]]:
+        parts: list[list[int]] = [[] for _ in range(len(self.sizes))]
+        for members, bounds in self.pieces:
+            for part, start, stop in zip(parts, bounds[:-1], bounds[1:], strict=True):
+                part.extend(members[start:stop].tolist())
+        return parts
 
 
 def _top_up(parts: list[list[int]], min_size: int, rng: np.random.Generator) -> list[list[int]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import os
 import signal
 import traceback
 from collections.abc import Sequence
@@ -78,7 +79,7 @@ class ClientRunner:
         states: list[ClientState] = []
         for task, state in zip(job.tasks, job.states, strict=True):
             self._app.store.put(task.client_id, state)
-            answer = self._app.handle(task)
+        for task, answer in zip(job.tasks, self._app.handle_many(job.tasks), strict=True):
             if isinstance(answer, Failure):
                 failures.append(answer)
             else:
@@ -120,9 +121,11 @@ class InlinePool:
         """Nothing to release in-process."""
 
 
-def _worker_main(conn: Connection, config: FLConfig, data: FederatedData) -> None:
+def _worker_main(conn: Connection, config: FLConfig, data: FederatedData, rayon_threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it terminates us
     try:
+        # the codec's Rust thread pool starts on first use: give each worker its share of the cores
+        os.environ.setdefault("RAYON_NUM_THREADS", str(rayon_threads))
         limit_threads(config)
         runner = ClientRunner(config, data)
     except Exception:  # any failure goes to the parent, which raises it
@@ -164,11 +167,12 @@ class ProcessPool:
 
     def __init__(self, config: FLConfig, data: FederatedData, workers: int) -> None:
         ctx = _context(config)
+        rayon_threads = max(1, (os.cpu_count() or 1) // workers)
         self._conns: list[Connection] = []
         self._procs: list[Any] = []
         for _ in range(workers):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker_main, args=(child, config, data), daemon=True)
+            proc = ctx.Process(target=_worker_main, args=(child, config, data, rayon_threads), daemon=True)
             proc.start()
             child.close()
             self._conns.append(parent)

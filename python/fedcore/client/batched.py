@@ -1,0 +1,101 @@
+"""Training a job's clients together: the part of a client's round that a simulation worker can batch."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fedcore.backends.base import ModelAdapter, TrainConfig
+from fedcore.config import FLConfig
+from fedcore.uplink.base import Vector
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClientTraining:
+    """Where one client's local training starts: weights, data, settings, SCAFFOLD's correction."""
+
+    start_weights: Vector
+    x: np.ndarray
+    y: np.ndarray
+    config: TrainConfig
+    correction: Vector | None = None
+
+
+@dataclass(frozen=True)
+class Trained:
+    """One client's local training as the rest of its round needs it."""
+
+    weights: Vector
+    num_examples: int
+    num_steps: int
+    loss: float
+    train_s: float
+    metrics: dict[str, float] = field(default_factory=dict)  # what training reports (DP-SGD's epsilon)
+    stages: dict[str, Any] = field(default_factory=dict)  # state training keeps (DP-SGD's step count)
+
+
+class BatchedTrainer:
+    """Trains many clients of one torch MLP at once (see fedcore.backends.batched_torch).
+
+    A client's `train_s` is its share of the batched wall time: the job's time divided by its clients.
+    """
+
+    def train(self, adapter: ModelAdapter, clients: Sequence[ClientTraining]) -> list[Trained]:
+        from fedcore.backends.batched_torch import StackedFit, fit_stacked
+        from fedcore.backends.torch_backend import TorchAdapter
+
+        if not isinstance(adapter, TorchAdapter):
+            raise TypeError(f"batched training needs a TorchAdapter, got {type(adapter).__name__}")
+        start = time.perf_counter()
+        training = [i for i, c in enumerate(clients) if c.y.size]
+        fits = [
+            StackedFit(c.start_weights, c.x, c.y, c.config, c.correction)
+            for c in (clients[i] for i in training)
+        ]
+        results = dict(zip(training, fit_stacked(adapter, fits), strict=True))
+        share = (time.perf_counter() - start) / len(clients)
+        trained = []
+        for i, client in enumerate(clients):
+            if i in results:
+                weights, fit = results[i]
+                trained.append(Trained(weights, fit.num_examples, fit.num_steps, fit.loss, share))
+            else:  # no data: nothing trains, as in ClientApp.handle
+                trained.append(Trained(client.start_weights.copy(), 0, 0, 0.0, share))
+        return trained
+
+
+def batched_trainer_for(config: FLConfig, adapter: ModelAdapter) -> BatchedTrainer | None:
+    """The trainer for this run's clients, or None (with a one-line note) when they must train one by one.
+
+    `config.vectorize`: None trains batched where the model allows, False never, True insists.
+    """
+    if config.vectorize is False:
+        return None
+    reason = _refusal(config, adapter)
+    if reason is None:
+        return BatchedTrainer()
+    if config.vectorize:
+        raise ValueError(f"vectorize=True, but clients cannot train batched: {reason}")
+    _log.info("fedcore: training clients one at a time (%s)", reason)
+    return None
+
+
+def _refusal(config: FLConfig, adapter: ModelAdapter) -> str | None:
+    if config.local_head:
+        return "a local head trains head and body in turn"
+    if config.ditto_rounds:
+        return "Ditto trains a personal model in rounds"
+    if config.dp is not None and config.dp.startswith("local:"):
+        return "DP-SGD clips and noises each example's gradient"
+    if config.backend != "torch":
+        return f"the {config.backend} backend"
+    from fedcore.backends.batched_torch import stacking_refusal
+
+    return stacking_refusal(adapter)
