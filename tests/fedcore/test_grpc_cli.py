@@ -28,6 +28,7 @@ rounds = 2
 local_epochs = 1
 codec = "quant:8"
 workers = 0
+vectorize = false  # a client process trains one client, so the simulation does too
 seed = 3
 """
 TIMEOUT_S = 400  # four processes importing torch on a busy two-core machine
