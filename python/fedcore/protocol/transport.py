@@ -8,6 +8,7 @@ from typing import Protocol
 
 from fedcore.protocol.aggregator import Aggregator
 from fedcore.protocol.messages import Failure, Reply, Task
+from fedcore.strategies.base import FoldSum
 
 
 @dataclass(frozen=True)
@@ -68,24 +69,60 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+def fold_answer(aggregator: Aggregator, answer: Reply | Failure) -> ReplyInfo | Failure:
+    """One client's answer into the aggregate: accepted (what to record of it), or why it is not in."""
+    if isinstance(answer, Failure):
+        return answer
+    refusal = aggregator.add(answer)
+    return ReplyInfo.of(answer) if refusal is None else refusal
+
+
 def fold_in_order(
     make_aggregator: AggregatorFactory, tasks: Sequence[Task], arrived: Sequence[Reply | Failure]
 ) -> RoundOutcome:
     """Fold replies in task order (sums repeat exactly); a reply whose payloads do not decode fails."""
     aggregator = make_aggregator()
-    accepted: list[ReplyInfo] = []
-    failures: list[Failure] = []
+    folded: list[ReplyInfo | Failure] = []
     by_client = {r.client_id: r for r in arrived}
     for task in tasks:
         got = by_client.get(task.client_id)
         if got is None:
-            failures.append(Failure(task.round, task.client_id, "dropped", "no reply before the deadline"))
-        elif isinstance(got, Failure):
-            failures.append(got)
+            folded.append(Failure(task.round, task.client_id, "dropped", "no reply before the deadline"))
         else:
-            refusal = aggregator.add(got)
-            if refusal is None:
-                accepted.append(ReplyInfo.of(got))
-            else:
-                failures.append(refusal)
-    return RoundOutcome(aggregator, tuple(accepted), tuple(failures))
+            folded.append(fold_answer(aggregator, got))
+    return outcome_of(aggregator, folded)
+
+
+def outcome_of(aggregator: Aggregator, folded: Sequence[ReplyInfo | Failure]) -> RoundOutcome:
+    """The round's outcome from its folded answers, accepted and refused each kept in order."""
+    accepted = tuple(f for f in folded if isinstance(f, ReplyInfo))
+    failures = tuple(f for f in folded if isinstance(f, Failure))
+    return RoundOutcome(aggregator, accepted, failures)
+
+
+class ReplyCollector:
+    """Keeps the round's replies as they are, so the attack can read the honest ones before anything folds."""
+
+    def __init__(self) -> None:
+        self.replies: list[Reply] = []
+
+    def add(self, reply: Reply) -> Failure | None:
+        self.replies.append(reply)
+        return None
+
+    def merge(self, other: ReplyCollector) -> ReplyCollector:
+        merged = ReplyCollector()
+        merged.replies = self.replies + other.replies
+        return merged
+
+    def finish(self) -> FoldSum:
+        raise TypeError("a reply collector is never finished")
+
+
+def collect_replies(
+    transport: Transport, tasks: Sequence[Task], deadline_s: float | None
+) -> tuple[list[Reply], tuple[Failure, ...]]:
+    """Run a round on `transport` and keep the replies whole, for a step that must see them before folding."""
+    collected = transport.run_round(tasks, ReplyCollector, deadline_s)
+    assert isinstance(collected.aggregator, ReplyCollector)
+    return collected.aggregator.replies, collected.failures

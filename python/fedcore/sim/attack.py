@@ -9,11 +9,16 @@ import numpy as np
 
 from fedcore.config import FLConfig
 from fedcore.data.dataset import Dataset
-from fedcore.protocol.messages import Failure, Reply, Task
-from fedcore.protocol.transport import AggregatorFactory, RoundOutcome, Transport, fold_in_order
+from fedcore.protocol.messages import Reply, Task
+from fedcore.protocol.transport import (
+    AggregatorFactory,
+    RoundOutcome,
+    Transport,
+    collect_replies,
+    fold_in_order,
+)
 from fedcore.seeds import ATTACK_SEED, derive_seed
 from fedcore.server.aggregation import decode_reply
-from fedcore.strategies.base import FoldSum
 from fedcore.uplink.codec import encode_frame
 
 
@@ -48,25 +53,6 @@ def poisoned_data(config: FLConfig, data_for: Callable[[int], Dataset]) -> Calla
     return poisoned
 
 
-class _Collector:
-    """Keeps the round's replies as they are, so the attack can read the honest ones before anything folds."""
-
-    def __init__(self) -> None:
-        self.replies: list[Reply] = []
-
-    def add(self, reply: Reply) -> Failure | None:
-        self.replies.append(reply)
-        return None
-
-    def merge(self, other: _Collector) -> _Collector:
-        merged = _Collector()
-        merged.replies = self.replies + other.replies
-        return merged
-
-    def finish(self) -> FoldSum:
-        raise TypeError("a reply collector is never finished")
-
-
 class AttackedTransport:
     """The simulation with a colluding Byzantine share: their replies are rewritten after honest training.
 
@@ -90,11 +76,10 @@ class AttackedTransport:
     def run_round(
         self, tasks: Sequence[Task], make_aggregator: AggregatorFactory, deadline_s: float | None
     ) -> RoundOutcome:
-        collected = self._inner.run_round(tasks, _Collector, deadline_s)
-        replies: list[Reply] = collected.aggregator.replies  # type: ignore[attr-defined]
+        replies, failures = collect_replies(self._inner, tasks, deadline_s)
         if self._rewrites and tasks:
             replies = self._rewrite(replies, make_aggregator, tasks[0].round)
-        return fold_in_order(make_aggregator, tasks, [*replies, *collected.failures])
+        return fold_in_order(make_aggregator, tasks, [*replies, *failures])
 
     def _rewrite(
         self, replies: list[Reply], make_aggregator: AggregatorFactory, round_num: int

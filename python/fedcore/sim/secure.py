@@ -18,9 +18,8 @@ from numpy.typing import NDArray
 from fedcore.compression import fedcodec
 from fedcore.config import FLConfig
 from fedcore.protocol.messages import Failure, Reply, Task
-from fedcore.protocol.transport import AggregatorFactory, ReplyInfo, RoundOutcome, Transport
+from fedcore.protocol.transport import AggregatorFactory, ReplyInfo, RoundOutcome, Transport, collect_replies
 from fedcore.seeds import SECAGG_SEED, derive_seed
-from fedcore.sim.attack import _Collector
 from fedcore.strategies.base import FoldSum
 from fedcore.uplink.codec import decode_frame
 
@@ -84,10 +83,9 @@ class SecureTransport:
     ) -> RoundOutcome:
         from fedcore.secure import RingConfig, SecAggAbort, choose_params, secure_sum
 
-        collected = self._inner.run_round(tasks, _Collector, deadline_s)
-        replies: list[Reply] = collected.aggregator.replies  # type: ignore[attr-defined]
+        replies, lost = collect_replies(self._inner, tasks, deadline_s)
         if not replies:
-            return RoundOutcome(make_aggregator(), (), collected.failures)
+            return RoundOutcome(make_aggregator(), (), lost)
         round_num = replies[0].round
         config = self._config
         seed = derive_seed(config.seed, round_num, -1, SECAGG_SEED)
@@ -109,7 +107,7 @@ class SecureTransport:
                 Failure(round_num, r.client_id, "client_error", f"secure aggregation aborted: {exc}")
                 for r in replies
             )
-            return RoundOutcome(make_aggregator(), (), (*collected.failures, *failures))
+            return RoundOutcome(make_aggregator(), (), (*lost, *failures))
         included = set(report.result.included)
         weight_sum = float(total[-1]) * self._cap
         delta_sum = self._spread(np.ascontiguousarray(total[:-1], dtype=np.float32), size, seed) * self._cap
@@ -140,7 +138,7 @@ class SecureTransport:
             "secagg_threshold": params.threshold,
             "secagg_dropped": list(report.result.dropped),
         }
-        return RoundOutcome(SecureSumResult(fold, metrics), infos, (*collected.failures, *flagged))
+        return RoundOutcome(SecureSumResult(fold, metrics), infos, (*lost, *flagged))
 
     def _keep(self, x: NDArray[np.float32], seed: int) -> NDArray[np.float32]:
         """Seeded random-k, the same coordinates for every client of the round; all of them without it."""

@@ -19,7 +19,7 @@ from fedcore.config import FLConfig
 from fedcore.data import FederatedData, build_federated
 from fedcore.protocol.aggregator import Aggregator
 from fedcore.protocol.messages import Failure, Task
-from fedcore.protocol.transport import AggregatorFactory, ReplyInfo
+from fedcore.protocol.transport import AggregatorFactory, ReplyInfo, fold_answer, outcome_of
 from fedcore.sim.attack import poisoned_data
 
 
@@ -74,22 +74,12 @@ class ClientRunner:
 
     def run(self, job: WorkerJob) -> WorkerResult:
         aggregator = job.make_aggregator()
-        replies: list[ReplyInfo] = []
-        failures: list[Failure] = []
-        states: list[ClientState] = []
         for task, state in zip(job.tasks, job.states, strict=True):
             self._app.store.put(task.client_id, state)
-        for task, answer in zip(job.tasks, self._app.handle_many(job.tasks), strict=True):
-            if isinstance(answer, Failure):
-                failures.append(answer)
-            else:
-                refusal = aggregator.add(answer)
-                if refusal is None:
-                    replies.append(ReplyInfo.of(answer))
-                else:
-                    failures.append(refusal)
-            states.append(self._app.store.get(task.client_id))
-        return WorkerResult(aggregator, tuple(replies), tuple(failures), tuple(states))
+        folded = [fold_answer(aggregator, answer) for answer in self._app.handle_many(job.tasks)]
+        outcome = outcome_of(aggregator, folded)
+        states = tuple(self._app.store.get(task.client_id) for task in job.tasks)
+        return WorkerResult(aggregator, outcome.replies, outcome.failures, states)
 
 
 class Pool(Protocol):
