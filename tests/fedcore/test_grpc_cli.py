@@ -202,3 +202,20 @@ def test_a_client_asked_for_another_dataset_than_the_servers_says_so() -> None:
         make(FLConfig(dataset="digits").to_dict())
     with pytest.raises(cli.ClientSetupError, match="unexpected keyword"):
         make({**FLConfig().to_dict(), "a_field_from_a_newer_server": 1})
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--secagg"], "--secagg runs in `fedcore sim` only"),
+        (["--attack", "signflip", "--byzantine", "0.2"], "--attack simulates Byzantine clients"),
+    ],
+)
+def test_a_deployment_refuses_what_only_the_simulation_does(
+    flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fedcore.cli import main
+
+    assert main(["deploy-local", "--clients", "3", "--per-round", "2", "--out", str(tmp_path), *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "tokens").exists()

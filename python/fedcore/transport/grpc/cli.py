@@ -110,11 +110,25 @@ def fl_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k in names and v is not None}
 
 
+def simulation_only(config: FLConfig) -> str | None:
+    """What a deployment cannot do yet, said instead of silently doing less (e.g. summing in the clear)."""
+    if config.secagg:
+        return "--secagg runs in `fedcore sim` only: the gRPC protocol does not carry SecAgg+'s stages yet"
+    if config.attack is not None:
+        return "--attack simulates Byzantine clients; it exists in `fedcore sim` only"
+    if config.adaptive_deadline_s is not None:
+        return "--adaptive plans with simulated bandwidth and device speed; it exists in `fedcore sim` only"
+    return None
+
+
 # ---- fedcore server --------------------------------------------------------------------------------
 
 
 def run_server(args: argparse.Namespace, config: FLConfig) -> int:
     """Serve the run to the clients that register; 0 when all rounds ran, 1 on failure, 2 on bad flags."""
+    refusal = simulation_only(config)
+    if refusal is not None:
+        return _usage(refusal)
     if args.make_tokens is not None:
         if args.token_dir is None:
             return _usage("--make-tokens needs --token-dir")
@@ -306,6 +320,9 @@ def run_deploy_local(args: argparse.Namespace) -> int:
         config = load_config(getattr(args, "config", None), fl_overrides(args))
     except (OSError, ValueError) as exc:
         return _usage(str(exc))
+    refusal = simulation_only(config)
+    if refusal is not None:
+        return _usage(refusal)
     out = Path(config.out)
     token_dir = out / "tokens"
     tokens = make_tokens(config.clients, token_dir)
