@@ -30,8 +30,9 @@ $(STAMP): $(BIN)/python $(RUST_SOURCES) $(PY_META)
 	$(BIN)/pip install -q -e '.[dev,torch,mlx]'
 	@touch $(STAMP)
 
+# The folder is named by the args, so --overwrite only ever replaces a run of the same args (same numbers).
 sim: $(STAMP) ## set up and run the default simulation (runs/default; with SIM_ARGS=...: runs/sim-<hash>)
-	$(BIN)/fedcore sim --out $(SIM_OUT) $(SIM_ARGS)
+	$(BIN)/fedcore sim --overwrite --out $(SIM_OUT) $(SIM_ARGS)
 
 study: $(STAMP) ## the accuracy-per-byte study (264 runs, about 45 min on 2 cores): runs/study/results.md
 	$(BIN)/fedcore sweep --out runs/study
