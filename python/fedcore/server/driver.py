@@ -176,7 +176,7 @@ class RoundDriver:
             min_clients=config.min_clients,
             excluded=state.suspects.flagged() if state.suspects and config.exclude_suspects else frozenset(),
         )
-        models, down_bytes, sync = self._models(state, sel, round_num)
+        model_for, down_bytes, sync = self._models(state, sel, round_num)
         control, control_bytes = self._control(server, round_num)
         mask = self.masks.select(round_num, server.weights, self.layout, state.change) if self.masks else None
         descriptor = 0 if mask is None or mask.is_seeded else len(mask.to_bitmap())
@@ -194,7 +194,7 @@ class RoundDriver:
                 round=round_num,
                 client_id=cid,
                 model_version=round_num,
-                model=models[cid] if sync is not None else models[-1],
+                model=model_for(cid),
                 model_is_diff=sync is not None,
                 control=control,
                 mask=mask_to_bytes(round_mask) if round_mask is not None else None,
@@ -304,8 +304,8 @@ class RoundDriver:
 
     def _models(
         self, state: DriverState, sel: RoundSelection, round_num: int
-    ) -> tuple[dict[int, bytes], int, DownlinkSync | None]:
-        """Each client's model message (key -1: the one broadcast frame) and their bytes.
+    ) -> tuple[Callable[[int], bytes], int, DownlinkSync | None]:
+        """Each client's model message (the one broadcast frame, or its own difference) and their bytes.
 
         A broadcast is counted for every selected client, dropouts included; a downlink-sync message exists
         only for a client that gets a task, since the server records what each client holds.
@@ -314,9 +314,9 @@ class RoundDriver:
         selected = int(sel.selected.size)
         if state.downlink is None:
             frame = encode_frame(None, weights, 0)
-            if self.local_head is not None:  # the head is not the server's to send
-                return {-1: frame}, FLOAT32_BYTES * self.local_head.body.count * selected, None
-            return {-1: frame}, FLOAT32_BYTES * self.layout.size * selected, None
+            sent = self.local_head.body.count if self.local_head is not None else self.layout.size
+            # (with a local head only the body counts: the head is not the server's to send)
+            return lambda cid: frame, FLOAT32_BYTES * sent * selected, None
         sync = state.downlink.copy()
         models: dict[int, bytes] = {}
         total = 0
@@ -326,7 +326,7 @@ class RoundDriver:
             )
             models[cid] = payload
             total += nbytes
-        return models, total, sync
+        return models.__getitem__, total, sync
 
     def _control(self, server: ServerState, round_num: int) -> tuple[bytes | None, int]:
         """SCAFFOLD's server control as one frame for every client, and its bytes per client."""
