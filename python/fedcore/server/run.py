@@ -41,7 +41,8 @@ def run_federation(
     state: DriverState = (
         load_checkpoint(out, settings) if resume else initial_state(config, evaluator.get_weights())
     )
-    transport.wait_ready(config.per_round, wait_clients_s)
+    if state.next_round < driver.rounds_to_run:  # a resumed run that had finished needs nobody
+        transport.wait_ready(config.per_round, wait_clients_s)
     audit = AuditLog(out / "audit.jsonl")
     try:
         with RoundsWriter(out / "rounds.jsonl") as writer:

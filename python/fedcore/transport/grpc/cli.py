@@ -179,8 +179,9 @@ def serve(config: FLConfig, transport: GrpcServerTransport, args: argparse.Names
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    ready = transport.wait_ready(config.clients, args.wait_clients_s)  # everyone, within the bound
-    log.info("%d of %d clients registered; starting round 1", ready, config.clients)
+    if not _finished(config, out, bool(getattr(args, "resume", False))):
+        ready = transport.wait_ready(config.clients, args.wait_clients_s)  # everyone, within the bound
+        log.info("%d of %d clients registered; starting round 1", ready, config.clients)
     summary: dict[str, Any] = run_federation(
         config,
         transport,
@@ -192,6 +193,18 @@ def serve(config: FLConfig, transport: GrpcServerTransport, args: argparse.Names
     refusals = [dataclasses.asdict(f) for f in transport.refusals()]
     (out / "refusals.jsonl").write_text("".join(json.dumps(r) + "\n" for r in refusals))
     return summary
+
+
+def _finished(config: FLConfig, out: Path, resume: bool) -> bool:
+    """A resumed run whose checkpoint already holds every round: no client needs to come back for it."""
+    if not resume:
+        return False
+    from fedcore.server.checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        return load_checkpoint(out, config.run_settings()).next_round >= config.rounds
+    except CheckpointError:
+        return False  # run_federation says what is wrong with it
 
 
 def model_size(config: FLConfig) -> int:
