@@ -175,7 +175,8 @@ def _wait_for_rounds(path: Path, rounds: int, proc: subprocess.Popen[bytes], tim
 def test_clients_ride_out_a_server_killed_mid_run_and_resumed_on_the_same_port(tmp_path: Path) -> None:
     from fedcore.sim import simulate_to_dir
 
-    (tmp_path / "run.toml").write_text(RUN_TOML.replace("rounds = 2", "rounds = 4"))
+    # Long enough that the server is still mid-run when it is killed after round 2, even on an idle machine.
+    (tmp_path / "run.toml").write_text(RUN_TOML.replace("rounds = 2", "rounds = 12"))
     _make_tokens(tmp_path)
     address = f"127.0.0.1:{_free_port()}"
     server = _spawn(tmp_path, _server(address))
