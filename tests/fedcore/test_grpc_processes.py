@@ -119,3 +119,36 @@ def test_a_client_registers_again_after_the_server_restarts(tmp_path: Path) -> N
     thread.join(timeout=10.0)
     assert not thread.is_alive()  # told "done" by the second server
     assert runs[0].reconnects >= 1  # (round 0's receipt may have died with the first server)
+
+
+class _Aborted(Exception):
+    """What a servicer context raises on abort."""
+
+
+class _Context:
+    """The part of `grpc.ServicerContext` the task poll uses, called directly rather than over a socket."""
+
+    def add_callback(self, _callback: object) -> bool:
+        return True
+
+    def is_active(self) -> bool:
+        return True
+
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:1"
+
+    def abort(self, code: object, details: str) -> None:
+        raise _Aborted(f"{code}: {details}")
+
+
+def test_an_aborted_server_never_tells_a_polling_client_the_run_is_done(tmp_path: Path) -> None:
+    from fedcore.transport.grpc._generated import fleet_pb2 as pb
+
+    book = make_tokens(1, tmp_path)
+    server = GrpcServerTransport("127.0.0.1:0", book, Limits.for_model(N), "{}", poll_s=0.5)
+    context = _Context()
+    welcome = server.register(pb.Hello(client_id=0, token=token(tmp_path, 0)), context)  # type: ignore[arg-type]
+    server.abort()
+    request = pb.TaskRequest(session_id=welcome.session_id, client_id=0)
+    with pytest.raises(_Aborted, match="UNAVAILABLE"):  # "done" would end a client that should reconnect
+        list(server.get_task(request, context))  # type: ignore[arg-type]

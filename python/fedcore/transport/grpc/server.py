@@ -97,7 +97,8 @@ class GrpcServerTransport:
         self._sessions: dict[int, _Session] = {}
         self._round: _Round | None = None
         self._next_round = 0
-        self._closed = False
+        self._closed = False  # the run is over: polling clients are told "done"
+        self._aborted = False  # serving stops without telling anyone: polling clients must not hear "done"
         self._refusals: list[Failure] = []
         workers = 2 * max_clients + 8  # one long poll and one upload per client at a time
         self._server = grpc.server(
@@ -148,7 +149,7 @@ class GrpcServerTransport:
         elements = _model_elements(tasks)
         parts = _frame_parts(tasks, self._limits.chunk_bytes)
         with self._cond:
-            if self._closed:
+            if self._closed or self._aborted:
                 raise RuntimeError("the transport is closed")
             if self._round is not None:
                 raise RuntimeError(f"round {self._round.index} is still in progress")
@@ -183,7 +184,7 @@ class GrpcServerTransport:
     def abort(self) -> None:
         """Stop serving at once without telling clients the run is over: they retry (a restart, --resume)."""
         with self._cond:
-            self._closed = True
+            self._aborted = True
             self._cond.notify_all()
         self._server.stop(grace=None).wait(5.0)
 
@@ -234,6 +235,8 @@ class GrpcServerTransport:
             try:
                 while True:
                     session.last_seen = time.monotonic()
+                    if self._aborted:
+                        context.abort(grpc.StatusCode.UNAVAILABLE, "server stopping: retry")  # raises
                     if self._closed:
                         session.told_done = True
                         self._cond.notify_all()
