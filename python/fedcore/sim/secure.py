@@ -26,13 +26,13 @@ from fedcore.uplink.codec import decode_frame
 
 def secagg_fraction(config: FLConfig) -> float:
     """`--codec randk:F` under secure aggregation: the ring keeps the same seeded F of every update."""
-    if config.codec in (None, "none"):
+    if config.codec is None or config.codec.raw:
         return 1.0
     name, _, arg = str(config.codec).partition(":")
     if name != "randk" or "+" in arg:
         raise ValueError(
             f"--secagg adds codes in the ring, so only linear compression composes: --codec randk:F, got "
-            f"{config.codec!r}"
+            f"'{config.codec}'"
         )
     return float(arg)
 

@@ -303,15 +303,17 @@ def _local_data(
     config: FLConfig, client_id: int, data: str | None, dataset: str | None
 ) -> Callable[[int], Dataset]:
     """This client's training set: its own npz file, or shard `client_id` of the server's partition."""
+    from fedcore.data.spec import DatasetSpec
+
     if data is not None:
         from fedcore.data.loaders import load_npz
 
-        kind, _, path = data.partition(":")
-        if kind != "npz" or not path:
+        own_spec = DatasetSpec.parse(data) if data.startswith("npz:") else None
+        if own_spec is None:
             raise ValueError(f"--data must be npz:PATH, got {data!r}")
-        own = load_npz(path)
+        own = load_npz(own_spec.path)
         return lambda _client: own
-    if dataset is not None and dataset != config.dataset:
+    if dataset is not None and DatasetSpec.parse(dataset) != config.dataset:
         raise ValueError(f"--dataset {dataset} differs from the server's dataset {config.dataset}")
     from fedcore.data import build_federated
 
