@@ -25,6 +25,7 @@ from fedcore.transport.grpc.limits import Limits
 if TYPE_CHECKING:
     from fedcore.config import FLConfig
     from fedcore.data.dataset import Dataset
+    from fedcore.server.run import Evaluation
     from fedcore.transport.grpc.client import Handler
     from fedcore.transport.grpc.server import GrpcServerTransport
 
@@ -145,10 +146,13 @@ def run_server(args: argparse.Namespace, config: FLConfig) -> int:
     except (OSError, ValueError) as exc:
         return _usage(str(exc))
     _log_to_stderr()
-    transport = open_server(config, tokens, args.address, args, tls)
+    from fedcore.server.run import Evaluation
+
+    evaluation = Evaluation.load(config)
+    transport = open_server(config, evaluation, tokens, args.address, args, tls)
     print(f"fedcore server listening on port {transport.port}", flush=True)
     try:
-        summary = serve(config, transport, args)
+        summary = serve(config, evaluation, transport, args)
     finally:
         transport.close()
     print(json.dumps(summary, default=str))
@@ -156,7 +160,12 @@ def run_server(args: argparse.Namespace, config: FLConfig) -> int:
 
 
 def open_server(
-    config: FLConfig, tokens: TokenBook, address: str, args: argparse.Namespace, tls: Any = None
+    config: FLConfig,
+    evaluation: Evaluation,
+    tokens: TokenBook,
+    address: str,
+    args: argparse.Namespace,
+    tls: Any = None,
 ) -> GrpcServerTransport:
     """A listening transport whose size limits follow from this run's model and codec."""
     from fedcore.transport.grpc.server import GrpcServerTransport
@@ -164,7 +173,7 @@ def open_server(
     return GrpcServerTransport(
         address,
         tokens,
-        Limits.for_model(model_size(config), config.codec),
+        Limits.for_model(evaluation.model.layout.size, config.codec),
         json.dumps(config.to_dict()),
         tls=tls,
         round_timeout_s=args.round_timeout,
@@ -173,7 +182,9 @@ def open_server(
     )
 
 
-def serve(config: FLConfig, transport: GrpcServerTransport, args: argparse.Namespace) -> dict[str, Any]:
+def serve(
+    config: FLConfig, evaluation: Evaluation, transport: GrpcServerTransport, args: argparse.Namespace
+) -> dict[str, Any]:
     """The lead's round driver over this transport: rounds.jsonl, summary.json, audit.jsonl, checkpoints."""
     from fedcore.server import run_federation
 
@@ -189,6 +200,7 @@ def serve(config: FLConfig, transport: GrpcServerTransport, args: argparse.Names
         resume=bool(getattr(args, "resume", False)),
         deadline_s=args.round_timeout,
         wait_clients_s=args.wait_clients_s,
+        evaluation=evaluation,
     )
     refusals = [dataclasses.asdict(f) for f in transport.refusals()]
     (out / "refusals.jsonl").write_text("".join(json.dumps(r) + "\n" for r in refusals))
@@ -206,12 +218,6 @@ def _finished(config: FLConfig, out: Path, resume: bool) -> bool:
     except CheckpointError:
         return False  # run_federation says what is wrong with it
 
-
-def model_size(config: FLConfig) -> int:
-    """Parameters of the run's model (the server builds it anyway to evaluate)."""
-    from fedcore.sim.workers import build_model, load_data
-
-    return int(build_model(config, load_data(config)).get_weights().size)
 
 
 def _server_tls(cert: Path | None, key: Path | None) -> Any:
@@ -342,7 +348,10 @@ def run_deploy_local(args: argparse.Namespace) -> int:
     token_dir = out / "tokens"
     tokens = make_tokens(config.clients, token_dir)
     _log_to_stderr()
-    transport = open_server(config, tokens, "127.0.0.1:0", args)
+    from fedcore.server.run import Evaluation
+
+    evaluation = Evaluation.load(config)
+    transport = open_server(config, evaluation, tokens, "127.0.0.1:0", args)
     target = f"127.0.0.1:{transport.port}"
     print(
         f"fedcore deploy-local: server on {target}, {config.clients} client processes, logs in {out}/clients",
@@ -350,7 +359,7 @@ def run_deploy_local(args: argparse.Namespace) -> int:
     )
     procs = start_clients(target, token_dir, range(config.clients), out / "clients")
     try:
-        summary = serve(config, transport, args)
+        summary = serve(config, evaluation, transport, args)
     finally:
         transport.close(grace_s=args.poll_s + 60.0)  # a busy client polls late
         codes = stop_clients(procs, timeout_s=args.poll_s + 30.0)
