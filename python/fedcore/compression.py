@@ -55,6 +55,11 @@ class CodecSpec:
         """Raw float32: no codec and no frame around the vector."""
         return self.text == "none"
 
+    @property
+    def stages(self) -> tuple[tuple[str, str], ...]:
+        """The pipeline's stages as (name, parameters), in order: `topk:0.1+quant:8` is two."""
+        return tuple((name, arg) for name, _, arg in (part.partition(":") for part in self.text.split("+")))
+
 
 def normalise_spec(spec: CodecSpec | str | None) -> str | None:
     """The frame spec to encode with; None for raw float32 (no spec, or `none`)."""

@@ -63,6 +63,11 @@ def test_numbers_print_as_users_write_them() -> None:
     assert str(CodecSpec.parse(" NONE ")) == "none"
 
 
+def test_a_codec_spec_names_its_stages_in_order() -> None:
+    assert CodecSpec.parse("topk:0.1+quant:8").stages == (("topk", "0.1"), ("quant", "8"))
+    assert CodecSpec.parse("randk:0.25").stages == (("randk", "0.25"),)
+
+
 def test_the_config_holds_parsed_specs_and_its_dict_holds_their_text() -> None:
     config = FLConfig(
         dataset="mnist1d:4000",  # type: ignore[arg-type]  # text is accepted at the edge

@@ -28,8 +28,8 @@ def secagg_fraction(config: FLConfig) -> float:
     """`--codec randk:F` under secure aggregation: the ring keeps the same seeded F of every update."""
     if config.codec is None or config.codec.raw:
         return 1.0
-    name, _, arg = str(config.codec).partition(":")
-    if name != "randk" or "+" in arg:
+    ((name, arg),) = config.codec.stages[:1]
+    if name != "randk" or len(config.codec.stages) > 1:
         raise ValueError(
             f"--secagg adds codes in the ring, so only linear compression composes: --codec randk:F, got "
             f"'{config.codec}'"
