@@ -21,6 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from fedcore.backends.user import DEVICES, check_device, import_model_fn, is_import_path
 from fedcore.compression import CodecUnavailableError, validate_spec
 from fedcore.config import BACKENDS, MODELS, FLConfig, load_config
 from fedcore.config_files import to_toml
@@ -199,7 +200,17 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
         "bandwidth ends within DEADLINE_S seconds of the round start; replaces --codec",
     )
     parser.add_argument("--backend", choices=BACKENDS, help=with_default("training backend", "backend"))
-    parser.add_argument("--model", choices=MODELS, help=with_default("model architecture", "model"))
+    parser.add_argument(
+        "--model",
+        help=with_default(
+            f"model architecture: {' | '.join(MODELS)}, or MODULE:FUNCTION, an import path to a function "
+            "that returns your own torch/mlx module or scikit-learn estimator",
+            "model",
+        ),
+    )
+    parser.add_argument(
+        "--device", choices=DEVICES, help=with_default("where torch models train", "device")
+    )
     parser.add_argument(
         "--selection", choices=SELECTION_NAMES, help=with_default("client selection", "selection")
     )
@@ -411,7 +422,17 @@ def _preflight(config: FLConfig, overwrite: bool) -> FederatedData:
     """Everything that can be wrong with the user's input, checked before a folder or a worker is made."""
     from fedcore.sim.workers import load_data
 
-    check_backend_installed(config.backend)
+    if is_import_path(config.model):
+        try:
+            import_model_fn(config.model)
+        except ValueError as exc:
+            raise UsageError(f"--model {config.model}: {exc}") from None
+    else:
+        check_backend_installed(config.backend)
+    try:
+        check_device(config.device)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     for name, spec in (("--codec", config.codec), ("--downlink-codec", config.downlink_codec)):
         try:
             validate_spec(spec)
