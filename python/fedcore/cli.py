@@ -418,10 +418,8 @@ def _say(message: object) -> None:
     print(f"fedcore: error: {suggest_choice(one_line(name_flags(str(message), _FIELDS)))}", file=sys.stderr)
 
 
-def _preflight(config: FLConfig, overwrite: bool) -> FederatedData:
-    """Everything that can be wrong with the user's input, checked before a folder or a worker is made."""
-    from fedcore.sim.workers import load_data
-
+def _check_model(config: FLConfig) -> None:
+    """Your --model imports, or the built-in model's backend is installed; the --device exists."""
     if is_import_path(config.model):
         try:
             import_model_fn(config.model)
@@ -433,6 +431,13 @@ def _preflight(config: FLConfig, overwrite: bool) -> FederatedData:
         check_device(config.device)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _preflight(config: FLConfig, overwrite: bool) -> FederatedData:
+    """Everything that can be wrong with the user's input, checked before a folder or a worker is made."""
+    from fedcore.sim.workers import load_data
+
+    _check_model(config)
     for name, spec in (("--codec", config.codec), ("--downlink-codec", config.downlink_codec)):
         try:
             validate_spec(spec)
@@ -506,7 +511,9 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "deploy-local":
         return run_deploy_local(args)
     if args.command == "server":
-        return run_server(args, load_config(args.config, fl_overrides(args)))
+        config = load_config(args.config, fl_overrides(args))
+        _check_model(config)
+        return run_server(args, config)
     try:
         return run_sim_command(args, console)
     except (OSError, ValueError, CodecUnavailableError) as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import textwrap
 from pathlib import Path
 
@@ -178,6 +179,9 @@ def test_the_cli_takes_an_import_path_and_a_config_file_can_name_it(
         )
     )
     monkeypatch.chdir(tmp_path)  # found in the working directory, as `python -m` would find it
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setitem(sys.modules, "my_models", None)  # nothing cached from another test
+    del sys.modules["my_models"]
     (tmp_path / "run.toml").write_text('model = "my_models:tiny"\nclients = 6\nper_round = 2\nrounds = 2\n')
     assert main(["sim", "--config", "run.toml", "--workers", "0", "--out", "run"]) == 0
     summary = (tmp_path / "run" / "summary.json").read_text()
