@@ -52,7 +52,12 @@ from fedcore.transport.grpc.cli import (
 
 # Flags whose value is passed on to FLConfig under the same name (dashes become underscores).
 _SIM_FLAGS: tuple[tuple[str, type, str], ...] = (
-    ("--dataset", str, "digits | mnist1d | synthetic:ALPHA,BETA (also mnist1d:SAMPLES, npz:PATH, leaf:PATH)"),
+    (
+        "--dataset",
+        str,
+        "digits | mnist1d | synthetic:ALPHA,BETA (also mnist1d:SAMPLES, npz:FILE, leaf:PATH, and npz:FOLDER: "
+        "one .npz per client, test.npz the server's test set)",
+    ),
     ("--clients", int, "number of clients N"),
     ("--per-round", int, "clients sampled per round K"),
     ("--rounds", int, "communication rounds R"),

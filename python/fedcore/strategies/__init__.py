@@ -1,6 +1,9 @@
-"""Aggregation strategies, built from the CLI's spec strings."""
+"""Aggregation strategies, built from the CLI's spec strings; your own by name in CUSTOM_STRATEGIES."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from fedcore.strategies.base import FoldSum, ServerState, Strategy
 from fedcore.strategies.fedavg import FedAvg
@@ -17,6 +20,25 @@ _SERVER_OPTIMIZERS: dict[str, ServerOptimizer] = {
 STRATEGY_NAMES = ("fedavg", "fedprox", "fednova", *_SERVER_OPTIMIZERS, "scaffold")
 
 
+@dataclass(frozen=True)
+class StrategySettings:
+    """What a custom strategy's factory gets: the text after `NAME:` and the run's server settings."""
+
+    arg: str  # "" for a bare NAME
+    num_clients: int
+    server_lr: float | None  # None: --server-lr not given; pick your own default
+    beta1: float
+    beta2: float
+    tau: float
+
+
+StrategyFactory = Callable[[StrategySettings], Strategy]
+
+# Your own strategies by name (see examples/custom_strategy.py): register a module-level factory before the
+# config is made; `strategy="NAME[:ARG]"` (or --strategy) then builds it in every process of the run.
+CUSTOM_STRATEGIES: dict[str, StrategyFactory] = {}
+
+
 def make_strategy(
     spec: str,
     num_clients: int,
@@ -27,8 +49,11 @@ def make_strategy(
 ) -> Strategy:
     """`fedavg`, `fedprox:MU`, `fednova`, `fedavgm`, `fedadam`, `fedyogi`, `fedadagrad` or `scaffold`."""
     name, _, arg = spec.partition(":")
+    if name in CUSTOM_STRATEGIES:
+        return CUSTOM_STRATEGIES[name](StrategySettings(arg, num_clients, server_lr, beta1, beta2, tau))
     if name not in STRATEGY_NAMES:
-        raise ValueError(f"unknown strategy {spec!r}; choose from {', '.join(STRATEGY_NAMES)}")
+        names = ", ".join([*STRATEGY_NAMES, *CUSTOM_STRATEGIES])
+        raise ValueError(f"unknown strategy {spec!r}; choose from {names}")
     if arg and name != "fedprox":
         raise ValueError(f"strategy {name!r} takes no argument, got {spec!r}")
     if name == "fedprox":
@@ -51,6 +76,7 @@ def make_strategy(
 
 
 __all__ = [
+    "CUSTOM_STRATEGIES",
     "STRATEGY_NAMES",
     "FedAvg",
     "FedNova",
@@ -59,5 +85,7 @@ __all__ = [
     "Scaffold",
     "ServerState",
     "Strategy",
+    "StrategyFactory",
+    "StrategySettings",
     "make_strategy",
 ]
