@@ -210,7 +210,7 @@ def simulate(
     validate_spec(config.downlink_codec)
     user = user_model(config, model_fn, train_fn, eval_fn)
     start = time.perf_counter()
-    limit_threads(config)
+    limit_threads(config, user)
     if data is None:
         data = load_data(config)
     elif data.num_clients != config.clients:

@@ -6,6 +6,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import signal
+import sys
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
 from fedcore.backends.base import ModelAdapter
-from fedcore.backends.user import UserModel
+from fedcore.backends.user import UserModel, is_import_path
 from fedcore.client import ClientApp, ClientState
 from fedcore.client.app import run_model
 from fedcore.config import FLConfig
@@ -58,9 +59,15 @@ def build_model(config: FLConfig, data: FederatedData, user: UserModel | None = 
     return run_model(config, data.in_features, data.n_classes, user)
 
 
-def limit_threads(config: FLConfig) -> None:
-    """One BLAS/torch thread per worker: workers are the parallelism, and results stay reproducible."""
-    if config.backend == "torch":
+def limit_threads(config: FLConfig, user: UserModel | None = None) -> None:
+    """One BLAS/torch thread per worker: workers are the parallelism, and results stay reproducible.
+
+    With your own model, torch counts only once your code has imported it (an mlx model never loads it).
+    """
+    if user is not None or is_import_path(config.model):
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(1)
+    elif config.backend == "torch":
         import torch
 
         torch.set_num_threads(1)
@@ -98,8 +105,9 @@ class InlinePool:
     """The single-process mode: the same ClientRunner code path, in this process, for debugging."""
 
     def __init__(self, config: FLConfig, data: FederatedData, user: UserModel | None = None) -> None:
-        limit_threads(config)
+        limit_threads(config, user)
         self._runner = ClientRunner(config, data, user)
+        limit_threads(config, user)  # again: building your model may have imported torch
 
     @property
     def size(self) -> int:
@@ -119,8 +127,9 @@ def _worker_main(
     try:
         # the codec's Rust thread pool starts on first use: give each worker its share of the cores
         os.environ.setdefault("RAYON_NUM_THREADS", str(rayon_threads))
-        limit_threads(config)
+        limit_threads(config, user)
         runner = ClientRunner(config, data, user)
+        limit_threads(config, user)  # again: building your model may have imported torch
     except Exception:  # any failure goes to the parent, which raises it
         conn.send(("error", traceback.format_exc()))
         return
