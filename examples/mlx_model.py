@@ -6,7 +6,7 @@
 one per process under the run's seed and moves weights in and out of it. `train_adam` replaces the built-in
 SGD loop: it gets the model, the client's arrays and the round's TrainConfig (epochs, batch size, seed) and
 returns the mean loss; without it the model trains with fedcore's SGD. An `eval_fn(model, x, y) ->
-(loss, accuracy)` would replace the scoring the same way. Runs on the built-in digits (8x8 images, 10 classes).
+(loss, accuracy)` would replace the scoring the same way. Runs on the built-in digits (8x8, 10 classes).
 Needs mlx: pip install "fedcore[mlx]".
 """
 

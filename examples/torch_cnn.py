@@ -35,7 +35,7 @@ def make_cnn() -> torch.nn.Module:
 
 
 def my_images(num_clients: int, seed: int = 0) -> fedcore.FederatedData:
-    """Images as [N, 1, 8, 8] in [0, 1]; a held-out test set; the rest dealt to clients in label-sorted shards."""
+    """Images [N, 1, 8, 8] in [0, 1]; a held-out test set; the rest dealt out in label-sorted shards."""
     images, labels = load_digits(return_X_y=True)
     x = (images / 16.0).reshape(-1, 1, 8, 8).astype(np.float32)
     order = np.random.default_rng(seed).permutation(len(labels))

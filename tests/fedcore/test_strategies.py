@@ -183,5 +183,5 @@ def test_a_registered_strategy_is_built_by_name_with_its_argument(monkeypatch: p
     monkeypatch.setitem(CUSTOM_STRATEGIES, "halfstep", half_step)
     assert make_strategy("halfstep", 10) == FedAvg(server_lr=0.5)
     assert FLConfig(strategy="halfstep:0.25").make_strategy() == FedAvg(server_lr=0.25)
-    with pytest.raises(ValueError, match="choose from .*scaffold, halfstep"):
+    with pytest.raises(ValueError, match=r"choose from .*scaffold, halfstep"):
         make_strategy("halfstpe", 10)

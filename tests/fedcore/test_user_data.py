@@ -46,7 +46,8 @@ def test_a_folder_of_npz_files_is_one_client_per_file(tmp_path: Path) -> None:
     write_clients(tmp_path / "mine", 5, with_test=True)
     data = build_federated(f"npz:{tmp_path / 'mine'}", num_clients=5)
     assert data.num_clients == 5
-    assert len(data.central_test) == 7 and data.n_classes == 4  # test.npz is the server's test set
+    assert len(data.central_test) == 7  # test.npz is the server's test set
+    assert data.n_classes == 4
     first = data.client(0)
     assert len(first.train) + len(first.test) == 20
     assert set(first.train.y) | set(first.test.y) == set(client_rows(0)[1])
@@ -56,7 +57,7 @@ def test_without_test_npz_each_client_gives_a_share_to_the_central_test_set(tmp_
     write_clients(tmp_path / "mine", 3, with_test=False)
     data = build_federated(f"npz:{tmp_path / 'mine'}", num_clients=3, test_fraction=0.25)
     assert len(data.central_test) == 3 * 5
-    with pytest.raises(ValueError, match="holds 3 client .npz files, fewer than 4 clients"):
+    with pytest.raises(ValueError, match=r"holds 3 client \.npz files, fewer than 4 clients"):
         build_federated(f"npz:{tmp_path / 'mine'}", num_clients=4)
 
 
@@ -84,7 +85,7 @@ def test_a_hugging_face_dataset_partitioned_by_a_column() -> None:
     assert [len(c.train) + len(c.test) for c in data.clients] == [15] * 4
     assert len(data.central_test) == 10
     two = FederatedData.from_hf(table, by="writer", features="pixels", num_clients=2)
-    assert two.num_clients == 2 and two.in_features == 6
+    assert (two.num_clients, two.in_features) == (2, 6)
     with pytest.raises(ValueError, match="no column 'author'; columns: writer, pixels, ink, label"):
         FederatedData.from_hf(table, by="author", features="pixels")
     with pytest.raises(ValueError, match="feature column 'writer' is not numeric"):
@@ -95,7 +96,9 @@ def test_a_hugging_face_dataset_partitioned_by_a_column() -> None:
 
 def test_a_saved_hugging_face_dataset_folder_is_read_back(tmp_path: Path) -> None:
     datasets = pytest.importorskip("datasets", reason='needs the hf extra: pip install "fedcore[hf]"')
-    table = datasets.Dataset.from_dict({"site": [0, 0, 1, 1], "x": [[1.0], [2.0], [3.0], [4.0]], "label": [0, 1, 0, 1]})
+    table = datasets.Dataset.from_dict(
+        {"site": [0, 0, 1, 1], "x": [[1.0], [2.0], [3.0], [4.0]], "label": [0, 1, 0, 1]}
+    )
     table.save_to_disk(str(tmp_path / "saved"))
     data = FederatedData.from_hf(tmp_path / "saved", by="site", features="x", test_fraction=0.5)
     assert data.num_clients == 2
@@ -103,12 +106,16 @@ def test_a_saved_hugging_face_dataset_folder_is_read_back(tmp_path: Path) -> Non
         FederatedData.from_hf(tmp_path / "missing", by="site", features="x")
 
 
-def test_without_the_datasets_package_the_message_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_the_datasets_package_the_message_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import importlib.util
 
     from fedcore.data import hf
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "datasets" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "datasets" else real(name, *a)
+    )
     with pytest.raises(hf.MissingExtraError, match=r'datasets package: pip install "fedcore\[hf\]"'):
         FederatedData.from_hf("some/folder", by="site", features="x")

@@ -39,7 +39,9 @@ def my_logreg() -> torch.nn.Module:
     return torch.nn.Linear(64, 10)
 
 
-def train_with_adam(model: torch.nn.Module, x: NDArray[np.float32], y: NDArray[np.int64], config: TrainConfig) -> float:
+def train_with_adam(
+    model: torch.nn.Module, x: NDArray[np.float32], y: NDArray[np.int64], config: TrainConfig
+) -> float:
     """A user's own local training: Adam, one pass, mean loss back."""
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     losses = []
@@ -47,7 +49,9 @@ def train_with_adam(model: torch.nn.Module, x: NDArray[np.float32], y: NDArray[n
     for _ in range(config.epochs):
         for idx in torch.randperm(len(y), generator=generator).split(config.batch_size):
             optimizer.zero_grad()
-            loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(x[idx])), torch.from_numpy(y[idx]))
+            loss = torch.nn.functional.cross_entropy(
+                model(torch.from_numpy(x[idx])), torch.from_numpy(y[idx])
+            )
             loss.backward()
             optimizer.step()
             losses.append(float(loss.detach()))
@@ -103,7 +107,8 @@ def test_user_models_train_one_client_at_a_time_with_a_note(caplog: pytest.LogCa
     with caplog.at_level(logging.INFO, logger="fedcore.client.batched"):
         simulate(config, model_fn=my_mlp)
     notes = [r.getMessage() for r in caplog.records if "one at a time" in r.getMessage()]
-    assert len(notes) == 1 and "your own model" in notes[0]
+    assert len(notes) == 1
+    assert "your own model" in notes[0]
     with pytest.raises(ValueError, match="cannot train batched: your own model"):
         simulate(FLConfig(**{**SMALL.to_dict(), "vectorize": True}), model_fn=my_mlp)
 
@@ -139,7 +144,7 @@ def test_import_paths_say_what_is_wrong() -> None:
     assert import_model_fn("test_user_model:my_mlp") is my_mlp
     with pytest.raises(ValueError, match="not an import path"):
         import_model_fn("my_mlp")
-    with pytest.raises(ValueError, match="cannot import .no_such_pkg.models.: No module named"):
+    with pytest.raises(ValueError, match=r"cannot import .no_such_pkg\.models.: No module named"):
         import_model_fn("no_such_pkg.models:net")
     with pytest.raises(ValueError, match="has no 'nothing'"):
         import_model_fn("test_user_model:nothing")

@@ -1,4 +1,4 @@
-"""scikit-learn MLPClassifier / SGDClassifier (or any linear model with partial_fit) as flat float32 vectors."""
+"""scikit-learn MLPClassifier, SGDClassifier or another linear model with partial_fit, as flat vectors."""
 
 from __future__ import annotations
 

@@ -28,7 +28,9 @@ ModelFn: TypeAlias = Callable[[], Any]
 # train_fn(model, x, y, config) trains in place and returns the mean loss (or a full FitResult).
 TrainFn: TypeAlias = Callable[[Any, NDArray[np.float32], NDArray[np.int64], TrainConfig], "FitResult | float"]
 # eval_fn(model, x, y) returns (loss, accuracy) (or a full EvalResult).
-EvalFn: TypeAlias = Callable[[Any, NDArray[np.float32], NDArray[np.int64]], "EvalResult | tuple[float, float]"]
+EvalFn: TypeAlias = Callable[
+    [Any, NDArray[np.float32], NDArray[np.int64]], "EvalResult | tuple[float, float]"
+]
 
 DEVICES = ("cpu", "cuda", "mps")
 _IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")

@@ -142,7 +142,8 @@ class FederatedData:
         central = None
         if test is not None:
             central = to_dataset(columns(load_hf(test), None, names, label), names, label, "central-test")
-        return _natural(f"hf:{by}", [parts[i] for i in chosen], central, seed, test_fraction, client_test_fraction)
+        clients = [parts[i] for i in chosen]
+        return _natural(f"hf:{by}", clients, central, seed, test_fraction, client_test_fraction)
 
     def train_sizes(self) -> NDArray[np.int64]:
         """Samples each client trains on: FedAvg's weights."""

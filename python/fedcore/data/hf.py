@@ -1,4 +1,4 @@
-"""A Hugging Face `datasets` dataset as a federation: one client per value of a column (extra `fedcore[hf]`)."""
+"""A Hugging Face `datasets` dataset as a federation: one client per value of a column (extra `hf`)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def require_datasets() -> Any:
     """The `datasets` module, or an error that says how to install it."""
     if importlib.util.find_spec("datasets") is None:
         raise MissingExtraError(f"Hugging Face datasets need the datasets package: {INSTALL}")
-    import datasets  # type: ignore[import-not-found,unused-ignore]
+    import datasets  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
     return datasets
 
@@ -45,7 +45,9 @@ def columns(source: Any, by: str | None, features: Sequence[str], label: str) ->
     wanted = list(dict.fromkeys(c for c in (by, *features, label) if c is not None))
     missing = [c for c in wanted if c not in source.column_names]
     if missing:
-        raise ValueError(f"the dataset has no column {missing[0]!r}; columns: {', '.join(source.column_names)}")
+        raise ValueError(
+            f"the dataset has no column {missing[0]!r}; columns: {', '.join(source.column_names)}"
+        )
     table: dict[str, Any] = source.select_columns(wanted).with_format("numpy")[:]
     return {name: np.asarray(table[name]) for name in wanted}
 
@@ -67,9 +69,7 @@ def to_dataset(table: dict[str, NDArray[Any]], features: Sequence[str], label: s
     return Dataset(np.concatenate(parts, axis=1), y.astype(np.int64), int(y.max(initial=0)) + 1, name)
 
 
-def split_by(
-    source: Any, by: str, features: Sequence[str], label: str
-) -> tuple[list[Any], list[Dataset]]:
+def split_by(source: Any, by: str, features: Sequence[str], label: str) -> tuple[list[Any], list[Dataset]]:
     """One Dataset per distinct value of column `by`, in sorted order of the values."""
     table = columns(source, by, features, label)
     keys = table[by]

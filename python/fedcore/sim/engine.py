@@ -11,8 +11,8 @@ import numpy as np
 
 from fedcore.adaptive import AdaptiveCodecPolicy, Choice, megabits_to_bytes_per_s, parse_ladder
 from fedcore.backends.base import ModelAdapter
-from fedcore.backends.user import EvalFn, ModelFn, TrainFn, UserModel, is_import_path
 from fedcore.backends.batches import count_steps
+from fedcore.backends.user import EvalFn, ModelFn, TrainFn, UserModel, is_import_path
 from fedcore.client import ClientStateStore, base_train_config, local_train_config
 from fedcore.compression import validate_spec
 from fedcore.config import FLConfig
