@@ -232,27 +232,21 @@ def tiny():
 
 
 @pytest.mark.slow
-def test_server_and_clients_train_your_own_model_by_import_path(tmp_path: Path) -> None:
+def test_deployed_clients_train_your_own_model_by_import_path(tmp_path: Path) -> None:
+    """deploy-local starts each client as `fedcore client ... --model my_models:tiny`."""
     from fedcore.sim import simulate_to_dir
 
     (tmp_path / "my_models.py").write_text(MY_MODELS)
     (tmp_path / "run.toml").write_text(RUN_TOML + 'model = "my_models:tiny"\n')
     _make_tokens(tmp_path)
-    server = _spawn(tmp_path, _server("127.0.0.1:0", "--wait-clients-s", "300"), stdout=subprocess.PIPE)
-    clients: list[subprocess.Popen[bytes]] = []
-    try:
-        assert server.stdout is not None
-        target = f"127.0.0.1:{int(server.stdout.readline().split()[-1])}"
-        wrong = _client(target, 0, "--model", "my_models:nothing")
-        done = subprocess.run(wrong, cwd=tmp_path, env=_env(), capture_output=True, timeout=TIMEOUT_S)
-        assert done.returncode == 2
-        assert b"--model my_models:nothing: module 'my_models' has no 'nothing'" in done.stderr
-        own = ("--model", "my_models:tiny", "--device", "cpu")
-        clients = [_spawn(tmp_path, _client(target, c, *own)) for c in range(3)]
-        assert server.wait(timeout=TIMEOUT_S) == 0
-        assert [c.wait(timeout=60) for c in clients] == [0, 0, 0]
-    finally:
-        _kill(server, *clients)
+    wrong = _client("127.0.0.1:9", 0, "--model", "my_models:nothing")  # refused before it connects
+    done = subprocess.run(wrong, cwd=tmp_path, env=_env(), capture_output=True, timeout=TIMEOUT_S)
+    assert done.returncode == 2
+    assert b"--model my_models:nothing: module 'my_models' has no 'nothing'" in done.stderr
+    out = tmp_path / "grpc"
+    command = _grpc("deploy-local", "--config", "run.toml", "--out", str(out), "--poll-s", "1")
+    done = subprocess.run(command, cwd=tmp_path, env=_env(), capture_output=True, timeout=TIMEOUT_S)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
     sys.path.insert(0, str(tmp_path))
     try:
         simulate_to_dir(load_config(tmp_path / "run.toml", {"out": str(tmp_path / "sim")}), lambda r: None)
@@ -260,7 +254,7 @@ def test_server_and_clients_train_your_own_model_by_import_path(tmp_path: Path) 
         sys.path.remove(str(tmp_path))
         sys.modules.pop("my_models", None)
     keys = ("round", "clients", "accuracy", "loss")
-    over_grpc = [{k: r[k] for k in keys} for r in _records(tmp_path / "srv" / "rounds.jsonl")]
+    over_grpc = [{k: r[k] for k in keys} for r in _records(out / "rounds.jsonl")]
     assert over_grpc == [{k: r[k] for k in keys} for r in _records(tmp_path / "sim" / "rounds.jsonl")]
 
 

@@ -93,6 +93,12 @@ def test_a_lambda_cannot_go_to_workers_and_says_what_to_do() -> None:
         simulate(config, model_fn=lambda: torch.nn.Linear(64, 10))
 
 
+def test_left_to_the_default_a_model_that_cannot_pickle_trains_in_process() -> None:
+    config = FLConfig(**{**SMALL.to_dict(), "workers": None, "rounds": 1})
+    result = simulate(config, model_fn=lambda: torch.nn.Linear(64, 10))
+    assert result.summary["timing"]["workers"] == 1  # the in-process pool
+
+
 def test_train_and_eval_hooks_replace_the_sgd_loop_and_the_scoring() -> None:
     adam = simulate(SMALL, model_fn=my_logreg, train_fn=train_with_adam)
     sgd = simulate(SMALL, model_fn=my_logreg)

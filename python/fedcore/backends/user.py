@@ -106,11 +106,18 @@ class UserModel:
         model = _seeded_call(make, seed)
         return CustomAdapter(_adapter_for(model, in_features, n_classes, seed, device), model, self)
 
-    def check_picklable(self) -> None:
-        """Worker processes get the model by pickle: say how to fix it when it cannot go."""
+    def pickle_error(self) -> str | None:
+        """Why this cannot go to a worker process (None when it can)."""
         try:
             pickle.dumps(self)
         except (pickle.PicklingError, AttributeError, TypeError) as exc:
+            return str(exc)
+        return None
+
+    def check_picklable(self) -> None:
+        """Worker processes get the model by pickle: say how to fix it when it cannot go."""
+        exc = self.pickle_error()
+        if exc is not None:
             raise ValueError(
                 f"model_fn/train_fn/eval_fn must reach the worker processes: define them at module level "
                 f"(or pass an import path 'pkg.mod:fn'), or run with workers=0 ({exc})"

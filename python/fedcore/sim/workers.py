@@ -233,7 +233,11 @@ class ProcessPool:
 
 
 def make_pool(config: FLConfig, data: FederatedData, user: UserModel | None = None) -> Pool:
+    """config.num_workers processes; left to the default, your model gets one per core if it pickles."""
     workers = config.num_workers
+    if user is not None and config.workers is None:
+        cores = os.cpu_count() or 1
+        workers = min(cores, config.per_round) if cores > 1 and user.pickle_error() is None else 0
     return ProcessPool(config, data, workers, user) if workers > 1 else InlinePool(config, data, user)
 
 

@@ -382,7 +382,10 @@ def run_deploy_local(args: argparse.Namespace) -> int:
         f"fedcore deploy-local: server on {target}, {config.clients} client processes, logs in {out}/clients",
         flush=True,
     )
-    procs = start_clients(target, token_dir, range(config.clients), out / "clients")
+    from fedcore.backends.user import is_import_path
+
+    own_model = ("--model", config.model) if is_import_path(config.model) else ()  # each client checks it
+    procs = start_clients(target, token_dir, range(config.clients), out / "clients", own_model)
     try:
         summary = serve(config, transport, args)
     finally:
