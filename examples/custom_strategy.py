@@ -1,6 +1,6 @@
 """Your own strategy: subclass FedAvg, change how much each client counts and how the server steps.
 
-    python examples/custom_strategy.py [--rounds 20] [--workers 2]
+    python examples/custom_strategy.py [--rounds 20] [--workers 2]   (workers: processes; 0 = in this one)
 
 A strategy decides three things (fedcore.strategies.Strategy): a client's `coefficient` in the round's
 weighted sum, the clients' local `client_config`, and `aggregate`, which turns the round's fold (the
@@ -58,7 +58,7 @@ CUSTOM_STRATEGIES["clipped"] = clipped
 def run() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=0)
     args = parser.parse_args()
     base = FLConfig(clients=20, per_round=6, rounds=args.rounds, local_epochs=2, workers=args.workers)
     for strategy in ("fedavg", "clipped:0.5"):
