@@ -119,6 +119,12 @@ def test_user_models_train_one_client_at_a_time_with_a_note(caplog: pytest.LogCa
         simulate(FLConfig(**{**SMALL.to_dict(), "vectorize": True}), model_fn=my_mlp)
 
 
+def test_example_level_dp_trains_your_torch_model_with_dp_sgd() -> None:
+    config = FLConfig(**{**SMALL.to_dict(), "rounds": 1, "dp": "local:1.0,0.8"})
+    result = simulate(config, model_fn=my_logreg)
+    assert result.records[0].local_epsilon is not None
+
+
 def test_a_scikit_learn_estimator_with_partial_fit_is_a_model() -> None:
     from sklearn.linear_model import Perceptron, SGDClassifier
 

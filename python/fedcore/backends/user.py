@@ -180,8 +180,10 @@ class CustomAdapter:
 
     @property
     def module(self) -> Any:
-        """The torch module, for what needs one (DP-SGD); None for other frameworks."""
-        return getattr(self.inner, "module", None)
+        """The torch module, for what needs one (DP-SGD, which trains it without your train_fn); else None."""
+        torch = sys.modules.get("torch")
+        module = getattr(self.inner, "module", None)
+        return module if torch is not None and isinstance(module, torch.nn.Module) else None
 
     def get_weights(self) -> NDArray[np.float32]:
         return self.inner.get_weights()
