@@ -21,6 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from fedcore.backends.user import DEVICES, check_device, import_model_fn, is_import_path
 from fedcore.compression import CodecUnavailableError
 from fedcore.config import BACKENDS, MODELS, FLConfig, load_config
 from fedcore.config_files import to_toml
@@ -51,7 +52,12 @@ from fedcore.transport.grpc.cli import (
 
 # Flags whose value is passed on to FLConfig under the same name (dashes become underscores).
 _SIM_FLAGS: tuple[tuple[str, type, str], ...] = (
-    ("--dataset", str, "digits | mnist1d | synthetic:ALPHA,BETA (also mnist1d:SAMPLES, npz:PATH, leaf:PATH)"),
+    (
+        "--dataset",
+        str,
+        "digits | mnist1d | synthetic:ALPHA,BETA (also mnist1d:SAMPLES, npz:FILE, leaf:PATH, and npz:FOLDER: "
+        "one .npz per client, test.npz the server's test set)",
+    ),
     ("--clients", int, "number of clients N"),
     ("--per-round", int, "clients sampled per round K"),
     ("--rounds", int, "communication rounds R"),
@@ -199,7 +205,17 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
         "bandwidth ends within DEADLINE_S seconds of the round start; replaces --codec",
     )
     parser.add_argument("--backend", choices=BACKENDS, help=with_default("training backend", "backend"))
-    parser.add_argument("--model", choices=MODELS, help=with_default("model architecture", "model"))
+    parser.add_argument(
+        "--model",
+        help=with_default(
+            f"model architecture: {' | '.join(MODELS)}, or MODULE:FUNCTION, an import path to a function "
+            "that returns your own torch/mlx module or scikit-learn estimator",
+            "model",
+        ),
+    )
+    parser.add_argument(
+        "--device", choices=DEVICES, help=with_default("where torch models train", "device")
+    )
     parser.add_argument(
         "--selection", choices=SELECTION_NAMES, help=with_default("client selection", "selection")
     )
@@ -407,11 +423,26 @@ def _say(message: object) -> None:
     print(f"fedcore: error: {suggest_choice(one_line(name_flags(str(message), _FIELDS)))}", file=sys.stderr)
 
 
+def _check_model(config: FLConfig) -> None:
+    """Your --model imports, or the built-in model's backend is installed; the --device exists."""
+    if is_import_path(config.model):
+        try:
+            import_model_fn(config.model)
+        except ValueError as exc:
+            raise UsageError(f"--model {config.model}: {exc}") from None
+    else:
+        check_backend_installed(config.backend)
+    try:
+        check_device(config.device)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _preflight(config: FLConfig, overwrite: bool) -> FederatedData:
     """Everything that can be wrong with the user's input, checked before a folder or a worker is made."""
     from fedcore.sim.workers import load_data
 
-    check_backend_installed(config.backend)
+    _check_model(config)
     check_out(Path(config.out), overwrite)
     try:
         return load_data(config)
@@ -480,7 +511,9 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "deploy-local":
         return run_deploy_local(args)
     if args.command == "server":
-        return run_server(args, load_config(args.config, fl_overrides(args)))
+        config = load_config(args.config, fl_overrides(args))
+        _check_model(config)
+        return run_server(args, config)
     try:
         return run_sim_command(args, console)
     except (OSError, ValueError, CodecUnavailableError) as exc:

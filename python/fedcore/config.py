@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fedcore.backends.user import DEVICES, is_import_path
 from fedcore.config_files import check_keys, read_config_file
 from fedcore.errors import flag_for
 from fedcore.selection import SELECTION_NAMES
@@ -144,6 +145,7 @@ class FLConfig:
     vectorize: bool | None = None  # clients train as one batched model; None: where the model allows
     seed: int = 0
     out: str = "runs/sim"
+    device: str = "cpu"  # where torch models train: cpu | cuda | mps
 
     def __post_init__(self) -> None:
         _parse_specs(self)
@@ -166,8 +168,15 @@ class FLConfig:
             raise ValueError("momentum and weight_decay must be >= 0")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        if self.model not in MODELS:
-            raise ValueError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
+        if self.model not in MODELS and not is_import_path(self.model):
+            from fedcore.errors import did_you_mean
+
+            raise ValueError(
+                f"model {self.model!r} is neither a built-in ({', '.join(MODELS)}) nor an import path "
+                f"MODULE:FUNCTION to your own{did_you_mean(self.model, MODELS)}"
+            )
+        if self.device not in DEVICES:
+            raise ValueError(f"unknown device {self.device!r}; choose from {', '.join(DEVICES)}")
         if self.selection not in SELECTION_NAMES:
             raise ValueError(f"selection must be one of {', '.join(SELECTION_NAMES)}, got {self.selection!r}")
         if not 0.0 <= self.dropout < 1.0:

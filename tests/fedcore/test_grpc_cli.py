@@ -220,3 +220,45 @@ def test_a_deployment_refuses_what_only_the_simulation_does(
     assert main(["deploy-local", "--clients", "3", "--per-round", "2", "--out", str(tmp_path), *flags]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "tokens").exists()
+
+
+MY_MODELS = """\
+import torch
+
+
+def tiny():
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+"""
+
+
+@pytest.mark.slow
+def test_deployed_clients_train_your_own_model_by_import_path(tmp_path: Path) -> None:
+    """deploy-local starts each client as `fedcore client ... --model my_models:tiny`."""
+    from fedcore.sim import simulate_to_dir
+
+    (tmp_path / "my_models.py").write_text(MY_MODELS)
+    (tmp_path / "run.toml").write_text(RUN_TOML + 'model = "my_models:tiny"\n')
+    _make_tokens(tmp_path)
+    wrong = _client("127.0.0.1:9", 0, "--model", "my_models:nothing")  # refused before it connects
+    done = subprocess.run(wrong, cwd=tmp_path, env=_env(), capture_output=True, timeout=TIMEOUT_S)
+    assert done.returncode == 2
+    assert b"--model my_models:nothing: module 'my_models' has no 'nothing'" in done.stderr
+    out = tmp_path / "grpc"
+    command = _grpc("deploy-local", "--config", "run.toml", "--out", str(out), "--poll-s", "1")
+    done = subprocess.run(command, cwd=tmp_path, env=_env(), capture_output=True, timeout=TIMEOUT_S)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    sys.path.insert(0, str(tmp_path))
+    try:
+        simulate_to_dir(load_config(tmp_path / "run.toml", {"out": str(tmp_path / "sim")}), lambda r: None)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("my_models", None)
+    keys = ("round", "clients", "accuracy", "loss")
+    over_grpc = [{k: r[k] for k in keys} for r in _records(out / "rounds.jsonl")]
+    assert over_grpc == [{k: r[k] for k in keys} for r in _records(tmp_path / "sim" / "rounds.jsonl")]
+
+
+def test_a_client_with_another_model_than_the_servers_says_so() -> None:
+    make = cli.client_handler_factory(0, data=None, dataset=None, model="my_pkg:net")
+    with pytest.raises(cli.ClientSetupError, match="--model my_pkg:net differs from the server's model mlp"):
+        make(FLConfig().to_dict())

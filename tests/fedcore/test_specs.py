@@ -50,7 +50,9 @@ ROUND_TRIPS: list[tuple[Callable[[str], object], str]] = [
 
 
 @pytest.mark.parametrize(("parse", "text"), ROUND_TRIPS)
-def test_a_spec_prints_text_that_parses_back_to_the_same_spec(parse: Callable[[str], object], text: str) -> None:
+def test_a_spec_prints_text_that_parses_back_to_the_same_spec(
+    parse: Callable[[str], object], text: str
+) -> None:
     spec = parse(text)
     assert parse(str(spec)) == spec
     assert hash(spec) == hash(parse(str(spec)))  # frozen: usable as a key, safe to share across workers

@@ -172,3 +172,16 @@ def test_empty_fold_leaves_weights_unchanged() -> None:
     for strategy in (FedAvg(), FedNova()):
         state = strategy.init_state(np.ones(2, dtype=np.float32))
         np.testing.assert_array_equal(strategy.aggregate(state, FoldSum.empty(2)).weights, [1.0, 1.0])
+
+
+def test_a_registered_strategy_is_built_by_name_with_its_argument(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fedcore.strategies import CUSTOM_STRATEGIES, StrategySettings
+
+    def half_step(settings: StrategySettings) -> FedAvg:
+        return FedAvg(server_lr=float(settings.arg or 0.5))
+
+    monkeypatch.setitem(CUSTOM_STRATEGIES, "halfstep", half_step)
+    assert make_strategy("halfstep", 10) == FedAvg(server_lr=0.5)
+    assert FLConfig(strategy="halfstep:0.25").make_strategy() == FedAvg(server_lr=0.25)
+    with pytest.raises(ValueError, match=r"choose from .*scaffold, halfstep"):
+        make_strategy("halfstpe", 10)

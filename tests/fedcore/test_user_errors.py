@@ -22,6 +22,11 @@ def _files(tmp_path: Path) -> None:
     (tmp_path / "broken.yaml").write_text("rounds: [1\n")
     (tmp_path / "junk.npz").write_text("junk\n")
     (tmp_path / "junk.json").write_text("{ nope\n")
+    (tmp_path / "no_clients").mkdir()
+    (tmp_path / "corrupt_clients").mkdir()
+    for cid in range(6):
+        np.savez(tmp_path / "corrupt_clients" / f"client-{cid}.npz", x=np.ones((4, 3)), y=np.arange(4))
+    (tmp_path / "corrupt_clients" / "client-3.npz").write_text("junk\n")
 
 
 # (flags, what stderr must contain); every case exits 2.
@@ -33,6 +38,10 @@ BAD_INPUTS: list[tuple[list[str], str]] = [
     (["--dataset", "leaf:{tmp}/junk.json"], "--dataset leaf:{tmp}/junk.json:"),
     (["--dataset", "npz:{tmp}/missing.npz"], "--dataset npz:{tmp}/missing.npz: no such .npz file"),
     (["--dataset", "npz:{tmp}/junk.npz"], "not a readable .npz file"),
+    (["--dataset", "npz:{tmp}/no_clients"], "--dataset npz:{tmp}/no_clients: no client .npz files in"),
+    (["--dataset", "npz:{tmp}/corrupt_clients"], "corrupt_clients/client-3.npz: not a readable .npz file"),
+    (["--model", "mpl"], "--model 'mpl' is neither a built-in (mlp, cnn1d, logreg) nor an import path"),
+    (["--model", "no_such_pkg:net"], "--model no_such_pkg:net: cannot import 'no_such_pkg'"),
     (["--out", "{tmp}/a_file"], "--out {tmp}/a_file is a file"),
     (["--config", "{tmp}/broken.toml"], "{tmp}/broken.toml: not valid TOML"),
     (["--config", "{tmp}/broken.yaml"], "{tmp}/broken.yaml: not valid YAML (line 2)"),

@@ -61,7 +61,7 @@ def test_interrupt_in_process_writes_an_interrupted_summary(
 
     real = output.simulate
 
-    def stop_after_two(config: FLConfig, on_round, data=None):  # type: ignore[no-untyped-def]
+    def stop_after_two(config: FLConfig, on_round, data=None, *model):  # type: ignore[no-untyped-def]
         seen = []
 
         def record(r):  # type: ignore[no-untyped-def]
@@ -70,7 +70,7 @@ def test_interrupt_in_process_writes_an_interrupted_summary(
             if len(seen) == 2:
                 raise KeyboardInterrupt
 
-        return real(config, record, data)
+        return real(config, record, data, *model)
 
     monkeypatch.setattr(output, "simulate", stop_after_two)
     out = tmp_path / "run"

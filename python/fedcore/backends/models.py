@@ -141,19 +141,22 @@ def make_adapter(
     n_classes: int,
     seed: int,
     hidden: Sequence[int] = DEFAULT_HIDDEN,
+    device: str = "cpu",
 ) -> ModelAdapter:
-    """The one place the CLI and simulation turn names into a trainable model."""
+    """The one place the CLI and simulation turn names into a trainable model (torch ones on `device`)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
     if backend == "torch":
         from fedcore.backends.torch_backend import TorchAdapter
+        from fedcore.backends.user import check_device
 
+        check_device(device)
         if model == "cnn1d":
-            return TorchAdapter(torch_cnn1d(in_features, n_classes, seed))
+            return TorchAdapter(torch_cnn1d(in_features, n_classes, seed), device=device)
         layers = () if model == "logreg" else hidden
-        return TorchAdapter(torch_mlp(in_features, layers, n_classes, seed))
+        return TorchAdapter(torch_mlp(in_features, layers, n_classes, seed), device=device)
     if backend == "mlx":
         from fedcore.backends.mlx_backend import MLXAdapter
 

@@ -1,4 +1,4 @@
-"""scikit-learn MLPClassifier / SGDClassifier as flat float32 vectors, trained with partial_fit."""
+"""scikit-learn MLPClassifier, SGDClassifier or another linear model with partial_fit, as flat vectors."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from fedcore.layout import ParamLayout
 class SklearnAdapter:
     """Flat weights are coefs_ then intercepts_ (MLP) or coef_ then intercept_ (SGD).
 
+    Another estimator with `partial_fit` and `coef_`/`intercept_` (Perceptron, PassiveAggressiveClassifier)
+    trains with its own settings, taking only those of lr / weight decay it has (`eta0`, `alpha`).
     All classes must be known up front: the weights are created (seeded) in the constructor so
     `get_weights` works before any `fit`. One SGD step is one `partial_fit` call on one
     mini-batch (SGDClassifier steps per sample inside it). `weight_decay` maps to sklearn's
@@ -27,15 +29,13 @@ class SklearnAdapter:
 
     def __init__(
         self,
-        estimator: MLPClassifier | SGDClassifier,
+        estimator: Any,
         n_features: int,
         classes: Sequence[int] | NDArray[np.int64],
         seed: int = 0,
     ) -> None:
-        if not isinstance(estimator, MLPClassifier | SGDClassifier):
-            raise ValueError(
-                f"SklearnAdapter supports MLPClassifier or SGDClassifier, got {type(estimator).__name__}"
-            )
+        if not hasattr(estimator, "partial_fit"):
+            raise ValueError(f"{type(estimator).__name__} has no partial_fit; it cannot train round by round")
         self.classes = np.asarray(classes, dtype=np.int64)
         if self.classes.ndim != 1 or len(self.classes) < 2:
             raise ValueError(f"need at least two classes, got {self.classes!r}")
@@ -45,6 +45,11 @@ class SklearnAdapter:
         # the seeded weights below then replace whatever that call learned.
         probe_x = np.zeros((len(self.classes), n_features), dtype=np.float32)
         self._partial_fit(probe_x, self.classes, classes=self.classes)
+        if not self._is_mlp and not all(hasattr(estimator, a) for a in ("coef_", "intercept_")):
+            raise ValueError(
+                f"{type(estimator).__name__} keeps no coef_/intercept_ to average; use a linear model "
+                "(SGDClassifier, Perceptron, ...) or MLPClassifier"
+            )
         arrays = self._arrays()
         self._layout = ParamLayout.from_shapes(
             [(name, a.shape) for name, a in zip(self._names(len(arrays)), arrays, strict=True)]
@@ -116,17 +121,21 @@ class SklearnAdapter:
             )
             if hasattr(self.estimator, "_optimizer"):
                 del self.estimator._optimizer
-        else:
+        elif isinstance(self.estimator, SGDClassifier):
             self.estimator.set_params(
                 learning_rate="constant", eta0=config.lr, alpha=config.weight_decay, shuffle=False
             )
+        else:
+            known = self.estimator.get_params()
+            wanted = {"eta0": config.lr, "alpha": config.weight_decay, "shuffle": False}
+            self.estimator.set_params(**{k: v for k, v in wanted.items() if k in known})
 
     def _partial_fit(self, x: NDArray[np.float32], y: NDArray[np.int64], **kwargs: Any) -> None:
         self.estimator.partial_fit(np.asarray(x, dtype=np.float32), y, **kwargs)
 
     def _probabilities(self, x: NDArray[np.float32]) -> NDArray[np.float64]:
         """Class probabilities; a hinge-loss SGDClassifier gets a softmax of its decision values."""
-        if self._is_mlp or self.estimator.loss in ("log_loss", "modified_huber"):
+        if self._is_mlp or getattr(self.estimator, "loss", None) in ("log_loss", "modified_huber"):
             proba: NDArray[np.float64] = self.estimator.predict_proba(x)
             return proba
         scores = np.asarray(self.estimator.decision_function(x), dtype=np.float64)

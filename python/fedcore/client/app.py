@@ -12,6 +12,7 @@ import numpy as np
 
 from fedcore.backends.base import ModelAdapter, TrainConfig
 from fedcore.backends.models import make_adapter
+from fedcore.backends.user import UserModel, is_import_path
 from fedcore.client.batched import BatchedTrainer, ClientTraining, Trained, batched_trainer_for
 from fedcore.client.local_dp import LocalDP
 from fedcore.client.state import ClientState, ClientStateStore
@@ -258,4 +259,17 @@ class _Job:
 def _build_adapter(config: FLConfig, data_for: Callable[[int], Dataset]) -> ModelAdapter:
     """The run's model, built from its seed, so every client starts from the server's initial weights."""
     sample = data_for(0)
-    return make_adapter(config.backend, config.model, sample.in_features, sample.n_classes, config.seed)
+    return run_model(config, sample.in_features, sample.n_classes)
+
+
+def run_model(
+    config: FLConfig, in_features: int, n_classes: int, user: UserModel | None = None
+) -> ModelAdapter:
+    """Your model (`user`, or config.model as an import path), else the built-in one config.model names."""
+    if user is None and is_import_path(config.model):
+        user = UserModel(config.model)
+    if user is not None:
+        return user.build(in_features, n_classes, config.seed, config.device)
+    return make_adapter(
+        config.backend, config.model, in_features, n_classes, config.seed, device=config.device
+    )

@@ -88,6 +88,10 @@ def batched_trainer_for(config: FLConfig, adapter: ModelAdapter) -> BatchedTrain
 
 
 def _refusal(config: FLConfig, adapter: ModelAdapter) -> str | None:
+    from fedcore.backends.user import CustomAdapter
+
+    if isinstance(adapter, CustomAdapter):
+        return f"your own model {adapter.spec.name} (batched training stacks only the built-in MLP)"
     if config.local_head:
         return "a local head trains head and body in turn"
     if config.ditto_rounds:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -13,6 +15,8 @@ from fedcore.data.dataset import Dataset, concat
 from fedcore.data.loaders import load_leaf_json, load_npz
 from fedcore.data.partition import partition
 from fedcore.data.spec import DatasetSpec, PartitionSpec
+
+ClientArrays = Callable[[int], tuple[ArrayLike, ArrayLike]]
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,57 @@ class FederatedData:
         )
         return cls(name, parts, Dataset(central_x, central_y, n_classes, "central-test"))
 
+    @classmethod
+    def from_callable(
+        cls,
+        load: ClientArrays,
+        num_clients: int,
+        test: tuple[ArrayLike, ArrayLike],
+        client_test_fraction: float = 0.2,
+        seed: int = 0,
+        name: str = "callable",
+    ) -> FederatedData:
+        """`load(client_id) -> (X, y)` for ids 0..num_clients-1 (e.g. reading each client's own files).
+
+        Called once per client, here; the rest is `from_arrays`.
+        """
+        if num_clients < 1:
+            raise ValueError(f"num_clients must be >= 1, got {num_clients}")
+        clients = {cid: load(cid) for cid in range(num_clients)}
+        return cls.from_arrays(clients, test, client_test_fraction, seed, name)
+
+    @classmethod
+    def from_hf(
+        cls,
+        source: Any,
+        by: str,
+        features: str | Sequence[str],
+        label: str = "label",
+        test: Any = None,
+        num_clients: int | None = None,
+        test_fraction: float = 0.2,
+        client_test_fraction: float = 0.2,
+        seed: int = 0,
+    ) -> FederatedData:
+        """A Hugging Face dataset (or its `save_to_disk` folder) with one client per value of column `by`.
+
+        `features` are numeric columns (scalars or fixed-length lists) laid side by side; `label` holds
+        integer classes. `test`, another dataset, is the server's test set; without it `test_fraction` of
+        every client's rows is. `num_clients`: every value of `by` (None) or a seeded subset of them.
+        Reading a folder needs `pip install "fedcore[hf]"`.
+        """
+        from fedcore.data.hf import columns, load_hf, split_by, to_dataset
+
+        names = [features] if isinstance(features, str) else list(features)
+        _, parts = split_by(load_hf(source), by, names, label)
+        count = len(parts) if num_clients is None else num_clients
+        chosen = _choose(len(parts), count, seed, f"column {by!r} has {len(parts)} distinct values")
+        central = None
+        if test is not None:
+            central = to_dataset(columns(load_hf(test), None, names, label), names, label, "central-test")
+        clients = [parts[i] for i in chosen]
+        return _natural(f"hf:{by}", clients, central, seed, test_fraction, client_test_fraction)
+
     def train_sizes(self) -> NDArray[np.int64]:
         """Samples each client trains on: FedAvg's weights."""
         return np.array([len(c.train) for c in self.clients], dtype=np.int64)
@@ -119,13 +174,11 @@ def build_federated(
         return _from_clients(name, per_client, seed, test_fraction, client_test_fraction)
     if spec.kind == "leaf":
         users = load_leaf_json(spec.path)
-        if len(users) < num_clients:
-            raise ValueError(
-                f"{spec.path} holds {len(users)} users, fewer than {num_clients} clients asked for"
-            )
-        chosen = np.sort(np.random.default_rng([seed, 3]).choice(len(users), num_clients, replace=False))
+        chosen = _choose(len(users), num_clients, seed, f"{spec.path} holds {len(users)} users")
         datasets = list(users.values())
         return _from_clients("leaf", [datasets[i] for i in chosen], seed, test_fraction, client_test_fraction)
+    if spec.kind == "npz" and Path(spec.path).is_dir():
+        return _npz_folder(Path(spec.path), num_clients, seed, test_fraction, client_test_fraction)
     pooled = _pooled(spec)
     rng = np.random.default_rng([seed, 1])
     order = rng.permutation(len(pooled))
@@ -137,6 +190,52 @@ def build_federated(
         _client(i, rest.subset(idx), client_test_fraction, split_rng) for i, idx in enumerate(parts)
     )
     return FederatedData(pooled.name, clients, central)
+
+
+def _choose(available: int, num_clients: int, seed: int, holds: str) -> NDArray[np.int64]:
+    """Which of the naturally partitioned users become clients: all in order, or a seeded subset."""
+    if available < num_clients:
+        raise ValueError(f"{holds}, fewer than {num_clients} clients asked for")
+    return np.sort(np.random.default_rng([seed, 3]).choice(available, num_clients, replace=False))
+
+
+def _npz_folder(
+    folder: Path, num_clients: int, seed: int, test_fraction: float, client_test_fraction: float
+) -> FederatedData:
+    """One client per .npz file (arrays x and y), in name order; test.npz, if there, is the central test set.
+
+    Without test.npz, `test_fraction` of every client's rows goes to the central test set, as for LEAF.
+    """
+    files = sorted(f for f in folder.glob("*.npz") if f.name != "test.npz")
+    if not files:
+        raise FileNotFoundError(f"no client .npz files in {folder}")
+    chosen = _choose(len(files), num_clients, seed, f"{folder} holds {len(files)} client .npz files")
+    test_file = folder / "test.npz"
+    central = load_npz(test_file) if test_file.is_file() else None
+    clients = [load_npz(files[i]) for i in chosen]
+    return _natural(folder.name, clients, central, seed, test_fraction, client_test_fraction)
+
+
+def _natural(
+    name: str,
+    per_client: Sequence[Dataset],
+    central: Dataset | None,
+    seed: int,
+    test_fraction: float,
+    client_test_fraction: float,
+) -> FederatedData:
+    """Clients that come split already; the central test set is `central`, or `test_fraction` of each."""
+    everything = [*per_client, *([central] if central is not None else [])]
+    shapes = {d.feature_shape for d in everything}
+    if len(shapes) != 1:
+        raise ValueError(f"{name}: every client's x must have the same row shape, got {sorted(shapes)}")
+    n_classes = max(d.n_classes for d in everything)
+    clients = [Dataset(d.x, d.y, n_classes, d.name) for d in per_client]
+    if central is None:
+        return _from_clients(name, clients, seed, test_fraction, client_test_fraction)
+    split_rng = np.random.default_rng([seed, 2])
+    parts = tuple(_client(i, d, client_test_fraction, split_rng) for i, d in enumerate(clients))
+    return FederatedData(name, parts, Dataset(central.x, central.y, n_classes, "central-test"))
 
 
 def _pooled(spec: DatasetSpec) -> Dataset:

@@ -10,7 +10,7 @@ from fedcore.spec_text import format_number
 DatasetKind = Literal["digits", "mnist1d", "synthetic", "npz", "leaf"]
 PartitionKind = Literal["iid", "dirichlet", "shards"]
 
-_DATASET_FORMS = "digits, mnist1d[:SAMPLES], synthetic:ALPHA,BETA, npz:PATH or leaf:PATH"
+_DATASET_FORMS = "digits, mnist1d[:SAMPLES], synthetic:ALPHA,BETA, npz:FILE, npz:FOLDER or leaf:PATH"
 _PARTITION_FORMS = "iid, dirichlet:ALPHA (> 0) or shards:S (> 0)"
 
 

@@ -12,6 +12,7 @@ import numpy as np
 from fedcore.adaptive import AdaptiveCodecPolicy, Choice, CodecLadder, megabits_to_bytes_per_s
 from fedcore.backends.base import ModelAdapter
 from fedcore.backends.batches import count_steps
+from fedcore.backends.user import EvalFn, ModelFn, TrainFn, UserModel, is_import_path
 from fedcore.client import ClientStateStore, base_train_config, local_train_config
 from fedcore.config import FLConfig
 from fedcore.data import FederatedData
@@ -174,24 +175,45 @@ def _personalize(
     return personalize_clients(evaluator, data, weights, personalizer, str(config.personalize), client_seed)
 
 
+def user_model(
+    config: FLConfig, model_fn: ModelFn | None, train_fn: TrainFn | None, eval_fn: EvalFn | None
+) -> UserModel | None:
+    """Your model for this run: model_fn, else config.model when it is an import path; None: built-in."""
+    if model_fn is None and is_import_path(config.model):
+        return UserModel(config.model, train_fn, eval_fn)
+    if model_fn is None:
+        if train_fn is not None or eval_fn is not None:
+            raise ValueError("train_fn and eval_fn need your own model: pass model_fn too")
+        return None
+    return UserModel(model_fn, train_fn, eval_fn)
+
+
 def simulate(
     config: FLConfig,
     on_round: Callable[[RoundRecord], None] | None = None,
     data: FederatedData | None = None,
+    model_fn: ModelFn | None = None,
+    train_fn: TrainFn | None = None,
+    eval_fn: EvalFn | None = None,
 ) -> SimResult:
     """Run `config.rounds` rounds; raises InsufficientClientsError when a round falls below min_clients.
 
     `data` replaces the config's dataset (e.g. `FederatedData.from_arrays`); it must have `config.clients`.
+    `model_fn()` replaces config.model: it returns a torch.nn.Module, an mlx.nn.Module or a scikit-learn
+    estimator with partial_fit. `train_fn(model, x, y, train_config) -> loss` and
+    `eval_fn(model, x, y) -> (loss, accuracy)` replace the built-in SGD loop and evaluation.
+    With workers, define all three at module level so they pickle.
     """
+    user = user_model(config, model_fn, train_fn, eval_fn)
     start = time.perf_counter()
-    limit_threads(config)
+    limit_threads(config, user)
     if data is None:
         data = load_data(config)
     elif data.num_clients != config.clients:
         raise ValueError(f"the data holds {data.num_clients} clients, the config asks for {config.clients}")
-    evaluator = build_model(config, data)
+    evaluator = build_model(config, data, user)
     devices = ClientStateStore()
-    simulated = SimTransport(make_pool(config, data), devices)
+    simulated = SimTransport(make_pool(config, data, user), devices)
     transport: Transport = simulated
     if config.attack is not None:
         transport = AttackedTransport(simulated, config)
@@ -239,6 +261,7 @@ def simulate(
     summary["timing"]["personalize_s"] = personalize_s
     summary["personalization"] = personal.summary() if personal is not None else None
     summary["data"] = data.name  # what the run trained on: the config's dataset, or your own arrays
+    summary["model"] = user.name if user is not None else config.model
     summary.update(privacy_summary(driver, records))
     summary.update(robustness_summary(config, state))
     return SimResult(records, summary, state.server.weights, devices, state.downlink, personal)

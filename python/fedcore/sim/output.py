@@ -6,10 +6,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from fedcore.backends.user import EvalFn, ModelFn, TrainFn, UserModel
 from fedcore.config import FLConfig
 from fedcore.data import FederatedData
 from fedcore.records import RoundRecord, RoundsWriter, summarize, write_jsonl, write_summary
-from fedcore.sim.engine import SimResult, simulate
+from fedcore.sim.engine import SimResult, simulate, user_model
 from fedcore.sim.workers import build_model, load_data
 
 
@@ -17,11 +18,15 @@ def simulate_to_dir(
     config: FLConfig,
     on_round: Callable[[RoundRecord], None] | None = None,
     data: FederatedData | None = None,
+    model_fn: ModelFn | None = None,
+    train_fn: TrainFn | None = None,
+    eval_fn: EvalFn | None = None,
 ) -> SimResult:
     """Simulate into `config.out`; rounds are on disk as they finish, so a killed run keeps its history.
 
     summary.json says `"status": "complete"`; on Ctrl-C it is still written, for the complete rounds, with
-    `"status": "interrupted"`, and the KeyboardInterrupt goes on to the caller.
+    `"status": "interrupted"`, and the KeyboardInterrupt goes on to the caller. `model_fn`, `train_fn`
+    and `eval_fn` are `simulate`'s.
     """
     out = Path(config.out)
     start = time.perf_counter()
@@ -36,9 +41,10 @@ def simulate_to_dir(
                 on_round(round_record)
 
         try:
-            result = simulate(config, record, data)
+            result = simulate(config, record, data, model_fn, train_fn, eval_fn)
         except KeyboardInterrupt:
-            write_summary(out / "summary.json", _interrupted_summary(config, data, done, start))
+            user = user_model(config, model_fn, train_fn, eval_fn)
+            write_summary(out / "summary.json", _interrupted_summary(config, data, user, done, start))
             raise
     if result.personalization is not None:
         write_jsonl(out / "personalization.jsonl", [s.to_dict() for s in result.personalization.scores])
@@ -47,10 +53,10 @@ def simulate_to_dir(
 
 
 def _interrupted_summary(
-    config: FLConfig, data: FederatedData, done: list[RoundRecord], start: float
+    config: FLConfig, data: FederatedData, user: UserModel | None, done: list[RoundRecord], start: float
 ) -> dict[str, object]:
     """The summary of the rounds that finished, as a complete run of that length would have it."""
-    size = build_model(config, data).layout.size
+    size = build_model(config, data, user).layout.size
     vectors = 2 if config.make_strategy().uses_control else 1
     summary = summarize(done, size, config.run_settings(), time.perf_counter() - start, vectors)
     return {**summary, "status": "interrupted"}

@@ -6,6 +6,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import signal
+import sys
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,8 +14,9 @@ from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
 from fedcore.backends.base import ModelAdapter
-from fedcore.backends.models import make_adapter
+from fedcore.backends.user import UserModel, is_import_path
 from fedcore.client import ClientApp, ClientState
+from fedcore.client.app import run_model
 from fedcore.config import FLConfig
 from fedcore.data import FederatedData, build_federated
 from fedcore.protocol.aggregator import Aggregator
@@ -52,14 +54,20 @@ def load_data(config: FLConfig) -> FederatedData:
     )
 
 
-def build_model(config: FLConfig, data: FederatedData) -> ModelAdapter:
-    """Every process builds the same initial model from the config's seed."""
-    return make_adapter(config.backend, config.model, data.in_features, data.n_classes, config.seed)
+def build_model(config: FLConfig, data: FederatedData, user: UserModel | None = None) -> ModelAdapter:
+    """Every process builds the same initial model from the config's seed (yours, when `user` is given)."""
+    return run_model(config, data.in_features, data.n_classes, user)
 
 
-def limit_threads(config: FLConfig) -> None:
-    """One BLAS/torch thread per worker: workers are the parallelism, and results stay reproducible."""
-    if config.backend == "torch":
+def limit_threads(config: FLConfig, user: UserModel | None = None) -> None:
+    """One BLAS/torch thread per worker: workers are the parallelism, and results stay reproducible.
+
+    With your own model, torch counts only once your code has imported it (an mlx model never loads it).
+    """
+    if user is not None or is_import_path(config.model):
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(1)
+    elif config.backend == "torch":
         import torch
 
         torch.set_num_threads(1)
@@ -68,9 +76,9 @@ def limit_threads(config: FLConfig) -> None:
 class ClientRunner:
     """The simulated devices a worker hosts: one ClientApp on one persistent model, states given per job."""
 
-    def __init__(self, config: FLConfig, data: FederatedData) -> None:
+    def __init__(self, config: FLConfig, data: FederatedData, user: UserModel | None = None) -> None:
         data_for = poisoned_data(config, lambda cid: data.client(cid).train)
-        self._app = ClientApp(config, data_for, build_model(config, data))
+        self._app = ClientApp(config, data_for, build_model(config, data, user))
 
     def run(self, job: WorkerJob) -> WorkerResult:
         aggregator = job.make_aggregator()
@@ -96,9 +104,10 @@ class Pool(Protocol):
 class InlinePool:
     """The single-process mode: the same ClientRunner code path, in this process, for debugging."""
 
-    def __init__(self, config: FLConfig, data: FederatedData) -> None:
-        limit_threads(config)
-        self._runner = ClientRunner(config, data)
+    def __init__(self, config: FLConfig, data: FederatedData, user: UserModel | None = None) -> None:
+        limit_threads(config, user)
+        self._runner = ClientRunner(config, data, user)
+        limit_threads(config, user)  # again: building your model may have imported torch
 
     @property
     def size(self) -> int:
@@ -111,13 +120,16 @@ class InlinePool:
         """Nothing to release in-process."""
 
 
-def _worker_main(conn: Connection, config: FLConfig, data: FederatedData, rayon_threads: int) -> None:
+def _worker_main(
+    conn: Connection, config: FLConfig, data: FederatedData, rayon_threads: int, user: UserModel | None
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it terminates us
     try:
         # the codec's Rust thread pool starts on first use: give each worker its share of the cores
         os.environ.setdefault("RAYON_NUM_THREADS", str(rayon_threads))
-        limit_threads(config)
-        runner = ClientRunner(config, data)
+        limit_threads(config, user)
+        runner = ClientRunner(config, data, user)
+        limit_threads(config, user)  # again: building your model may have imported torch
     except Exception:  # any failure goes to the parent, which raises it
         conn.send(("error", traceback.format_exc()))
         return
@@ -155,14 +167,19 @@ def _context(config: FLConfig) -> Any:
 class ProcessPool:
     """N worker processes, one pipe each; jobs go out together and results come back in worker order."""
 
-    def __init__(self, config: FLConfig, data: FederatedData, workers: int) -> None:
+    def __init__(
+        self, config: FLConfig, data: FederatedData, workers: int, user: UserModel | None = None
+    ) -> None:
+        if user is not None:
+            user.check_picklable()
         ctx = _context(config)
         rayon_threads = max(1, (os.cpu_count() or 1) // workers)
         self._conns: list[Connection] = []
         self._procs: list[Any] = []
         for _ in range(workers):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker_main, args=(child, config, data, rayon_threads), daemon=True)
+            args = (child, config, data, rayon_threads, user)
+            proc = ctx.Process(target=_worker_main, args=args, daemon=True)
             proc.start()
             child.close()
             self._conns.append(parent)
@@ -215,9 +232,13 @@ class ProcessPool:
                 proc.join()
 
 
-def make_pool(config: FLConfig, data: FederatedData) -> Pool:
+def make_pool(config: FLConfig, data: FederatedData, user: UserModel | None = None) -> Pool:
+    """config.num_workers processes; left to the default, your model gets one per core if it pickles."""
     workers = config.num_workers
-    return ProcessPool(config, data, workers) if workers > 1 else InlinePool(config, data)
+    if user is not None and config.workers is None:
+        cores = os.cpu_count() or 1
+        workers = min(cores, config.per_round) if cores > 1 and user.pickle_error() is None else 0
+    return ProcessPool(config, data, workers, user) if workers > 1 else InlinePool(config, data, user)
 
 
 def split_round_robin(items: Sequence[Any], workers: int) -> list[list[Any]]:

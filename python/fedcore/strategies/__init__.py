@@ -1,4 +1,4 @@
-"""Aggregation strategies, built from the CLI's spec strings."""
+"""Aggregation strategies, built from the CLI's spec strings; your own by name in CUSTOM_STRATEGIES."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ from fedcore.strategies.fedavg import FedAvg
 from fedcore.strategies.fednova import FedNova
 from fedcore.strategies.fedopt import DEFAULT_SERVER_LR, FedOpt, ServerOptimizer
 from fedcore.strategies.scaffold import Scaffold
-from fedcore.strategies.spec import STRATEGY_NAMES, StrategySpec
+from fedcore.strategies.spec import (
+    CUSTOM_STRATEGIES,
+    STRATEGY_NAMES,
+    StrategyFactory,
+    StrategySettings,
+    StrategySpec,
+)
 
 
 def make_strategy(
@@ -22,6 +28,9 @@ def make_strategy(
 ) -> Strategy:
     """The strategy a spec (or its text: `fedavg`, `fedprox:MU`, `fedyogi` ...) names, with server numbers."""
     parsed = StrategySpec.parse(spec) if isinstance(spec, str) else spec
+    if parsed.name in CUSTOM_STRATEGIES:
+        settings = StrategySettings(parsed.arg, num_clients, server_lr, beta1, beta2, tau)
+        return CUSTOM_STRATEGIES[parsed.name](settings)
     if parsed.name in ("fedavg", "fedprox"):
         return FedAvg(server_lr=server_lr or 1.0, prox_mu=parsed.mu or 0.0)
     if parsed.name == "fednova":
@@ -34,6 +43,7 @@ def make_strategy(
 
 
 __all__ = [
+    "CUSTOM_STRATEGIES",
     "STRATEGY_NAMES",
     "FedAvg",
     "FedNova",
@@ -42,6 +52,8 @@ __all__ = [
     "Scaffold",
     "ServerState",
     "Strategy",
+    "StrategyFactory",
+    "StrategySettings",
     "StrategySpec",
     "make_strategy",
 ]

@@ -72,6 +72,18 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
         "server announces (default when --data is not given)",
     )
     parser.add_argument(
+        "--model",
+        dest="client_model",
+        metavar="MODULE:FUNCTION",
+        help="your own model, which must be the server's --model: imported here before connecting",
+    )
+    parser.add_argument(
+        "--device",
+        dest="client_device",
+        choices=("cpu", "cuda", "mps"),
+        help="where this client trains a torch model (default: the server's --device)",
+    )
+    parser.add_argument(
         "--tls-ca", type=Path, help="PEM certificate(s) to trust for the server (enables TLS)"
     )
     parser.add_argument(
@@ -246,7 +258,16 @@ def run_client(args: argparse.Namespace) -> int:
         ca = args.tls_ca.read_bytes() if args.tls_ca is not None else None
     except (OSError, ValueError) as exc:
         return _usage(str(exc))
-    factory = client_handler_factory(args.client_id, args.data, args.client_dataset)
+    if args.client_model is not None:
+        from fedcore.backends.user import import_model_fn
+
+        try:
+            import_model_fn(args.client_model)
+        except ValueError as exc:
+            return _usage(f"--model {args.client_model}: {exc}")
+    factory = client_handler_factory(
+        args.client_id, args.data, args.client_dataset, args.client_model, args.client_device
+    )
     client = FleetClient(
         args.server,
         args.client_id,
@@ -277,9 +298,16 @@ def run_client(args: argparse.Namespace) -> int:
 
 
 def client_handler_factory(
-    client_id: int, data: str | None, dataset: str | None
+    client_id: int,
+    data: str | None,
+    dataset: str | None,
+    model: str | None = None,
+    device: str | None = None,
 ) -> Callable[[Mapping[str, Any]], Handler]:
-    """From the announced run config to `ClientApp(config, data_for).handle` on this client's data."""
+    """From the announced run config to `ClientApp(config, data_for).handle` on this client's data.
+
+    `model` (the client's --model) must be the server's; `device` is this client's own choice.
+    """
 
     def make(announced: Mapping[str, Any]) -> Handler:
         from fedcore.client import ClientApp
@@ -287,6 +315,10 @@ def client_handler_factory(
 
         try:
             config = FLConfig(**announced)
+            if model is not None and model != config.model:
+                raise ValueError(f"--model {model} differs from the server's model {config.model}")
+            if device is not None:
+                config = dataclasses.replace(config, device=device)
             data_for = _local_data(config, client_id, data, dataset)
         except (
             TypeError,
@@ -300,7 +332,11 @@ def client_handler_factory(
             from fedcore.sim.workers import limit_threads
 
             limit_threads(config)
-        return ClientApp(config, data_for).handle
+        try:
+            app = ClientApp(config, data_for)
+        except ValueError as exc:  # the server's --model cannot be built here, or --device is absent
+            raise ClientSetupError(f"client {client_id} cannot build the run's model: {exc}") from exc
+        return app.handle
 
     return make
 
@@ -357,7 +393,10 @@ def run_deploy_local(args: argparse.Namespace) -> int:
         f"fedcore deploy-local: server on {target}, {config.clients} client processes, logs in {out}/clients",
         flush=True,
     )
-    procs = start_clients(target, token_dir, range(config.clients), out / "clients")
+    from fedcore.backends.user import is_import_path
+
+    own_model = ("--model", config.model) if is_import_path(config.model) else ()  # each client checks it
+    procs = start_clients(target, token_dir, range(config.clients), out / "clients", own_model)
     try:
         summary = serve(config, evaluation, transport, args)
     finally:
