@@ -166,7 +166,7 @@ def run_server(args: argparse.Namespace, config: FLConfig) -> int:
     try:
         summary = serve(config, evaluation, transport, args)
     finally:
-        transport.close()
+        transport.close(grace_s=args.poll_s + 60.0)  # a busy client polls late; close waits for no one else
     print(json.dumps(summary, default=str))
     return 0
 
