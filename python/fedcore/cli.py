@@ -104,7 +104,8 @@ _SIM_FLAGS: tuple[tuple[str, type, str], ...] = (
         "--dp",
         str,
         "differential privacy: central:CLIP | adaptive:QUANTILE (user-level DP-FedAvg) | "
-        "local:CLIP,Z (example-level DP-SGD on each client)",
+        "local:CLIP,Z (example-level DP-SGD on each client) | "
+        "distributed:CLIP (with --secagg: each client adds its Skellam noise share in the ring)",
     ),
     ("--noise-multiplier", float, "central DP: Gaussian noise std on the sum, in units of the clip"),
     ("--target-epsilon", float, "central DP: calibrate the noise so the whole run spends this epsilon"),
