@@ -283,8 +283,8 @@ def _check_privacy(config: FLConfig) -> None:
         if value is not None and not value > 0.0:
             raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {value}")
     if not spec.user_level:
-        if config.backend != "torch":
-            raise ValueError("--dp local:CLIP,Z (DP-SGD) runs on the torch backend; use --backend torch")
+        if config.backend not in ("torch", "mlx"):
+            raise ValueError("--dp local:CLIP,Z (DP-SGD) runs on the torch or mlx backend")
         if config.noise_multiplier is not None or config.target_epsilon is not None:
             raise ValueError("--dp local:CLIP,Z sets its own noise multiplier Z; drop --noise-multiplier")
         return

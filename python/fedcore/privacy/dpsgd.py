@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -11,8 +10,10 @@ import torch
 from numpy.typing import NDArray
 from torch.func import functional_call, grad, vmap
 
-from fedcore.privacy.accountant import Accountant, AccountantKind, Sampling, check_noise_multiplier
-from fedcore.privacy.spec import DPSpec, check_clip
+from fedcore.privacy.dpsgd_schedule import DPSGDResult, DPSGDSchedule
+from fedcore.privacy.spec import check_clip
+
+__all__ = ["DPSGD", "DPSGDResult", "clipped_grad_sum", "clipped_grad_sum_loop", "per_sample_grads"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Grads = dict[str, torch.Tensor]
@@ -76,53 +77,11 @@ def clipped_grad_sum_loop(
 
 
 @dataclass(frozen=True)
-class DPSGDResult:
-    """What one client's DP-SGD run reports: steps taken, mean Poisson batch, fraction of examples clipped."""
-
-    num_steps: int
-    mean_batch: float
-    clipped_fraction: float
-
-
-@dataclass(frozen=True)
-class DPSGD:
+class DPSGD(DPSGDSchedule):
     """DP-SGD with Poisson sampling at rate batch_size / n per step, clip C and noise N(0, (z C)^2) per step.
 
     The noisy sum is divided by the expected batch size (a fixed denominator, as the accountant assumes).
     """
-
-    clip: float
-    noise_multiplier: float
-    batch_size: int
-    lr: float
-    steps: int
-
-    def __post_init__(self) -> None:
-        check_clip(self.clip)
-        check_noise_multiplier(self.noise_multiplier)
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if not (self.lr > 0.0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
-        if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
-
-    @classmethod
-    def from_spec(cls, spec: DPSpec, batch_size: int, lr: float, steps: int) -> DPSGD:
-        """The DP-SGD of a `local:CLIP,Z` spec."""
-        if spec.mode != "local" or spec.clip is None or spec.noise_multiplier is None:
-            raise ValueError(f"DP-SGD needs a 'local:CLIP,Z' spec, got {spec}")
-        return cls(spec.clip, spec.noise_multiplier, batch_size, lr, steps)
-
-    def sampling(self, n_examples: int) -> Sampling:
-        """Poisson sampling of this client's examples at rate batch_size / n."""
-        if self.batch_size > n_examples:
-            raise ValueError(f"batch_size {self.batch_size} exceeds the client's {n_examples} examples")
-        return Sampling.poisson(n_examples, self.batch_size / n_examples)
-
-    def accountant(self, n_examples: int, delta: float, kind: AccountantKind | None = None) -> Accountant:
-        """The client's own accountant: call epsilon(total steps taken so far, over all rounds)."""
-        return Accountant(self.sampling(n_examples), self.noise_multiplier, delta, kind)
 
     def fit(
         self,
