@@ -6,7 +6,7 @@ same thing (sum over the batch of gradients clipped to norm C = 1, checked equal
 the median of `repeats` runs after one warm-up, the three paths of a row timed in turn. Ratios = loop / vmap
 and loop / ghost. torch: torch.func over functional_call, and ghost clipping (per-example norms from layer
 inputs and output gradients, one backward pass; what DP-SGD uses for all-Linear models); MLX (rows only if
-mlx imports): mx.vmap(mx.grad) on the CPU device (no ghost path).
+mlx imports): mx.vmap(mx.grad) and the same ghost clipping, on the CPU device.
 """
 
 from __future__ import annotations
@@ -76,7 +76,11 @@ def mlx_rows(repeats: int) -> None:
     from mlx.nn.losses import cross_entropy
 
     from fedcore.backends.models import mlx_mlp
-    from fedcore.privacy.dpsgd_mlx import clipped_grad_sum_mlx, clipped_grad_sum_mlx_loop
+    from fedcore.privacy.dpsgd_mlx import (
+        clipped_grad_sum_mlx,
+        clipped_grad_sum_mlx_loop,
+        ghost_clipped_grad_sum_mlx,
+    )
 
     mx.set_default_device(mx.cpu)
 
@@ -90,15 +94,17 @@ def mlx_rows(repeats: int) -> None:
             rng = np.random.default_rng(size)
             x = mx.array(rng.standard_normal((size, 64)).astype(np.float32))
             y = mx.array(rng.integers(0, 10, size))
-            fast, _ = clipped_grad_sum_mlx(model, ce, x, y, 1.0)
             slow, _ = clipped_grad_sum_mlx_loop(model, ce, x, y, 1.0)
-            for key in slow:
-                np.testing.assert_allclose(np.array(fast[key]), np.array(slow[key]), rtol=1e-4, atol=1e-6)
+            for fast_path in (clipped_grad_sum_mlx, ghost_clipped_grad_sum_mlx):
+                fast, _ = fast_path(model, ce, x, y, 1.0)
+                for key in slow:
+                    np.testing.assert_allclose(np.array(fast[key]), np.array(slow[key]), rtol=1e-4, atol=1e-6)
             loop = median_ms(lambda: clipped_grad_sum_mlx_loop(model, ce, x, y, 1.0), repeats)  # noqa: B023
             vec = median_ms(lambda: clipped_grad_sum_mlx(model, ce, x, y, 1.0), repeats)  # noqa: B023
+            ghost = median_ms(lambda: ghost_clipped_grad_sum_mlx(model, ce, x, y, 1.0), repeats)  # noqa: B023
             print(
-                f"{'mlx':<6} {name:<16} {size:>5} {loop:>9.2f} {vec:>9.2f} {'-':>9} "
-                f"{loop / vec:>8.1f}x {'-':>10}"
+                f"{'mlx':<6} {name:<16} {size:>5} {loop:>9.2f} {vec:>9.2f} {ghost:>9.2f} "
+                f"{loop / vec:>8.1f}x {loop / ghost:>9.1f}x"
             )
 
 

@@ -12,7 +12,13 @@ from mlx.nn.losses import cross_entropy  # noqa: E402
 from fedcore.backends.mlx_backend import named_arrays  # noqa: E402
 from fedcore.backends.models import mlx_mlp  # noqa: E402
 from fedcore.config import FLConfig  # noqa: E402
-from fedcore.privacy.dpsgd_mlx import DPSGDMLX, clipped_grad_sum_mlx, clipped_grad_sum_mlx_loop  # noqa: E402
+from fedcore.privacy.dpsgd_mlx import (  # noqa: E402
+    DPSGDMLX,
+    clipped_grad_sum_mlx,
+    clipped_grad_sum_mlx_loop,
+    ghost_clipped_grad_sum_mlx,
+    ghost_clipping_supported_mlx,
+)
 from fedcore.sim import simulate  # noqa: E402
 
 
@@ -110,3 +116,27 @@ def test_a_federated_run_trains_each_mlx_client_with_dp_sgd() -> None:
     )
     result = simulate(config)
     assert all(r.local_epsilon is not None and r.local_epsilon > 0 for r in result.records)
+
+
+@pytest.mark.parametrize("clip", [0.01, 0.5, 100.0])
+@pytest.mark.parametrize("hidden", [[32], [256, 256]])
+def test_mlx_ghost_clipping_equals_the_loop(clip: float, hidden: list[int]) -> None:
+    model = mlx_mlp(64, hidden, 10, seed=0)
+    x, y = batch(24, seed=3)
+    ghost, ghost_clipped = ghost_clipped_grad_sum_mlx(model, ce, x, y, clip)
+    slow, slow_clipped = clipped_grad_sum_mlx_loop(model, ce, x, y, clip)
+    assert ghost_clipped == slow_clipped
+    assert ghost.keys() == slow.keys()
+    for name in slow:
+        np.testing.assert_allclose(np.array(ghost[name]), np.array(slow[name]), rtol=1e-4, atol=1e-6)
+
+
+def test_mlx_ghost_clipping_refuses_a_model_it_does_not_cover() -> None:
+    from fedcore.backends.models import mlx_cnn1d
+
+    cnn = mlx_cnn1d(64, 10, seed=0)
+    assert not ghost_clipping_supported_mlx(cnn)
+    assert ghost_clipping_supported_mlx(mlx_mlp(64, [32], 10, seed=0))
+    x, y = batch(4, seed=1)
+    with pytest.raises(ValueError, match="Linear"):
+        ghost_clipped_grad_sum_mlx(cnn, ce, x, y, 1.0)
