@@ -90,7 +90,7 @@ def ghost_clipped_grad_sum_mlx(
     """`clipped_grad_sum_mlx` without per-example gradients (ghost norms, book-keeping), for MLX MLPs.
 
     As torch's `ghost_clipped_grad_sum`: a Linear's per-example weight gradient is b_i a_i^T, of norm
-    ||b_i|| ||a_i||; b comes from the gradient of the summed loss at zero "taps" added to each Linear's output.
+    ||b_i|| ||a_i||; b is the gradient of the summed loss at zero "taps" added to each Linear's output.
     `loss_fn` must be the batch mean of per-example losses.
     """
     check_clip(clip)
