@@ -160,3 +160,23 @@ def test_a_distributed_dp_run_records_epsilon_like_central_dp() -> None:
         assert record.secagg is not None
         assert record.secagg["secagg_dp_effective_noise_multiplier"] >= 1.2 * (1 - 1e-6)
         assert record.secagg["secagg_dp_noise_std"] == pytest.approx(1.2 * 0.5, rel=0.01)
+
+
+def test_distributed_and_central_dp_release_the_same_clipped_sum_up_to_their_noise() -> None:
+    z, clip, cohort = 1e-3, 1.0, 5
+    config = FLConfig(
+        clients=20,
+        per_round=cohort,
+        rounds=1,
+        local_epochs=1,
+        workers=0,
+        seed=2,
+        dp=f"central:{clip}",
+        noise_multiplier=z,
+    )
+    central = simulate(config).weights
+    distributed = simulate(replace(config, secagg=True, dp=f"distributed:{clip}")).weights
+    # each model = the same mean of clipped updates + its own N(0, (z C / K)^2) per coordinate
+    expected = np.sqrt(2.0 * central.size) * z * clip / cohort
+    gap = float(np.linalg.norm(central.astype(np.float64) - distributed))
+    assert 0.8 * expected < gap < 1.2 * expected
