@@ -110,10 +110,11 @@ _SIM_FLAGS: tuple[tuple[str, type, str], ...] = (
         "--dp",
         str,
         "differential privacy: central:CLIP | adaptive:QUANTILE (user-level DP-FedAvg) | "
-        "local:CLIP,Z (example-level DP-SGD on each client)",
+        "local:CLIP,Z (example-level DP-SGD on each client) | "
+        "distributed:CLIP (with --secagg: each client adds its Skellam noise share in the ring)",
     ),
-    ("--noise-multiplier", float, "central DP: Gaussian noise std on the sum, in units of the clip"),
-    ("--target-epsilon", float, "central DP: calibrate the noise so the whole run spends this epsilon"),
+    ("--noise-multiplier", float, "central/distributed DP: noise std on the sum, in units of the clip"),
+    ("--target-epsilon", float, "central/distributed DP: calibrate the noise so the run spends this epsilon"),
     ("--delta", float, "DP delta (default: 0.1 / clients, or 0.1 / a client's examples for local DP)"),
     ("--max-epsilon", float, "stop at the last round whose epsilon fits this budget"),
     ("--dropout", float, "probability that a selected client never answers"),

@@ -299,7 +299,10 @@ def _check_privacy(config: FLConfig) -> None:
     if config.dp is None:
         given = [f"--{name.replace('_', '-')}" for name in dp_fields if getattr(config, name) is not None]
         if given:
-            raise ValueError(f"{', '.join(given)} needs --dp central:CLIP | adaptive:QUANTILE | local:CLIP,Z")
+            raise ValueError(
+                f"{', '.join(given)} needs --dp central:CLIP | adaptive:QUANTILE | local:CLIP,Z "
+                "| distributed:CLIP"
+            )
         return
     from fedcore.privacy.accountant import check_delta, check_noise_multiplier
 
@@ -309,8 +312,8 @@ def _check_privacy(config: FLConfig) -> None:
         if value is not None and not value > 0.0:
             raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {value}")
     if not spec.user_level:
-        if config.backend != "torch":
-            raise ValueError("--dp local:CLIP,Z (DP-SGD) runs on the torch backend; use --backend torch")
+        if config.backend not in ("torch", "mlx"):
+            raise ValueError("--dp local:CLIP,Z (DP-SGD) runs on the torch or mlx backend")
         if config.noise_multiplier is not None or config.target_epsilon is not None:
             raise ValueError("--dp local:CLIP,Z sets its own noise multiplier Z; drop --noise-multiplier")
         return
@@ -320,6 +323,8 @@ def _check_privacy(config: FLConfig) -> None:
         )
     if config.noise_multiplier is not None:
         check_noise_multiplier(config.noise_multiplier)
+    if spec.mode == "distributed" and not config.secagg:
+        raise ValueError("--dp distributed:CLIP noises inside secure aggregation: add --secagg")
     if config.delta is not None:
         check_delta(config.delta, config.clients)
     strategy = config.make_strategy()
@@ -346,11 +351,21 @@ def _check_secagg(config: FLConfig) -> None:
     from fedcore.secure import RingConfig
     from fedcore.sim.secure import secagg_fraction
 
-    RingConfig(
+    ring = RingConfig(
         config.secagg_clip, config.secagg_bits, max(config.per_round, 2), False, secagg_fraction(config)
     )
+    distributed = config.dp is not None and config.dp.mode == "distributed"
+    if config.dp is not None and distributed and config.noise_multiplier is not None:  # least room (d = 1)
+        from fedcore.privacy.distributed import DistributedDP
+        from fedcore.sim.secure import SECAGG_DROPOUT_TOLERANCE
+
+        assert config.dp.clip is not None
+        dp = DistributedDP.for_round(
+            config.dp.clip, config.noise_multiplier, config.per_round, SECAGG_DROPOUT_TOLERANCE
+        )
+        dp.headroom_bits(ring, 1)
     excluded = {
-        "--dp": config.dp is not None,
+        "--dp (other than distributed:CLIP)": config.dp is not None and not distributed,
         "--attack": config.attack is not None,
         "--error-feedback": config.error_feedback,
         "--partial": config.partial is not None,

@@ -1,4 +1,4 @@
-"""DP-SGD: vectorised per-sample clipping equals the per-example loop, and a seeded run is reproducible."""
+"""DP-SGD: vmap and ghost per-sample clipping equal the per-example loop; a seeded run is reproducible."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ from fedcore.privacy.dpsgd import (  # noqa: E402
     DPSGD,
     clipped_grad_sum,
     clipped_grad_sum_loop,
+    fastest_clipped_grad_sum,
+    ghost_clipped_grad_sum,
+    ghost_clipping_supported,
     per_sample_grads,
 )
 
@@ -98,3 +101,33 @@ def test_client_accountant_samples_at_batch_over_n() -> None:
     assert acct == Accountant(Sampling.poisson(1000, 0.032), 1.1, 1e-4, "pld")
     with pytest.raises(ValueError, match="exceeds the client's 16 examples"):
         dp.accountant(n_examples=16, delta=1e-3)
+
+
+@pytest.mark.parametrize("clip", [0.01, 0.5, 100.0])
+@pytest.mark.parametrize("hidden", [[32], [256, 256]])
+def test_ghost_clipping_equals_the_loop_without_per_example_gradients(clip: float, hidden: list[int]) -> None:
+    model = torch_mlp(64, hidden, 10, seed=0)
+    x, y = batch(24, seed=3)
+    ghost, ghost_clipped = ghost_clipped_grad_sum(model, CE, x, y, clip)
+    slow, slow_clipped = clipped_grad_sum_loop(model, CE, x, y, clip)
+    assert ghost_clipped == slow_clipped
+    assert ghost.keys() == slow.keys()
+    for name in slow:
+        torch.testing.assert_close(ghost[name], slow[name], rtol=1e-4, atol=1e-6)
+    assert all(p.grad is None for p in model.parameters())  # nothing accumulated on the model
+
+
+def test_ghost_clipping_refuses_what_it_does_not_cover_and_dp_sgd_falls_back_to_vmap() -> None:
+    conv = torch.nn.Sequential(torch.nn.Conv1d(1, 2, 3), torch.nn.Flatten(), torch.nn.Linear(124, 10))
+    assert not ghost_clipping_supported(conv)
+    assert ghost_clipping_supported(torch_mlp(64, [32], 10, seed=0))
+    x, y = batch(4)
+    with pytest.raises(ValueError, match=r"nn\.Linear"):
+        ghost_clipped_grad_sum(conv, CE, x[:, None, :], y, 1.0)
+    fast, _ = fastest_clipped_grad_sum(conv, CE, x[:, None, :], y, 1.0)
+    slow, _ = clipped_grad_sum_loop(conv, CE, x[:, None, :], y, 1.0)
+    for name in slow:
+        torch.testing.assert_close(fast[name], slow[name], rtol=1e-4, atol=1e-6)
+    seq = torch.nn.Linear(64, 10)
+    with pytest.raises(ValueError, match=r"\(batch, features\)"):
+        ghost_clipped_grad_sum(seq, CE, torch.randn(4, 3, 64), torch.randint(0, 10, (4, 3)), 1.0)

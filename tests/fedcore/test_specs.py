@@ -44,6 +44,7 @@ ROUND_TRIPS: list[tuple[Callable[[str], object], str]] = [
     (AggregatorSpec.parse, "bucket:2+krum:1"),
     (DPSpec.parse, "central:1"),
     (DPSpec.parse, "local:1,1.1"),
+    (DPSpec.parse, "distributed:0.5"),
     (parse_attack, "alie:1.5"),
     (parse_attack, "backdoor:0"),
 ]

@@ -12,6 +12,7 @@ from fedcore.backends.base import ModelAdapter, TrainConfig
 from fedcore.backends.batches import count_steps
 from fedcore.client.state import ClientState
 from fedcore.config import FLConfig
+from fedcore.privacy.dpsgd_schedule import DPSGDSchedule
 from fedcore.privacy.spec import DPSpec
 
 STEPS_KEY = "dp_sgd_steps"
@@ -34,12 +35,13 @@ class LocalDP:
 
     spec: DPSpec
     delta: float | None = None  # None: 0.1 / the client's example count
+    backend: str = "torch"
 
     @classmethod
     def from_config(cls, config: FLConfig) -> LocalDP | None:
         if config.dp is None:
             return None
-        return None if config.dp.user_level else cls(config.dp, config.delta)
+        return None if config.dp.user_level else cls(config.dp, config.delta, config.backend)
 
     def fit(
         self,
@@ -49,17 +51,29 @@ class LocalDP:
         train: TrainConfig,
         state: ClientState,
     ) -> LocalFit:
-        """Trains the adapter's torch module in place; epsilon counts every step this client ever took."""
-        from fedcore.privacy.dpsgd import DPSGD
-
+        """Trains the adapter's torch or MLX module in place; epsilon counts all the client's steps."""
         module = getattr(adapter, "module", None)
         if module is None:
-            raise ValueError("DP-SGD (--dp local) needs the torch backend")
+            raise ValueError("DP-SGD (--dp local) needs the torch or the mlx backend")
         n = len(y)
         batch = min(train.batch_size, n)
         steps = count_steps(n, replace(train, batch_size=batch))
-        dp = DPSGD.from_spec(self.spec, batch, train.lr, steps)
-        result = dp.fit(module, x, y, seed=train.seed)
+        dp: DPSGDSchedule
+        if self.backend == "mlx":
+            from fedcore.backends.mlx_backend import MLXAdapter
+            from fedcore.privacy.dpsgd_mlx import DPSGDMLX
+
+            if not isinstance(adapter, MLXAdapter):
+                raise ValueError("--backend mlx DP-SGD needs an MLX model adapter")
+            mlx_dp = DPSGDMLX.from_spec(self.spec, batch, train.lr, steps)
+            result = mlx_dp.fit(adapter.module, x, y, train.seed, adapter.loss_fn)
+            dp = mlx_dp
+        else:
+            from fedcore.privacy.dpsgd import DPSGD
+
+            torch_dp = DPSGD.from_spec(self.spec, batch, train.lr, steps)
+            result = torch_dp.fit(module, x, y, seed=train.seed)
+            dp = torch_dp
         total = int(state.stages.get(STEPS_KEY, 0)) + steps
         delta = self.delta if self.delta is not None else 0.1 / n
         epsilon = dp.accountant(n, delta, "rdp").epsilon(total)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -11,8 +10,19 @@ import torch
 from numpy.typing import NDArray
 from torch.func import functional_call, grad, vmap
 
-from fedcore.privacy.accountant import Accountant, AccountantKind, Sampling, check_noise_multiplier
-from fedcore.privacy.spec import DPSpec, check_clip
+from fedcore.privacy.dpsgd_schedule import DPSGDResult, DPSGDSchedule
+from fedcore.privacy.spec import check_clip
+
+__all__ = [
+    "DPSGD",
+    "DPSGDResult",
+    "clipped_grad_sum",
+    "clipped_grad_sum_loop",
+    "fastest_clipped_grad_sum",
+    "ghost_clipped_grad_sum",
+    "ghost_clipping_supported",
+    "per_sample_grads",
+]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Grads = dict[str, torch.Tensor]
@@ -56,6 +66,81 @@ def clipped_grad_sum(
     return sums, int((norms > clip).sum())
 
 
+def ghost_clipping_supported(module: torch.nn.Module) -> bool:
+    """Every trainable parameter is the weight or bias of an nn.Linear: ghost clipping covers the model."""
+    covered = {
+        id(p) for layer in module.modules() if isinstance(layer, torch.nn.Linear) for p in layer.parameters()
+    }
+    return all(id(p) in covered for p in module.parameters() if p.requires_grad)
+
+
+def ghost_clipped_grad_sum(
+    module: torch.nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor, clip: float
+) -> tuple[Grads, int]:
+    """`clipped_grad_sum` without materialising per-example gradients, for models of nn.Linear layers.
+
+    A Linear layer's per-example weight gradient is the outer product b_i a_i^T of the gradient at its output
+    and its input, so its norm is ||b_i|| ||a_i|| (Goodfellow 2015, "ghost norms"); the clipped sum is then
+    (f * b)^T a with f_i = min(1, C / ||g_i||) (book-keeping, Bu et al. 2023): one forward, one backward to
+    the layer outputs, memory O(batch x width). `loss_fn` must be the batch mean of per-example losses.
+    """
+    check_clip(clip)
+    if not ghost_clipping_supported(module):
+        raise ValueError("ghost clipping needs every trainable parameter in an nn.Linear")
+    layers = [(name, m) for name, m in module.named_modules() if isinstance(m, torch.nn.Linear)]
+    layers = [(name, m) for name, m in layers if any(p.requires_grad for p in m.parameters())]
+    if x.shape[0] == 0:
+        return {name: torch.zeros_like(p) for name, p in _trainable(module).items()}, 0
+    inputs: dict[str, torch.Tensor] = {}
+    outputs: dict[str, torch.Tensor] = {}
+
+    def capture(name: str) -> Callable[[torch.nn.Module, tuple[torch.Tensor, ...], torch.Tensor], None]:
+        def hook(_: torch.nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+            if args[0].dim() != 2:
+                shape = tuple(args[0].shape)
+                raise ValueError(f"ghost clipping needs (batch, features) inputs; layer {name} got {shape}")
+            inputs[name], outputs[name] = args[0].detach(), out
+
+        return hook
+
+    handles = [layer.register_forward_hook(capture(name)) for name, layer in layers]
+    try:
+        out = module(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    batch = x.shape[0]
+    names = [name for name, _ in layers]
+    backs = torch.autograd.grad(loss_fn(out, y) * batch, [outputs[n] for n in names])
+    squares = torch.zeros(batch, dtype=out.dtype)
+    for (name, layer), b in zip(layers, backs, strict=True):
+        b2 = b.square().sum(dim=1)
+        if layer.weight.requires_grad:
+            squares += b2 * inputs[name].square().sum(dim=1)
+        if layer.bias is not None and layer.bias.requires_grad:
+            squares += b2
+    norms = torch.sqrt(squares)
+    factors = clip_factors(norms, clip)
+    sums: Grads = {}
+    for (name, layer), b in zip(layers, backs, strict=True):
+        scaled = factors[:, None] * b
+        prefix = f"{name}." if name else ""
+        if layer.weight.requires_grad:
+            sums[prefix + "weight"] = scaled.T @ inputs[name]
+        if layer.bias is not None and layer.bias.requires_grad:
+            sums[prefix + "bias"] = scaled.sum(dim=0)
+    return sums, int((norms > clip).sum())
+
+
+def fastest_clipped_grad_sum(
+    module: torch.nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor, clip: float
+) -> tuple[Grads, int]:
+    """Ghost clipping where it covers the model, vmap per-example gradients otherwise."""
+    if ghost_clipping_supported(module):
+        return ghost_clipped_grad_sum(module, loss_fn, x, y, clip)
+    return clipped_grad_sum(module, loss_fn, x, y, clip)
+
+
 def clipped_grad_sum_loop(
     module: torch.nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor, clip: float
 ) -> tuple[Grads, int]:
@@ -76,53 +161,11 @@ def clipped_grad_sum_loop(
 
 
 @dataclass(frozen=True)
-class DPSGDResult:
-    """What one client's DP-SGD run reports: steps taken, mean Poisson batch, fraction of examples clipped."""
-
-    num_steps: int
-    mean_batch: float
-    clipped_fraction: float
-
-
-@dataclass(frozen=True)
-class DPSGD:
+class DPSGD(DPSGDSchedule):
     """DP-SGD with Poisson sampling at rate batch_size / n per step, clip C and noise N(0, (z C)^2) per step.
 
     The noisy sum is divided by the expected batch size (a fixed denominator, as the accountant assumes).
     """
-
-    clip: float
-    noise_multiplier: float
-    batch_size: int
-    lr: float
-    steps: int
-
-    def __post_init__(self) -> None:
-        check_clip(self.clip)
-        check_noise_multiplier(self.noise_multiplier)
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if not (self.lr > 0.0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
-        if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
-
-    @classmethod
-    def from_spec(cls, spec: DPSpec, batch_size: int, lr: float, steps: int) -> DPSGD:
-        """The DP-SGD of a `local:CLIP,Z` spec."""
-        if spec.mode != "local" or spec.clip is None or spec.noise_multiplier is None:
-            raise ValueError(f"DP-SGD needs a 'local:CLIP,Z' spec, got {spec}")
-        return cls(spec.clip, spec.noise_multiplier, batch_size, lr, steps)
-
-    def sampling(self, n_examples: int) -> Sampling:
-        """Poisson sampling of this client's examples at rate batch_size / n."""
-        if self.batch_size > n_examples:
-            raise ValueError(f"batch_size {self.batch_size} exceeds the client's {n_examples} examples")
-        return Sampling.poisson(n_examples, self.batch_size / n_examples)
-
-    def accountant(self, n_examples: int, delta: float, kind: AccountantKind | None = None) -> Accountant:
-        """The client's own accountant: call epsilon(total steps taken so far, over all rounds)."""
-        return Accountant(self.sampling(n_examples), self.noise_multiplier, delta, kind)
 
     def fit(
         self,
@@ -143,7 +186,7 @@ class DPSGD:
         seen = clipped = 0
         for _ in range(self.steps):
             idx = torch.as_tensor(np.flatnonzero(rng.random(len(x)) < sampling.rate))
-            sums, n_clipped = clipped_grad_sum(module, loss_fn, xt[idx], yt[idx], self.clip)
+            sums, n_clipped = fastest_clipped_grad_sum(module, loss_fn, xt[idx], yt[idx], self.clip)
             seen, clipped = seen + len(idx), clipped + n_clipped
             with torch.no_grad():
                 for name, total in sums.items():

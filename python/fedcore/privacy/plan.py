@@ -91,7 +91,13 @@ class PrivacyPlan:
         return {
             "epsilon": self.epsilons[rounds_run - 1] if rounds_run else 0.0,
             "delta": self.delta,
-            "accountant": f"{self.accountant.accountant_kind} ({self.sampling})",
+            "accountant": f"{self.accountant.accountant_kind} ({self.sampling})"
+            + (
+                "; Skellam shares on the SecAgg ring, accounted as the Gaussian of noise multiplier "
+                "z_eff >= z (Agarwal et al. 2021, Thm 3.5)"
+                if self.spec.mode == "distributed"
+                else ""
+            ),
             "noise_multiplier": self.noise_multiplier,
             "dp": str(self.spec),
             "privacy_unit": f"one client's whole data, population N={self.sampling.population}",

@@ -6,9 +6,9 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-DPMode = Literal["central", "adaptive", "local"]
+DPMode = Literal["central", "adaptive", "local", "distributed"]
 
-_FORMS = "'central:CLIP', 'adaptive:QUANTILE' or 'local:CLIP,Z'"
+_FORMS = "'central:CLIP', 'adaptive:QUANTILE', 'local:CLIP,Z' or 'distributed:CLIP'"
 
 
 def check_clip(clip: float) -> None:
@@ -30,6 +30,7 @@ class DPSpec:
     central:  user-level DP-FedAvg, each client update clipped to `clip`, Gaussian noise on the sum.
     adaptive: as central, with the clip following the `quantile` of update norms (Andrew et al. 2021).
     local:    example-level DP-SGD on each client, per-sample clip `clip`, noise multiplier Z.
+    distributed: as central, but each client adds its share of Skellam noise inside secure aggregation.
     """
 
     mode: DPMode
@@ -38,7 +39,7 @@ class DPSpec:
     noise_multiplier: float | None = None
 
     def __post_init__(self) -> None:
-        if self.mode == "central":
+        if self.mode in ("central", "distributed"):
             self._need(clip=True, quantile=False, noise=False)
         elif self.mode == "adaptive":
             self._need(clip=False, quantile=True, noise=False)
@@ -70,8 +71,8 @@ class DPSpec:
             numbers = [float(part) for part in rest.split(",")]
         except ValueError:
             raise ValueError(f"bad number in DP spec {text!r}; use {_FORMS}") from None
-        if mode == "central" and len(numbers) == 1:
-            return cls("central", clip=numbers[0])
+        if mode in ("central", "distributed") and len(numbers) == 1:
+            return cls(mode, clip=numbers[0])  # type: ignore[arg-type]
         if mode == "adaptive" and len(numbers) == 1:
             return cls("adaptive", quantile=numbers[0])
         if mode == "local" and len(numbers) == 2:
@@ -79,8 +80,8 @@ class DPSpec:
         raise ValueError(f"bad DP spec {text!r}; use {_FORMS}")
 
     def __str__(self) -> str:
-        if self.mode == "central":
-            return f"central:{self.clip!r}"
+        if self.mode in ("central", "distributed"):
+            return f"{self.mode}:{self.clip!r}"
         if self.mode == "adaptive":
             return f"adaptive:{self.quantile!r}"
         return f"local:{self.clip!r},{self.noise_multiplier!r}"
@@ -92,4 +93,9 @@ class DPSpec:
 
 
 def _form(mode: str) -> str:
-    return {"central": "'central:CLIP'", "adaptive": "'adaptive:QUANTILE'", "local": "'local:CLIP,Z'"}[mode]
+    return {
+        "central": "'central:CLIP'",
+        "adaptive": "'adaptive:QUANTILE'",
+        "local": "'local:CLIP,Z'",
+        "distributed": "'distributed:CLIP'",
+    }[mode]

@@ -7,14 +7,14 @@ the unmasked integer sum into the float sum of the clients' updates.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
 
 from fedcodec import kernels, secagg
 
-__all__ = ["RingConfig", "decode_mean", "decode_sum", "encode_update", "encoded_length"]
+__all__ = ["RingConfig", "decode_mean", "decode_sum", "encode_update", "encoded_length", "ring_margin"]
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,8 @@ class RingConfig:
     wraps; a config whose ring would need more than 32 bits is refused at construction.
     `fraction < 1` keeps a seeded random subset of coordinates (the same for every client), and
     `rotate` applies a seeded randomized Hadamard rotation first (spreads outliers, so a tighter
-    `clip` loses less). `seed` is public and fresh per round.
+    `clip` loses less). `seed` is public and fresh per round. `headroom_bits` widens the ring for
+    signed noise added to the codes (distributed DP): see `ring_margin`.
     """
 
     clip: float
@@ -34,6 +35,7 @@ class RingConfig:
     rotate: bool = False
     fraction: float = 1.0
     seed: int = 0
+    headroom_bits: int = 0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.clip) and self.clip > 0):
@@ -44,16 +46,23 @@ class RingConfig:
             raise ValueError(f"max_clients must be at least 1, got {self.max_clients}")
         if not 0.0 < self.fraction <= 1.0:
             raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
+        if self.headroom_bits < 0:
+            raise ValueError(f"headroom_bits must be >= 0, got {self.headroom_bits}")
         if self.ring_bits > 32:
             raise ValueError(
                 f"a sum of {self.max_clients} codes of {self.bits} bits needs {self.ring_bits} ring bits "
-                "and would wrap the 32-bit ring: lower bits or max_clients"
+                + (f" (with {self.headroom_bits} headroom bits for noise)" if self.headroom_bits else "")
+                + " and would wrap the 32-bit ring: lower bits or max_clients"
             )
 
     @property
     def ring_bits(self) -> int:
         """Bits of the ring: enough that `max_clients` codes add without wrap."""
-        return self.bits + math.ceil(math.log2(self.max_clients))
+        return self.bits + math.ceil(math.log2(self.max_clients)) + self.headroom_bits
+
+    def with_headroom(self, headroom_bits: int) -> RingConfig:
+        """The same encoding in a ring widened by `headroom_bits` (refused past 32 bits)."""
+        return replace(self, headroom_bits=headroom_bits)
 
     @property
     def levels(self) -> int:
@@ -63,6 +72,15 @@ class RingConfig:
     def bytes_per_param(self, n: int) -> float:
         """Uploaded bytes per model parameter (packed ring elements over the full vector)."""
         return math.ceil(encoded_length(n, self) * self.ring_bits / 8) / n
+
+
+def ring_margin(config: RingConfig) -> int:
+    """Room below 0 and above max_clients x levels: a sum that strays less than this decodes exactly.
+
+    `decode_sum` reads a ring element r as the integer in [-margin, 2^ring_bits - margin), so codes plus
+    signed noise of magnitude <= margin never wrap; without headroom bits there is no noise and no wrap.
+    """
+    return ((1 << config.ring_bits) - config.max_clients * config.levels) // 2
 
 
 def _padded(n: int, config: RingConfig) -> int:
@@ -109,7 +127,9 @@ def decode_sum(total: NDArray[np.uint32], count: int, n: int, config: RingConfig
     if total.size != encoded_length(n, config):
         raise ValueError(f"sum has {total.size} elements, this config encodes {encoded_length(n, config)}")
     step = 2.0 * config.clip / config.levels
-    y = (total.astype(np.float64) * step - count * config.clip).astype(np.float32)
+    margin = ring_margin(config)
+    lifted = np.mod(total.astype(np.int64) + margin, 1 << config.ring_bits) - margin
+    y = (lifted.astype(np.float64) * step - count * config.clip).astype(np.float32)
     padded = _padded(n, config)
     if config.fraction < 1.0:
         full = np.zeros(padded, dtype=np.float32)

@@ -29,6 +29,9 @@ __all__ = ["STAGES", "RoundReport", "make_setup", "run_secagg_round", "secure_su
 
 STAGES = ("advertise", "share", "mask", "unmask")
 
+# A client's update, the round's ring and its 32-byte rounding seed -> its ring elements.
+RingInput = Callable[[NDArray[np.float32], RingConfig, bytes], NDArray[np.uint32]]
+
 
 @dataclass(frozen=True)
 class RoundReport:
@@ -179,16 +182,21 @@ def secure_sum(
     params: SecAggParams,
     *,
     clock: Callable[[], float] = time.perf_counter,
+    ring_input: RingInput = encode_update,
     **kwargs: object,
 ) -> tuple[NDArray[np.float32], RoundReport, dict[str, float]]:
-    """The float sum of the surviving clients' updates through a full SecAgg+ round, and the seconds spent."""
+    """The float sum of the surviving clients' updates through a full SecAgg+ round, and the seconds spent.
+
+    `ring_input` turns one client's update into its ring elements (default: quantize only; distributed DP's
+    `DistributedDP.ring_input` also clips and adds the client's noise share).
+    """
     n = next(iter(updates.values())).size
     t0 = clock()
 
     def rounding_seed(c: int) -> bytes:
         return secagg.derive_scalar(c.to_bytes(8, "little"), b"rounding %d" % config.seed)
 
-    codes = {c: encode_update(x, config, rounding_seed(c)) for c, x in updates.items()}
+    codes = {c: ring_input(x, config, rounding_seed(c)) for c, x in updates.items()}
     t1 = clock()
     report = run_secagg_round(codes, params, config.ring_bits, clock=clock, **kwargs)  # type: ignore[arg-type]
     t2 = clock()

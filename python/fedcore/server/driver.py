@@ -89,7 +89,7 @@ def _first_clip(config: FLConfig) -> float | None:
     if config.dp is None:
         return None
     spec = config.dp
-    if spec.mode == "central":
+    if spec.mode in ("central", "distributed"):
         return spec.clip
     return DEFAULT_INITIAL_CLIP if spec.mode == "adaptive" else None
 
@@ -289,8 +289,8 @@ class RoundDriver:
     def _noise(self, state: DriverState, round_num: int) -> RoundNoise | None:
         """This round's DP mechanism at the aggregator, seeded per round; None without user-level DP."""
         plan = self.privacy
-        if plan is None or state.dp_clip is None:
-            return None
+        if plan is None or state.dp_clip is None or plan.spec.mode == "distributed":
+            return None  # (distributed DP: the clients' shares are already in the secure sum)
         seed = derive_seed(self.config.seed, round_num, -1, DP_NOISE_SEED)
         cohort = plan.sampling.expected_cohort
         if not plan.adaptive:

@@ -7,10 +7,11 @@ masked vectors and the unmasked sum. In a simulation both halves run in this pro
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -22,6 +23,13 @@ from fedcore.protocol.transport import AggregatorFactory, ReplyInfo, RoundOutcom
 from fedcore.seeds import SECAGG_SEED, derive_seed
 from fedcore.strategies.base import FoldSum
 from fedcore.uplink.codec import decode_frame
+
+if TYPE_CHECKING:
+    from fedcore.privacy.distributed import DistributedDP
+
+# distributed DP sizes each client's noise share so that up to this fraction of a round's SecAgg clients
+# may drop inside the protocol and the survivors' shares still reach the accounted variance
+SECAGG_DROPOUT_TOLERANCE = 0.05
 
 
 def secagg_fraction(config: FLConfig) -> float:
@@ -74,6 +82,7 @@ class SecureTransport:
         self._fraction = secagg_fraction(config)
         # the ring must hold the sum of every client of a round without wrapping
         RingConfig(config.secagg_clip, config.secagg_bits, max(config.per_round, 2))
+        self._noise_multiplier: float | None = None  # distributed DP's z, calibrated on first use
 
     def wait_ready(self, clients: int, timeout_s: float) -> int:
         return self._inner.wait_ready(clients, timeout_s)
@@ -81,7 +90,8 @@ class SecureTransport:
     def run_round(
         self, tasks: Sequence[Task], make_aggregator: AggregatorFactory, deadline_s: float | None
     ) -> RoundOutcome:
-        from fedcore.secure import RingConfig, SecAggAbort, choose_params, secure_sum
+        from fedcore.secure import RingConfig, SecAggAbort, choose_params, encode_update, secure_sum
+        from fedcore.secure.sim import RingInput
 
         replies, lost = collect_replies(self._inner, tasks, deadline_s)
         if not replies:
@@ -89,19 +99,31 @@ class SecureTransport:
         round_num = replies[0].round
         config = self._config
         seed = derive_seed(config.seed, round_num, -1, SECAGG_SEED)
+        dp = self._distributed(len(replies))
         updates = {}
         size = 0
         for r in replies:
-            weight = min(r.num_examples, self._cap) / self._cap
+            # distributed DP: equal weights (the sensitivity is per client), no weight coordinate
+            weight = 1.0 if dp is not None else min(r.num_examples, self._cap) / self._cap
             x = decode_frame(r.payloads[0])
             size = x.size
             kept = self._keep(np.ascontiguousarray(weight * x, dtype=np.float32), seed)
-            updates[r.client_id] = np.append(kept, np.float32(weight)).astype(np.float32)
+            updates[r.client_id] = kept if dp is not None else np.append(kept, np.float32(weight))
         ring = RingConfig(config.secagg_clip, config.secagg_bits, max(config.per_round, 2), seed=seed)
+        ring_input: RingInput = encode_update
+        if dp is not None:
+            length = next(iter(updates.values())).size
+            ring = ring.with_headroom(dp.headroom_bits(ring, length))
+            ring_input = dp.ring_input
         params = self._params(len(updates), choose_params)
         start = time.perf_counter()
         try:
-            total, report, timing = secure_sum(updates, ring, params, seed=ring.seed)
+            total, report, timing = secure_sum(updates, ring, params, seed=ring.seed, ring_input=ring_input)
+            if dp is not None and len(report.result.included) < dp.noise_floor:
+                raise SecAggAbort(
+                    f"{len(report.result.included)} clients survived, fewer than the {dp.noise_floor} whose "
+                    "noise shares the accountant charged; the sum is not released"
+                )
         except SecAggAbort as exc:
             failures = tuple(
                 Failure(round_num, r.client_id, "client_error", f"secure aggregation aborted: {exc}")
@@ -109,8 +131,13 @@ class SecureTransport:
             )
             return RoundOutcome(make_aggregator(), (), (*lost, *failures))
         included = set(report.result.included)
-        weight_sum = float(total[-1]) * self._cap
-        delta_sum = self._spread(np.ascontiguousarray(total[:-1], dtype=np.float32), size, seed) * self._cap
+        if dp is not None:  # DP-FedAvg's fixed denominator: the expected cohort, not who answered
+            weight_sum = float(config.per_round)
+            delta_sum = self._spread(np.ascontiguousarray(total, dtype=np.float32), size, seed)
+        else:
+            weight_sum = float(total[-1]) * self._cap
+            kept_sum = np.ascontiguousarray(total[:-1], dtype=np.float32)
+            delta_sum = self._spread(kept_sum, size, seed) * self._cap
         accepted = [r for r in replies if r.client_id in included]
         fold = FoldSum(
             delta_sum=delta_sum,
@@ -138,7 +165,32 @@ class SecureTransport:
             "secagg_threshold": params.threshold,
             "secagg_dropped": list(report.result.dropped),
         }
+        if dp is not None:
+            length = next(iter(updates.values())).size
+            variance = dp.total_variance(ring, length)
+            metrics["secagg_dp_noise_floor"] = dp.noise_floor
+            metrics["secagg_dp_headroom_bits"] = ring.headroom_bits
+            metrics["secagg_dp_noise_std"] = round(math.sqrt(variance) * 2.0 * ring.clip / ring.levels, 6)
+            metrics["secagg_dp_effective_noise_multiplier"] = round(
+                dp.effective_noise_multiplier(ring, length, variance), 6
+            )
         return RoundOutcome(SecureSumResult(fold, metrics), infos, (*lost, *flagged))
+
+    def _distributed(self, clients: int) -> DistributedDP | None:
+        """This round's distributed DP (`--dp distributed:CLIP`), noise sized for its SecAgg clients."""
+        config = self._config
+        if config.dp is None or config.dp.mode != "distributed":
+            return None
+        from fedcore.privacy.distributed import DistributedDP
+        from fedcore.privacy.plan import PrivacyPlan
+
+        if self._noise_multiplier is None:
+            plan = PrivacyPlan.from_config(config)
+            assert plan is not None
+            self._noise_multiplier = plan.noise_multiplier
+        clip = config.dp.clip
+        assert clip is not None
+        return DistributedDP.for_round(clip, self._noise_multiplier, clients, SECAGG_DROPOUT_TOLERANCE)
 
     def _keep(self, x: NDArray[np.float32], seed: int) -> NDArray[np.float32]:
         """Seeded random-k, the same coordinates for every client of the round; all of them without it."""
