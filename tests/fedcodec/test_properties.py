@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -35,7 +37,8 @@ specs = st.one_of(
     terminal_specs,
     st.builds(lambda chain, end: "+".join([*chain, end]), st.lists(sparsifiers, max_size=2), terminal_specs),
 )
-PROPERTY_SETTINGS = settings(max_examples=200, deadline=None)
+# CI replays the same examples every run (a red build names a change, not a draw); elsewhere each run explores
+PROPERTY_SETTINGS = settings(max_examples=200, deadline=None, derandomize=os.environ.get("CI") == "true")
 
 
 @PROPERTY_SETTINGS
