@@ -116,6 +116,13 @@ _SIM_FLAGS: tuple[tuple[str, type, str], ...] = (
     ("--workers", int, "worker processes (default: chosen from the job; 0 or 1: in-process)"),
     ("--seed", int, "run seed; same seed, same numbers"),
     ("--out", str, "output directory for rounds.jsonl and summary.json"),
+    (
+        "--shift",
+        str,
+        "shifted compression: clients send C(update - shift) and learn the shift, the server adds the "
+        "mean shift back: diana:ALPHA | ef21",
+    ),
+    ("--ef-decay", float, "with --error-feedback: share of the residual kept per round the client sat out"),
 )
 
 

@@ -114,6 +114,8 @@ class FLConfig:
     vectorize: bool | None = None  # clients train as one batched model; None: where the model allows
     seed: int = 0
     out: str = "runs/sim"
+    shift: str | None = None  # shifted compression: diana:ALPHA | ef21 (clients send C(update - shift))
+    ef_decay: float | None = None  # error feedback: share of the residual kept per round a client is away
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -173,6 +175,7 @@ class FLConfig:
         _check_privacy(self)
         _check_attack(self)
         _check_secagg(self)
+        _check_update_rules(self)
         self.make_strategy()  # raises on a bad spec or server parameters
 
     def make_strategy(self) -> Strategy:
@@ -334,6 +337,30 @@ def _check_secagg(config: FLConfig) -> None:
     for flag, is_set in excluded.items():
         if is_set:
             raise ValueError(f"--secagg reveals only the sum of the round's weighted updates; drop {flag}")
+
+
+def _check_update_rules(config: FLConfig) -> None:
+    """Shifted compression and a decaying residual need a lossy upload and a plain weighted mean."""
+    if config.ef_decay is not None:
+        if not config.error_feedback:
+            raise ValueError("--ef-decay fades the error-feedback residual; it needs --error-feedback")
+        if not 0.0 <= config.ef_decay <= 1.0:
+            raise ValueError(f"--ef-decay must lie in [0, 1], got {config.ef_decay}")
+    if config.shift is None:
+        return
+    from fedcore.uplink.shift import ShiftSpec
+
+    ShiftSpec.parse(config.shift)
+    lossless = config.codec in (None, "none") and config.adaptive_deadline_s is None
+    excluded = {
+        "a lossy upload (--codec, --powersgd or --adaptive)": lossless and config.powersgd is None,
+        "no --dp (the shift would change what the clip bounds)": config.dp is not None,
+        "no --secagg (the ring's random-k is not the codec the shift saw)": config.secagg,
+        f"a mean over deltas, not --strategy {config.strategy}": config.strategy in ("scaffold", "fednova"),
+    }
+    for need, broken in excluded.items():
+        if broken:
+            raise ValueError(f"--shift {config.shift} needs {need}")
 
 
 def _check_attack(config: FLConfig) -> None:

@@ -74,6 +74,7 @@ class DriverState:
     records: tuple[RoundRecord, ...] = ()
     dp_clip: float | None = None  # user-level DP: the clip norm clients use next round
     suspects: SuspectTracker | None = None  # robust aggregators: who looked suspicious in recent rounds
+    uplink: dict[str, Any] = field(default_factory=dict)  # stateful uplink stages' server halves
 
 
 def initial_state(config: FLConfig, weights: Vector) -> DriverState:
@@ -225,6 +226,7 @@ class RoundDriver:
         if reached < config.min_clients:  # a diverged client did answer, as in the simulation
             raise InsufficientClientsError(round_num, reached, config.min_clients)
         fold = outcome.aggregator.finish()
+        fold, uplink = self.chain.server_round(fold, state.uplink, config.clients)
         dp_metrics: dict[str, Any] = getattr(outcome.aggregator, "metrics", {})
         suspicion: dict[int, float] = getattr(outcome.aggregator, "suspicion", {})
         suspects = state.suspects
@@ -278,6 +280,7 @@ class RoundDriver:
             (*state.records, record),
             next_clip,
             suspects,
+            uplink,
         )
         return new_state, record, outcome
 
