@@ -203,3 +203,11 @@ def test_a_run_with_shift_and_fading_residual_trains() -> None:
     for rules in ({"shift": "ef21"}, {"shift": "diana:0.5", "error_feedback": True, "ef_decay": 0.8}):
         result = simulate(replace(base, **rules))  # type: ignore[arg-type]
         assert result.records[-1].accuracy > 0.4, rules  # ten digit classes: chance is 0.1
+
+
+def test_a_checkpoint_from_before_server_halves_kept_state_still_loads() -> None:
+    from fedcore.server.driver import initial_state
+
+    state = initial_state(FLConfig(), np.zeros(4, dtype=np.float32))
+    del state.__dict__["uplink"]  # as pickled by a driver that had no such field
+    assert pickle.loads(pickle.dumps(state)).uplink == {}

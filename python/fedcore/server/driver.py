@@ -76,6 +76,10 @@ class DriverState:
     suspects: SuspectTracker | None = None  # robust aggregators: who looked suspicious in recent rounds
     uplink: dict[str, Any] = field(default_factory=dict)  # stateful uplink stages' server halves
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A checkpoint from before `uplink` existed loads with no uplink state (nothing kept any then)."""
+        self.__dict__.update({"uplink": {}, **state})
+
 
 def initial_state(config: FLConfig, weights: Vector) -> DriverState:
     strategy = config.make_strategy()
