@@ -123,6 +123,13 @@ _SIM_FLAGS: tuple[tuple[str, type, str], ...] = (
     ("--workers", int, "worker processes (default: chosen from the job; 0 or 1: in-process)"),
     ("--seed", int, "run seed; same seed, same numbers"),
     ("--out", str, "output directory for rounds.jsonl and summary.json"),
+    (
+        "--shift",
+        str,
+        "shifted compression: clients send C(update - shift) and learn the shift, the server adds the "
+        "mean shift back: diana:ALPHA | ef21",
+    ),
+    ("--ef-decay", float, "with --error-feedback: share of the residual kept per round the client sat out"),
 )
 
 
@@ -410,6 +417,15 @@ def run_sweep_command(
         err.print(f"[red]error:[/red] {exc}")
         return 1
     cells = collect_cells(plan, specs, summaries)
+    for cell in cells:
+        twin = cell.twin_interval
+        console.print(
+            f"{cell.dataset} {cell.partition} {cell.setting}: accuracy "
+            f"{cell.accuracy_interval.scaled(100.0).text()} %, "
+            f"{cell.delta_interval.text(signed=True)} points vs {plan.baseline}"
+            + (f", {twin.text(signed=True)} vs {cell.twin}" if twin is not None else "")
+            + " (95 % CI over seeds, paired)"
+        )
     png = plot_accuracy_vs_bytes(cells, args.out / "accuracy_vs_bytes.png")
     command = "fedcore " + " ".join(argv if argv is not None else sys.argv[1:])
     console.print(f"wrote {write_results(plan, cells, args.out, command, png)} and {png}")

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from fedcore.robust.attacks import Attack
     from fedcore.robust.spec import AggregatorSpec
     from fedcore.strategies.spec import StrategySpec
+    from fedcore.uplink.shift import ShiftSpec
 
 BACKENDS = ("torch", "mlx", "sklearn")
 MODELS = ("mlp", "cnn1d", "logreg")
@@ -42,6 +43,7 @@ def _spec_kinds() -> dict[str, tuple[Callable[[str], object], Any]]:
     from fedcore.robust.attacks import parse as parse_attack
     from fedcore.robust.spec import AggregatorSpec
     from fedcore.strategies.spec import StrategySpec
+    from fedcore.uplink.shift import ShiftSpec
 
     return {
         "dataset": (DatasetSpec.parse, DatasetSpec),
@@ -55,6 +57,7 @@ def _spec_kinds() -> dict[str, tuple[Callable[[str], object], Any]]:
         "aggregator": (AggregatorSpec.parse, AggregatorSpec),
         "dp": (DPSpec.parse, DPSpec),
         "attack": (parse_attack, Attack),
+        "shift": (ShiftSpec.parse, ShiftSpec),
     }
 
 
@@ -70,6 +73,7 @@ SPEC_FIELDS = (
     "aggregator",
     "dp",
     "attack",
+    "shift",
 )  # typed specs: text only at the TOML/flag edge and in summary.json
 _CODEC_FIELDS = ("codec", "downlink_codec", "adaptive_ladder")  # fedcodec's messages do not name the spec
 
@@ -146,6 +150,8 @@ class FLConfig:
     seed: int = 0
     out: str = "runs/sim"
     device: str = "cpu"  # where torch models train: cpu | cuda | mps
+    shift: ShiftSpec | None = None  # shifted compression: diana:ALPHA | ef21 (clients send C(update - shift))
+    ef_decay: float | None = None  # error feedback: share of the residual kept per round a client is away
 
     def __post_init__(self) -> None:
         _parse_specs(self)
@@ -207,6 +213,7 @@ class FLConfig:
         _check_privacy(self)
         _check_attack(self)
         _check_secagg(self)
+        _check_update_rules(self)
         self.make_strategy()  # raises on a bad spec or server parameters
 
     def make_strategy(self) -> Strategy:
@@ -378,6 +385,28 @@ def _check_secagg(config: FLConfig) -> None:
     for flag, is_set in excluded.items():
         if is_set:
             raise ValueError(f"--secagg reveals only the sum of the round's weighted updates; drop {flag}")
+
+
+def _check_update_rules(config: FLConfig) -> None:
+    """Shifted compression and a decaying residual need a lossy upload and a plain weighted mean."""
+    if config.ef_decay is not None:
+        if not config.error_feedback:
+            raise ValueError("--ef-decay fades the error-feedback residual; it needs --error-feedback")
+        if not 0.0 <= config.ef_decay <= 1.0:
+            raise ValueError(f"--ef-decay must lie in [0, 1], got {config.ef_decay}")
+    if config.shift is None:
+        return
+    lossless = (config.codec is None or config.codec.raw) and config.adaptive_deadline_s is None
+    excluded = {
+        "a lossy upload (--codec, --powersgd or --adaptive)": lossless and config.powersgd is None,
+        "no --dp (the shift would change what the clip bounds)": config.dp is not None,
+        "no --secagg (the ring's random-k is not the codec the shift saw)": config.secagg,
+        f"a mean over deltas, not --strategy {config.strategy}": config.strategy.name
+        in ("scaffold", "fednova"),
+    }
+    for need, broken in excluded.items():
+        if broken:
+            raise ValueError(f"--shift {config.shift} needs {need}")
 
 
 def _check_attack(config: FLConfig) -> None:

@@ -17,6 +17,7 @@ from fedcore.robust import Robust
 from fedcore.robust.attacks import parse as parse_attack
 from fedcore.robust.spec import AggregatorSpec
 from fedcore.strategies import StrategySpec
+from fedcore.uplink.shift import ShiftSpec
 
 ROUND_TRIPS: list[tuple[Callable[[str], object], str]] = [
     (DatasetSpec.parse, "digits"),
@@ -47,6 +48,8 @@ ROUND_TRIPS: list[tuple[Callable[[str], object], str]] = [
     (DPSpec.parse, "distributed:0.5"),
     (parse_attack, "alie:1.5"),
     (parse_attack, "backdoor:0"),
+    (ShiftSpec.parse, "diana:0.1"),
+    (ShiftSpec.parse, "ef21"),
 ]
 
 

@@ -11,9 +11,11 @@ import pytest
 from fedcore.cli import main
 from fedcore.records import RoundRecord, write_jsonl, write_summary
 from fedcore.sweep import RunSpec, Setting, SweepPlan, builtin_plan, collect_cells
+from fedcore.sweep.document import table_markdown
 from fedcore.sweep.plan import load_plan, plan_from_dict
 from fedcore.sweep.plot import line_styles
 from fedcore.sweep.runner import finished_summary
+from fedcore.sweep.stats import within
 
 TINY_PLAN = """
 seeds = [0, 1]
@@ -218,3 +220,51 @@ def test_the_plans_the_results_page_cites_load_and_name_every_run(plan_file: Pat
     runs = plan.runs(tmp_path)
     assert len(runs) == len(plan.datasets) * len(plan.partitions) * len(plan.settings) * len(plan.seeds)
     assert len({run.run_dir for run in runs}) == len(runs)
+
+
+def test_cells_compare_with_the_plan_baseline_and_their_own_twin(tmp_path: Path) -> None:
+    plan = SweepPlan(
+        datasets={"digits": {"rounds": 1}},
+        partitions=("iid",),
+        settings=(
+            Setting("none"),
+            Setting("none, FedYogi", {"strategy": "fedyogi"}),
+            Setting(
+                "quant:4, FedYogi", {"codec": "quant:4", "strategy": "fedyogi"}, baseline="none, FedYogi"
+            ),
+        ),
+        seeds=(0, 1, 2),
+    )
+    finals = {
+        "none": [0.50, 0.52, 0.54],
+        "none, FedYogi": [0.60, 0.62, 0.64],
+        "quant:4, FedYogi": [0.59, 0.61, 0.63],  # 10 points over FedAvg, exactly 1 under its twin
+    }
+    specs = plan.runs(tmp_path)
+    summaries = {
+        s.run_dir: _fake_run(s.run_dir, [finals[s.setting.name][s.seed]], 100, s.config.run_settings())
+        for s in specs
+    }
+    cells = collect_cells(plan, specs, summaries)
+    quant = cells[2]
+    assert quant.delta_interval.mean == pytest.approx(9.0)
+    assert quant.delta_interval.half_width == pytest.approx(0.0, abs=1e-9)
+    assert quant.within_one_point
+    twin = quant.twin_interval
+    assert twin is not None
+    assert twin.mean == pytest.approx(-1.0)
+    assert not within(twin)  # exactly -1 is not above -1
+    assert cells[0].twin_interval is None
+    table = table_markdown(cells, "none")
+    assert "| quant:4, FedYogi | 61.00 ± 4.97 | +9.00 ± 0.00 ✓ | -1.00 ± 0.00 (none, FedYogi) |" in table
+
+
+def test_a_setting_baseline_must_be_a_setting() -> None:
+    data: dict[str, object] = {
+        "seeds": [0],
+        "partitions": ["iid"],
+        "datasets": {"digits": {"rounds": 2}},
+        "settings": [{"name": "none"}, {"name": "quant:4", "codec": "quant:4", "baseline": "fedyogi"}],
+    }
+    with pytest.raises(ValueError, match="baseline 'fedyogi' is not one of the settings"):
+        plan_from_dict(data)

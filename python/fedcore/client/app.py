@@ -201,6 +201,7 @@ class ClientApp:
         ctx = UplinkContext(
             self._adapter.layout, task.client_id, settings.codec_seed, settings.codec, mask, settings.dp_clip
         )
+        ctx = replace(ctx, round=task.round)
         stages.update(trained.stages)
         encoded = self._chain.encode(delta, ctx, stages)
         payloads = [encoded.payload]

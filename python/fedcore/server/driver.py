@@ -73,6 +73,11 @@ class DriverState:
     records: tuple[RoundRecord, ...] = ()
     dp_clip: float | None = None  # user-level DP: the clip norm clients use next round
     suspects: SuspectTracker | None = None  # robust aggregators: who looked suspicious in recent rounds
+    uplink: dict[str, Any] = field(default_factory=dict)  # stateful uplink stages' server halves
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A checkpoint from before `uplink` existed loads with no uplink state (nothing kept any then)."""
+        self.__dict__.update({"uplink": {}, **state})
 
 
 def initial_state(config: FLConfig, weights: Vector) -> DriverState:
@@ -222,6 +227,7 @@ class RoundDriver:
         if reached < config.min_clients:  # a diverged client did answer, as in the simulation
             raise InsufficientClientsError(round_num, reached, config.min_clients)
         fold = outcome.aggregator.finish()
+        fold, uplink = self.chain.server_round(fold, state.uplink, config.clients)
         dp_metrics: dict[str, Any] = getattr(outcome.aggregator, "metrics", {})
         suspicion: dict[int, float] = getattr(outcome.aggregator, "suspicion", {})
         suspects = state.suspects
@@ -275,6 +281,7 @@ class RoundDriver:
             (*state.records, record),
             next_clip,
             suspects,
+            uplink,
         )
         return new_state, record, outcome
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 from fedcore.sweep.plan import SweepPlan
+from fedcore.sweep.stats import CONFIDENCE, TOLERANCE_POINTS, Interval, within
 from fedcore.sweep.table import TARGET_SHARE, Cell
 
 
@@ -19,27 +21,45 @@ def _rounds_text(cell: Cell) -> str:
     return f"{mean:.0f}" if not missing else f"{mean:.0f} ({missing} of {len(cell.rounds_to_target)} never)"
 
 
+def _difference_text(interval: Interval | None) -> str:
+    """`Δ ± half width`, with ✓ where the interval's lower end is above -1 point."""
+    if interval is None:
+        return "—"
+    return interval.text(signed=True) + (" ✓" if within(interval) else "")
+
+
 def table_markdown(cells: Sequence[Cell], baseline: str) -> str:
-    """Markdown tables; accuracy is the mean ± sample std over seeds of the last round's test accuracy."""
+    """Markdown tables: mean ± 95 % t-interval half width over seeds, differences paired seed by seed."""
     lines: list[str] = []
     panels = list(dict.fromkeys((c.dataset, c.partition) for c in cells))
+    twins = any(c.twin is not None for c in cells)
     for dataset, partition in panels:
         rows = [c for c in cells if (c.dataset, c.partition) == (dataset, partition)]
+        twin_head = " Δ vs own baseline (points) |" if twins else ""
         lines += [
             f"### {dataset}, {partition}",
             "",
-            "| setting | final accuracy | Δ vs "
-            f"{baseline} (points) | uplink MB | float32 bytes / bytes sent | "
-            f"rounds to {TARGET_SHARE:.0%} of {baseline} |",
-            "|---|---|---|---|---|---|",
+            f"| setting | final accuracy | Δ vs {baseline} (points) |{twin_head} uplink MB | "
+            f"float32 bytes / bytes sent | rounds to {TARGET_SHARE:.0%} of {baseline} |",
+            "|---|---|---|" + ("---|" if twins else "") + "---|---|---|",
         ]
         for c in rows:
+            twin_cell = ""
+            if twins:
+                own = f" ({c.twin})" if c.twin is not None else ""
+                twin_cell = f" {_difference_text(c.twin_interval)}{own} |"
             lines.append(
-                f"| {c.setting} | {c.mean_accuracy:.4f} ± {c.std_accuracy:.4f} | {c.delta_points:+.2f} | "
+                f"| {c.setting} | {c.accuracy_interval.scaled(100.0).text()} | "
+                f"{_difference_text(c.delta_interval)} |{twin_cell} "
                 f"{c.mean_uplink_bytes / 1e6:.3f} | {c.mean_ratio:.1f} | {_rounds_text(c)} |"
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def _bounds(interval: Interval) -> list[float | None]:
+    """[mean, low, high] for JSON; an unknown end (one seed) is null."""
+    return [None if math.isnan(v) else v for v in (interval.mean, interval.low, interval.high)]
 
 
 def write_results(plan: SweepPlan, cells: Sequence[Cell], out: Path, command: str, png: Path) -> Path:
@@ -50,9 +70,12 @@ def write_results(plan: SweepPlan, cells: Sequence[Cell], out: Path, command: st
         "",
         f"Command: `{command}`",
         "",
-        f"Seeds {seeds}; every number is a mean over them. Δ compares each seed with the",
-        f"`{plan.baseline}` run of the same seed. Bytes are the frames the clients actually uploaded,",
-        "headers and checksums included.",
+        f"Seeds {seeds}. Accuracy is the last round's test accuracy in percent, as the mean over seeds ±",
+        f"the half width of its {CONFIDENCE:.0%} t-interval. Δ is paired: each seed's run minus the",
+        f"`{plan.baseline}` run of the same seed (or the setting's own baseline), mean ± {CONFIDENCE:.0%}",
+        f"t-interval, in points; ✓ marks a setting within {TOLERANCE_POINTS:g} point of it, i.e. whose",
+        f"interval's lower end is above -{TOLERANCE_POINTS:g}. Bytes are the frames the clients actually",
+        "uploaded, headers and checksums included.",
         "",
         table_markdown(cells, plan.baseline),
         f"![accuracy against cumulative uplink bytes]({png.name})",
@@ -71,6 +94,12 @@ def write_results(plan: SweepPlan, cells: Sequence[Cell], out: Path, command: st
             "uplink_bytes": list(c.uplink_bytes),
             "uplink_ratio": list(c.uplink_ratio),
             "rounds_to_target": list(c.rounds_to_target),
+            "accuracy_ci": _bounds(c.accuracy_interval),
+            "delta_points_ci": _bounds(c.delta_interval),
+            "within_one_point": c.within_one_point,
+            "twin": c.twin,
+            "twin_accuracy": list(c.twin_accuracy) if c.twin_accuracy is not None else None,
+            "twin_delta_points_ci": _bounds(c.twin_interval) if c.twin_interval is not None else None,
         }
         for c in cells
     ]

@@ -23,6 +23,7 @@ class Setting:
 
     name: str
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    baseline: str | None = None  # its fair twin (same server optimizer, uncompressed), compared beside
 
     @property
     def slug(self) -> str:
@@ -76,6 +77,11 @@ class SweepPlan:
             raise ValueError(f"setting names must differ in more than punctuation, got {names}")
         if self.baseline not in names:
             raise ValueError(f"baseline {self.baseline!r} is not one of the settings {names}")
+        for s in self.settings:
+            if s.baseline is not None and s.baseline not in names:
+                raise ValueError(
+                    f"setting {s.name}: baseline {s.baseline!r} is not one of the settings {names}"
+                )
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct, got {list(self.seeds)}")
         for where, fields in [
@@ -129,7 +135,11 @@ def _slug(text: str) -> str:
 
 
 def plan_from_dict(data: Mapping[str, Any]) -> SweepPlan:
-    """The TOML layout: seeds, partitions, baseline, [base], [datasets.NAME], [[settings]] with a name."""
+    """The TOML layout: seeds, partitions, baseline, [base], [datasets.NAME], [[settings]] with a name.
+
+    A [[settings]] entry may name its own `baseline` too (its server optimizer uncompressed, say): the
+    table then gives its difference from that setting beside the one from the plan's baseline.
+    """
     known = {"seeds", "partitions", "baseline", "base", "datasets", "settings"}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -138,8 +148,9 @@ def plan_from_dict(data: Mapping[str, Any]) -> SweepPlan:
     for entry in data.get("settings", []):
         if not isinstance(entry, Mapping) or "name" not in entry:
             raise ValueError(f"every [[settings]] entry needs a name, got {entry!r}")
-        fields = {k.replace("-", "_"): v for k, v in entry.items() if k != "name"}
-        settings.append(Setting(str(entry["name"]), fields))
+        fields = {k.replace("-", "_"): v for k, v in entry.items() if k not in ("name", "baseline")}
+        twin = entry.get("baseline")
+        settings.append(Setting(str(entry["name"]), fields, str(twin) if twin is not None else None))
     datasets = data.get("datasets", {})
     if not isinstance(datasets, Mapping):
         raise ValueError("datasets must be a table of [datasets.NAME] sections")

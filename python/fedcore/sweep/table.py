@@ -12,6 +12,7 @@ from numpy.typing import NDArray
 
 from fedcore.records import read_rounds
 from fedcore.sweep.plan import RunSpec, SweepPlan
+from fedcore.sweep.stats import Interval, paired_difference, t_interval, within
 
 # The table's rounds-to-target column: first round at this share of the baseline's final accuracy.
 TARGET_SHARE = 0.95
@@ -39,6 +40,9 @@ class Cell:
     rounds_to_target: tuple[int | None, ...]  # None: never reached TARGET_SHARE of the baseline's final
     curves: tuple[Curve, ...]
     baseline_accuracy: tuple[float, ...]
+    # The setting's own baseline (its server optimizer uncompressed), where the plan names one for it.
+    twin: str | None = None
+    twin_accuracy: tuple[float, ...] | None = None
 
     @property
     def mean_accuracy(self) -> float:
@@ -52,6 +56,28 @@ class Cell:
     def delta_points(self) -> float:
         """Mean final accuracy minus the baseline's, in percentage points, seed by seed."""
         return 100.0 * float(np.mean(np.subtract(self.final_accuracy, self.baseline_accuracy)))
+
+    @property
+    def accuracy_interval(self) -> Interval:
+        """Final accuracy: mean and 95 % t-interval over seeds."""
+        return t_interval(self.final_accuracy)
+
+    @property
+    def delta_interval(self) -> Interval:
+        """Points against the plan's baseline, paired seed by seed, with its 95 % t-interval."""
+        return paired_difference(self.final_accuracy, self.baseline_accuracy).scaled(100.0)
+
+    @property
+    def twin_interval(self) -> Interval | None:
+        """Points against the setting's own baseline, paired seed by seed; None without one."""
+        if self.twin_accuracy is None:
+            return None
+        return paired_difference(self.final_accuracy, self.twin_accuracy).scaled(100.0)
+
+    @property
+    def within_one_point(self) -> bool:
+        """Within 1 point of the plan's baseline: the paired interval's lower end is above -1."""
+        return within(self.delta_interval)
 
     @property
     def mean_ratio(self) -> float:
@@ -80,11 +106,15 @@ def collect_cells(
 ) -> list[Cell]:
     """Cells in plan order; every run in `specs` must have its summary (and rounds.jsonl) by now."""
     by_key = {(s.dataset, s.partition, s.setting.name, s.seed): s for s in specs}
+
+    def finals(name: str, dataset: str, partition: str) -> tuple[float, ...]:
+        runs = (by_key[dataset, partition, name, seed] for seed in plan.seeds)
+        return tuple(float(summaries[r.run_dir]["final_accuracy"]) for r in runs)
+
     cells = []
     for dataset in plan.datasets:
         for partition in plan.partitions:
-            baseline_runs = [by_key[dataset, partition, plan.baseline, seed] for seed in plan.seeds]
-            baseline_final = tuple(float(summaries[r.run_dir]["final_accuracy"]) for r in baseline_runs)
+            baseline_final = finals(plan.baseline, dataset, partition)
             for setting in plan.settings:
                 runs = [by_key[dataset, partition, setting.name, seed] for seed in plan.seeds]
                 done = [summaries[r.run_dir] for r in runs]
@@ -104,6 +134,10 @@ def collect_cells(
                         ),
                         curves=curves,
                         baseline_accuracy=baseline_final,
+                        twin=setting.baseline,
+                        twin_accuracy=finals(setting.baseline, dataset, partition)
+                        if setting.baseline is not None
+                        else None,
                     )
                 )
     return cells

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -13,6 +13,7 @@ from fedcore.layout import ParamLayout
 
 if TYPE_CHECKING:
     from fedcore.partial import Mask
+    from fedcore.strategies.base import FoldSum
 
 Vector = NDArray[np.float32]
 # What a server half hands the aggregator: a frame it may fold straight in Rust, or a dense vector.
@@ -29,6 +30,7 @@ class UplinkContext:
     codec: str | None = None  # this client's codec this round, where adaptive compression picked one
     mask: Mask | None = None  # this round's shared coordinates (partial sharing, a local head's body)
     clip: float | None = None  # this round's clip norm under user-level DP
+    round: int = 0  # the round this upload belongs to (a decaying residual counts the rounds in between)
 
 
 @dataclass
@@ -59,4 +61,20 @@ class Stage(Protocol):
 
     def decode(self, payload: bytes, ctx: UplinkContext, rest: DecodeRest) -> Update:
         """Server half: undo this stage's transform on what `rest` decoded."""
+        ...
+
+
+@runtime_checkable
+class ServerRound(Protocol):
+    """A stage whose server half keeps state across rounds (shifted compression's mean shift).
+
+    It sees the round's whole fold once every client is in, and returns the fold the strategy steps with;
+    its state lives in the driver's state (so checkpoints carry it), under the stage's key.
+    """
+
+    @property
+    def key(self) -> str: ...
+
+    def server_round(self, fold: FoldSum, state: Any, clients: int) -> tuple[FoldSum, Any]:
+        """The fold after this stage's server step, and the stage's new server state."""
         ...

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from fedcore.config import FLConfig
-from fedcore.uplink.base import ClientStates, Encoded, Stage, Update, UplinkContext, Vector
+from fedcore.uplink.base import ClientStates, Encoded, ServerRound, Stage, Update, UplinkContext, Vector
 from fedcore.uplink.clip import clip_from_config
 from fedcore.uplink.codec import codec_from_config
 from fedcore.uplink.error_feedback import error_feedback_from_config
 from fedcore.uplink.partial import partial_from_config
 from fedcore.uplink.powersgd import powersgd_from_config
+from fedcore.uplink.shift import shift_from_config
+
+if TYPE_CHECKING:
+    from fedcore.strategies.base import FoldSum
 
 # The registry, in chain order: each entry builds its stage from the config, or None when unused.
 STAGE_BUILDERS: tuple[Callable[[FLConfig], Stage | None], ...] = (
     clip_from_config,
+    shift_from_config,
     error_feedback_from_config,
     partial_from_config,
     powersgd_from_config,
@@ -52,3 +58,13 @@ class UplinkChain:
             return self.stages[i].decode(data, ctx, lambda d: run(i + 1, d))
 
         return run(0, payload)
+
+    def server_round(
+        self, fold: FoldSum, states: Mapping[str, Any], clients: int
+    ) -> tuple[FoldSum, dict[str, Any]]:
+        """After the fold: each stateful server half, last stage first, with its state from `states`."""
+        kept = dict(states)
+        for stage in reversed(self.stages):
+            if isinstance(stage, ServerRound):
+                fold, kept[stage.key] = stage.server_round(fold, kept.get(stage.key), clients)
+        return fold, kept

@@ -8,6 +8,7 @@ import numpy as np
 
 from fedcore.config import FLConfig
 from fedcore.uplink.base import ClientStates, DecodeRest, Encoded, EncodeRest, Update, UplinkContext, Vector
+from fedcore.uplink.decayed_feedback import DecayedErrorFeedbackStage
 
 
 @dataclass(frozen=True)
@@ -34,5 +35,7 @@ class ErrorFeedbackStage:
         return rest(payload)
 
 
-def error_feedback_from_config(config: FLConfig) -> ErrorFeedbackStage | None:
-    return ErrorFeedbackStage() if config.error_feedback else None
+def error_feedback_from_config(config: FLConfig) -> ErrorFeedbackStage | DecayedErrorFeedbackStage | None:
+    if not config.error_feedback:
+        return None
+    return DecayedErrorFeedbackStage(config.ef_decay) if config.ef_decay is not None else ErrorFeedbackStage()
