@@ -25,7 +25,9 @@ from fedcore.transport.grpc.limits import Limits
 if TYPE_CHECKING:
     from fedcore.config import FLConfig
     from fedcore.data.dataset import Dataset
-    from fedcore.transport.grpc.client import Handler
+    from fedcore.protocol.messages import Failure, Task
+    from fedcore.protocol.transport import Transport
+    from fedcore.transport.grpc.client import Handler, Handlers
     from fedcore.transport.grpc.server import GrpcServerTransport
 
 log = logging.getLogger("fedcore.transport.grpc")
@@ -111,9 +113,7 @@ def fl_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def simulation_only(config: FLConfig) -> str | None:
-    """What a deployment cannot do yet, said instead of silently doing less (e.g. summing in the clear)."""
-    if config.secagg:
-        return "--secagg runs in `fedcore sim` only: the gRPC protocol does not carry SecAgg+'s stages yet"
+    """What a deployment cannot do, said instead of silently doing something else."""
     if config.attack is not None:
         return "--attack simulates Byzantine clients; it exists in `fedcore sim` only"
     if config.adaptive_deadline_s is not None:
@@ -170,6 +170,7 @@ def open_server(
         round_timeout_s=args.round_timeout,
         poll_s=args.poll_s,
         max_clients=config.clients,
+        secure=config.secagg,
     )
 
 
@@ -184,7 +185,7 @@ def serve(config: FLConfig, transport: GrpcServerTransport, args: argparse.Names
         log.info("%d of %d clients registered; starting round 1", ready, config.clients)
     summary: dict[str, Any] = run_federation(
         config,
-        transport,
+        secure_transport(config, transport) if config.secagg else transport,
         out,
         resume=bool(getattr(args, "resume", False)),
         deadline_s=args.round_timeout,
@@ -193,6 +194,21 @@ def serve(config: FLConfig, transport: GrpcServerTransport, args: argparse.Names
     refusals = [dataclasses.asdict(f) for f in transport.refusals()]
     (out / "refusals.jsonl").write_text("".join(json.dumps(r) + "\n" for r in refusals))
     return summary
+
+
+def secure_transport(config: FLConfig, transport: GrpcServerTransport) -> Transport:
+    """Secure aggregation over gRPC: the client processes hold their updates and answer the SecAgg+ stages.
+
+    The weight cap (the largest client's example count, public) comes from the run's partition, as in
+    the simulation.
+    """
+    from fedcore.secure.round import SecureTransport
+    from fedcore.sim.secure import secure_settings
+    from fedcore.sim.workers import load_data
+
+    data = load_data(config)
+    largest = max(len(data.client(c).train) for c in range(data.num_clients))
+    return SecureTransport(transport, secure_settings(config, largest, model_size(config)))
 
 
 def _finished(config: FLConfig, out: Path, resume: bool) -> bool:
@@ -272,10 +288,14 @@ def run_client(args: argparse.Namespace) -> int:
 
 def client_handler_factory(
     client_id: int, data: str | None, dataset: str | None
-) -> Callable[[Mapping[str, Any]], Handler]:
-    """From the announced run config to `ClientApp(config, data_for).handle` on this client's data."""
+) -> Callable[[Mapping[str, Any]], Handler | Handlers]:
+    """From the announced run config to `ClientApp(config, data_for).handle` on this client's data.
 
-    def make(announced: Mapping[str, Any]) -> Handler:
+    Under `--secagg` the client's `SecureParty` keeps each trained update in this process and answers
+    the SecAgg+ stages; only the masked input leaves it.
+    """
+
+    def make(announced: Mapping[str, Any]) -> Handler | Handlers:
         from fedcore.client import ClientApp
         from fedcore.config import FLConfig
 
@@ -294,7 +314,20 @@ def client_handler_factory(
             from fedcore.sim.workers import limit_threads
 
             limit_threads(config)
-        return ClientApp(config, data_for).handle
+        app = ClientApp(config, data_for)
+        if not config.secagg:
+            return app.handle
+        from fedcore.protocol.messages import Reply
+        from fedcore.secure.party import SecureParty
+        from fedcore.transport.grpc.client import Handlers
+
+        party = SecureParty(client_id)
+
+        def train_and_hold(task: Task) -> Reply | Failure:
+            result = app.handle(task)
+            return party.hold(result) if isinstance(result, Reply) else result
+
+        return Handlers(train_and_hold, party.answer_bytes)
 
     return make
 

@@ -1,0 +1,105 @@
+"""A client's model update into the ring and the round's sum back out: FedAvg weighting and random-k.
+
+Client i scales its update by w_i = min(n_i, cap) / cap (cap: the largest client, public) and appends
+w_i as one more coordinate, so the secure sum yields both sum w_i x_i and sum w_i. With `--codec
+randk:F` every client keeps the same seeded F of its coordinates (the seed is public) and the
+server scales the kept sum by 1/F, as the random-k codec does; the weight coordinate always travels.
+`ring_input` (client) and `ring_sum` (server) are the two ends; the simulation and the gRPC client
+call the same `ring_input`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from fedcodec import kernels, secagg
+from fedcore.secure.encoding import RingConfig, decode_sum, encode_update
+from fedcore.secure.messages import RoundSetup
+
+__all__ = ["SecureSetup", "kept_length", "ring_input", "ring_sum", "rounding_seed", "secagg_fraction"]
+
+
+@dataclass(frozen=True)
+class SecureSetup:
+    """What the server announces to each client before stage 1: the protocol's setup and the encoding.
+
+    `ring.fraction` is 1 (random-k with `fraction` happens before the ring, so the weight coordinate
+    stays); `ring.seed` is the round's public seed for random-k and the rounding streams.
+    """
+
+    setup: RoundSetup
+    ring: RingConfig
+    weight_cap: int
+    fraction: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.weight_cap < 1:
+            raise ValueError(f"weight_cap must be at least 1, got {self.weight_cap}")
+        if not 0.0 < self.fraction <= 1.0:
+            raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
+        if self.ring.fraction != 1.0 or self.ring.rotate:
+            raise ValueError("the announced ring adds no random-k or rotation of its own")
+        if self.ring.ring_bits != self.setup.ring_bits:
+            raise ValueError(f"ring of {self.ring.ring_bits} bits, setup says {self.setup.ring_bits}")
+
+
+def secagg_fraction(codec: str | None) -> float:
+    """`--codec randk:F` under secure aggregation: the ring keeps the same seeded F of every update."""
+    if codec in (None, "none"):
+        return 1.0
+    name, _, arg = str(codec).partition(":")
+    if name != "randk" or "+" in arg:
+        raise ValueError(
+            "--secagg adds codes in the ring, so only linear compression composes: "
+            f"--codec randk:F, got {codec!r}"
+        )
+    return float(arg)
+
+
+def kept_length(size: int, fraction: float, seed: int) -> int:
+    """Ring elements for a model of `size` parameters: the kept coordinates and the weight."""
+    kept = size if fraction >= 1.0 else kernels.mask_count(size, fraction, seed)
+    return kept + 1
+
+
+def rounding_seed(client_id: int, ring_seed: int) -> bytes:
+    """The client's stochastic-rounding stream key for the round (public: it hides nothing)."""
+    return secagg.derive_scalar(client_id.to_bytes(8, "little"), b"rounding %d" % ring_seed)
+
+
+def ring_input(
+    update: NDArray[np.float32], num_examples: int, announced: SecureSetup, client_id: int
+) -> NDArray[np.uint32]:
+    """The ring elements client `client_id` masks: its weighted, random-k'd update, then its weight."""
+    cap = announced.weight_cap
+    weight = min(num_examples, cap) / cap
+    ring_seed = announced.ring.seed
+    kept = np.ascontiguousarray(weight * update, dtype=np.float32)
+    if announced.fraction < 1.0:
+        kept = np.asarray(kernels.mask_extract(kept, announced.fraction, ring_seed), dtype=np.float32)
+    x = np.append(kept, np.float32(weight)).astype(np.float32)
+    if x.size != announced.setup.length:
+        raise ValueError(
+            f"an update of {update.size} parameters does not fit a round of {announced.setup.length}"
+        )
+    return encode_update(x, announced.ring, rounding_seed(client_id, ring_seed))
+
+
+def ring_sum(
+    total: NDArray[np.uint32], count: int, size: int, announced: SecureSetup
+) -> tuple[NDArray[np.float64], float]:
+    """From the unmasked sum of `count` clients: sum of w_i x_i over the model's `size` coordinates, sum w_i.
+
+    Both in units of the weight cap (multiply by it for example-weighted sums).
+    """
+    summed = decode_sum(total, count, announced.setup.length, announced.ring)
+    weight_sum = float(summed[-1])
+    kept = np.ascontiguousarray(summed[:-1], dtype=np.float32)
+    if announced.fraction >= 1.0:
+        return kept.astype(np.float64), weight_sum
+    full = np.zeros(size, dtype=np.float32)
+    kernels.mask_scatter_add(kept, full, announced.fraction, announced.ring.seed, 1.0 / announced.fraction)
+    return full.astype(np.float64), weight_sum
