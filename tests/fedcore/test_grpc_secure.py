@@ -4,6 +4,7 @@ when a client is killed between stages or forges a stage's bytes."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,8 +18,10 @@ from grpc_secure_peer import N, examples, update
 
 from fedcore.protocol import Task
 from fedcore.protocol.transport import RoundOutcome
+from fedcore.records import RoundRecord
 from fedcore.secure.round import SecureSettings, SecureSumResult, SecureTransport
 from fedcore.secure.update import ring_input, ring_sum
+from fedcore.server.audit import audit_entry
 from fedcore.transport.grpc.auth import TokenBook, client_token_file, make_tokens
 from fedcore.transport.grpc.limits import Limits
 from fedcore.transport.grpc.server import GrpcServerTransport
@@ -124,7 +127,56 @@ def test_a_forged_stage_payload_is_that_clients_typed_failure(tmp_path: Path) ->
     [failure] = outcome.failures
     assert (failure.client_id, failure.kind) == (2, "bad_frame")
     assert failure.message.startswith("secagg share: truncated")
+    record = RoundRecord(1, included, 5, [], 0, 0.0, 0.0, 0.0, 0, 0, 0.0, 0.0, 0.0)
+    [refused] = audit_entry(record, outcome)["refused"]
+    assert (refused["client_id"], refused["kind"]) == (2, "bad_frame")
     delta, weight = _fold(outcome)
     want_delta, want_weight = _expected(included, answered=[0, 1, 2, 3, 4])
     np.testing.assert_array_equal(delta, want_delta)
     assert weight == want_weight
+
+
+SECURE_RUN = """\
+dataset = "digits"
+clients = 4
+per_round = 3
+rounds = 2
+local_epochs = 1
+secagg = true
+workers = 0
+vectorize = false  # a client process trains one client, so the simulation does too
+seed = 3
+"""
+
+
+@pytest.mark.slow
+def test_deploy_local_with_secagg_reproduces_the_simulation(tmp_path: Path) -> None:
+    from fedcore.config import load_config
+    from fedcore.sim import simulate_to_dir
+
+    (tmp_path / "run.toml").write_text(SECURE_RUN)
+    out = tmp_path / "grpc"
+    command = [sys.executable, "-m", "fedcore.transport.grpc", "deploy-local", "--config", "run.toml"]
+    command += ["--out", str(out), "--poll-s", "1"]
+    done = subprocess.run(command, cwd=tmp_path, env=_env(), capture_output=True, timeout=600)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+
+    config = load_config(tmp_path / "run.toml", {"out": str(tmp_path / "sim")})
+    simulate_to_dir(config, lambda record: None)
+    keys = ("round", "clients", "accuracy", "loss", "uplink_bytes", "downlink_bytes")
+
+    def rounds(path: Path) -> list[dict[str, object]]:
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    over_grpc = rounds(out / "rounds.jsonl")
+    simulated = rounds(tmp_path / "sim" / "rounds.jsonl")
+    assert [{k: r[k] for k in keys} for r in over_grpc] == [{k: r[k] for k in keys} for r in simulated]
+    for record in over_grpc:
+        secagg = record["secagg"]
+        assert isinstance(secagg, dict)
+        assert secagg["secagg_dropped"] == []
+        assert set(secagg["secagg_client_seconds"]) == {"advertise", "share", "mask", "unmask"}
+    # the server logged each masked input it summed, never a client's update
+    audit = rounds(out / "audit.jsonl")
+    assert [a["answered"] for a in audit] == [r["clients"] for r in over_grpc]
+    assert all(len(f["sha256"]) == 1 for a in audit for f in a["frames"])  # type: ignore[attr-defined]
