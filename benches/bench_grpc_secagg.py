@@ -66,9 +66,8 @@ def main() -> None:
             f" {median_of(secure, 'secagg_client_seconds', stage):>10.4f}"
             f" {median_of(secure, 'secagg_stage_wall_seconds', stage):>8.4f}"
         )
-    print(
-        f"secure sum per round (all stages, decode) median: {statistics.median(r['secagg']['secagg_seconds'] for r in secure):.3f} s"
-    )
+    whole = statistics.median(r["secagg"]["secagg_seconds"] for r in secure)
+    print(f"secure sum per round (all stages, decode) median: {whole:.3f} s")
     print(f"masked upload per client: {secure[0]['secagg']['secagg_upload_bytes_per_client']} bytes")
 
 
