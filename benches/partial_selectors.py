@@ -42,7 +42,9 @@ class Recording(MaskSelector):
 
 def measure(spec: str, rounds: int) -> tuple[list[float], list[float], float]:
     """(fraction per round, cumulative coverage per round, final accuracy) of one 20-client digits run."""
-    config = FLConfig(clients=20, per_round=5, rounds=rounds, local_epochs=5, partial=spec, workers=0, seed=0)
+    config = FLConfig(
+        clients=20, per_round=5, rounds=rounds, local_epochs=5, partial=spec, workers=0, seed=0
+    )
     recording = Recording(parse_partial(spec, config.seed))
     real = driver._mask_selector
     driver._mask_selector = lambda c: recording  # type: ignore[assignment]

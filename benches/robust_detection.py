@@ -91,10 +91,8 @@ def main() -> None:
         f"{args.threshold**2} (Krum)"
     )
     print()
-    print(
-        "| sigma_h | sigma_g | score | per-round flag rate: sign-flip | Gaussian | honest (false pos.) "
-        "| tracker 3-of-5 flags: Byzantine / 20 | honest / 80 |"
-    )
+    print("| sigma_h | sigma_g | score | per-round flag rate: sign-flip | Gaussian | honest (false pos.) "
+          "| tracker 3-of-5 flags: Byzantine / 20 | honest / 80 |")
     print("| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     for sigma_h, sigma_g in [(0.5, 1.0), (1.0, 1.0), (1.0, 3.0), (2.0, 3.0)]:
         for name, t in run(sigma_h, sigma_g, args.rounds, args.d, args.seed, args.threshold).items():
