@@ -54,10 +54,11 @@ def _run_round(tmp_path: Path, modes: dict[int, str], clients: int = 5) -> Round
         TokenBook.load(tmp_path / "tokens.json"),
         Limits.for_model(N),
         "{}",
-        round_timeout_s=STAGE_TIMEOUT_S,
+        round_timeout_s=120.0,  # training: peers importing on a busy machine
         poll_s=1.0,
         max_clients=clients,
         secure=True,
+        stage_timeout_s=STAGE_TIMEOUT_S,
     )
     procs = []
     for c in range(clients):

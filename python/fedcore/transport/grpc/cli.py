@@ -97,6 +97,12 @@ def _add_listen_tuning(parser: argparse.ArgumentParser) -> None:
         help="a round's deadline; later clients drop",
     )
     parser.add_argument(
+        "--stage-timeout",
+        type=float,
+        metavar="S",
+        help="--secagg: each SecAgg+ stage's deadline; later clients drop (default: --round-timeout)",
+    )
+    parser.add_argument(
         "--wait-clients-s", type=float, default=300.0, help="how long to wait for clients before round 1"
     )
     parser.add_argument(
@@ -171,6 +177,7 @@ def open_server(
         poll_s=args.poll_s,
         max_clients=config.clients,
         secure=config.secagg,
+        stage_timeout_s=getattr(args, "stage_timeout", None),
     )
 
 

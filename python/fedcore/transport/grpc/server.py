@@ -95,10 +95,13 @@ class GrpcServerTransport:
         session_ttl_s: float | None = None,
         max_clients: int = 64,
         secure: bool = False,
+        stage_timeout_s: float | None = None,
     ) -> None:
-        """`secure`: clients keep their updates (replies carry no frames) and answer SecAgg+ stages."""
-        if round_timeout_s <= 0 or poll_s <= 0:
-            raise ValueError("round_timeout_s and poll_s must be > 0")
+        """`secure`: clients keep their updates (replies carry no frames) and answer SecAgg+ stages, each
+        within `stage_timeout_s` (default: the round's timeout)."""
+        if round_timeout_s <= 0 or poll_s <= 0 or (stage_timeout_s is not None and stage_timeout_s <= 0):
+            raise ValueError("round_timeout_s, stage_timeout_s and poll_s must be > 0")
+        self._stage_timeout_s = round_timeout_s if stage_timeout_s is None else stage_timeout_s
         self._tokens = tokens
         self._limits = limits
         self._config_json = config_json
@@ -171,7 +174,8 @@ class GrpcServerTransport:
 
         expected = CLIENT_MESSAGES[stage]
         tasks = {c: StageTask(round_num, c, stage, encode(m)) for c, m in outbox.items()}
-        arrived = self._serve(_Round(round_num, tasks, {}, {}, stage), deadline_s, next_round=round_num + 1)
+        budget = self._stage_timeout_s if deadline_s is None else min(deadline_s, self._stage_timeout_s)
+        arrived = self._serve(_Round(round_num, tasks, {}, {}, stage), budget, next_round=round_num + 1)
         by_client = {a.client_id: a for a in arrived}
         answers = {}
         failures = []
