@@ -104,19 +104,29 @@ def _fold(outcome: RoundOutcome) -> Iterator[object]:
 
 
 @pytest.mark.slow
-def test_a_client_killed_between_stages_leaves_an_exact_sum_of_the_rest(tmp_path: Path) -> None:
-    # client 1 dies when the masked-input stage reaches it (after sharing its keys: its pair masks must be
-    # rebuilt from its neighbours' shares); client 3 dies at unmasking (its input is in, its shares are not)
-    outcome = _run_round(tmp_path, {1: "die:mask", 3: "die:unmask"})
-    included = [0, 2, 3, 4]
+@pytest.mark.parametrize(
+    ("modes", "dropped"),
+    [
+        # client 1 dies when the masked-input stage reaches it (after sharing its keys: its pair masks must
+        # be rebuilt from its neighbours' shares); client 3 at unmasking (its input is in, its shares not)
+        ({1: "die:mask", 3: "die:unmask"}, [1]),
+        # client 0 dies before advertising keys, client 4 before sharing them: nobody masks with either
+        ({0: "die:advertise", 4: "die:share"}, [0, 4]),
+    ],
+)
+def test_a_client_killed_between_stages_leaves_an_exact_sum_of_the_rest(
+    tmp_path: Path, modes: dict[int, str], dropped: list[int]
+) -> None:
+    outcome = _run_round(tmp_path, modes)
+    included = [c for c in range(5) if c not in dropped]
     assert sorted(r.client_id for r in outcome.replies) == included
-    assert [(f.client_id, f.kind) for f in outcome.failures] == [(1, "dropped"), (3, "dropped")]
+    assert [(f.client_id, f.kind) for f in outcome.failures] == [(c, "dropped") for c in sorted(modes)]
     delta, weight = _fold(outcome)
     want_delta, want_weight = _expected(included, answered=[0, 1, 2, 3, 4])
     np.testing.assert_array_equal(delta, want_delta)
     assert weight == want_weight
     metrics = outcome.aggregator.metrics  # type: ignore[attr-defined]
-    assert metrics["secagg_dropped"] == [1]
+    assert metrics["secagg_dropped"] == dropped
     assert set(metrics["secagg_stage_wall_seconds"]) == {"advertise", "share", "mask", "unmask"}
 
 
