@@ -19,17 +19,9 @@ from fedcore.protocol.messages import Reply
 from fedcore.secure.client import ClientMask, ClientShare, ClientUnmask, start_client
 from fedcore.secure.messages import NeighbourKeys, SecAggAbort, ShareDelivery, UnmaskRequest
 from fedcore.secure.update import SecureSetup, ring_input
-from fedcore.secure.wire import ClientMessage, ServerMessage, decode, encode
+from fedcore.secure.wire import STAGE_MESSAGES, ClientMessage, ServerMessage, decode, encode
 
-__all__ = ["SERVER_MESSAGES", "STAGES", "SecureParty"]
-
-STAGES = ("advertise", "share", "mask", "unmask")
-SERVER_MESSAGES: dict[str, type[ServerMessage]] = {
-    "advertise": SecureSetup,
-    "share": NeighbourKeys,
-    "mask": ShareDelivery,
-    "unmask": UnmaskRequest,
-}
+__all__ = ["SecureParty"]
 
 
 @dataclass(frozen=True)
@@ -60,7 +52,7 @@ class SecureParty:
 
     def answer(self, round_num: int, stage: str, message: ServerMessage) -> ClientMessage:
         """This client's message for `stage` of round `round_num`; SecAggAbort when it must refuse."""
-        expected = SERVER_MESSAGES.get(stage)
+        expected = STAGE_MESSAGES.get(stage, (None,))[0]
         if expected is None or not isinstance(message, expected):
             raise SecAggAbort(f"client {self.client_id}: a {type(message).__name__} for stage {stage!r}")
         me = self.client_id
@@ -89,10 +81,9 @@ class SecureParty:
 
     def answer_bytes(self, round_num: int, stage: str, payload: bytes) -> bytes:
         """`answer` over `fedcore.secure.wire` bytes (StagePayloadError for bytes that are no message)."""
-        expected = SERVER_MESSAGES.get(stage)
-        if expected is None:
+        if stage not in STAGE_MESSAGES:
             raise SecAggAbort(f"client {self.client_id}: unknown stage {stage!r}")
-        return encode(self.answer(round_num, stage, decode(payload, expected)))
+        return encode(self.answer(round_num, stage, decode(payload, STAGE_MESSAGES[stage][0])))
 
     def _forget_before(self, round_num: int) -> None:
         """A new round: whatever an unfinished older round left behind goes (its secrets with it)."""

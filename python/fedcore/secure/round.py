@@ -18,24 +18,15 @@ from typing import Any, Protocol
 from fedcore.protocol.messages import Failure, Reply, Task
 from fedcore.protocol.transport import AggregatorFactory, ReplyInfo, RoundOutcome, Transport, collect_replies
 from fedcore.secure.encoding import RingConfig
-from fedcore.secure.messages import (
-    AdvertiseKeys,
-    MaskedInput,
-    SecAggAbort,
-    SecAggResult,
-    ShareKeys,
-    UnmaskResponse,
-)
+from fedcore.secure.messages import SecAggAbort, SecAggResult
 from fedcore.secure.params import SecAggParams, choose_params
-from fedcore.secure.party import STAGES
 from fedcore.secure.server import start_server
 from fedcore.secure.sim import make_setup
 from fedcore.secure.update import SecureSetup, kept_length, ring_sum
-from fedcore.secure.wire import ClientMessage, ServerMessage
+from fedcore.secure.wire import STAGE_MESSAGES, STAGES, ClientMessage, ServerMessage
 from fedcore.strategies.base import FoldSum
 
 __all__ = [
-    "CLIENT_MESSAGES",
     "SecureRoundReport",
     "SecureSettings",
     "SecureTransport",
@@ -44,13 +35,6 @@ __all__ = [
     "StagedTransport",
     "run_stages",
 ]
-
-CLIENT_MESSAGES: dict[str, type[ClientMessage]] = {
-    "advertise": AdvertiseKeys,
-    "share": ShareKeys,
-    "mask": MaskedInput,
-    "unmask": UnmaskResponse,
-}
 
 
 @dataclass(frozen=True)
@@ -146,7 +130,7 @@ def run_stages(
 
 def _misfit(stage: str, client: int, message: object, outbox: Mapping[int, ServerMessage]) -> str | None:
     """Why an answer cannot be this client's message for this stage (None when it can)."""
-    expected = CLIENT_MESSAGES[stage]
+    expected = STAGE_MESSAGES[stage][1]
     if client not in outbox:
         return "an answer from a client that was asked nothing"
     if not isinstance(message, expected):

@@ -48,6 +48,15 @@ ClientMessage = AdvertiseKeys | ShareKeys | MaskedInput | UnmaskResponse
 Message = ServerMessage | ClientMessage
 M = TypeVar("M", bound=Message)
 
+# The four stages in order: what the server sends each client, and what the client answers.
+STAGE_MESSAGES: dict[str, tuple[type[ServerMessage], type[ClientMessage]]] = {
+    "advertise": (SecureSetup, AdvertiseKeys),
+    "share": (NeighbourKeys, ShareKeys),
+    "mask": (ShareDelivery, MaskedInput),
+    "unmask": (UnmaskRequest, UnmaskResponse),
+}
+STAGES = tuple(STAGE_MESSAGES)
+
 
 class StagePayloadError(ValueError):
     """Bytes that are not one well-formed SecAgg+ message of the kind expected."""

@@ -169,10 +169,10 @@ class GrpcServerTransport:
         self, round_num: int, stage: str, outbox: Mapping[int, ServerMessage], deadline_s: float | None
     ) -> StageAnswers:
         """One SecAgg+ stage: each message goes out as bytes; each answer is decoded or a typed failure."""
-        from fedcore.secure.round import CLIENT_MESSAGES, StageAnswers
-        from fedcore.secure.wire import StagePayloadError, decode, encode
+        from fedcore.secure.round import StageAnswers
+        from fedcore.secure.wire import STAGE_MESSAGES, StagePayloadError, decode, encode
 
-        expected = CLIENT_MESSAGES[stage]
+        expected = STAGE_MESSAGES[stage][1]
         tasks = {c: StageTask(round_num, c, stage, encode(m)) for c, m in outbox.items()}
         budget = self._stage_timeout_s if deadline_s is None else min(deadline_s, self._stage_timeout_s)
         arrived = self._serve(_Round(round_num, tasks, {}, {}, stage), budget, next_round=round_num + 1)
