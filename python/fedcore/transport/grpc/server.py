@@ -162,7 +162,8 @@ class GrpcServerTransport:
         if len(by_client) != len(tasks) or any(t.round != index for t in tasks):
             raise ValueError("one task per client, all for the same round")
         rnd = _Round(index, by_client, _model_elements(tasks), _frame_parts(tasks, self._limits.chunk_bytes))
-        arrived = self._serve(rnd, deadline_s, next_round=index + 1)
+        budget = self._round_timeout_s if deadline_s is None else min(deadline_s, self._round_timeout_s)
+        arrived = self._serve(rnd, budget, next_round=index + 1)
         return fold_in_order(make_aggregator, tasks, [a for a in arrived if not isinstance(a, StageAnswer)])
 
     def exchange(
@@ -196,11 +197,8 @@ class GrpcServerTransport:
                 failures.append(got)
         return StageAnswers(answers, tuple(failures), seconds)
 
-    def _serve(
-        self, rnd: _Round, deadline_s: float | None, next_round: int
-    ) -> list[Reply | StageAnswer | Failure]:
-        """Offer the round's tasks to polling clients until every one is answered or the deadline passes."""
-        budget = self._round_timeout_s if deadline_s is None else min(deadline_s, self._round_timeout_s)
+    def _serve(self, rnd: _Round, budget_s: float, next_round: int) -> list[Reply | StageAnswer | Failure]:
+        """Offer the round's tasks to polling clients until every one is answered or `budget_s` passes."""
         with self._cond:
             if self._closed or self._aborted:
                 raise RuntimeError("the transport is closed")
@@ -209,7 +207,7 @@ class GrpcServerTransport:
             self._round = rnd
             self._next_round = rnd.index
             self._cond.notify_all()
-            end = time.monotonic() + budget
+            end = time.monotonic() + budget_s
             while not rnd.settled():
                 remaining = end - time.monotonic()
                 if remaining <= 0:
