@@ -22,14 +22,27 @@ DEFAULT_LADDER = (
 _PROBE_SEED = 0
 
 
-def parse_ladder(text: str | None) -> tuple[str, ...]:
-    """A ladder from comma-separated specs, best quality first (codec specs never contain a comma)."""
-    if text is None:
-        return DEFAULT_LADDER
-    ladder = tuple(spec.strip() for spec in text.split(","))
-    if not all(ladder):
-        raise ValueError(f"adaptive ladder has an empty spec: {text!r}")
-    return ladder
+@dataclass(frozen=True)
+class CodecLadder:
+    """The codecs adaptive compression may pick from, best quality first; each checked by fedcodec once."""
+
+    specs: tuple[str, ...] = DEFAULT_LADDER
+
+    def __post_init__(self) -> None:
+        specs = tuple(spec.strip() for spec in self.specs)
+        if not specs or not all(specs):
+            raise ValueError(f"adaptive ladder has an empty spec: {','.join(self.specs)!r}")
+        for spec in specs:
+            validate_spec(spec)
+        object.__setattr__(self, "specs", specs)
+
+    @classmethod
+    def parse(cls, text: str) -> CodecLadder:
+        """Comma-separated specs, best first (codec specs never contain a comma)."""
+        return cls(tuple(text.split(",")))
+
+    def __str__(self) -> str:
+        return ",".join(self.specs)
 
 
 def megabits_to_bytes_per_s(mbps: float) -> float:

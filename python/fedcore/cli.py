@@ -21,7 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from fedcore.compression import CodecUnavailableError, validate_spec
+from fedcore.compression import CodecUnavailableError
 from fedcore.config import BACKENDS, MODELS, FLConfig, load_config
 from fedcore.config_files import to_toml
 from fedcore.data import FederatedData
@@ -412,11 +412,6 @@ def _preflight(config: FLConfig, overwrite: bool) -> FederatedData:
     from fedcore.sim.workers import load_data
 
     check_backend_installed(config.backend)
-    for name, spec in (("--codec", config.codec), ("--downlink-codec", config.downlink_codec)):
-        try:
-            validate_spec(spec)
-        except ValueError as exc:
-            raise UsageError(f"{name} {spec}: {exc}") from None
     check_out(Path(config.out), overwrite)
     try:
         return load_data(config)

@@ -4,59 +4,85 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fedcore.config_files import check_keys, read_config_file
+from fedcore.errors import flag_for
 from fedcore.selection import SELECTION_NAMES
 from fedcore.strategies import Strategy, make_strategy
+
+if TYPE_CHECKING:
+    from fedcore.adaptive import CodecLadder
+    from fedcore.compression import CodecSpec
+    from fedcore.data.spec import DatasetSpec, PartitionSpec
+    from fedcore.partial.selectors import PartialSpec
+    from fedcore.personalize.spec import PersonalizeSpec
+    from fedcore.privacy.spec import DPSpec
+    from fedcore.robust.attacks import Attack
+    from fedcore.robust.spec import AggregatorSpec
+    from fedcore.strategies.spec import StrategySpec
 
 BACKENDS = ("torch", "mlx", "sklearn")
 MODELS = ("mlp", "cnn1d", "logreg")
 
 
-def _check_dataset(spec: str) -> None:
-    name, _, arg = spec.partition(":")
-    if (name == "digits" and not arg) or (name == "mnist1d" and (not arg or arg.isdigit())):
-        return
-    if name == "synthetic":
-        parts = arg.split(",")
-        if len(parts) == 2 and all(_is_float(p) for p in parts):
-            return
-    if name in ("npz", "leaf") and arg:
-        return
-    raise ValueError(
-        "dataset must be digits, mnist1d[:SAMPLES], synthetic:ALPHA,BETA, npz:PATH or leaf:PATH, "
-        f"got {spec!r}"
-    )
+def _spec_kinds() -> dict[str, tuple[Callable[[str], object], Any]]:
+    """Each spec field's parser and type, imported when first needed (spec modules import config's users)."""
+    from fedcore.adaptive import CodecLadder
+    from fedcore.compression import CodecSpec
+    from fedcore.data.spec import DatasetSpec, PartitionSpec
+    from fedcore.partial.selectors import PartialSpec
+    from fedcore.personalize.spec import PersonalizeSpec
+    from fedcore.privacy.spec import DPSpec
+    from fedcore.robust.attacks import Attack
+    from fedcore.robust.attacks import parse as parse_attack
+    from fedcore.robust.spec import AggregatorSpec
+    from fedcore.strategies.spec import StrategySpec
+
+    return {
+        "dataset": (DatasetSpec.parse, DatasetSpec),
+        "partition": (PartitionSpec.parse, PartitionSpec),
+        "strategy": (StrategySpec.parse, StrategySpec),
+        "codec": (CodecSpec.parse, CodecSpec),
+        "downlink_codec": (CodecSpec.parse, CodecSpec),
+        "partial": (PartialSpec.parse, PartialSpec),
+        "adaptive_ladder": (CodecLadder.parse, CodecLadder),
+        "personalize": (PersonalizeSpec.parse, PersonalizeSpec),
+        "aggregator": (AggregatorSpec.parse, AggregatorSpec),
+        "dp": (DPSpec.parse, DPSpec),
+        "attack": (parse_attack, Attack),
+    }
 
 
-def _check_partition(spec: str) -> None:
-    name, _, arg = spec.partition(":")
-    if name == "iid" and not arg:
-        return
-    if name == "dirichlet" and _is_float(arg) and float(arg) > 0.0:
-        return
-    if name == "shards" and arg.isdigit() and int(arg) > 0:
-        return
-    raise ValueError(f"partition must be iid, dirichlet:ALPHA (> 0) or shards:S (> 0), got {spec!r}")
+SPEC_FIELDS = (
+    "dataset",
+    "partition",
+    "strategy",
+    "codec",
+    "downlink_codec",
+    "partial",
+    "adaptive_ladder",
+    "personalize",
+    "aggregator",
+    "dp",
+    "attack",
+)  # typed specs: text only at the TOML/flag edge and in summary.json
+_CODEC_FIELDS = ("codec", "downlink_codec", "adaptive_ladder")  # fedcodec's messages do not name the spec
 
 
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+def _parsed(name: str, text: str) -> Any:
+    """A spec field's default, parsed when a config is made."""
+    return _spec_kinds()[name][0](text)
 
 
 @dataclass(frozen=True)
 class FLConfig:
     """A whole federated simulation; the defaults are the `fedcore sim` run with no flags."""
 
-    dataset: str = "digits"
+    dataset: DatasetSpec = field(default_factory=lambda: _parsed("dataset", "digits"))
     clients: int = 100
     per_round: int = 10
     rounds: int = 60
@@ -65,28 +91,32 @@ class FLConfig:
     batch_size: int = 8
     momentum: float = 0.0
     weight_decay: float = 0.0
-    partition: str = "dirichlet:0.5"
+    partition: PartitionSpec = field(default_factory=lambda: _parsed("partition", "dirichlet:0.5"))
     backend: str = "torch"
     model: str = "mlp"
-    strategy: str = "fedavg"
+    strategy: StrategySpec = field(default_factory=lambda: _parsed("strategy", "fedavg"))
     server_lr: float | None = (
         None  # None: the strategy's own default (1.0 for averaging, 0.01 for FedAdam ...)
     )
     server_beta1: float = 0.9
     server_beta2: float = 0.99
     server_tau: float = 1e-3
-    codec: str | None = None
-    downlink_codec: str | None = None  # clients get the encoded difference to the model they last rebuilt
+    codec: CodecSpec | None = None
+    # clients get the encoded difference to the model they last rebuilt
+    downlink_codec: CodecSpec | None = None
     error_feedback: bool = False
-    partial: str | None = None  # share a masked subset per round: random:F, topk:F, gradient:F, structured:F
+    # share a masked subset per round: random:F, topk:F, gradient:F, structured:F, fixed:MASK.npy
+    partial: PartialSpec | None = None
     powersgd: int | None = None  # PowerSGD rank; replaces the uplink codec
     adaptive_deadline_s: float | None = None  # each client picks the best ladder codec that meets it
-    adaptive_ladder: str | None = None  # comma-separated codec specs, best first; None: the default ladder
-    personalize: str | None = None  # finetune:E, fedrep[:HEAD[,BODY]], ditto:LAMBDA; after the last round
+    adaptive_ladder: CodecLadder | None = None  # codec specs, best first; None: the default ladder
+    # finetune:E, fedrep[:HEAD[,BODY]], ditto:LAMBDA; after the last round
+    personalize: PersonalizeSpec | None = None
     local_head: bool = False  # FedRep in rounds: each client keeps its own head; only the body is shared
     ditto_rounds: bool = False  # Ditto in rounds: with personalize=ditto:LAMBDA, personal models every round
-    aggregator: str = "mean"  # mean (streaming fold) or a collecting rule such as median
-    dp: str | None = None  # central:CLIP | adaptive:QUANTILE (user-level) | local:CLIP,Z (DP-SGD)
+    # mean (streaming fold) or a collecting rule such as median
+    aggregator: AggregatorSpec = field(default_factory=lambda: _parsed("aggregator", "mean"))
+    dp: DPSpec | None = None  # central:CLIP | adaptive:QUANTILE (user-level) | local:CLIP,Z (DP-SGD)
     noise_multiplier: float | None = None  # central DP's sigma; or calibrated from target_epsilon
     target_epsilon: float | None = None  # calibrate sigma so the whole run spends this epsilon
     delta: float | None = None  # None: 0.1 / clients (user-level) or 0.1 / a client's examples (local)
@@ -96,7 +126,7 @@ class FLConfig:
     secagg_clip: float = 1.0  # each weighted coordinate is clipped to [-clip, clip] before quantization
     secagg_neighbors: int | None = None  # SecAgg+ graph degree k (None: chosen for the round's size)
     secagg_threshold: int | None = None  # Shamir threshold t (None: chosen with k)
-    attack: str | None = (
+    attack: Attack | None = (
         None  # simulated Byzantine clients: signflip, gauss, alie, ipm, minmax, labelflip ...
     )
     byzantine: float = 0.0  # share of the population that attacks
@@ -116,9 +146,8 @@ class FLConfig:
     out: str = "runs/sim"
 
     def __post_init__(self) -> None:
+        _parse_specs(self)
         _check_types(self)
-        _check_dataset(self.dataset)
-        _check_partition(self.partition)
         positive = {
             "clients": self.clients,
             "per_round": self.per_round,
@@ -154,7 +183,7 @@ class FLConfig:
         if self.workers is not None and self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
         sends_all = (
-            self.codec in (None, "none")
+            (self.codec is None or self.codec.raw)
             and self.adaptive_deadline_s is None
             and self.partial is None
             and self.powersgd is None
@@ -165,10 +194,6 @@ class FLConfig:
             )
         _check_upload_mode(self)
         _check_adaptive(self)
-        if self.personalize is not None:
-            from fedcore.personalize.spec import parse_personalize
-
-            parse_personalize(self.personalize)  # raises on a bad spec
         _check_personal_rounds(self)
         _check_privacy(self)
         _check_attack(self)
@@ -187,7 +212,9 @@ class FLConfig:
         return 0 if workers <= 1 else min(workers, self.per_round)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain values, specs as their text: what summary.json, --print-config and a server announce."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {k: str(v) if k in SPEC_FIELDS and v is not None else v for k, v in values.items()}
 
     def run_settings(self) -> dict[str, Any]:
         """Everything that decides the numbers: the config minus where the output goes."""
@@ -216,26 +243,20 @@ def _default_workers(config: FLConfig) -> int:
 def _check_upload_mode(config: FLConfig) -> None:
     """PowerSGD is the uplink's last stage, so it replaces the codec; partial sharing composes with both."""
     if config.partial is not None:
-        from fedcore.partial import parse_partial
-
-        parse_partial(config.partial, config.seed)  # raises on a bad spec
-    from fedcore.server.registry import check_aggregator
-
-    check_aggregator(config.aggregator)
+        config.partial.selector(config.seed)  # a fixed mask's file is read here, before any training
     if config.powersgd is None:
         return
     if config.powersgd < 1:
         raise ValueError(f"powersgd rank must be >= 1, got {config.powersgd}")
-    if config.codec not in (None, "none"):
+    if config.codec is not None and not config.codec.raw:
         raise ValueError("powersgd is the uplink's last stage and replaces the codec; drop --codec")
 
 
 def _check_personal_rounds(config: FLConfig) -> None:
     """A local head fixes what is uploaded and how clients train; Ditto in rounds needs its lambda."""
     from fedcore.backends.base import TrainConfig
-    from fedcore.personalize.spec import parse_personalize
 
-    method = parse_personalize(config.personalize).method if config.personalize is not None else None
+    method = config.personalize.method if config.personalize is not None else None
     if config.ditto_rounds:
         if method != "ditto":
             raise ValueError("ditto_rounds needs personalize=ditto:LAMBDA (--personalize ditto:LAMBDA)")
@@ -271,10 +292,9 @@ def _check_privacy(config: FLConfig) -> None:
         if given:
             raise ValueError(f"{', '.join(given)} needs --dp central:CLIP | adaptive:QUANTILE | local:CLIP,Z")
         return
-    from fedcore.privacy import DPSpec
     from fedcore.privacy.accountant import check_delta, check_noise_multiplier
 
-    spec = DPSpec.parse(config.dp)
+    spec = config.dp
     for name in ("target_epsilon", "max_epsilon"):
         value = getattr(config, name)
         if value is not None and not value > 0.0:
@@ -294,14 +314,14 @@ def _check_privacy(config: FLConfig) -> None:
     if config.delta is not None:
         check_delta(config.delta, config.clients)
     strategy = config.make_strategy()
-    if strategy.uses_control or config.strategy == "fednova":
+    if strategy.uses_control or config.strategy.name == "fednova":
         raise ValueError(
             f"--dp {spec.mode} averages clipped updates with equal weights; --strategy "
             f"{config.strategy} needs per-client weights or controls (use fedavg, fedprox or fedopt)"
         )
     if config.selection != "random":
         raise ValueError("--dp accounts for uniform K-of-N sampling; --selection must be random")
-    if config.aggregator != "mean":
+    if not config.aggregator.streaming:
         raise ValueError("--dp adds noise to the mean; --aggregator must be mean")
 
 
@@ -328,8 +348,8 @@ def _check_secagg(config: FLConfig) -> None:
         "--powersgd": config.powersgd is not None,
         "--local-head": config.local_head,
         "--adaptive": config.adaptive_deadline_s is not None,
-        f"--aggregator {config.aggregator}": config.aggregator != "mean",
-        f"--strategy {config.strategy}": config.strategy in ("scaffold", "fednova"),
+        f"--aggregator {config.aggregator}": not config.aggregator.streaming,
+        f"--strategy {config.strategy}": config.strategy.name in ("scaffold", "fednova"),
     }
     for flag, is_set in excluded.items():
         if is_set:
@@ -346,9 +366,6 @@ def _check_attack(config: FLConfig) -> None:
                 "--byzantine needs --attack NAME (signflip, gauss, alie, ipm, minmax, labelflip ...)"
             )
         return
-    from fedcore.robust.attacks import parse
-
-    parse(config.attack)
     if round(config.byzantine * config.clients) < 1:
         raise ValueError(f"--attack {config.attack} needs --byzantine F with F x clients >= 1")
     forged = {
@@ -371,22 +388,40 @@ def _check_adaptive(config: FLConfig) -> None:
     if not config.adaptive_deadline_s > 0.0:
         raise ValueError(f"adaptive_deadline_s must be > 0, got {config.adaptive_deadline_s}")
     fixed = {
-        "codec": config.codec not in (None, "none"),
+        "codec": config.codec is not None and not config.codec.raw,
         "powersgd": config.powersgd is not None,
     }
     for name, is_set in fixed.items():
         if is_set:
             raise ValueError(f"adaptive compression picks each client's codec; drop {name} (--{name})")
-    from fedcore.adaptive import AdaptiveCodecPolicy, parse_ladder
-
-    AdaptiveCodecPolicy(parse_ladder(config.adaptive_ladder), config.adaptive_deadline_s)  # checks every spec
 
 
 _FIELD_TYPES: dict[str, str] = {f.name: str(f.type) for f in dataclasses.fields(FLConfig)}
 
 
+def _parse_specs(config: FLConfig) -> None:
+    """Spec text (from a flag, a file or a Python caller) becomes the typed spec, once, here."""
+    kinds = _spec_kinds()
+    for name in SPEC_FIELDS:
+        value = getattr(config, name)
+        parse, kind = kinds[name]
+        if value is None or isinstance(value, kind):
+            continue
+        if not isinstance(value, str):
+            raise ValueError(f"{name} must be a spec or its text, got {value!r}")
+        try:
+            parsed = parse(value)
+        except ValueError as exc:
+            if name in _CODEC_FIELDS:
+                raise ValueError(f"{flag_for(name)} {value}: {exc}") from None
+            raise
+        object.__setattr__(config, name, parsed)
+
+
 def _check_types(config: FLConfig) -> None:
     for name, type_name in _FIELD_TYPES.items():
+        if name in SPEC_FIELDS:
+            continue
         value = getattr(config, name)
         optional = "None" in type_name
         if value is None and optional:

@@ -27,14 +27,17 @@ TOML_ONLY: dict[str, str] = {
     "test_fraction": "share of the data held out as the server's central test set",
 }
 
-_DEFAULTS: dict[str, Any] = {
-    f.name: f.default for f in dataclasses.fields(FLConfig) if f.default is not dataclasses.MISSING
-}
+def _default(name: str) -> Any:
+    """A field's default as a user types it (a spec default is built, then printed as its text)."""
+    field = next(f for f in dataclasses.fields(FLConfig) if f.name == name)
+    if field.default_factory is not dataclasses.MISSING:
+        return str(field.default_factory())
+    return None if field.default is dataclasses.MISSING else field.default
 
 
 def with_default(text: str, field: str) -> str:
     """The help line plus the FLConfig default, unless the line already says what the default means."""
-    default = _DEFAULTS.get(field)
+    default = _default(field)
     if default is None or "default" in text:
         return text
     shown = ("on" if default else "off") if isinstance(default, bool) else str(default)
@@ -45,7 +48,7 @@ def epilog() -> str:
     """The codec grammar, then every config key that only a --config file can set, with its default."""
     width = max(len(name) for name in TOML_ONLY)
     keys = "\n".join(
-        f"  {name:<{width}}  {text} (default: {_DEFAULTS.get(name)})" for name, text in TOML_ONLY.items()
+        f"  {name:<{width}}  {text} (default: {_default(name)})" for name, text in TOML_ONLY.items()
     )
     return (
         f"{CODEC_GRAMMAR}\n\n"

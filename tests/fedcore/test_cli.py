@@ -36,7 +36,7 @@ def test_toml_then_flags(tmp_path: Path) -> None:
     path = tmp_path / "run.toml"
     path.write_text('rounds = 7\nlr = 1\nper-round = 4\nstrategy = "fednova"\n')
     config = load_config(path, {"rounds": 3, "seed": None})
-    assert (config.rounds, config.lr, config.per_round, config.strategy) == (3, 1.0, 4, "fednova")
+    assert (config.rounds, config.lr, config.per_round, str(config.strategy)) == (3, 1.0, 4, "fednova")
     assert config.seed == FLConfig().seed
 
 

@@ -16,6 +16,7 @@ from fedcore.cli import main
 from fedcore.client import ClientApp, ClientState
 from fedcore.config import FLConfig
 from fedcore.personalize import DittoRounds, make_local_head
+from fedcore.personalize.spec import PersonalizeSpec
 from fedcore.protocol import Reply, Task
 from fedcore.records import without_timing
 from fedcore.seeds import CODEC_SEED, PERSONALIZE_SEED, TRAIN_SEED, derive_seed
@@ -186,9 +187,9 @@ def test_local_head_epochs_come_from_the_fedrep_spec() -> None:
         4,
         4,
     )
-    three_one = make_local_head("fedrep:3,1", 4, layout)
+    three_one = make_local_head(PersonalizeSpec.parse("fedrep:3,1"), 4, layout)
     assert (three_one.head_epochs, three_one.body_epochs) == (3, 1)
-    three = make_local_head("fedrep:3", 4, layout)
+    three = make_local_head(PersonalizeSpec.parse("fedrep:3"), 4, layout)
     assert (three.head_epochs, three.body_epochs) == (3, 4)
 
 

@@ -42,8 +42,8 @@ def test_ctrl_c_stops_workers_and_keeps_the_complete_rounds(tmp_path: Path) -> N
         time.sleep(0.05)
     pressed = time.monotonic()
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole group: the workers too
-    _, err = proc.communicate(timeout=30)
-    assert time.monotonic() - pressed < 10
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - pressed < 30  # at once on an idle machine (~1 s); generous for a loaded CI box
     assert proc.returncode == 130
     assert err.count("\n") == 1, err
     assert err.startswith("fedcore: interrupted;")

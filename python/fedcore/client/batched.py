@@ -92,7 +92,7 @@ def _refusal(config: FLConfig, adapter: ModelAdapter) -> str | None:
         return "a local head trains head and body in turn"
     if config.ditto_rounds:
         return "Ditto trains a personal model in rounds"
-    if config.dp is not None and config.dp.startswith("local:"):
+    if config.dp is not None and not config.dp.user_level:
         return "DP-SGD clips and noises each example's gradient"
     if config.backend != "torch":
         return f"the {config.backend} backend"

@@ -39,8 +39,7 @@ class LocalDP:
     def from_config(cls, config: FLConfig) -> LocalDP | None:
         if config.dp is None:
             return None
-        spec = DPSpec.parse(config.dp)
-        return None if spec.user_level else cls(spec, config.delta)
+        return None if config.dp.user_level else cls(config.dp, config.delta)
 
     def fit(
         self,

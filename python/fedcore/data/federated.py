@@ -12,8 +12,7 @@ from fedcore.data.builtin import load_digits_dataset, load_mnist1d, synthetic
 from fedcore.data.dataset import Dataset, concat
 from fedcore.data.loaders import load_leaf_json, load_npz
 from fedcore.data.partition import partition
-
-DATASET_SPECS = "digits | mnist1d[:SAMPLES] | synthetic:ALPHA,BETA | npz:PATH | leaf:PATH"
+from fedcore.data.spec import DatasetSpec, PartitionSpec
 
 
 @dataclass(frozen=True)
@@ -97,14 +96,14 @@ class FederatedData:
 
 
 def build_federated(
-    dataset_spec: str,
+    dataset_spec: DatasetSpec | str,
     num_clients: int,
-    partition_spec: str = "iid",
+    partition_spec: PartitionSpec | str = "iid",
     seed: int = 0,
     test_fraction: float = 0.2,
     client_test_fraction: float = 0.2,
 ) -> FederatedData:
-    """From spec strings to clients, the way the CLI's --dataset/--partition describe them.
+    """From specs (or their text, as the CLI's --dataset/--partition write them) to clients.
 
     Pooled datasets (digits, mnist1d, npz) lose `test_fraction` to the central test set first,
     then are partitioned. Naturally partitioned ones (synthetic, leaf) give `test_fraction` of
@@ -113,20 +112,21 @@ def build_federated(
     for label, fraction in (("test_fraction", test_fraction), ("client_test_fraction", client_test_fraction)):
         if not 0 <= fraction < 1:
             raise ValueError(f"{label} must be in [0, 1), got {fraction}")
-    kind, _, arg = dataset_spec.partition(":")
-    if kind == "synthetic":
-        alpha, beta = _synthetic_args(dataset_spec, arg)
-        per_client = synthetic(alpha, beta, num_clients, seed)
-        name = f"synthetic({alpha:g},{beta:g})"
+    spec = DatasetSpec.parse(dataset_spec) if isinstance(dataset_spec, str) else dataset_spec
+    if spec.kind == "synthetic":
+        per_client = synthetic(spec.alpha, spec.beta, num_clients, seed)
+        name = f"synthetic({spec.alpha:g},{spec.beta:g})"
         return _from_clients(name, per_client, seed, test_fraction, client_test_fraction)
-    if kind == "leaf" and arg:
-        users = load_leaf_json(arg)
+    if spec.kind == "leaf":
+        users = load_leaf_json(spec.path)
         if len(users) < num_clients:
-            raise ValueError(f"{arg} holds {len(users)} users, fewer than {num_clients} clients asked for")
+            raise ValueError(
+                f"{spec.path} holds {len(users)} users, fewer than {num_clients} clients asked for"
+            )
         chosen = np.sort(np.random.default_rng([seed, 3]).choice(len(users), num_clients, replace=False))
         datasets = list(users.values())
         return _from_clients("leaf", [datasets[i] for i in chosen], seed, test_fraction, client_test_fraction)
-    pooled = _pooled(dataset_spec, kind, arg)
+    pooled = _pooled(spec)
     rng = np.random.default_rng([seed, 1])
     order = rng.permutation(len(pooled))
     n_central = round(len(pooled) * test_fraction)
@@ -139,25 +139,12 @@ def build_federated(
     return FederatedData(pooled.name, clients, central)
 
 
-def _pooled(spec: str, kind: str, arg: str) -> Dataset:
-    if kind == "digits" and not arg:
+def _pooled(spec: DatasetSpec) -> Dataset:
+    if spec.kind == "digits":
         return load_digits_dataset()
-    if kind == "mnist1d":
-        if not arg:
-            return load_mnist1d()
-        if arg.isdigit():
-            return load_mnist1d(num_samples=int(arg))
-    if kind == "npz" and arg:
-        return load_npz(arg)
-    raise ValueError(f"unknown dataset {spec!r}; expected {DATASET_SPECS}")
-
-
-def _synthetic_args(spec: str, arg: str) -> tuple[float, float]:
-    try:
-        alpha, beta = (float(v) for v in arg.split(","))
-    except ValueError:
-        raise ValueError(f"bad dataset {spec!r}; expected synthetic:ALPHA,BETA e.g. synthetic:1,1") from None
-    return alpha, beta
+    if spec.kind == "mnist1d":
+        return load_mnist1d() if spec.samples is None else load_mnist1d(num_samples=spec.samples)
+    return load_npz(spec.path)
 
 
 def _from_clients(

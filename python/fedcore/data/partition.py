@@ -8,10 +8,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fedcore.data.dataset import Dataset
+from fedcore.data.spec import PartitionSpec
 
 Indices = NDArray[np.int64]
 
-PARTITION_SPECS = "iid | dirichlet:ALPHA | shards:PER_CLIENT"
 DIRICHLET_ATTEMPTS = 100
 
 
@@ -64,28 +64,19 @@ def shards(
     return [np.sort(np.concatenate([pieces[s] for s in row])).astype(np.int64) for row in dealt]
 
 
-def partition(dataset: Dataset, num_clients: int, spec: str, seed: int) -> list[Indices]:
-    """Indices of `dataset` for each client, from a spec string: "iid", "dirichlet:0.5", "shards:2".
+def partition(dataset: Dataset, num_clients: int, spec: PartitionSpec | str, seed: int) -> list[Indices]:
+    """Indices of `dataset` for each client, from a spec or its text: "iid", "dirichlet:0.5", "shards:2".
 
     Dirichlet asks for min(10, N // num_clients) samples per client.
     """
     rng = np.random.default_rng(seed)
-    kind, _, arg = spec.partition(":")
-    if kind == "iid" and not arg:
-        return iid(dataset.y, num_clients, rng)
-    if kind == "dirichlet" and arg:
+    parsed = PartitionSpec.parse(spec) if isinstance(spec, str) else spec
+    if parsed.alpha is not None:
         min_size = min(10, len(dataset) // max(num_clients, 1))
-        return dirichlet(dataset.y, num_clients, _number(spec, arg), rng, max(min_size, 1))
-    if kind == "shards" and arg:
-        return shards(dataset.y, num_clients, int(_number(spec, arg, integer=True)), rng)
-    raise ValueError(f"unknown partition {spec!r}; expected {PARTITION_SPECS}")
-
-
-def _number(spec: str, text: str, integer: bool = False) -> float:
-    try:
-        return int(text) if integer else float(text)
-    except ValueError:
-        raise ValueError(f"bad number {text!r} in partition {spec!r}; expected {PARTITION_SPECS}") from None
+        return dirichlet(dataset.y, num_clients, parsed.alpha, rng, max(min_size, 1))
+    if parsed.shards is not None:
+        return shards(dataset.y, num_clients, parsed.shards, rng)
+    return iid(dataset.y, num_clients, rng)
 
 
 def _check_clients(n: int, num_clients: int, min_size: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -14,6 +14,7 @@ from fedcodec import kernels
 from fedcore.errors import did_you_mean
 from fedcore.layout import ParamLayout
 from fedcore.partial.mask import Mask
+from fedcore.spec_text import format_number
 
 _MAX_SEED = 2**64 - 1
 
@@ -279,34 +280,76 @@ def load_fixed_mask(path: str) -> Mask:
     return Mask.from_bool(values.astype(bool))
 
 
+PartialName = Literal["random", "topk", "gradient", "structured", "fixed"]
+
+
+@dataclass(frozen=True)
+class PartialSpec:
+    """A `--partial` spec: the selector's name, its fraction (and exploration share), or a fixed mask file."""
+
+    name: PartialName
+    fraction: float = 1.0  # every selector but fixed
+    explore: float = DEFAULT_EXPLORE  # topk and gradient only
+    path: str = ""  # fixed only: a .npy of one bool per weight, read when the selector is built
+
+    def __post_init__(self) -> None:
+        if self.name not in PARTIAL_NAMES:
+            raise ValueError(f"partial spec names one of {PARTIAL_NAMES}, got {self.name!r}")
+        if (self.name == "fixed") != bool(self.path):
+            raise ValueError(f"only a fixed partial spec names a mask file, got {self!r}")
+        _check_fraction(self.fraction)
+        if not 0.0 <= self.explore <= 1.0:
+            raise ValueError(f"exploration share must be in [0, 1], got {self.explore}")
+        if self.explore != DEFAULT_EXPLORE and self.name not in ("topk", "gradient"):
+            raise ValueError(f"only topk and gradient take an exploration share, got {self!r}")
+
+    @classmethod
+    def parse(cls, text: str) -> PartialSpec:
+        """`random:F`, `topk:F[,EXPLORE]`, `gradient:F[,EXPLORE]`, `structured:F` or `fixed:MASK.npy`."""
+        name, sep, value = text.strip().partition(":")
+        name = name.lower()
+        if not sep or name not in PARTIAL_NAMES:
+            hint = did_you_mean(name, PARTIAL_NAMES)
+            raise ValueError(
+                f"partial spec must be NAME:FRACTION with NAME in {PARTIAL_NAMES}, got {text!r}{hint}"
+            )
+        if name == "fixed":
+            return cls("fixed", path=value)
+        fraction_text, _, explore_text = value.partition(",")
+        if explore_text and name not in ("topk", "gradient"):
+            raise ValueError(f"partial spec {text!r}: only topk and gradient take an exploration share")
+        try:
+            fraction = float(fraction_text)
+            explore = float(explore_text) if explore_text else DEFAULT_EXPLORE
+        except ValueError:
+            raise ValueError(f"partial spec {text!r}: fraction {value!r} is not a number") from None
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"partial spec {text!r}: fraction must be in (0, 1], got {fraction_text}")
+        if not 0.0 <= explore <= 1.0:
+            raise ValueError(
+                f"partial spec {text!r}: exploration share must be in [0, 1], got {explore_text}"
+            )
+        return cls(name, fraction, explore)  # type: ignore[arg-type]  # name is one of PARTIAL_NAMES
+
+    def __str__(self) -> str:
+        if self.name == "fixed":
+            return f"fixed:{self.path}"
+        text = f"{self.name}:{format_number(self.fraction)}"
+        return text if self.explore == DEFAULT_EXPLORE else f"{text},{format_number(self.explore)}"
+
+    def selector(self, seed: int) -> MaskSelector:
+        """The selector this spec names, seeded for the run (a fixed mask is read from its file here)."""
+        if self.name == "fixed":
+            return FixedMaskSelector(load_fixed_mask(self.path))
+        if self.name == "random":
+            return RandomMaskSelector(self.fraction, seed)
+        if self.name == "topk":
+            return TopKMagnitudeSelector(self.fraction, seed, self.explore)
+        if self.name == "gradient":
+            return GradientMaskSelector(self.fraction, seed, self.explore)
+        return StructuredMaskSelector(self.fraction, seed)
+
+
 def parse_partial(spec: str, seed: int = 0) -> MaskSelector:
-    """The selector a `--partial` spec names: random:F, topk:F[,EXPLORE], gradient:F[,EXPLORE],
-    structured:F or fixed:MASK.npy."""
-    name, sep, value = spec.strip().partition(":")
-    name = name.lower()
-    if not sep or name not in PARTIAL_NAMES:
-        hint = did_you_mean(name, PARTIAL_NAMES)
-        raise ValueError(
-            f"partial spec must be NAME:FRACTION with NAME in {PARTIAL_NAMES}, got {spec!r}{hint}"
-        )
-    if name == "fixed":
-        return FixedMaskSelector(load_fixed_mask(value))
-    fraction_text, _, explore_text = value.partition(",")
-    if explore_text and name not in ("topk", "gradient"):
-        raise ValueError(f"partial spec {spec!r}: only topk and gradient take an exploration share")
-    try:
-        fraction = float(fraction_text)
-        explore = float(explore_text) if explore_text else DEFAULT_EXPLORE
-    except ValueError:
-        raise ValueError(f"partial spec {spec!r}: fraction {value!r} is not a number") from None
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"partial spec {spec!r}: fraction must be in (0, 1], got {fraction_text}")
-    if not 0.0 <= explore <= 1.0:
-        raise ValueError(f"partial spec {spec!r}: exploration share must be in [0, 1], got {explore_text}")
-    if name == "random":
-        return RandomMaskSelector(fraction, seed)
-    if name == "topk":
-        return TopKMagnitudeSelector(fraction, seed, explore)
-    if name == "gradient":
-        return GradientMaskSelector(fraction, seed, explore)
-    return StructuredMaskSelector(fraction, seed)
+    """The selector a `--partial` spec's text names, seeded (see `PartialSpec`)."""
+    return PartialSpec.parse(spec).selector(seed)

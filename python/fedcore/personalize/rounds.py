@@ -18,7 +18,7 @@ from fedcore.backends.base import FitResult, ModelAdapter, TrainConfig
 from fedcore.compression import Vector
 from fedcore.layout import ParamLayout
 from fedcore.personalize.frozen import fit_steps
-from fedcore.personalize.spec import parse_personalize
+from fedcore.personalize.spec import PersonalizeSpec
 from fedcore.personalize.split import head_mask
 
 if TYPE_CHECKING:  # masks import the fedcodec extension; runs without a local head need not
@@ -108,23 +108,21 @@ class DittoRounds:
         return adapter.get_weights()
 
 
-def make_local_head(personalize: str | None, local_epochs: int, layout: ParamLayout) -> LocalHead:
+def make_local_head(personalize: PersonalizeSpec | None, local_epochs: int, layout: ParamLayout) -> LocalHead:
     """`fedrep:H,B` sets the head and body epochs; a missing (or zero) number means the run's local epochs."""
     head_epochs = body_epochs = local_epochs
     if personalize is not None:
-        spec = parse_personalize(personalize)
-        if spec.method != "fedrep":
+        if personalize.method != "fedrep":
             raise ValueError(
-                f"a local head is FedRep in rounds; --personalize must be fedrep, got {personalize!r}"
+                f"a local head is FedRep in rounds; --personalize must be fedrep, got '{personalize}'"
             )
-        head_epochs = spec.epochs or local_epochs
-        body_epochs = spec.body_epochs or local_epochs
+        head_epochs = personalize.epochs or local_epochs
+        body_epochs = personalize.body_epochs or local_epochs
     return LocalHead(head_mask(layout), head_epochs, body_epochs)
 
 
-def make_ditto_rounds(personalize: str | None) -> DittoRounds:
+def make_ditto_rounds(personalize: PersonalizeSpec | None) -> DittoRounds:
     """Ditto's lambda from `ditto:LAMBDA`; any other spec is refused."""
-    spec = parse_personalize(personalize) if personalize is not None else None
-    if spec is None or spec.method != "ditto":
-        raise ValueError(f"ditto in rounds needs --personalize ditto:LAMBDA, got {personalize!r}")
-    return DittoRounds(spec.lam)
+    if personalize is None or personalize.method != "ditto":
+        raise ValueError(f"ditto in rounds needs --personalize ditto:LAMBDA, got '{personalize}'")
+    return DittoRounds(personalize.lam)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fedcore.spec_text import format_number
+
 PERSONALIZE_SPECS = "finetune:EPOCHS | fedrep[:HEAD_EPOCHS[,BODY_EPOCHS]] | ditto:LAMBDA"
 METHODS = ("finetune", "fedrep", "ditto")
 
@@ -28,6 +30,20 @@ class PersonalizeSpec:
             raise ValueError(f"ditto lambda must be > 0, got {self.lam}")
         if self.method != "ditto" and self.lam != 0.0:
             raise ValueError(f"lambda is Ditto's; {self.method} takes none")
+
+    @classmethod
+    def parse(cls, text: str) -> PersonalizeSpec:
+        """See `parse_personalize`."""
+        return parse_personalize(text)
+
+    def __str__(self) -> str:
+        if self.method == "finetune":
+            return f"finetune:{self.epochs}"
+        if self.method == "ditto":
+            return f"ditto:{format_number(self.lam)}"
+        if self.epochs is None:
+            return "fedrep"
+        return f"fedrep:{self.epochs}" + (f",{self.body_epochs}" if self.body_epochs else "")
 
 
 def parse_personalize(text: str) -> PersonalizeSpec:

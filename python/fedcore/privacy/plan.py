@@ -37,7 +37,7 @@ class PrivacyPlan:
         """None without central DP; raises ValueError (one line) on a config that guarantees nothing."""
         if config.dp is None:
             return None
-        spec = DPSpec.parse(config.dp)
+        spec = config.dp
         if not spec.user_level:
             return None
         delta = config.delta if config.delta is not None else default_delta(config.clients)

@@ -19,7 +19,7 @@ from fedcodec import kernels, secagg
 from fedcore.secure.encoding import RingConfig, decode_sum, encode_update
 from fedcore.secure.messages import RoundSetup
 
-__all__ = ["SecureSetup", "kept_length", "ring_input", "ring_sum", "rounding_seed", "secagg_fraction"]
+__all__ = ["SecureSetup", "kept_length", "ring_input", "ring_sum", "rounding_seed"]
 
 
 @dataclass(frozen=True)
@@ -44,19 +44,6 @@ class SecureSetup:
             raise ValueError("the announced ring adds no random-k or rotation of its own")
         if self.ring.ring_bits != self.setup.ring_bits:
             raise ValueError(f"ring of {self.ring.ring_bits} bits, setup says {self.setup.ring_bits}")
-
-
-def secagg_fraction(codec: str | None) -> float:
-    """`--codec randk:F` under secure aggregation: the ring keeps the same seeded F of every update."""
-    if codec in (None, "none"):
-        return 1.0
-    name, _, arg = str(codec).partition(":")
-    if name != "randk" or "+" in arg:
-        raise ValueError(
-            "--secagg adds codes in the ring, so only linear compression composes: "
-            f"--codec randk:F, got {codec!r}"
-        )
-    return float(arg)
 
 
 def kept_length(size: int, fraction: float, seed: int) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +10,7 @@ from numpy.typing import NDArray
 
 from fedcore.compression import fedcodec
 from fedcore.protocol.messages import Failure, Reply
+from fedcore.robust.spec import CenterRule
 from fedcore.strategies.base import FoldSum, Strategy
 from fedcore.uplink import Update, UplinkChain, UplinkContext
 from fedcore.uplink.codec import CodecStage, decode_frame
@@ -19,7 +19,6 @@ if TYPE_CHECKING:  # typing.Self is 3.11+; annotations are never evaluated at ru
     from typing import Self
 
 Vector = NDArray[np.float32]
-CenterRule = Callable[[NDArray[np.float32], NDArray[np.float64]], NDArray[np.float32]]
 
 
 def _suspicion(clients: list[int], updates: NDArray[np.float32], center: Vector) -> dict[int, float]:

@@ -24,7 +24,6 @@ from fedcore.layout import ParamLayout
 from fedcore.personalize import LocalHead, make_local_head
 from fedcore.privacy.adaptive import update_noise_multiplier
 from fedcore.privacy.plan import DEFAULT_INITIAL_CLIP, PrivacyPlan
-from fedcore.privacy.spec import DPSpec
 from fedcore.protocol.messages import Task
 from fedcore.protocol.transport import RoundOutcome, Transport
 from fedcore.records import RoundRecord
@@ -89,7 +88,7 @@ def _first_clip(config: FLConfig) -> float | None:
     """Central DP's fixed clip, or adaptive clipping's small starting one; None without user-level DP."""
     if config.dp is None:
         return None
-    spec = DPSpec.parse(config.dp)
+    spec = config.dp
     if spec.mode == "central":
         return spec.clip
     return DEFAULT_INITIAL_CLIP if spec.mode == "adaptive" else None
@@ -115,9 +114,7 @@ def _hold_unshared(mask: Mask, before: Vector, after: Vector) -> Vector:
 def _mask_selector(config: FLConfig) -> MaskSelector | None:
     if config.partial is None:
         return None
-    from fedcore.partial import parse_partial
-
-    return parse_partial(config.partial, config.seed)
+    return config.partial.selector(config.seed)
 
 
 def _intersect(a: Mask | None, b: Mask | None) -> Mask | None:
@@ -368,7 +365,7 @@ def privacy_summary(driver: RoundDriver, records: Sequence[RoundRecord]) -> dict
     if not local:
         return {}
     return {
-        "dp": driver.config.dp,
+        "dp": str(driver.config.dp),
         "local_epsilon_max": max(local),
         "accountant": "rdp (Poisson sampling of each client's examples)",
         "privacy_unit": "one training example of one client",

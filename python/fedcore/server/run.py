@@ -4,16 +4,33 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fedcore.backends.base import ModelAdapter
 from fedcore.config import FLConfig
+from fedcore.data import FederatedData
 from fedcore.protocol.transport import Transport
 from fedcore.records import RoundRecord, RoundsWriter, summarize, write_summary
 from fedcore.server.audit import AuditLog
 from fedcore.server.checkpoint import load_checkpoint, save_checkpoint
 from fedcore.server.driver import DriverState, RoundDriver, initial_state, privacy_summary
 from fedcore.sim.workers import build_model, load_data
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What the server evaluates with: the run's data (for its central test split) and a model to score."""
+
+    data: FederatedData
+    model: ModelAdapter
+
+    @classmethod
+    def load(cls, config: FLConfig) -> Evaluation:
+        """Built once at start-up: the transport's size limits and the driver both use it."""
+        data = load_data(config)
+        return cls(data, build_model(config, data))
 
 
 def run_federation(
@@ -24,6 +41,7 @@ def run_federation(
     on_round: Callable[[RoundRecord], None] | None = None,
     deadline_s: float | None = None,
     wait_clients_s: float = 60.0,
+    evaluation: Evaluation | None = None,
 ) -> dict[str, Any]:
     """Run the config's rounds with whatever clients the transport reaches; `resume` continues a checkpoint.
 
@@ -32,10 +50,10 @@ def run_federation(
     crash interrupted never appears twice.
     """
     start = time.perf_counter()
-    data = load_data(config)
-    evaluator = build_model(config, data)
+    evaluation = evaluation if evaluation is not None else Evaluation.load(config)
+    evaluator = evaluation.model
     driver = RoundDriver(
-        config, evaluator.layout, evaluator, data.central_test, transport, deadline_s=deadline_s
+        config, evaluator.layout, evaluator, evaluation.data.central_test, transport, deadline_s=deadline_s
     )
     settings = config.run_settings()
     state: DriverState = (

@@ -33,9 +33,9 @@ def poisoned_data(config: FLConfig, data_for: Callable[[int], Dataset]) -> Calla
     """Byzantine clients of a data attack (label flip, backdoor) train on poisoned data; others on theirs."""
     if config.attack is None:
         return data_for
-    from fedcore.robust.attacks import Backdoor, LabelFlip, parse
+    from fedcore.robust.attacks import Backdoor, LabelFlip
 
-    attack = parse(config.attack)
+    attack = config.attack
     if not isinstance(attack, LabelFlip | Backdoor):
         return data_for
     bad = byzantine_clients(config)
@@ -62,11 +62,13 @@ class AttackedTransport:
     """
 
     def __init__(self, inner: Transport, config: FLConfig) -> None:
-        from fedcore.robust.attacks import LabelFlip, parse
+        from fedcore.robust.attacks import LabelFlip
 
+        if config.attack is None:
+            raise ValueError("an attacked transport needs config.attack")
         self._inner = inner
         self._config = config
-        self._attack = parse(config.attack or "")
+        self._attack = config.attack
         self._rewrites = not isinstance(self._attack, LabelFlip)
         self.byzantine = byzantine_clients(config)
 

@@ -9,11 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from fedcore.adaptive import AdaptiveCodecPolicy, Choice, megabits_to_bytes_per_s, parse_ladder
+from fedcore.adaptive import AdaptiveCodecPolicy, Choice, CodecLadder, megabits_to_bytes_per_s
 from fedcore.backends.base import ModelAdapter
 from fedcore.backends.batches import count_steps
 from fedcore.client import ClientStateStore, base_train_config, local_train_config
-from fedcore.compression import validate_spec
 from fedcore.config import FLConfig
 from fedcore.data import FederatedData
 from fedcore.downlink import DownlinkSync
@@ -23,7 +22,6 @@ from fedcore.personalize import (
     make_local_head,
     make_personalizer,
     mean_client_accuracy,
-    parse_personalize,
     personalize_clients,
 )
 from fedcore.protocol.transport import Transport
@@ -80,11 +78,11 @@ def adaptive_planner(config: FLConfig, data: FederatedData) -> UplinkPlanner | N
     """
     if config.adaptive_deadline_s is None:
         return None
-    policy = AdaptiveCodecPolicy(parse_ladder(config.adaptive_ladder), config.adaptive_deadline_s)
+    policy = AdaptiveCodecPolicy((config.adaptive_ladder or CodecLadder()).specs, config.adaptive_deadline_s)
     devices = AvailabilityModel(config.seed, config.min_battery, config.min_bandwidth_mbps)
     train = local_train_config(config)
     if config.local_head:
-        spec = parse_personalize(config.personalize) if config.personalize is not None else None
+        spec = config.personalize
         head = (spec.epochs if spec is not None else None) or config.local_epochs
         body = (spec.body_epochs if spec is not None else None) or config.local_epochs
         train = replace(train, epochs=head + body)
@@ -109,9 +107,9 @@ def backdoor_score(config: FLConfig, evaluator: ModelAdapter, data: FederatedDat
     """Under a backdoor attack: the share of triggered central-test inputs the model sends to the target."""
     if config.attack is None:
         return None
-    from fedcore.robust.attacks import Backdoor, parse
+    from fedcore.robust.attacks import Backdoor
 
-    attack = parse(config.attack)
+    attack = config.attack
     if not isinstance(attack, Backdoor):
         return None
     test = data.central_test
@@ -172,8 +170,8 @@ def _personalize(
         return None
     if config.ditto_rounds:
         return score_ditto_rounds(evaluator, data, devices, weights, config.personalize, train, client_seed)
-    personalizer = make_personalizer(parse_personalize(config.personalize), train)
-    return personalize_clients(evaluator, data, weights, personalizer, config.personalize, client_seed)
+    personalizer = make_personalizer(config.personalize, train)
+    return personalize_clients(evaluator, data, weights, personalizer, str(config.personalize), client_seed)
 
 
 def simulate(
@@ -185,8 +183,6 @@ def simulate(
 
     `data` replaces the config's dataset (e.g. `FederatedData.from_arrays`); it must have `config.clients`.
     """
-    validate_spec(config.codec)
-    validate_spec(config.downlink_codec)
     start = time.perf_counter()
     limit_threads(config)
     if data is None:

@@ -25,6 +25,7 @@ from fedcore.personalize import (
     make_ditto_rounds,
     score_clients,
 )
+from fedcore.personalize.spec import PersonalizeSpec
 
 
 def kept_heads(store: ClientStateStore) -> dict[int, Vector]:
@@ -80,7 +81,7 @@ def score_ditto_rounds(
     data: FederatedData,
     store: ClientStateStore,
     weights: Vector,
-    personalize: str,
+    personalize: PersonalizeSpec,
     train: TrainConfig,
     client_seed: Callable[[int], int],
 ) -> PersonalizationReport:

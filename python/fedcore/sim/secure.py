@@ -23,13 +23,20 @@ from fedcore.protocol.transport import (
 from fedcore.secure.messages import SecAggAbort
 from fedcore.secure.party import SecureParty
 from fedcore.secure.round import SecureSettings, SecureTransport, StageAnswers
-from fedcore.secure.update import secagg_fraction as _fraction
 from fedcore.secure.wire import ClientMessage, ServerMessage
 
 
 def secagg_fraction(config: FLConfig) -> float:
     """`--codec randk:F` under secure aggregation: the ring keeps the same seeded F of every update."""
-    return _fraction(config.codec)
+    if config.codec is None or config.codec.raw:
+        return 1.0
+    ((name, arg),) = config.codec.stages[:1]
+    if name != "randk" or len(config.codec.stages) > 1:
+        raise ValueError(
+            f"--secagg adds codes in the ring, so only linear compression composes: --codec randk:F, got "
+            f"'{config.codec}'"
+        )
+    return float(arg)
 
 
 def secure_settings(config: FLConfig, weight_cap: int, model_size: int) -> SecureSettings:

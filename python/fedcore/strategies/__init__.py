@@ -2,50 +2,33 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from fedcore.strategies.base import FoldSum, ServerState, Strategy
 from fedcore.strategies.fedavg import FedAvg
 from fedcore.strategies.fednova import FedNova
 from fedcore.strategies.fedopt import DEFAULT_SERVER_LR, FedOpt, ServerOptimizer
 from fedcore.strategies.scaffold import Scaffold
-
-_SERVER_OPTIMIZERS: dict[str, ServerOptimizer] = {
-    "fedavgm": "fedavgm",
-    "fedadam": "fedadam",
-    "fedyogi": "fedyogi",
-    "fedadagrad": "fedadagrad",
-}
-STRATEGY_NAMES = ("fedavg", "fedprox", "fednova", *_SERVER_OPTIMIZERS, "scaffold")
+from fedcore.strategies.spec import STRATEGY_NAMES, StrategySpec
 
 
 def make_strategy(
-    spec: str,
+    spec: StrategySpec | str,
     num_clients: int,
     server_lr: float | None = None,
     beta1: float = 0.9,
     beta2: float = 0.99,
     tau: float = 1e-3,
 ) -> Strategy:
-    """`fedavg`, `fedprox:MU`, `fednova`, `fedavgm`, `fedadam`, `fedyogi`, `fedadagrad` or `scaffold`."""
-    name, _, arg = spec.partition(":")
-    if name not in STRATEGY_NAMES:
-        raise ValueError(f"unknown strategy {spec!r}; choose from {', '.join(STRATEGY_NAMES)}")
-    if arg and name != "fedprox":
-        raise ValueError(f"strategy {name!r} takes no argument, got {spec!r}")
-    if name == "fedprox":
-        try:
-            mu = float(arg)
-        except ValueError:
-            raise ValueError(f"fedprox needs a proximal weight, e.g. 'fedprox:0.01', got {spec!r}") from None
-        if mu <= 0.0:
-            raise ValueError(f"fedprox mu must be > 0, got {spec!r}")
-        return FedAvg(server_lr=server_lr or 1.0, prox_mu=mu)
-    if name == "fedavg":
-        return FedAvg(server_lr=server_lr or 1.0)
-    if name == "fednova":
+    """The strategy a spec (or its text: `fedavg`, `fedprox:MU`, `fedyogi` ...) names, with server numbers."""
+    parsed = StrategySpec.parse(spec) if isinstance(spec, str) else spec
+    if parsed.name in ("fedavg", "fedprox"):
+        return FedAvg(server_lr=server_lr or 1.0, prox_mu=parsed.mu or 0.0)
+    if parsed.name == "fednova":
         return FedNova(server_lr=server_lr or 1.0)
-    if name == "scaffold":
+    if parsed.name == "scaffold":
         return Scaffold(num_clients=num_clients, server_lr=server_lr or 1.0)
-    optimizer = _SERVER_OPTIMIZERS[name]
+    optimizer = cast(ServerOptimizer, parsed.name)
     lr = server_lr if server_lr is not None else DEFAULT_SERVER_LR[optimizer]
     return FedOpt(optimizer, lr, beta1, beta2, tau)
 
@@ -59,5 +42,6 @@ __all__ = [
     "Scaffold",
     "ServerState",
     "Strategy",
+    "StrategySpec",
     "make_strategy",
 ]

@@ -9,7 +9,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from fedcore.compression import validate_spec
 from fedcore.config import FLConfig, load_config
 from fedcore.config_files import parse_toml
 
@@ -108,8 +107,6 @@ class SweepPlan:
                         }
                         try:
                             config = load_config(None, fields)
-                            validate_spec(config.codec)
-                            validate_spec(config.downlink_codec)
                         except ValueError as exc:
                             raise ValueError(f"{dataset} / {partition} / {setting.name}: {exc}") from exc
                         specs.append(RunSpec(dataset, partition, setting, seed, config))

@@ -36,6 +36,6 @@ class ClipStage:
 
 def clip_from_config(config: FLConfig) -> ClipStage | None:
     """User-level DP (central or adaptive) clips every update before anything else touches it."""
-    if config.dp is None or config.dp.startswith("local:"):
+    if config.dp is None or not config.dp.user_level:
         return None
     return ClipStage()

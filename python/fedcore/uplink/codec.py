@@ -6,14 +6,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedcore.compression import fedcodec, normalise_spec
+from fedcore.compression import CodecSpec, fedcodec, normalise_spec
 from fedcore.config import FLConfig
 from fedcore.uplink.base import ClientStates, DecodeRest, Encoded, EncodeRest, Update, UplinkContext, Vector
 
 RAW_SPEC = "none"
 
 
-def encode_frame(spec: str | None, x: Vector, seed: int) -> bytes:
+def encode_frame(spec: CodecSpec | str | None, x: Vector, seed: int) -> bytes:
     """x as a frame of `spec`; None and 'none' mean float32 as it is, still framed and checksummed."""
     codec = fedcodec().from_spec(normalise_spec(spec) or RAW_SPEC)
     return bytes(codec.encode(np.ascontiguousarray(x, dtype=np.float32), seed=seed))

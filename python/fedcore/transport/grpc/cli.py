@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from fedcore.data.dataset import Dataset
     from fedcore.protocol.messages import Failure, Task
     from fedcore.protocol.transport import Transport
+    from fedcore.server.run import Evaluation
     from fedcore.transport.grpc.client import Handler, Handlers
     from fedcore.transport.grpc.server import GrpcServerTransport
 
@@ -151,10 +152,13 @@ def run_server(args: argparse.Namespace, config: FLConfig) -> int:
     except (OSError, ValueError) as exc:
         return _usage(str(exc))
     _log_to_stderr()
-    transport = open_server(config, tokens, args.address, args, tls)
+    from fedcore.server.run import Evaluation
+
+    evaluation = Evaluation.load(config)
+    transport = open_server(config, evaluation, tokens, args.address, args, tls)
     print(f"fedcore server listening on port {transport.port}", flush=True)
     try:
-        summary = serve(config, transport, args)
+        summary = serve(config, evaluation, transport, args)
     finally:
         transport.close()
     print(json.dumps(summary, default=str))
@@ -162,7 +166,12 @@ def run_server(args: argparse.Namespace, config: FLConfig) -> int:
 
 
 def open_server(
-    config: FLConfig, tokens: TokenBook, address: str, args: argparse.Namespace, tls: Any = None
+    config: FLConfig,
+    evaluation: Evaluation,
+    tokens: TokenBook,
+    address: str,
+    args: argparse.Namespace,
+    tls: Any = None,
 ) -> GrpcServerTransport:
     """A listening transport whose size limits follow from this run's model and codec."""
     from fedcore.transport.grpc.server import GrpcServerTransport
@@ -170,7 +179,7 @@ def open_server(
     return GrpcServerTransport(
         address,
         tokens,
-        Limits.for_model(model_size(config), config.codec),
+        Limits.for_model(evaluation.model.layout.size, config.codec),
         json.dumps(config.to_dict()),
         tls=tls,
         round_timeout_s=args.round_timeout,
@@ -181,7 +190,9 @@ def open_server(
     )
 
 
-def serve(config: FLConfig, transport: GrpcServerTransport, args: argparse.Namespace) -> dict[str, Any]:
+def serve(
+    config: FLConfig, evaluation: Evaluation, transport: GrpcServerTransport, args: argparse.Namespace
+) -> dict[str, Any]:
     """The lead's round driver over this transport: rounds.jsonl, summary.json, audit.jsonl, checkpoints."""
     from fedcore.server import run_federation
 
@@ -192,18 +203,19 @@ def serve(config: FLConfig, transport: GrpcServerTransport, args: argparse.Names
         log.info("%d of %d clients registered; starting round 1", ready, config.clients)
     summary: dict[str, Any] = run_federation(
         config,
-        secure_transport(config, transport) if config.secagg else transport,
+        secure_transport(config, evaluation, transport) if config.secagg else transport,
         out,
         resume=bool(getattr(args, "resume", False)),
         deadline_s=args.round_timeout,
         wait_clients_s=args.wait_clients_s,
+        evaluation=evaluation,
     )
     refusals = [dataclasses.asdict(f) for f in transport.refusals()]
     (out / "refusals.jsonl").write_text("".join(json.dumps(r) + "\n" for r in refusals))
     return summary
 
 
-def secure_transport(config: FLConfig, transport: GrpcServerTransport) -> Transport:
+def secure_transport(config: FLConfig, evaluation: Evaluation, transport: GrpcServerTransport) -> Transport:
     """Secure aggregation over gRPC: the client processes hold their updates and answer the SecAgg+ stages.
 
     The weight cap (the largest client's example count, public) comes from the run's partition, as in
@@ -211,11 +223,11 @@ def secure_transport(config: FLConfig, transport: GrpcServerTransport) -> Transp
     """
     from fedcore.secure.round import SecureTransport
     from fedcore.sim.secure import secure_settings
-    from fedcore.sim.workers import load_data
 
-    data = load_data(config)
+    data = evaluation.data
     largest = max(len(data.client(c).train) for c in range(data.num_clients))
-    return SecureTransport(transport, secure_settings(config, largest, model_size(config)))
+    size = evaluation.model.layout.size
+    return SecureTransport(transport, secure_settings(config, largest, size))
 
 
 def _finished(config: FLConfig, out: Path, resume: bool) -> bool:
@@ -229,12 +241,6 @@ def _finished(config: FLConfig, out: Path, resume: bool) -> bool:
     except CheckpointError:
         return False  # run_federation says what is wrong with it
 
-
-def model_size(config: FLConfig) -> int:
-    """Parameters of the run's model (the server builds it anyway to evaluate)."""
-    from fedcore.sim.workers import build_model, load_data
-
-    return int(build_model(config, load_data(config)).get_weights().size)
 
 
 def _server_tls(cert: Path | None, key: Path | None) -> Any:
@@ -343,15 +349,17 @@ def _local_data(
     config: FLConfig, client_id: int, data: str | None, dataset: str | None
 ) -> Callable[[int], Dataset]:
     """This client's training set: its own npz file, or shard `client_id` of the server's partition."""
+    from fedcore.data.spec import DatasetSpec
+
     if data is not None:
         from fedcore.data.loaders import load_npz
 
-        kind, _, path = data.partition(":")
-        if kind != "npz" or not path:
+        own_spec = DatasetSpec.parse(data) if data.startswith("npz:") else None
+        if own_spec is None:
             raise ValueError(f"--data must be npz:PATH, got {data!r}")
-        own = load_npz(path)
+        own = load_npz(own_spec.path)
         return lambda _client: own
-    if dataset is not None and dataset != config.dataset:
+    if dataset is not None and DatasetSpec.parse(dataset) != config.dataset:
         raise ValueError(f"--dataset {dataset} differs from the server's dataset {config.dataset}")
     from fedcore.data import build_federated
 
@@ -380,7 +388,10 @@ def run_deploy_local(args: argparse.Namespace) -> int:
     token_dir = out / "tokens"
     tokens = make_tokens(config.clients, token_dir)
     _log_to_stderr()
-    transport = open_server(config, tokens, "127.0.0.1:0", args)
+    from fedcore.server.run import Evaluation
+
+    evaluation = Evaluation.load(config)
+    transport = open_server(config, evaluation, tokens, "127.0.0.1:0", args)
     target = f"127.0.0.1:{transport.port}"
     print(
         f"fedcore deploy-local: server on {target}, {config.clients} client processes, logs in {out}/clients",
@@ -388,7 +399,7 @@ def run_deploy_local(args: argparse.Namespace) -> int:
     )
     procs = start_clients(target, token_dir, range(config.clients), out / "clients")
     try:
-        summary = serve(config, transport, args)
+        summary = serve(config, evaluation, transport, args)
     finally:
         transport.close(grace_s=args.poll_s + 60.0)  # a busy client polls late
         codes = stop_clients(procs, timeout_s=args.poll_s + 30.0)

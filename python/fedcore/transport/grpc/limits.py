@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fedcore.compression import CodecSpec, normalise_spec
+
 HEADROOM = 1 << 20  # headers, settings JSON, a partial-sharing mask's description
 FRAME_HEADER = 64 << 10  # a fedcodec frame's header and per-chunk metadata, generously
 DEFAULT_CHUNK = 4 << 20
@@ -31,7 +33,9 @@ class Limits:
             raise ValueError("limits must be positive")
 
     @classmethod
-    def for_model(cls, num_params: int, codec: str | None = None, chunk_bytes: int = DEFAULT_CHUNK) -> Limits:
+    def for_model(
+        cls, num_params: int, codec: CodecSpec | str | None = None, chunk_bytes: int = DEFAULT_CHUNK
+    ) -> Limits:
         """A task: two float32 vectors (model, SCAFFOLD control) + headroom; a reply: two codec frames.
 
         A codec's frame is bounded by encoding a probe vector of the model's size (top-k at a large
@@ -49,12 +53,13 @@ class Limits:
         return self.chunk_bytes + HEADROOM
 
 
-def _probe_frame_bytes(num_params: int, codec: str | None) -> int:
-    if codec in (None, "none"):
+def _probe_frame_bytes(num_params: int, codec: CodecSpec | str | None) -> int:
+    spec = normalise_spec(codec)
+    if spec is None:
         return 0
     import numpy as np
 
     import fedcodec
 
     probe = np.random.default_rng(0).standard_normal(num_params, dtype=np.float32)
-    return len(fedcodec.from_spec(codec).encode(probe, seed=0))
+    return len(fedcodec.from_spec(spec).encode(probe, seed=0))
