@@ -32,10 +32,8 @@ def examples(client_id: int) -> int:
     return 10 + client_id
 
 
-def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    target, client_id, token_file = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
-    mode, _, at_stage = (sys.argv[4] if len(sys.argv) > 4 else "").partition(":")
+def handlers(client_id: int, mode: str = "", at_stage: str = "") -> Handlers:
+    """A fixed update held by the client's SecureParty, and its stage answers; die or forge at one stage."""
     party = SecureParty(client_id)
 
     def train(task: Task) -> Reply | Failure:
@@ -49,10 +47,16 @@ def main() -> int:
         answer = party.answer_bytes(round_num, name, payload)
         return answer[:-1] if mode == "forge" and name == at_stage else answer
 
+    return Handlers(train, stage)
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    target, client_id, token_file = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
+    mode, _, at_stage = (sys.argv[4] if len(sys.argv) > 4 else "").partition(":")
+    made = handlers(client_id, mode, at_stage)
     retry = RetryPolicy(first_s=0.1, max_s=0.5, give_up_s=30.0)
-    FleetClient(
-        target, client_id, read_token(token_file), lambda _: Handlers(train, stage), retry=retry
-    ).run()
+    FleetClient(target, client_id, read_token(token_file), lambda _: made, retry=retry).run()
     return 0
 
 

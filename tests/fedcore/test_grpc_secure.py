@@ -8,21 +8,28 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from grpc_fakes import SumFold, model_frame
-from grpc_secure_peer import N, examples, update
+from grpc_secure_peer import N, examples, handlers, update
 
-from fedcore.protocol import Task
+import fedcodec as fc
+from fedcore.protocol import Reply, Task
 from fedcore.protocol.transport import RoundOutcome
 from fedcore.records import RoundRecord
+from fedcore.secure.party import SecureParty
 from fedcore.secure.round import SecureSettings, SecureSumResult, SecureTransport
 from fedcore.secure.update import ring_input, ring_sum
 from fedcore.server.audit import audit_entry
-from fedcore.transport.grpc.auth import TokenBook, client_token_file, make_tokens
+from fedcore.transport.grpc import wire
+from fedcore.transport.grpc._generated import fleet_pb2 as pb
+from fedcore.transport.grpc.auth import TokenBook, client_token_file, make_tokens, read_token
+from fedcore.transport.grpc.client import FleetClient, RetryPolicy, _Stub
 from fedcore.transport.grpc.limits import Limits
 from fedcore.transport.grpc.server import GrpcServerTransport
 
@@ -143,6 +150,88 @@ def test_a_forged_stage_payload_is_that_clients_typed_failure(tmp_path: Path) ->
     assert (refused["client_id"], refused["kind"]) == (2, "bad_frame")
     delta, weight = _fold(outcome)
     want_delta, want_weight = _expected(included, answered=[0, 1, 2, 3, 4])
+    np.testing.assert_array_equal(delta, want_delta)
+    assert weight == want_weight
+
+
+def _answer_training_and_keys_then_vanish(target: str, client_id: int, token: str) -> None:
+    """A client that answers the round's training and the advertise stage, then stops polling for good."""
+    import grpc
+
+    with grpc.insecure_channel(target) as channel:
+        stub = _Stub(channel)
+        welcome = stub.register(pb.Hello(client_id=client_id, token=token), 10.0)
+        request = pb.TaskRequest(session_id=welcome.session_id, client_id=client_id)
+        party = SecureParty(client_id)
+
+        def next_task() -> Task | wire.StageTask:
+            while True:
+                _, task = wire.read_task(stub.get_task(request, 30.0), welcome.max_message_bytes)
+                if task is not None:
+                    return task
+
+        training = next_task()
+        assert isinstance(training, Task)
+        frame = fc.from_spec("none").encode(update(client_id))
+        held = party.hold(Reply(training.round, client_id, (frame,), examples(client_id), 3, 0.25))
+        stub.submit(wire.upload_chunks(welcome.session_id, held, welcome.chunk_bytes), 10.0)
+        keys = next_task()
+        assert isinstance(keys, wire.StageTask)
+        assert keys.stage == "advertise"
+        answer = party.answer_bytes(keys.round, keys.stage, keys.payload)
+        done = wire.StageAnswer(keys.round, client_id, keys.stage, answer)
+        stub.submit(wire.upload_chunks(welcome.session_id, done, welcome.chunk_bytes), 10.0)
+
+
+def test_a_client_gone_before_its_stage_is_dropped_without_waiting_out_the_stage(tmp_path: Path) -> None:
+    make_tokens(5, tmp_path)
+    server = GrpcServerTransport(
+        "127.0.0.1:0",
+        TokenBook.load(tmp_path / "tokens.json"),
+        Limits.for_model(N),
+        "{}",
+        round_timeout_s=60.0,
+        poll_s=0.5,
+        session_ttl_s=2.0,
+        max_clients=5,
+        secure=True,
+        stage_timeout_s=120.0,
+    )
+    target = f"127.0.0.1:{server.port}"
+    retry = RetryPolicy(first_s=0.1, max_s=0.5, give_up_s=20.0)
+    threads = [
+        threading.Thread(
+            target=FleetClient(
+                target, c, read_token(client_token_file(tmp_path, c)), lambda _, c=c: handlers(c), retry=retry
+            ).run,
+            daemon=True,
+        )
+        for c in range(4)
+    ]
+    vanishing = threading.Thread(
+        target=_answer_training_and_keys_then_vanish,
+        args=(target, 4, read_token(client_token_file(tmp_path, 4))),
+        daemon=True,
+    )
+    for t in [*threads, vanishing]:
+        t.start()
+    try:
+        assert server.wait_ready(5, 30.0) == 5
+        start = time.monotonic()
+        tasks = [Task(0, c, 0, model_frame()) for c in range(5)]
+        outcome = SecureTransport(server, SETTINGS).run_round(tasks, SumFold, None)
+        elapsed = time.monotonic() - start
+    finally:
+        server.close(grace_s=5.0)
+        for t in [*threads, vanishing]:
+            t.join(timeout=30.0)
+    assert elapsed < 60.0  # the share stage would otherwise wait its 120 s
+    assert sorted(r.client_id for r in outcome.replies) == [0, 1, 2, 3]
+    [failure] = outcome.failures
+    assert (failure.client_id, failure.kind) == (4, "dropped")
+    assert "gone before secagg share" in failure.message
+    delta, weight = _fold(outcome)
+    want_delta, want_weight = _expected([0, 1, 2, 3], answered=[0, 1, 2, 3, 4])
     np.testing.assert_array_equal(delta, want_delta)
     assert weight == want_weight
 

@@ -69,6 +69,7 @@ class _Round:
     parts: dict[int, tuple[bytes, ...]]  # id(frame) -> its serialized data parts
     stage: str = ""
     arrived: dict[int, Reply | StageAnswer | Failure] = field(default_factory=dict)
+    fetched: set[int] = field(default_factory=set)  # clients that have taken their task
 
     def settled(self) -> bool:
         """Every task has an answer no later upload may replace."""
@@ -212,6 +213,9 @@ class GrpcServerTransport:
                 remaining = end - time.monotonic()
                 if remaining <= 0:
                     break
+                if rnd.stage:  # a stage is short: a client gone quiet before taking it is not coming
+                    self._drop_vanished(rnd, time.monotonic())
+                    remaining = min(remaining, 1.0)
                 self._cond.wait(remaining)
             self._round = None
             self._next_round = next_round
@@ -296,6 +300,8 @@ class GrpcServerTransport:
                         break
                     self._cond.wait(remaining)
                 frames = self._round.parts if task is not None and self._round is not None else {}
+                if task is not None and self._round is not None:
+                    self._round.fetched.add(request.client_id)
             finally:
                 session.polling -= 1
                 session.last_seen = time.monotonic()
@@ -392,6 +398,17 @@ class GrpcServerTransport:
         if isinstance(got, Failure):
             log.warning("round %d client %d refused (%s): %s", rnd.index, client_id, got.kind, got.message)
         return _receipt(got)
+
+    def _drop_vanished(self, rnd: _Round, now: float) -> None:
+        """Clients that neither took their stage task nor polled within the session TTL: dropped now."""
+        for client in rnd.tasks:
+            if client in rnd.arrived or client in rnd.fetched:
+                continue
+            session = self._sessions.get(client)
+            if session is None or (session.polling == 0 and now - session.last_seen > self._ttl_s):
+                message = f"gone before secagg {rnd.stage} reached it (no poll for {self._ttl_s:g} s)"
+                rnd.arrived[client] = Failure(rnd.index, client, "dropped", message)
+                log.warning("round %d client %d: %s", rnd.index, client, message)
 
     def _refuse(self, client_id: int, message: str, context: grpc.ServicerContext) -> None:
         failure = Failure(self._next_round, client_id, "refused", message)
