@@ -53,19 +53,19 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
 
 
+def _secure_server(tmp_path: Path, clients: int, **timing: float) -> GrpcServerTransport:
+    """A secure-aggregation server on a free loopback port, with fresh tokens for `clients` in tmp_path."""
+    make_tokens(clients, tmp_path)
+    tokens = TokenBook.load(tmp_path / "tokens.json")
+    return GrpcServerTransport(
+        "127.0.0.1:0", tokens, Limits.for_model(N), "{}", max_clients=clients, secure=True, **timing
+    )
+
+
 def _run_round(tmp_path: Path, modes: dict[int, str], clients: int = 5) -> RoundOutcome:
     """One secure round with `clients` peer processes (client c in modes[c]: die:STAGE or forge:STAGE)."""
-    make_tokens(clients, tmp_path)
-    server = GrpcServerTransport(
-        "127.0.0.1:0",
-        TokenBook.load(tmp_path / "tokens.json"),
-        Limits.for_model(N),
-        "{}",
-        round_timeout_s=120.0,  # training: peers importing on a busy machine
-        poll_s=1.0,
-        max_clients=clients,
-        secure=True,
-        stage_timeout_s=STAGE_TIMEOUT_S,
+    server = _secure_server(
+        tmp_path, clients, round_timeout_s=120.0, poll_s=1.0, stage_timeout_s=STAGE_TIMEOUT_S
     )
     procs = []
     for c in range(clients):
@@ -184,18 +184,8 @@ def _answer_training_and_keys_then_vanish(target: str, client_id: int, token: st
 
 
 def test_a_client_gone_before_its_stage_is_dropped_without_waiting_out_the_stage(tmp_path: Path) -> None:
-    make_tokens(5, tmp_path)
-    server = GrpcServerTransport(
-        "127.0.0.1:0",
-        TokenBook.load(tmp_path / "tokens.json"),
-        Limits.for_model(N),
-        "{}",
-        round_timeout_s=60.0,
-        poll_s=0.5,
-        session_ttl_s=2.0,
-        max_clients=5,
-        secure=True,
-        stage_timeout_s=120.0,
+    server = _secure_server(
+        tmp_path, 5, round_timeout_s=60.0, poll_s=0.5, session_ttl_s=2.0, stage_timeout_s=120.0
     )
     target = f"127.0.0.1:{server.port}"
     retry = RetryPolicy(first_s=0.1, max_s=0.5, give_up_s=20.0)
