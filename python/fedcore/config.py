@@ -364,7 +364,7 @@ def _check_secagg(config: FLConfig) -> None:
     distributed = config.dp is not None and config.dp.mode == "distributed"
     if config.dp is not None and distributed and config.noise_multiplier is not None:  # least room (d = 1)
         from fedcore.privacy.distributed import DistributedDP
-        from fedcore.sim.secure import SECAGG_DROPOUT_TOLERANCE
+        from fedcore.secure.round import SECAGG_DROPOUT_TOLERANCE
 
         assert config.dp.clip is not None
         dp = DistributedDP.for_round(

@@ -208,7 +208,7 @@ def test_a_client_asked_for_another_dataset_than_the_servers_says_so() -> None:
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--secagg"], "--secagg runs in `fedcore sim` only"),
+        (["--adaptive", "0.22"], "--adaptive plans with simulated bandwidth"),
         (["--attack", "signflip", "--byzantine", "0.2"], "--attack simulates Byzantine clients"),
     ],
 )

@@ -107,13 +107,15 @@ class ClientShare:
             self.keys.coin,
         )
         sealed = []
+        share_keys: dict[int, bytes] = {}  # one key per pair and direction-free: it opens v's share too
         for v, share in zip(holders, shares, strict=True):
             key = _agree(self.me, v, self.keys.enc, peers[v].enc_public, setup.info(b"share-key"))
+            share_keys[v] = key
             nonce = share_nonce(self.me, v)
             sealed.append(EncryptedShare(self.me, v, secagg.seal(key, nonce, setup.round_id + nonce, share)))
         commitment = secagg.derive_scalar(self.keys.self_seed, setup.info(b"commit"))
         message = ShareKeys(self.me, tuple(sealed), commitment)
-        return message, ClientMask(setup, self.me, self.keys, peers)
+        return message, ClientMask(setup, self.me, self.keys, peers, share_keys)
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,7 @@ class ClientMask:
     me: int
     keys: _Secrets = field(repr=False)
     peers: dict[int, AdvertiseKeys]
+    share_keys: dict[int, bytes] = field(repr=False)  # the pair keys stage 2 sealed with
 
     def mask(self, delivery: ShareDelivery, codes: NDArray[np.uint32]) -> tuple[MaskedInput, ClientUnmask]:
         """The masked upload of `codes` (ring elements) and the neighbours whose sealed shares failed."""
@@ -140,7 +143,7 @@ class ClientMask:
         for s in delivery.shares:
             if s.sender not in self.peers or s.recipient != self.me or s.sender in held:
                 continue
-            key = secagg.agree(self.keys.enc, self.peers[s.sender].enc_public, setup.info(b"share-key"))
+            key = self.share_keys[s.sender]
             nonce = share_nonce(s.sender, self.me)
             try:
                 plain = secagg.open_sealed(key, nonce, setup.round_id + nonce, s.ciphertext)

@@ -39,7 +39,7 @@ from fedcore.server.driver import (
 )
 from fedcore.sim.attack import AttackedTransport, byzantine_clients
 from fedcore.sim.personal import own_models, score_ditto_rounds, score_local_head
-from fedcore.sim.secure import SecureTransport
+from fedcore.sim.secure import simulated_secure_transport
 from fedcore.sim.transport import SimTransport
 from fedcore.sim.workers import build_model, limit_threads, load_data, make_pool
 from fedcore.uplink.base import Vector
@@ -219,7 +219,7 @@ def simulate(
         transport = AttackedTransport(simulated, config)
     if config.secagg:
         largest = max(len(data.client(c).train) for c in range(data.num_clients))
-        transport = SecureTransport(simulated, config, largest)
+        transport = simulated_secure_transport(simulated, config, largest, evaluator.layout.size)
     layout = evaluator.layout
     local_head = (
         make_local_head(config.personalize, config.local_epochs, layout) if config.local_head else None

@@ -25,8 +25,10 @@ from fedcore.transport.grpc.limits import Limits
 if TYPE_CHECKING:
     from fedcore.config import FLConfig
     from fedcore.data.dataset import Dataset
+    from fedcore.protocol.messages import Failure, Task
+    from fedcore.protocol.transport import Transport
     from fedcore.server.run import Evaluation
-    from fedcore.transport.grpc.client import Handler
+    from fedcore.transport.grpc.client import Handler, Handlers
     from fedcore.transport.grpc.server import GrpcServerTransport
 
 log = logging.getLogger("fedcore.transport.grpc")
@@ -108,6 +110,12 @@ def _add_listen_tuning(parser: argparse.ArgumentParser) -> None:
         help="a round's deadline; later clients drop",
     )
     parser.add_argument(
+        "--stage-timeout",
+        type=float,
+        metavar="S",
+        help="--secagg: each SecAgg+ stage's deadline; later clients drop (default: --round-timeout)",
+    )
+    parser.add_argument(
         "--wait-clients-s", type=float, default=300.0, help="how long to wait for clients before round 1"
     )
     parser.add_argument(
@@ -124,9 +132,7 @@ def fl_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def simulation_only(config: FLConfig) -> str | None:
-    """What a deployment cannot do yet, said instead of silently doing less (e.g. summing in the clear)."""
-    if config.secagg:
-        return "--secagg runs in `fedcore sim` only: the gRPC protocol does not carry SecAgg+'s stages yet"
+    """What a deployment cannot do, said instead of silently doing something else."""
     if config.attack is not None:
         return "--attack simulates Byzantine clients; it exists in `fedcore sim` only"
     if config.adaptive_deadline_s is not None:
@@ -191,6 +197,8 @@ def open_server(
         round_timeout_s=args.round_timeout,
         poll_s=args.poll_s,
         max_clients=config.clients,
+        secure=config.secagg,
+        stage_timeout_s=getattr(args, "stage_timeout", None),
     )
 
 
@@ -207,7 +215,7 @@ def serve(
         log.info("%d of %d clients registered; starting round 1", ready, config.clients)
     summary: dict[str, Any] = run_federation(
         config,
-        transport,
+        secure_transport(config, evaluation, transport) if config.secagg else transport,
         out,
         resume=bool(getattr(args, "resume", False)),
         deadline_s=args.round_timeout,
@@ -217,6 +225,21 @@ def serve(
     refusals = [dataclasses.asdict(f) for f in transport.refusals()]
     (out / "refusals.jsonl").write_text("".join(json.dumps(r) + "\n" for r in refusals))
     return summary
+
+
+def secure_transport(config: FLConfig, evaluation: Evaluation, transport: GrpcServerTransport) -> Transport:
+    """Secure aggregation over gRPC: the client processes hold their updates and answer the SecAgg+ stages.
+
+    The weight cap (the largest client's example count, public) comes from the run's partition, as in
+    the simulation.
+    """
+    from fedcore.secure.round import SecureTransport
+    from fedcore.sim.secure import secure_settings
+
+    data = evaluation.data
+    largest = max(len(data.client(c).train) for c in range(data.num_clients))
+    size = evaluation.model.layout.size
+    return SecureTransport(transport, secure_settings(config, largest, size))
 
 
 def _finished(config: FLConfig, out: Path, resume: bool) -> bool:
@@ -303,13 +326,15 @@ def client_handler_factory(
     dataset: str | None,
     model: str | None = None,
     device: str | None = None,
-) -> Callable[[Mapping[str, Any]], Handler]:
+) -> Callable[[Mapping[str, Any]], Handler | Handlers]:
     """From the announced run config to `ClientApp(config, data_for).handle` on this client's data.
 
-    `model` (the client's --model) must be the server's; `device` is this client's own choice.
+    `model` (the client's --model) must be the server's; `device` is this client's own choice. Under
+    `--secagg` the client's `SecureParty` keeps each trained update in this process and answers the
+    SecAgg+ stages; only the masked input leaves it.
     """
 
-    def make(announced: Mapping[str, Any]) -> Handler:
+    def make(announced: Mapping[str, Any]) -> Handler | Handlers:
         from fedcore.client import ClientApp
         from fedcore.config import FLConfig
 
@@ -336,7 +361,19 @@ def client_handler_factory(
             app = ClientApp(config, data_for)
         except ValueError as exc:  # the server's --model cannot be built here, or --device is absent
             raise ClientSetupError(f"client {client_id} cannot build the run's model: {exc}") from exc
-        return app.handle
+        if not config.secagg:
+            return app.handle
+        from fedcore.protocol.messages import Reply
+        from fedcore.secure.party import SecureParty
+        from fedcore.transport.grpc.client import Handlers
+
+        party = SecureParty(client_id, secret=os.urandom(32))  # a noise share the server cannot rebuild
+
+        def train_and_hold(task: Task) -> Reply | Failure:
+            result = app.handle(task)
+            return party.hold(result) if isinstance(result, Reply) else result
+
+        return Handlers(train_and_hold, party.answer_bytes)
 
     return make
 

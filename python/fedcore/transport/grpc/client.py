@@ -27,7 +27,18 @@ from fedcore.transport.grpc.limits import HTTP2_TUNING
 log = logging.getLogger("fedcore.transport.grpc")
 
 Handler = Callable[[Task], Reply | Failure]
-HandlerFactory = Callable[[Mapping[str, Any]], Handler]  # from the announced run configuration
+StageHandler = Callable[[int, str, bytes], bytes]  # (round, stage, the server's message) -> this client's
+
+
+@dataclass(frozen=True)
+class Handlers:
+    """A client's task handler and, under secure aggregation, its stage handler (the same client's party)."""
+
+    task: Handler
+    stage: StageHandler | None = None
+
+
+HandlerFactory = Callable[[Mapping[str, Any]], Handler | Handlers]  # from the announced run configuration
 
 # Answers after which trying again cannot help: the server does not accept this client's token.
 _FATAL = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
@@ -108,7 +119,7 @@ class FleetClient:
 
     def run(self) -> ClientRun:
         """Answer tasks until the server says the run is done; raises when refused or out of retries."""
-        handler: Handler | None = None
+        handler: Handlers | None = None
         config_json: str | None = None
         welcome: pb.Welcome | None = None
         answered = refused = reconnects = attempt = 0
@@ -120,7 +131,8 @@ class FleetClient:
                         welcome = self._register()
                         if welcome.config_json != config_json:
                             config_json = welcome.config_json
-                            handler = self._make_handler(json.loads(config_json))
+                            made = self._make_handler(json.loads(config_json))
+                            handler = made if isinstance(made, Handlers) else Handlers(made)
                     assert handler is not None
                     parts = self._stub(welcome).get_task(
                         pb.TaskRequest(session_id=welcome.session_id, client_id=self._client_id),
@@ -132,7 +144,10 @@ class FleetClient:
                         return ClientRun(answered, refused, reconnects)
                     if task is None:
                         continue
-                    receipt = self._answer(handler, task, welcome)
+                    if isinstance(task, wire.StageTask):
+                        receipt = self._answer_stage(handler.stage, task, welcome)
+                    else:
+                        receipt = self._answer(handler.task, task, welcome)
                     if receipt.accepted:
                         answered += 1
                     else:
@@ -184,6 +199,30 @@ class FleetClient:
                 log.exception("client %d: training failed in round %d", self._client_id, task.round)
                 result = Failure(task.round, self._client_id, "client_error", f"{type(exc).__name__}: {exc}")
         chunks = wire.upload_chunks(welcome.session_id, result, welcome.chunk_bytes)
+        return self._stub(welcome).submit(chunks, self._retry.rpc_timeout_s)
+
+    def _answer_stage(
+        self, handler: StageHandler | None, task: wire.StageTask, welcome: pb.Welcome
+    ) -> pb.Receipt:
+        """This client's answer to a SecAgg+ stage, or its refusal (a typed failure, never silence)."""
+        result: wire.StageAnswer | Failure
+        if task.client_id != self._client_id:
+            result = Failure(task.round, self._client_id, "client_error", "a stage for another client id")
+        elif handler is None:
+            message = "this client does not run secure aggregation"
+            result = Failure(task.round, self._client_id, "client_error", message)
+        else:
+            start = time.perf_counter()
+            try:
+                payload = handler(task.round, task.stage, task.payload)
+                result = wire.StageAnswer(
+                    task.round, self._client_id, task.stage, payload, time.perf_counter() - start
+                )
+            except Exception as exc:  # a refusal (SecAggAbort) or bytes that are no message: say so
+                log.warning("client %d: secagg %s refused: %s", self._client_id, task.stage, exc)
+                message = f"secagg {task.stage}: {type(exc).__name__}: {exc}"
+                result = Failure(task.round, self._client_id, "client_error", message)
+        chunks = wire.upload_chunks(welcome.session_id, result, welcome.chunk_bytes, stage=task.stage)
         return self._stub(welcome).submit(chunks, self._retry.rpc_timeout_s)
 
     def _stub(self, welcome: pb.Welcome) -> _Stub:

@@ -13,9 +13,10 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -25,6 +26,11 @@ from fedcore.transport.grpc import wire
 from fedcore.transport.grpc._generated import fleet_pb2 as pb
 from fedcore.transport.grpc.auth import TokenBook
 from fedcore.transport.grpc.limits import HTTP2_TUNING, Limits
+from fedcore.transport.grpc.wire import StageAnswer, StageTask
+
+if TYPE_CHECKING:
+    from fedcore.secure.round import StageAnswers
+    from fedcore.secure.wire import ServerMessage
 
 log = logging.getLogger("fedcore.transport.grpc")
 
@@ -55,16 +61,21 @@ class _Session:
 
 @dataclass
 class _Round:
+    """A round's training (stage "") or one of its secure-aggregation stages, in progress."""
+
     index: int
-    tasks: dict[int, Task]
+    tasks: Mapping[int, Task | StageTask]
     model_elements: dict[int, int | None]
     parts: dict[int, tuple[bytes, ...]]  # id(frame) -> its serialized data parts
-    arrived: dict[int, Reply | Failure] = field(default_factory=dict)
+    stage: str = ""
+    arrived: dict[int, Reply | StageAnswer | Failure] = field(default_factory=dict)
+    fetched: set[int] = field(default_factory=set)  # clients that have taken their task
 
     def settled(self) -> bool:
         """Every task has an answer no later upload may replace."""
         return all(
-            isinstance(a := self.arrived.get(c), Reply) or (a is not None and a.kind not in _PROVISIONAL)
+            isinstance(a := self.arrived.get(c), Reply | StageAnswer)
+            or (a is not None and a.kind not in _PROVISIONAL)
             for c in self.tasks
         )
 
@@ -84,13 +95,19 @@ class GrpcServerTransport:
         poll_s: float = 5.0,
         session_ttl_s: float | None = None,
         max_clients: int = 64,
+        secure: bool = False,
+        stage_timeout_s: float | None = None,
     ) -> None:
-        if round_timeout_s <= 0 or poll_s <= 0:
-            raise ValueError("round_timeout_s and poll_s must be > 0")
+        """`secure`: clients keep their updates (replies carry no frames) and answer SecAgg+ stages, each
+        within `stage_timeout_s` (default: the round's timeout)."""
+        if round_timeout_s <= 0 or poll_s <= 0 or (stage_timeout_s is not None and stage_timeout_s <= 0):
+            raise ValueError("round_timeout_s, stage_timeout_s and poll_s must be > 0")
+        self._stage_timeout_s = round_timeout_s if stage_timeout_s is None else stage_timeout_s
         self._tokens = tokens
         self._limits = limits
         self._config_json = config_json
         self._round_timeout_s = round_timeout_s
+        self._secure = secure
         self._poll_s = poll_s
         self._ttl_s = session_ttl_s if session_ttl_s is not None else 2 * poll_s + 5.0
         self._cond = threading.Condition()
@@ -145,28 +162,64 @@ class GrpcServerTransport:
         by_client = {t.client_id: t for t in tasks}
         if len(by_client) != len(tasks) or any(t.round != index for t in tasks):
             raise ValueError("one task per client, all for the same round")
+        rnd = _Round(index, by_client, _model_elements(tasks), _frame_parts(tasks, self._limits.chunk_bytes))
         budget = self._round_timeout_s if deadline_s is None else min(deadline_s, self._round_timeout_s)
-        elements = _model_elements(tasks)
-        parts = _frame_parts(tasks, self._limits.chunk_bytes)
+        arrived = self._serve(rnd, budget, next_round=index + 1)
+        return fold_in_order(make_aggregator, tasks, [a for a in arrived if not isinstance(a, StageAnswer)])
+
+    def exchange(
+        self, round_num: int, stage: str, outbox: Mapping[int, ServerMessage], deadline_s: float | None
+    ) -> StageAnswers:
+        """One SecAgg+ stage: each message goes out as bytes; each answer is decoded or a typed failure."""
+        from fedcore.secure.round import StageAnswers
+        from fedcore.secure.wire import STAGE_MESSAGES, StagePayloadError, decode, encode
+
+        expected = STAGE_MESSAGES[stage][1]
+        tasks = {c: StageTask(round_num, c, stage, encode(m)) for c, m in outbox.items()}
+        budget = self._stage_timeout_s if deadline_s is None else min(deadline_s, self._stage_timeout_s)
+        arrived = self._serve(_Round(round_num, tasks, {}, {}, stage), budget, next_round=round_num + 1)
+        by_client = {a.client_id: a for a in arrived}
+        answers = {}
+        failures = []
+        seconds = 0.0
+        for client in sorted(tasks):
+            got = by_client.get(client)
+            if got is None:
+                failures.append(Failure(round_num, client, "dropped", f"no answer to secagg {stage} in time"))
+            elif isinstance(got, StageAnswer):
+                try:
+                    answers[client] = decode(got.payload, expected)
+                except StagePayloadError as exc:
+                    message = f"secagg {stage}: {exc}"
+                    failures.append(Failure(round_num, client, "bad_frame", message, len(got.payload)))
+                    continue
+                seconds += got.seconds
+            elif isinstance(got, Failure):
+                failures.append(got)
+        return StageAnswers(answers, tuple(failures), seconds)
+
+    def _serve(self, rnd: _Round, budget_s: float, next_round: int) -> list[Reply | StageAnswer | Failure]:
+        """Offer the round's tasks to polling clients until every one is answered or `budget_s` passes."""
         with self._cond:
             if self._closed or self._aborted:
                 raise RuntimeError("the transport is closed")
             if self._round is not None:
                 raise RuntimeError(f"round {self._round.index} is still in progress")
-            rnd = _Round(index, by_client, elements, parts)
             self._round = rnd
-            self._next_round = index
+            self._next_round = rnd.index
             self._cond.notify_all()
-            end = time.monotonic() + budget
+            end = time.monotonic() + budget_s
             while not rnd.settled():
                 remaining = end - time.monotonic()
                 if remaining <= 0:
                     break
+                if rnd.stage:  # a stage is short: a client gone quiet before taking it is not coming
+                    self._drop_vanished(rnd, time.monotonic())
+                    remaining = min(remaining, 1.0)
                 self._cond.wait(remaining)
             self._round = None
-            self._next_round = index + 1
-            arrived = list(rnd.arrived.values())
-        return fold_in_order(make_aggregator, tasks, arrived)
+            self._next_round = next_round
+            return list(rnd.arrived.values())
 
     def close(self, grace_s: float = 5.0) -> None:
         """Tell every polling client the run is done (waiting up to `grace_s`), then stop serving."""
@@ -228,7 +281,7 @@ class GrpcServerTransport:
         """Serialized TaskParts: "wait" or "done", or the task's head and its frames' shared data parts."""
         end = time.monotonic() + self._poll_s
         context.add_callback(self._wake)
-        task: Task | None = None
+        task: Task | StageTask | None = None
         with self._cond:  # never yield in here: a suspended generator would hold the lock
             session = self._session_or_abort(request.session_id, request.client_id, context)
             session.polling += 1
@@ -247,11 +300,17 @@ class GrpcServerTransport:
                         break
                     self._cond.wait(remaining)
                 frames = self._round.parts if task is not None and self._round is not None else {}
+                if task is not None and self._round is not None:
+                    self._round.fetched.add(request.client_id)
             finally:
                 session.polling -= 1
                 session.last_seen = time.monotonic()
         if task is None:
             yield _DONE if self._closed else _WAIT
+            return
+        if isinstance(task, StageTask):
+            yield wire.stage_head(task).SerializeToString()
+            yield from wire.data_parts(task.payload, self._limits.chunk_bytes)
             return
         yield wire.task_head(task).SerializeToString()
         yield from frames[id(task.model)]
@@ -273,18 +332,23 @@ class GrpcServerTransport:
                 log.warning("client %d sent a reply for round %d: %s", client_id, header.round, where)
                 return _receipt(Failure(header.round, client_id, "wrong_round", where))
             index, max_elements = rnd.index, rnd.model_elements.get(client_id)
-        if header.round != index:
-            message = f"a reply for round {header.round} while round {index} is in progress"
+        if header.round != index or header.stage != rnd.stage:
+            message = (
+                f"a reply for round {header.round} {_stage_name(header.stage)} while round {index} "
+                f"{_stage_name(rnd.stage)} is in progress"
+            )
             return self._record(rnd, Failure(index, client_id, "wrong_round", message))
         if header.failure_kind:
             return self._record(rnd, wire.client_failure(index, header))
-        problem = wire.header_problem(header, self._limits.max_upload_bytes)
+        problem = wire.header_problem(header, self._limits.max_upload_bytes, held=self._secure)
         if problem is not None:
             return self._record(rnd, Failure(index, client_id, "bad_frame", problem))
         received = _read_frames(chunks, list(header.payload_sizes), context)
         if isinstance(received, str):
             kind = "disconnected" if not context.is_active() else "bad_frame"
             return self._record(rnd, Failure(index, client_id, kind, received, _sum(header)))
+        if header.stage:  # fedcore.secure.wire bytes, decoded (or refused) when the stage ends
+            return self._record(rnd, wire.stage_answer_from(header, received[0]))
         refusal = _check_frames(index, client_id, received, max_elements)
         if refusal is not None:
             return self._record(rnd, refusal)
@@ -313,7 +377,7 @@ class GrpcServerTransport:
 
     # ---- helpers (call with the lock held unless said) ----------------------------------------------
 
-    def _record(self, rnd: _Round, got: Reply | Failure) -> pb.Receipt:
+    def _record(self, rnd: _Round, got: Reply | StageAnswer | Failure) -> pb.Receipt:
         """Keep this round's answer from a client (lock taken here); a second, different answer voids both."""
         client_id = got.client_id
         with self._cond:
@@ -324,16 +388,27 @@ class GrpcServerTransport:
             old = rnd.arrived.get(client_id)
             if old is None or (isinstance(old, Failure) and old.kind in _PROVISIONAL):
                 rnd.arrived[client_id] = got
-            elif isinstance(old, Reply) and isinstance(got, Reply) and _same_reply(old, got):
+            elif _same_answer(old, got):
                 return pb.Receipt(accepted=True, message="already received")
             else:
                 got = Failure(rnd.index, client_id, "duplicate", "a second, different answer in one round")
-                if isinstance(old, Reply):
+                if not isinstance(old, Failure):
                     rnd.arrived[client_id] = got
             self._cond.notify_all()
         if isinstance(got, Failure):
             log.warning("round %d client %d refused (%s): %s", rnd.index, client_id, got.kind, got.message)
         return _receipt(got)
+
+    def _drop_vanished(self, rnd: _Round, now: float) -> None:
+        """Clients that neither took their stage task nor polled within the session TTL: dropped now."""
+        for client in rnd.tasks:
+            if client in rnd.arrived or client in rnd.fetched:
+                continue
+            session = self._sessions.get(client)
+            if session is None or (session.polling == 0 and now - session.last_seen > self._ttl_s):
+                message = f"gone before secagg {rnd.stage} reached it (no poll for {self._ttl_s:g} s)"
+                rnd.arrived[client] = Failure(rnd.index, client, "dropped", message)
+                log.warning("round %d client %d: %s", rnd.index, client, message)
 
     def _refuse(self, client_id: int, message: str, context: grpc.ServicerContext) -> None:
         failure = Failure(self._next_round, client_id, "refused", message)
@@ -347,7 +422,7 @@ class GrpcServerTransport:
             context.abort(grpc.StatusCode.NOT_FOUND, "unknown session: register again")  # raises
         return session
 
-    def _open_task(self, client_id: int) -> Task | None:
+    def _open_task(self, client_id: int) -> Task | StageTask | None:
         rnd = self._round
         if rnd is None or client_id not in rnd.tasks:
             return None
@@ -430,19 +505,28 @@ def _model_elements(tasks: Sequence[Task]) -> dict[int, int | None]:
     return out
 
 
-def _same_reply(a: Reply, b: Reply) -> bool:
-    return a.payloads == b.payloads and (a.num_examples, a.num_steps, a.loss) == (
-        b.num_examples,
-        b.num_steps,
-        b.loss,
-    )
+def _same_answer(a: Reply | StageAnswer | Failure, b: Reply | StageAnswer | Failure) -> bool:
+    """A byte-identical resend (a reply's frames and counts, or a stage answer's payload)."""
+    if isinstance(a, StageAnswer) and isinstance(b, StageAnswer):
+        return a.payload == b.payload
+    if isinstance(a, Reply) and isinstance(b, Reply):
+        return a.payloads == b.payloads and (a.num_examples, a.num_steps, a.loss) == (
+            b.num_examples,
+            b.num_steps,
+            b.loss,
+        )
+    return False
+
+
+def _stage_name(stage: str) -> str:
+    return f"(secagg {stage})" if stage else "(training)"
 
 
 def _sum(header: pb.ReplyHeader) -> int:
     return sum(header.payload_sizes)
 
 
-def _receipt(got: Reply | Failure) -> pb.Receipt:
-    if isinstance(got, Reply):
+def _receipt(got: Reply | StageAnswer | Failure) -> pb.Receipt:
+    if not isinstance(got, Failure):
         return pb.Receipt(accepted=True)
     return pb.Receipt(accepted=False, failure_kind=got.kind, message=got.message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from fedcore.protocol.messages import Failure, Reply, Task
@@ -15,6 +16,39 @@ CLIENT_FAILURE_KINDS = ("diverged", "client_error")  # what a client may report 
 
 class ProtocolError(ValueError):
     """A peer broke the message order or sizes the protocol fixes."""
+
+
+@dataclass(frozen=True)
+class StageTask:
+    """One secure-aggregation stage for one client: the server's message as fedcore.secure.wire bytes."""
+
+    round: int
+    client_id: int
+    stage: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class StageAnswer:
+    """A client's answer to a stage: its message as fedcore.secure.wire bytes and the seconds it took."""
+
+    round: int
+    client_id: int
+    stage: str
+    payload: bytes
+    seconds: float = 0.0
+
+
+def stage_head(task: StageTask) -> pb.TaskPart:
+    """A stage task's first part; the payload follows as data parts."""
+    head = pb.TaskPart()
+    head.head.kind = pb.TaskReply.STAGE
+    msg = head.head.stage
+    msg.round = task.round
+    msg.client_id = task.client_id
+    msg.stage = task.stage
+    msg.payload_size = len(task.payload)
+    return head
 
 
 def task_head(task: Task) -> pb.TaskPart:
@@ -44,11 +78,13 @@ def data_parts(frame: bytes, chunk_bytes: int) -> tuple[bytes, ...]:
     )
 
 
-def read_task(parts: Iterator[pb.TaskPart], max_bytes: int) -> tuple[int, Task | None]:
-    """The head's kind and, for a task, the task with its frames put back together."""
+def read_task(parts: Iterator[pb.TaskPart], max_bytes: int) -> tuple[int, Task | StageTask | None]:
+    """The head's kind and, for a task or stage, the task with its frames (or payload) put back together."""
     first = next(parts, None)
     if first is None or first.WhichOneof("part") != "head":
         raise ProtocolError("a task reply starts with its head")
+    if first.head.kind == pb.TaskReply.STAGE:
+        return pb.TaskReply.STAGE, _read_stage(first.head.stage, parts, max_bytes)
     if first.head.kind != pb.TaskReply.TASK:
         return first.head.kind, None
     msg = first.head.task
@@ -74,6 +110,17 @@ def read_task(parts: Iterator[pb.TaskPart], max_bytes: int) -> tuple[int, Task |
     return pb.TaskReply.TASK, task
 
 
+def _read_stage(msg: pb.StageTask, parts: Iterator[pb.TaskPart], max_bytes: int) -> StageTask:
+    if not 1 <= msg.payload_size <= max_bytes:
+        raise ProtocolError(
+            f"a stage payload of {msg.payload_size} bytes; at most {max_bytes} were announced"
+        )
+    got = assemble((p.data if p.WhichOneof("part") == "data" else None for p in parts), [msg.payload_size])
+    if isinstance(got, str):
+        raise ProtocolError(got)
+    return StageTask(msg.round, msg.client_id, msg.stage, got[0])
+
+
 def assemble(chunks: Iterable[bytes | None], sizes: Sequence[int]) -> list[bytes] | str:
     """Frames of the declared sizes from data chunks (None: a part that is not data); or what went wrong.
 
@@ -97,13 +144,27 @@ def assemble(chunks: Iterable[bytes | None], sizes: Sequence[int]) -> list[bytes
     return frames
 
 
-def upload_chunks(session_id: str, result: Reply | Failure, chunk_bytes: int) -> Iterator[pb.UploadChunk]:
-    """The header, then each frame in chunks of at most `chunk_bytes`; a frame that fits goes uncopied."""
-    header = pb.ReplyHeader(session_id=session_id, round=result.round, client_id=result.client_id)
+def upload_chunks(
+    session_id: str, result: Reply | Failure | StageAnswer, chunk_bytes: int, stage: str = ""
+) -> Iterator[pb.UploadChunk]:
+    """The header, then each frame in chunks of at most `chunk_bytes`; a frame that fits goes uncopied.
+
+    A stage answer (or a failure at `stage`) names its stage in the header and carries one payload.
+    """
+    header = pb.ReplyHeader(
+        session_id=session_id, round=result.round, client_id=result.client_id, stage=stage
+    )
     if isinstance(result, Failure):
         header.failure_kind = result.kind
         header.failure_message = result.message
         yield pb.UploadChunk(header=header)
+        return
+    if isinstance(result, StageAnswer):
+        header.stage = result.stage
+        header.payload_sizes.append(len(result.payload))
+        header.train_s = result.seconds
+        yield pb.UploadChunk(header=header)
+        yield from _chunks(result.payload, chunk_bytes)
         return
     header.payload_sizes.extend(len(p) for p in result.payloads)
     header.num_examples = result.num_examples
@@ -113,22 +174,36 @@ def upload_chunks(session_id: str, result: Reply | Failure, chunk_bytes: int) ->
     header.metrics.update(result.metrics)
     yield pb.UploadChunk(header=header)
     for payload in result.payloads:
-        if len(payload) <= chunk_bytes:
-            yield pb.UploadChunk(data=payload)
-            continue
-        view = memoryview(payload)
-        for start in range(0, len(payload), chunk_bytes):
-            yield pb.UploadChunk(data=bytes(view[start : start + chunk_bytes]))
+        yield from _chunks(payload, chunk_bytes)
 
 
-def header_problem(header: pb.ReplyHeader, max_upload_bytes: int) -> str | None:
-    """Why a reply header cannot be right whatever follows it; None when it can."""
+def _chunks(payload: bytes, chunk_bytes: int) -> Iterator[pb.UploadChunk]:
+    if len(payload) <= chunk_bytes:
+        yield pb.UploadChunk(data=payload)
+        return
+    view = memoryview(payload)
+    for start in range(0, len(payload), chunk_bytes):
+        yield pb.UploadChunk(data=bytes(view[start : start + chunk_bytes]))
+
+
+def header_problem(header: pb.ReplyHeader, max_upload_bytes: int, held: bool = False) -> str | None:
+    """Why a reply header cannot be right whatever follows it; None when it can.
+
+    `held`: under secure aggregation a training reply carries no frames (the client keeps its update)
+    and a stage answer exactly one payload.
+    """
     from fedcore.transport.grpc.limits import MAX_PAYLOADS
 
     sizes = list(header.payload_sizes)
     if header.failure_kind:
         return None if not sizes else "a failure report carries no frames"
-    if not 1 <= len(sizes) <= MAX_PAYLOADS:
+    if header.stage:
+        if len(sizes) != 1:
+            return f"a stage answer carries one payload, this one declares {len(sizes)}"
+    elif held:
+        if sizes:
+            return "under secure aggregation an update never leaves its client in the clear"
+    elif not 1 <= len(sizes) <= MAX_PAYLOADS:
         return f"a reply carries 1 to {MAX_PAYLOADS} frames, this one declares {len(sizes)}"
     if any(size < 1 for size in sizes):
         return "a declared frame size is not positive"
@@ -161,3 +236,7 @@ def client_failure(round_index: int, header: pb.ReplyHeader) -> Failure:
     if kind != header.failure_kind:
         message = f"reported {header.failure_kind[:40]!r}: {message}"
     return Failure(round_index, header.client_id, kind, message)
+
+
+def stage_answer_from(header: pb.ReplyHeader, payload: bytes) -> StageAnswer:
+    return StageAnswer(header.round, header.client_id, header.stage, payload, header.train_s)

@@ -14,7 +14,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-fedcore/transport/grpc/_generated/fleet.proto\x12\x10\x66\x65\x64\x63ore.fleet.v1\")\n\x05Hello\x12\x11\n\tclient_id\x18\x01 \x01(\x05\x12\r\n\x05token\x18\x02 \x01(\t\"\x8c\x01\n\x07Welcome\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x02 \x01(\t\x12\x19\n\x11max_message_bytes\x18\x03 \x01(\x03\x12\x18\n\x10max_upload_bytes\x18\x04 \x01(\x03\x12\x13\n\x0b\x63hunk_bytes\x18\x05 \x01(\x03\x12\x0e\n\x06poll_s\x18\x06 \x01(\x01\"4\n\x0bTaskRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\x05\"\x87\x01\n\tTaskReply\x12.\n\x04kind\x18\x01 \x01(\x0e\x32 .fedcore.fleet.v1.TaskReply.Kind\x12$\n\x04task\x18\x02 \x01(\x0b\x32\x16.fedcore.fleet.v1.Task\"$\n\x04Kind\x12\x08\n\x04WAIT\x10\x00\x12\x08\n\x04TASK\x10\x01\x12\x08\n\x04\x44ONE\x10\x02\"\xc9\x01\n\x04Task\x12\r\n\x05round\x18\x01 \x01(\x05\x12\x11\n\tclient_id\x18\x02 \x01(\x05\x12\x15\n\rmodel_version\x18\x03 \x01(\x03\x12\x12\n\nmodel_size\x18\x04 \x01(\x03\x12\x15\n\rmodel_is_diff\x18\x05 \x01(\x08\x12\x19\n\x0c\x63ontrol_size\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12\x11\n\x04mask\x18\x07 \x01(\x0cH\x01\x88\x01\x01\x12\x15\n\rsettings_json\x18\x08 \x01(\tB\x0f\n\r_control_sizeB\x07\n\x05_mask\"O\n\x08TaskPart\x12+\n\x04head\x18\x01 \x01(\x0b\x32\x1b.fedcore.fleet.v1.TaskReplyH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\xbe\x02\n\x0bReplyHeader\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x05\x12\x11\n\tclient_id\x18\x03 \x01(\x05\x12\x15\n\rpayload_sizes\x18\x04 \x03(\x03\x12\x14\n\x0cnum_examples\x18\x05 \x01(\x03\x12\x11\n\tnum_steps\x18\x06 \x01(\x03\x12\x0c\n\x04loss\x18\x07 \x01(\x01\x12\x0f\n\x07train_s\x18\x08 \x01(\x01\x12;\n\x07metrics\x18\t \x03(\x0b\x32*.fedcore.fleet.v1.ReplyHeader.MetricsEntry\x12\x14\n\x0c\x66\x61ilure_kind\x18\n \x01(\t\x12\x17\n\x0f\x66\x61ilure_message\x18\x0b \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"V\n\x0bUploadChunk\x12/\n\x06header\x18\x01 \x01(\x0b\x32\x1d.fedcore.fleet.v1.ReplyHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"B\n\x07Receipt\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x14\n\x0c\x66\x61ilure_kind\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t2\xda\x01\n\x05\x46leet\x12>\n\x08Register\x12\x17.fedcore.fleet.v1.Hello\x1a\x19.fedcore.fleet.v1.Welcome\x12\x46\n\x07GetTask\x12\x1d.fedcore.fleet.v1.TaskRequest\x1a\x1a.fedcore.fleet.v1.TaskPart0\x01\x12I\n\x0bSubmitReply\x12\x1d.fedcore.fleet.v1.UploadChunk\x1a\x19.fedcore.fleet.v1.Receipt(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-fedcore/transport/grpc/_generated/fleet.proto\x12\x10\x66\x65\x64\x63ore.fleet.v1\")\n\x05Hello\x12\x11\n\tclient_id\x18\x01 \x01(\x05\x12\r\n\x05token\x18\x02 \x01(\t\"\x8c\x01\n\x07Welcome\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x02 \x01(\t\x12\x19\n\x11max_message_bytes\x18\x03 \x01(\x03\x12\x18\n\x10max_upload_bytes\x18\x04 \x01(\x03\x12\x13\n\x0b\x63hunk_bytes\x18\x05 \x01(\x03\x12\x0e\n\x06poll_s\x18\x06 \x01(\x01\"4\n\x0bTaskRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\x05\"\xbe\x01\n\tTaskReply\x12.\n\x04kind\x18\x01 \x01(\x0e\x32 .fedcore.fleet.v1.TaskReply.Kind\x12$\n\x04task\x18\x02 \x01(\x0b\x32\x16.fedcore.fleet.v1.Task\x12*\n\x05stage\x18\x03 \x01(\x0b\x32\x1b.fedcore.fleet.v1.StageTask\"/\n\x04Kind\x12\x08\n\x04WAIT\x10\x00\x12\x08\n\x04TASK\x10\x01\x12\x08\n\x04\x44ONE\x10\x02\x12\t\n\x05STAGE\x10\x03\"R\n\tStageTask\x12\r\n\x05round\x18\x01 \x01(\x05\x12\x11\n\tclient_id\x18\x02 \x01(\x05\x12\r\n\x05stage\x18\x03 \x01(\t\x12\x14\n\x0cpayload_size\x18\x04 \x01(\x03\"\xc9\x01\n\x04Task\x12\r\n\x05round\x18\x01 \x01(\x05\x12\x11\n\tclient_id\x18\x02 \x01(\x05\x12\x15\n\rmodel_version\x18\x03 \x01(\x03\x12\x12\n\nmodel_size\x18\x04 \x01(\x03\x12\x15\n\rmodel_is_diff\x18\x05 \x01(\x08\x12\x19\n\x0c\x63ontrol_size\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12\x11\n\x04mask\x18\x07 \x01(\x0cH\x01\x88\x01\x01\x12\x15\n\rsettings_json\x18\x08 \x01(\tB\x0f\n\r_control_sizeB\x07\n\x05_mask\"O\n\x08TaskPart\x12+\n\x04head\x18\x01 \x01(\x0b\x32\x1b.fedcore.fleet.v1.TaskReplyH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\xcd\x02\n\x0bReplyHeader\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x05\x12\x11\n\tclient_id\x18\x03 \x01(\x05\x12\x15\n\rpayload_sizes\x18\x04 \x03(\x03\x12\x14\n\x0cnum_examples\x18\x05 \x01(\x03\x12\x11\n\tnum_steps\x18\x06 \x01(\x03\x12\x0c\n\x04loss\x18\x07 \x01(\x01\x12\x0f\n\x07train_s\x18\x08 \x01(\x01\x12;\n\x07metrics\x18\t \x03(\x0b\x32*.fedcore.fleet.v1.ReplyHeader.MetricsEntry\x12\x14\n\x0c\x66\x61ilure_kind\x18\n \x01(\t\x12\x17\n\x0f\x66\x61ilure_message\x18\x0b \x01(\t\x12\r\n\x05stage\x18\x0c \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"V\n\x0bUploadChunk\x12/\n\x06header\x18\x01 \x01(\x0b\x32\x1d.fedcore.fleet.v1.ReplyHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"B\n\x07Receipt\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x14\n\x0c\x66\x61ilure_kind\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t2\xda\x01\n\x05\x46leet\x12>\n\x08Register\x12\x17.fedcore.fleet.v1.Hello\x1a\x19.fedcore.fleet.v1.Welcome\x12\x46\n\x07GetTask\x12\x1d.fedcore.fleet.v1.TaskRequest\x1a\x1a.fedcore.fleet.v1.TaskPart0\x01\x12I\n\x0bSubmitReply\x12\x1d.fedcore.fleet.v1.UploadChunk\x1a\x19.fedcore.fleet.v1.Receipt(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -30,21 +30,23 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['_TASKREQUEST']._serialized_start=253
   _globals['_TASKREQUEST']._serialized_end=305
   _globals['_TASKREPLY']._serialized_start=308
-  _globals['_TASKREPLY']._serialized_end=443
-  _globals['_TASKREPLY_KIND']._serialized_start=407
-  _globals['_TASKREPLY_KIND']._serialized_end=443
-  _globals['_TASK']._serialized_start=446
-  _globals['_TASK']._serialized_end=647
-  _globals['_TASKPART']._serialized_start=649
-  _globals['_TASKPART']._serialized_end=728
-  _globals['_REPLYHEADER']._serialized_start=731
-  _globals['_REPLYHEADER']._serialized_end=1049
-  _globals['_REPLYHEADER_METRICSENTRY']._serialized_start=1003
-  _globals['_REPLYHEADER_METRICSENTRY']._serialized_end=1049
-  _globals['_UPLOADCHUNK']._serialized_start=1051
-  _globals['_UPLOADCHUNK']._serialized_end=1137
-  _globals['_RECEIPT']._serialized_start=1139
-  _globals['_RECEIPT']._serialized_end=1205
-  _globals['_FLEET']._serialized_start=1208
-  _globals['_FLEET']._serialized_end=1426
+  _globals['_TASKREPLY']._serialized_end=498
+  _globals['_TASKREPLY_KIND']._serialized_start=451
+  _globals['_TASKREPLY_KIND']._serialized_end=498
+  _globals['_STAGETASK']._serialized_start=500
+  _globals['_STAGETASK']._serialized_end=582
+  _globals['_TASK']._serialized_start=585
+  _globals['_TASK']._serialized_end=786
+  _globals['_TASKPART']._serialized_start=788
+  _globals['_TASKPART']._serialized_end=867
+  _globals['_REPLYHEADER']._serialized_start=870
+  _globals['_REPLYHEADER']._serialized_end=1203
+  _globals['_REPLYHEADER_METRICSENTRY']._serialized_start=1157
+  _globals['_REPLYHEADER_METRICSENTRY']._serialized_end=1203
+  _globals['_UPLOADCHUNK']._serialized_start=1205
+  _globals['_UPLOADCHUNK']._serialized_end=1291
+  _globals['_RECEIPT']._serialized_start=1293
+  _globals['_RECEIPT']._serialized_end=1359
+  _globals['_FLEET']._serialized_start=1362
+  _globals['_FLEET']._serialized_end=1580
 # @@protoc_insertion_point(module_scope)

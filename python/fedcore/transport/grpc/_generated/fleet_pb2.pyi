@@ -39,20 +39,36 @@ class TaskRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., client_id: _Optional[int] = ...) -> None: ...
 
 class TaskReply(_message.Message):
-    __slots__ = ("kind", "task")
+    __slots__ = ("kind", "task", "stage")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         WAIT: _ClassVar[TaskReply.Kind]
         TASK: _ClassVar[TaskReply.Kind]
         DONE: _ClassVar[TaskReply.Kind]
+        STAGE: _ClassVar[TaskReply.Kind]
     WAIT: TaskReply.Kind
     TASK: TaskReply.Kind
     DONE: TaskReply.Kind
+    STAGE: TaskReply.Kind
     KIND_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
     kind: TaskReply.Kind
     task: Task
-    def __init__(self, kind: _Optional[_Union[TaskReply.Kind, str]] = ..., task: _Optional[_Union[Task, _Mapping]] = ...) -> None: ...
+    stage: StageTask
+    def __init__(self, kind: _Optional[_Union[TaskReply.Kind, str]] = ..., task: _Optional[_Union[Task, _Mapping]] = ..., stage: _Optional[_Union[StageTask, _Mapping]] = ...) -> None: ...
+
+class StageTask(_message.Message):
+    __slots__ = ("round", "client_id", "stage", "payload_size")
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_SIZE_FIELD_NUMBER: _ClassVar[int]
+    round: int
+    client_id: int
+    stage: str
+    payload_size: int
+    def __init__(self, round: _Optional[int] = ..., client_id: _Optional[int] = ..., stage: _Optional[str] = ..., payload_size: _Optional[int] = ...) -> None: ...
 
 class Task(_message.Message):
     __slots__ = ("round", "client_id", "model_version", "model_size", "model_is_diff", "control_size", "mask", "settings_json")
@@ -83,7 +99,7 @@ class TaskPart(_message.Message):
     def __init__(self, head: _Optional[_Union[TaskReply, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class ReplyHeader(_message.Message):
-    __slots__ = ("session_id", "round", "client_id", "payload_sizes", "num_examples", "num_steps", "loss", "train_s", "metrics", "failure_kind", "failure_message")
+    __slots__ = ("session_id", "round", "client_id", "payload_sizes", "num_examples", "num_steps", "loss", "train_s", "metrics", "failure_kind", "failure_message", "stage")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +118,7 @@ class ReplyHeader(_message.Message):
     METRICS_FIELD_NUMBER: _ClassVar[int]
     FAILURE_KIND_FIELD_NUMBER: _ClassVar[int]
     FAILURE_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     round: int
     client_id: int
@@ -113,7 +130,8 @@ class ReplyHeader(_message.Message):
     metrics: _containers.ScalarMap[str, float]
     failure_kind: str
     failure_message: str
-    def __init__(self, session_id: _Optional[str] = ..., round: _Optional[int] = ..., client_id: _Optional[int] = ..., payload_sizes: _Optional[_Iterable[int]] = ..., num_examples: _Optional[int] = ..., num_steps: _Optional[int] = ..., loss: _Optional[float] = ..., train_s: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., failure_kind: _Optional[str] = ..., failure_message: _Optional[str] = ...) -> None: ...
+    stage: str
+    def __init__(self, session_id: _Optional[str] = ..., round: _Optional[int] = ..., client_id: _Optional[int] = ..., payload_sizes: _Optional[_Iterable[int]] = ..., num_examples: _Optional[int] = ..., num_steps: _Optional[int] = ..., loss: _Optional[float] = ..., train_s: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., failure_kind: _Optional[str] = ..., failure_message: _Optional[str] = ..., stage: _Optional[str] = ...) -> None: ...
 
 class UploadChunk(_message.Message):
     __slots__ = ("header", "data")

@@ -46,14 +46,16 @@ class FleetServicer(object):
     def GetTask(self, request, context):
         """Blocks up to the server's poll timeout; answers "wait", "done", or a task: its head, then the
         model frame's (and SCAFFOLD control frame's) bytes in data parts, which the server serializes once
-        per round and sends alike to every client holding the same frame.
+        per round and sends alike to every client holding the same frame. Under secure aggregation it also
+        answers "stage": one SecAgg+ stage's server message (fedcore.secure.wire bytes) in data parts.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SubmitReply(self, request_iterator, context):
-        """A header chunk, then the payload frames' bytes in chunks (so a cut-off upload is seen as one).
+        """A header chunk, then the payload frames' bytes in chunks (so a cut-off upload is seen as one); a
+        stage answer is a header naming its stage, then its one fedcore.secure.wire payload in chunks.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

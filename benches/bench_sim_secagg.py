@@ -1,0 +1,51 @@
+"""The simulation's secure round beside its plain round: `fedcore sim` with and without --secagg.
+
+Alternates plain and secure runs of the same job (so both see the same machine load) and reports the
+median round wall time of each, their ratio, and the secure sum's own seconds per round (all four stages
+with every simulated client's half, plus decoding), with the median per-stage split.
+
+    PYTHONPATH=python python benches/bench_sim_secagg.py --rounds 10 --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from dataclasses import replace
+from typing import Any
+
+from fedcore.config import FLConfig
+from fedcore.sim import simulate
+
+STAGES = ("advertise", "share", "mask", "unmask")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=3, help="pairs of runs (plain, secure), alternating")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    job = FLConfig(rounds=args.rounds, workers=args.workers)
+    walls: dict[bool, list[float]] = {False: [], True: []}
+    secure: list[dict[str, Any]] = []
+    for _ in range(args.repeat):
+        for secagg in (False, True):
+            result = simulate(replace(job, secagg=secagg))
+            walls[secagg] += [r.wall_s for r in result.records[1:]]  # round 1 warms the workers up
+            secure += [r.secagg for r in result.records[1:] if r.secagg is not None]
+    plain, sec = statistics.median(walls[False]), statistics.median(walls[True])
+    print(f"job: FLConfig(rounds={args.rounds}, workers={args.workers}) (digits, 100 clients, 10 per round)")
+    print(
+        f"round wall median (rounds 2..): plain {plain:.4f} s, --secagg {sec:.4f} s, ratio {sec / plain:.2f}x"
+    )
+    whole = statistics.median(s["secagg_seconds"] for s in secure)
+    print(f"secure sum per round median: {whole:.4f} s")
+    for stage in STAGES:
+        clients = statistics.median(s["secagg_client_seconds"][stage] for s in secure)
+        server = statistics.median(s["secagg_server_seconds"][stage] for s in secure)
+        print(f"  {stage:<10} clients {clients:.4f} s  server {server:.4f} s")
+
+
+if __name__ == "__main__":
+    main()
