@@ -5,12 +5,8 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use crate::codecs::eden::{eden_decode_add, eden_encode};
-use crate::codecs::identity::{decode_identity, encode_identity};
 pub use crate::codecs::input::check_input;
 use crate::codecs::input::{check_finite, check_shape, SCAN_BLOCK};
-use crate::codecs::qsgd::{qsgd_decode_add, qsgd_encode_uninit};
-use crate::codecs::quantize::{dequantize_add, quantize_uninit};
 use crate::codecs::sign::{sign_decode_add, sign_encode_uninit};
 use crate::codecs::spec::{Spec, Stage, MAX_STAGES};
 use crate::codecs::stages::{payload_len, read_stage, stage_id, write_stage};
@@ -103,7 +99,7 @@ pub fn plan<'a>(spec: &Spec, x: &'a [f32], shape: &[u64], seed: u64) -> Result<E
     let stages = spec.stages();
     // The quantizer refuses NaN/Inf, with the same error, from the min/max pass it makes anyway,
     // so a quantize-only spec reads the input once; every other first stage needs the scan.
-    if !matches!(stages, [Stage::Quantize(_)]) {
+    if !matches!(stages, [Stage::Terminal(codec)] if codec.checks_finite()) {
         check_finite(x)?;
     }
     let mut values: Cow<'_, [f32]> = Cow::Borrowed(x);
@@ -199,8 +195,7 @@ fn check_randk_rescaling(stages: &[Stage], x: &[f32]) -> Result<()> {
         return Ok(());
     }
     let growth = match stages.last() {
-        Some(Stage::Qsgd(p)) => (p.bucket as f64).sqrt(),
-        Some(Stage::Eden(_)) => 256.0 * 4.0,
+        Some(Stage::Terminal(codec)) => codec.growth(),
         _ => 1.01,
     };
     let largest = x
@@ -219,19 +214,8 @@ fn check_randk_rescaling(stages: &[Stage], x: &[f32]) -> Result<()> {
 /// chunked codecs hash it on the way, the others after.
 fn encode_terminal(ws: &WireStage, values: &[f32], out: &mut [MaybeUninit<u8>]) -> Result<u32> {
     match &ws.stage {
-        Stage::Quantize(p) => quantize_uninit(values, p, ws.seed, out),
-        Stage::Qsgd(p) => qsgd_encode_uninit(values, p, ws.seed, out),
+        Stage::Terminal(codec) => codec.encode(values, ws.seed, out),
         Stage::Sign(p) => sign_encode_uninit(values, *p, out),
-        Stage::Eden(p) => {
-            let out = uninit::zeroed(out);
-            eden_encode(values, p, ws.seed, out)?;
-            Ok(crate::wire::checksum::crc32c(out))
-        }
-        Stage::Identity(dtype) => {
-            let out = uninit::zeroed(out);
-            encode_identity(*dtype, values, out)?;
-            Ok(crate::wire::checksum::crc32c(out))
-        }
         Stage::TopK { .. } | Stage::RandK { .. } => {
             Err(CodecError::param("a sparsifier cannot end a pipeline"))
         }
@@ -244,10 +228,7 @@ fn decode_terminal_add(ws: &WireStage, bytes: &[u8], weight: f32, out: &mut [f32
         return Ok(());
     }
     match &ws.stage {
-        Stage::Identity(dtype) => decode_identity(*dtype, bytes, weight, out, false),
-        Stage::Quantize(p) => dequantize_add(bytes, m, p, weight, out),
-        Stage::Qsgd(p) => qsgd_decode_add(bytes, m, p, weight, out),
-        Stage::Eden(p) => eden_decode_add(bytes, m, p, ws.seed, weight, out),
+        Stage::Terminal(codec) => codec.decode_add(bytes, ws.seed, weight, out),
         Stage::Sign(p) => sign_decode_add(bytes, m, p, weight, out),
         Stage::TopK { .. } | Stage::RandK { .. } => {
             Err(CodecError::frame("a sparsifier cannot end a pipeline"))
@@ -412,16 +393,16 @@ impl<'a> ParsedFrame<'a> {
         Ok(out)
     }
 
-    /// Decodes into `out`, which must hold zeros: raw floats are copied (so `-0.0` stays
-    /// `-0.0`, which adding to `+0.0` would lose), everything else is added.
+    /// Decodes into `out`, which must hold zeros: a frame without sparsifiers is written by its
+    /// codec's [`crate::codecs::codec::Codec::decode_into`] (raw floats are copied, so `-0.0`
+    /// stays `-0.0`, which adding to `+0.0` would lose), everything else is added.
     pub fn decode_into(&self, out: &mut [f32]) -> Result<()> {
         match self.stages.as_slice() {
             [WireStage {
-                stage: Stage::Identity(dtype),
+                stage: Stage::Terminal(codec),
+                seed,
                 ..
-            }] if out.len() == self.len() => {
-                decode_identity(*dtype, self.terminal_payload, 1.0, out, true)
-            }
+            }] if out.len() == self.len() => codec.decode_into(self.terminal_payload, *seed, out),
             _ => self.add_into(1.0, out),
         }
     }

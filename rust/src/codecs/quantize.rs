@@ -1,14 +1,18 @@
 //! Per-chunk uniform min/max quantization to 1..=16 bits, round-to-nearest or unbiased stochastic.
 
+use std::fmt;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::codecs::codec::{Codec, Kind, Param, Terminal};
+use crate::codecs::spec::{check_bits, check_chunk, DEFAULT_QUANT_CHUNK};
 use crate::error::{CodecError, Result};
 use crate::kernels::bitpack::{
     decode_runs, dispatch_bits, f32_at, ChunkedLayout, Code, RunDecoder, MAX_BITS,
 };
 use crate::kernels::simd::quantize_chunk;
 use crate::kernels::uninit::as_uninit;
+use crate::wire::frame::Writer;
 
 /// Settings of the uniform quantizer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +166,92 @@ impl RunDecoder for AffineDecoder {
         for (o, &c) in out.iter_mut().zip(codes) {
             *o += self.offset + c.to_i32() as f32 * self.scale;
         }
+    }
+}
+
+/// `quant:B[:stochastic][:chunk=N]`: wire id 4; header `bits: u8, stochastic: u8, chunk: u32`.
+pub static QUANT: Kind = Kind {
+    id: 4,
+    names: &["quant"],
+    usage: "quant:B",
+    example: "quant:8",
+    parse: |args| {
+        let stochastic = args.flag("stochastic");
+        let bits = args.required_u32(0, "a bit width", "quant bits")?;
+        let chunk = args.option("chunk", DEFAULT_QUANT_CHUNK)?;
+        Ok(Terminal::new(QuantParams {
+            bits,
+            stochastic,
+            chunk,
+        }))
+    },
+    read: |r| {
+        let bits = u32::from(r.u8("quant bits")?);
+        let stochastic = r.flag("quant stochastic flag")?;
+        let chunk = r.u32("quant chunk")? as usize;
+        Ok((
+            Terminal::new(QuantParams {
+                bits,
+                stochastic,
+                chunk,
+            }),
+            0,
+        ))
+    },
+};
+
+impl Codec for QuantParams {
+    fn kind(&self) -> &'static Kind {
+        &QUANT
+    }
+
+    fn validate(&self) -> Result<()> {
+        check_bits(self.bits, 1, MAX_BITS, "quant")?;
+        check_chunk(self.chunk, "quant chunk")
+    }
+
+    fn fmt_spec(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "quant:{}", self.bits)?;
+        if self.stochastic {
+            f.write_str(":stochastic")?;
+        }
+        if self.chunk != DEFAULT_QUANT_CHUNK {
+            write!(f, ":chunk={}", self.chunk)?;
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> (&'static str, Vec<(&'static str, Param)>) {
+        (
+            "quant",
+            vec![
+                ("bits", Param::Int(self.bits.into())),
+                ("stochastic", Param::Bool(self.stochastic)),
+                ("chunk", Param::Int(self.chunk as u64)),
+            ],
+        )
+    }
+
+    fn write_params(&self, w: &mut Writer, _seed: u64) {
+        w.u8(self.bits as u8);
+        w.u8(u8::from(self.stochastic));
+        w.u32(self.chunk as u32);
+    }
+
+    fn payload_len(&self, m: usize) -> usize {
+        quantize_len(m, self)
+    }
+
+    fn encode(&self, values: &[f32], seed: u64, out: &mut [MaybeUninit<u8>]) -> Result<u32> {
+        quantize_uninit(values, self, seed, out)
+    }
+
+    fn decode_add(&self, payload: &[u8], _seed: u64, weight: f32, out: &mut [f32]) -> Result<()> {
+        dequantize_add(payload, out.len(), self, weight, out)
+    }
+
+    fn checks_finite(&self) -> bool {
+        true
     }
 }
 
