@@ -175,10 +175,6 @@ fn stage_dict<'py>(py: Python<'py>, stage: &Stage) -> PyResult<Bound<'py, PyDict
                 }
             }
         }
-        Stage::Sign(p) => {
-            d.set_item("name", "sign")?;
-            d.set_item("chunk", p.chunk)?;
-        }
         Stage::TopK { fraction, sampled } => {
             d.set_item("name", "topk")?;
             d.set_item("fraction", fraction)?;

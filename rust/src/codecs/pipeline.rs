@@ -7,7 +7,6 @@ use rayon::prelude::*;
 
 pub use crate::codecs::input::check_input;
 use crate::codecs::input::{check_finite, check_shape, SCAN_BLOCK};
-use crate::codecs::sign::{sign_decode_add, sign_encode_uninit};
 use crate::codecs::spec::{Spec, Stage, MAX_STAGES};
 use crate::codecs::stages::{payload_len, read_stage, stage_id, write_stage};
 pub use crate::codecs::stages::{topk_count, WireStage};
@@ -145,7 +144,7 @@ pub fn plan<'a>(spec: &Spec, x: &'a [f32], shape: &[u64], seed: u64) -> Result<E
                     seed: stage_seed,
                 });
             }
-            _ => wire.push(WireStage {
+            Stage::Terminal(_) => wire.push(WireStage {
                 stage: stage.clone(),
                 count: m as u64,
                 seed: stage_seed,
@@ -215,7 +214,6 @@ fn check_randk_rescaling(stages: &[Stage], x: &[f32]) -> Result<()> {
 fn encode_terminal(ws: &WireStage, values: &[f32], out: &mut [MaybeUninit<u8>]) -> Result<u32> {
     match &ws.stage {
         Stage::Terminal(codec) => codec.encode(values, ws.seed, out),
-        Stage::Sign(p) => sign_encode_uninit(values, *p, out),
         Stage::TopK { .. } | Stage::RandK { .. } => {
             Err(CodecError::param("a sparsifier cannot end a pipeline"))
         }
@@ -229,7 +227,6 @@ fn decode_terminal_add(ws: &WireStage, bytes: &[u8], weight: f32, out: &mut [f32
     }
     match &ws.stage {
         Stage::Terminal(codec) => codec.decode_add(bytes, ws.seed, weight, out),
-        Stage::Sign(p) => sign_decode_add(bytes, m, p, weight, out),
         Stage::TopK { .. } | Stage::RandK { .. } => {
             Err(CodecError::frame("a sparsifier cannot end a pipeline"))
         }
@@ -463,7 +460,7 @@ fn expand(
             }
             mask_scatter_add(values, m_in, *fraction, ws.seed, unbiased, out)
         }
-        _ => Err(CodecError::frame("terminal stage in sparsifier position")),
+        Stage::Terminal(_) => Err(CodecError::frame("terminal stage in sparsifier position")),
     }
 }
 

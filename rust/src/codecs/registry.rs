@@ -2,7 +2,7 @@
 //! nowhere else. Adding a codec is an `impl Codec` and a `Kind` beside its kernels, plus its line.
 
 use crate::codecs::codec::Kind;
-use crate::codecs::{eden, identity, qsgd, quantize};
+use crate::codecs::{eden, identity, qsgd, quantize, sign};
 
 /// Every terminal codec, in wire-id order.
 pub static CODECS: &[&Kind] = &[
@@ -12,6 +12,7 @@ pub static CODECS: &[&Kind] = &[
     &quantize::QUANT,
     &qsgd::QSGD,
     &eden::EDEN,
+    &sign::SIGN,
 ];
 
 /// The codec a spec names (any of its names, lower case).

@@ -5,7 +5,6 @@ use std::fmt;
 use crate::codecs::codec::Terminal;
 use crate::codecs::identity::Identity;
 use crate::codecs::registry;
-use crate::codecs::sign::SignParams;
 use crate::error::{CodecError, Result};
 
 /// Default elements per quantization chunk: header overhead stays under 2 % even at 1 bit.
@@ -38,7 +37,6 @@ impl Dtype {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Stage {
     Terminal(Terminal),
-    Sign(SignParams),
     TopK { fraction: f64, sampled: bool },
     RandK { fraction: f64 },
 }
@@ -54,7 +52,6 @@ impl Stage {
     pub fn validate(&self) -> Result<()> {
         match self {
             Stage::Terminal(codec) => codec.validate(),
-            Stage::Sign(p) => check_chunk(p.chunk, "sign chunk"),
             Stage::TopK { fraction, .. } | Stage::RandK { fraction } => check_fraction(*fraction),
         }
     }
@@ -171,13 +168,6 @@ impl fmt::Display for StageDisplay<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
             Stage::Terminal(codec) => write!(f, "{codec}"),
-            Stage::Sign(p) => {
-                f.write_str("sign")?;
-                if p.chunk != DEFAULT_SIGN_CHUNK {
-                    write!(f, ":chunk={}", p.chunk)?;
-                }
-                Ok(())
-            }
             Stage::TopK { fraction, sampled } => {
                 write!(f, "topk:{fraction}")?;
                 if *sampled {
@@ -300,10 +290,6 @@ fn parse_stage(part: &str) -> Result<Stage> {
     };
     let mut args = Args::split(written, example, &rest);
     let stage = match name.as_str() {
-        "sign" => {
-            let chunk = args.option("chunk", DEFAULT_SIGN_CHUNK)?;
-            Stage::Sign(SignParams { chunk })
-        }
         "topk" => {
             let sampled = args.flag("sampled");
             let exact = args.flag("exact");
@@ -324,7 +310,7 @@ fn parse_stage(part: &str) -> Result<Stage> {
             Some(kind) => Stage::Terminal((kind.parse)(&mut args)?),
             None => {
                 return Err(CodecError::param(format!(
-                    "unknown codec '{other}': expected {}, sign, topk:F or randk:F",
+                    "unknown codec '{other}': expected {}, topk:F or randk:F",
                     registry::usages()
                 )))
             }

@@ -4,7 +4,6 @@
 //! [`crate::codecs::registry`]).
 
 use crate::codecs::registry;
-use crate::codecs::sign::{sign_len, SignParams};
 use crate::codecs::spec::Stage;
 use crate::error::{CodecError, Result};
 use crate::wire::frame::{Reader, Writer};
@@ -14,7 +13,6 @@ use crate::wire::frame::{Reader, Writer};
 pub(crate) mod id {
     pub const TOPK: u8 = 6;
     pub const RANDK: u8 = 7;
-    pub const SIGN: u8 = 9;
 }
 
 /// A stage as it travels: its parameters plus what the decoder must know (output count, seed).
@@ -46,7 +44,6 @@ pub(crate) fn stage_id(stage: &Stage) -> u8 {
         Stage::Terminal(codec) => codec.kind().id,
         Stage::TopK { .. } => id::TOPK,
         Stage::RandK { .. } => id::RANDK,
-        Stage::Sign(_) => id::SIGN,
     }
 }
 
@@ -64,22 +61,12 @@ pub(crate) fn write_stage(w: &mut Writer, ws: &WireStage) {
             w.u64(ws.seed);
             w.u64(ws.count);
         }
-        Stage::Sign(p) => w.u32(p.chunk as u32),
     }
 }
 
 pub(crate) fn read_stage(r: &mut Reader<'_>, input_count: u64) -> Result<WireStage> {
     let code = r.u8("stage id")?;
-    let terminal = |stage: Stage| WireStage {
-        stage,
-        count: input_count,
-        seed: 0,
-    };
     let ws = match code {
-        id::SIGN => {
-            let chunk = r.u32("sign chunk")? as usize;
-            terminal(Stage::Sign(SignParams { chunk }))
-        }
         id::TOPK => {
             let sampled = r.flag("topk sampled flag")?;
             let fraction = r.f64("topk fraction")?;
@@ -137,7 +124,6 @@ pub(crate) fn payload_len(stage: &Stage, m: usize) -> Result<usize> {
     }
     let len = match stage {
         Stage::Terminal(codec) => codec.payload_len(m),
-        Stage::Sign(p) => sign_len(m, p),
         Stage::TopK { .. } | Stage::RandK { .. } => {
             return Err(CodecError::frame("a sparsifier cannot end a pipeline"))
         }
