@@ -276,24 +276,27 @@ fn every_spec_writes_and_decodes_the_same_bytes_as_before() {
 
 #[test]
 fn the_accumulator_adds_what_decode_returns() {
-    // Weighted adds of every golden frame into one sum equal the same sums of decoded arrays (up
-    // to float rounding: a random-k add folds the weight into its 1/fraction rescaling).
+    // Weighted adds of every golden frame into one sum equal the same sums of decoded arrays, up
+    // to float rounding relative to the terms added: a quant frame adds `w*lo + code*(w*step)`
+    // in one pass, a random-k frame folds the weight into its 1/fraction rescaling.
     let x = input();
     let mut acc = Accumulator::new(x.len()).unwrap();
     let mut expected = vec![0.0f32; x.len()];
+    let mut magnitude = vec![0.0f32; x.len()];
     for (i, (text, _, _)) in GOLDEN.iter().enumerate() {
         let frame = encode(&Spec::parse(text).unwrap(), &x, &[x.len() as u64], i as u64).unwrap();
         let (y, _) = decode(&frame).unwrap();
         let w = 0.25 * (1 + i % 3) as f32;
         acc.add(&frame, w).unwrap();
-        for (e, v) in expected.iter_mut().zip(&y) {
+        for ((e, m), v) in expected.iter_mut().zip(&mut magnitude).zip(&y) {
             *e += w * v;
+            *m += (w * v).abs();
         }
     }
-    let mismatch = acc
-        .sum()
-        .iter()
-        .zip(&expected)
-        .position(|(a, e)| (a - e).abs() > 1e-5 * (1.0 + e.abs()));
-    assert_eq!(mismatch, None);
+    let mismatch =
+        (0..x.len()).find(|&i| (acc.sum()[i] - expected[i]).abs() > 1e-5 * (1.0 + magnitude[i]));
+    assert_eq!(
+        mismatch.map(|i| (i, acc.sum()[i], expected[i], magnitude[i])),
+        None
+    );
 }

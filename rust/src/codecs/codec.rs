@@ -63,6 +63,14 @@ pub trait Codec: fmt::Debug + Send + Sync + 'static {
         self.decode_add(payload, seed, 1.0, out)
     }
 
+    /// An upper bound on every `|value|` the payload decodes to (weight 1), read from its headers
+    /// without decoding, when the codec has a cheap one: the accumulator then adds the frame
+    /// straight into its sum, knowing no element can overflow. `None` (the default) means "decode
+    /// into a scratch buffer first".
+    fn decoded_bound(&self, _payload: &[u8], _m: usize) -> Option<f64> {
+        None
+    }
+
     /// Whether `encode` itself refuses NaN/Inf input with the usual error (so a single-stage
     /// pipeline of this codec can skip the separate scan).
     fn checks_finite(&self) -> bool {

@@ -13,20 +13,24 @@ pub use crate::codecs::stages::{topk_count, WireStage};
 use crate::error::{CodecError, Result};
 use crate::kernels::rng::derive;
 use crate::kernels::seeded_mask::{mask_extract, mask_scatter_add};
-use crate::kernels::topk::{gather, scatter_add, topk_exact, topk_sampled};
+use crate::kernels::topk::{gather, scatter_add_sorted, topk_exact, topk_sampled};
 use crate::kernels::uninit::{self, as_uninit, copied};
 use crate::wire::frame::{
     verified_body, Header, Reader, Writer, DEFAULT_MAX_ELEMENTS, MAX_ELEMENTS_PER_BYTE,
 };
 use crate::wire::index_coding::{decode_indices, encode_indices};
 
-/// A buffer of `len` copies of `fill`, written by all cores (so fresh pages fault in parallel,
-/// once each); allocation failure is [`CodecError::Alloc`], not an abort.
+/// A buffer of `len` copies of `fill`, a large one written by all cores (so fresh pages fault
+/// in parallel, once each); allocation failure is [`CodecError::Alloc`], not an abort.
 fn filled(len: usize, fill: f32) -> Result<Vec<f32>> {
     let mut v = Vec::new();
     v.try_reserve_exact(len)
         .map_err(|_| CodecError::alloc(len, "float32 values for decoding"))?;
-    v.par_extend(rayon::iter::repeat_n(fill, len));
+    if len <= 1 << 18 {
+        v.resize(len, fill);
+    } else {
+        v.par_extend(rayon::iter::repeat_n(fill, len));
+    }
     Ok(v)
 }
 
@@ -383,6 +387,19 @@ impl<'a> ParsedFrame<'a> {
         ))
     }
 
+    /// For a frame without sparsifiers whose codec has one: an upper bound on every `|value|`
+    /// it decodes to, from its headers alone (see [`crate::codecs::codec::Codec::decoded_bound`]).
+    #[must_use]
+    pub fn decoded_bound(&self) -> Option<f64> {
+        match self.stages.as_slice() {
+            [WireStage {
+                stage: Stage::Terminal(codec),
+                ..
+            }] => codec.decoded_bound(self.terminal_payload, self.len()),
+            _ => None,
+        }
+    }
+
     /// Decodes into a fresh float32 vector; allocation failure is [`CodecError::Alloc`].
     pub fn decode(&self) -> Result<Vec<f32>> {
         let mut out = zeroed(self.len())?;
@@ -448,7 +465,7 @@ fn expand(
     match &ws.stage {
         Stage::TopK { .. } => {
             let idx = decode_indices(payload, m_in, ws.count as usize)?;
-            scatter_add(values, &idx, weight, out);
+            scatter_add_sorted(values, &idx, weight, out);
             Ok(())
         }
         Stage::RandK { fraction } => {
