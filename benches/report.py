@@ -211,6 +211,24 @@ PAIRS = [
         Contender("numpy PCG64 mask + x[mask] (1%)", lambda i: numpy_mask_extract(i.x, 0.01, 3)),
     ),
     Pair(
+        "add a quant:8 frame to a sum, 10M",
+        Contender("fc.Accumulator.add of the quant:8 frame", lambda i: i.accumulator.add(i.quant_frame, 0.5)),
+        Contender(
+            "numpy sum += w * (codes*scale+lo)",
+            lambda i: np.add(
+                i.numpy_sum, np.float32(0.5) * numpy_dequantize8(i.quant_blocks), out=i.numpy_sum
+            ),
+        ),
+    ),
+    Pair(
+        "add a float32 array to a sum, 10M",
+        Contender("fc.Accumulator.add_array", lambda i: i.accumulator.add_array(i.x, 0.5)),
+        Contender(
+            "numpy sum += w * x",
+            lambda i: np.add(i.numpy_sum, np.float32(0.5) * i.x, out=i.numpy_sum),
+        ),
+    ),
+    Pair(
         "add a randk:0.01+quant:8 frame to a sum, 10M",
         Contender(
             "fc.Accumulator.add of the randk frame (parse+decode+add)",
@@ -311,6 +329,9 @@ def report(rows: list[Row]) -> str:
         "warm-up, same process, same inputs; ratio > 1 means fedcodec is faster.",
         "",
         *[line for line in machine() if line],
+        "",
+        "The server's path (decode, dense and sparse adds) at 10M and 100M with 1 and 2 threads, with CPU "
+        "time and GB/s: `benches/RESULTS_server_path.md`, written by `benches/bench_server_path.py`.",
         "",
     ]
     return "\n".join([*header, *table(rows), ""])

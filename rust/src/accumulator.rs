@@ -10,7 +10,8 @@ use crate::wire::frame::DEFAULT_MAX_ELEMENTS;
 #[derive(Debug, Clone)]
 pub struct Accumulator {
     sum: Vec<f32>,
-    /// Dense frames decode here first, so a frame that fails half-way leaves `sum` untouched.
+    /// Dense frames whose values cannot be bounded from their headers decode here first, so a
+    /// frame that fails half-way leaves `sum` untouched.
     scratch: Vec<f32>,
     total_weight: f64,
     count: usize,
@@ -75,13 +76,20 @@ impl Accumulator {
                 scatter.add(&values, weight, &mut self.sum)?;
                 self.bound += added;
             }
+        } else if let Some(added) = parsed
+            .decoded_bound()
+            .map(|b| f64::from(weight.abs()) * b)
+            .filter(|added| self.bound + added <= SAFE)
+        {
+            // The headers bound the frame's values and no element can overflow: decode straight
+            // into the sum, one pass. The codec checks every header before it writes anything.
+            parsed.add_into(weight, &mut self.sum)?;
+            self.bound += added;
         } else {
-            if self.scratch.len() == self.sum.len() {
-                self.scratch.par_iter_mut().for_each(|v| *v = 0.0);
-            } else {
+            if self.scratch.len() != self.sum.len() {
                 self.scratch = crate::error::try_filled(self.sum.len(), 0.0, "float32 values")?;
             }
-            parsed.add_into(1.0, &mut self.scratch)?;
+            parsed.decode_into(&mut self.scratch)?;
             add_bounded(&mut self.sum, &mut self.bound, weight, &self.scratch)?;
         }
         self.total_weight += f64::from(weight);
@@ -99,8 +107,12 @@ impl Accumulator {
                 self.sum.len()
             )));
         }
-        crate::codecs::pipeline::check_input(x, &[x.len() as u64])?;
-        add_bounded(&mut self.sum, &mut self.bound, weight, x)?;
+        // One pass finds both a NaN/Inf (refused, by the usual error) and the largest magnitude.
+        let Some(largest) = max_abs_if_finite(x) else {
+            crate::codecs::pipeline::check_input(x, &[x.len() as u64])?;
+            return Err(CodecError::input("array holds NaN or Inf"));
+        };
+        add_bounded_by(&mut self.sum, &mut self.bound, weight, x, largest)?;
         self.total_weight += f64::from(weight);
         self.count += 1;
         Ok(())
@@ -165,7 +177,18 @@ fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
 /// `sum += weight * x` unless an element would overflow (then `sum` is unchanged): checked
 /// element by element only once the running `bound` could come near float32's largest.
 fn add_bounded(sum: &mut [f32], bound: &mut f64, weight: f32, x: &[f32]) -> Result<()> {
-    let added = f64::from(weight.abs()) * max_abs(x);
+    add_bounded_by(sum, bound, weight, x, max_abs(x))
+}
+
+/// [`add_bounded`] with `largest = max |x|` already known.
+fn add_bounded_by(
+    sum: &mut [f32],
+    bound: &mut f64,
+    weight: f32,
+    x: &[f32],
+    largest: f64,
+) -> Result<()> {
+    let added = f64::from(weight.abs()) * largest;
     if *bound + added > SAFE {
         if let Some(i) = first_overflow(weight, x, sum) {
             return Err(CodecError::input(format!(
@@ -181,14 +204,31 @@ fn add_bounded(sum: &mut [f32], bound: &mut f64, weight: f32, x: &[f32]) -> Resu
     Ok(())
 }
 
-/// Largest `|v|`, in parallel.
-fn max_abs(x: &[f32]) -> f64 {
-    f64::from(
-        x.par_chunks(1 << 16)
-            .map(|c| c.iter().fold(0.0f32, |m, v| m.max(v.abs())))
-            .reduce(|| 0.0, f32::max),
-    )
+/// Largest `|v|`: an integer max of the bits with the sign cleared, which vectorises (a float
+/// max must order NaN and does not), in parallel when `x` is large enough to pay for the hand-off.
+/// Any NaN or Inf gives bits at or above `0x7F80_0000`.
+fn max_abs_bits(x: &[f32]) -> u32 {
+    let serial = |c: &[f32]| c.iter().fold(0u32, |m, v| m.max(v.to_bits() & 0x7FFF_FFFF));
+    if x.len() <= 1 << 18 {
+        serial(x)
+    } else {
+        x.par_chunks(1 << 16).map(serial).reduce(|| 0, u32::max)
+    }
 }
+
+/// Largest `|v|` (Inf if `x` holds a NaN or Inf).
+fn max_abs(x: &[f32]) -> f64 {
+    f64::from(f32::from_bits(max_abs_bits(x).min(INF_BITS)))
+}
+
+/// Largest `|v|` of an all-finite `x`; `None` if `x` holds a NaN or Inf.
+fn max_abs_if_finite(x: &[f32]) -> Option<f64> {
+    let bits = max_abs_bits(x);
+    (bits < INF_BITS).then(|| f64::from(f32::from_bits(bits)))
+}
+
+/// Bits of float32's +Inf; every finite `|v|` has smaller bits, every NaN larger.
+const INF_BITS: u32 = 0x7F80_0000;
 
 /// Index of the first element where `y + a * x` is not finite, if any.
 fn first_overflow(a: f32, x: &[f32], y: &[f32]) -> Option<usize> {
@@ -204,5 +244,41 @@ fn check_finite_sum(sum: &[f32]) -> Result<()> {
             "adding this update would take element {i} of the sum past float32's range"
         ))),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::float_cmp)] // exact magnitudes are what the tests assert
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_largest_magnitude_from_bits_sees_nan_and_inf() {
+        assert_eq!(max_abs(&[1.0, -3.5, 2.0]), 3.5);
+        assert_eq!(max_abs_if_finite(&[-0.0, 0.0]), Some(0.0));
+        assert_eq!(max_abs_if_finite(&[1.0, f32::NAN]), None);
+        assert_eq!(max_abs_if_finite(&[1.0, f32::NEG_INFINITY]), None);
+        assert_eq!(max_abs_if_finite(&[-f32::MAX]), Some(f64::from(f32::MAX)));
+        // Large enough for the parallel path.
+        let mut big: Vec<f32> = (0..1 << 20).map(|i| i as f32).collect();
+        assert_eq!(max_abs(&big), f64::from((1 << 20) - 1));
+        big[777_777] = f32::NAN;
+        assert_eq!(max_abs_if_finite(&big), None);
+    }
+
+    #[test]
+    fn a_dense_frame_near_overflow_is_refused_whole() {
+        // Far from overflow a quant frame is added in one pass; near it, element by element.
+        let x: Vec<f32> = (0..10_000).map(|i| (i % 7) as f32 - 3.0).collect();
+        let frame =
+            crate::pipeline::encode(&crate::Spec::parse("quant:8").unwrap(), &x, &[10_000], 0)
+                .unwrap();
+        let mut acc = Accumulator::new(10_000).unwrap();
+        acc.add(&frame, 1.0).unwrap();
+        acc.add(&frame, f32::MAX / 4.0).unwrap();
+        let before = acc.sum().to_vec();
+        assert!(acc.add(&frame, f32::MAX / 4.0).is_err());
+        assert_eq!(acc.sum(), &before[..]);
+        assert_eq!(acc.count(), 2);
     }
 }

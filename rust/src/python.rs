@@ -19,10 +19,11 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
 use crate::accumulator::Accumulator as CoreAccumulator;
+use crate::codecs::codec::Param;
 use crate::error::CodecError as CoreError;
 use crate::frame::DEFAULT_MAX_ELEMENTS;
 use crate::pipeline::{self, ParsedFrame};
-use crate::spec::{Dtype, Spec, Stage};
+use crate::spec::{Spec, Stage};
 
 create_exception!(
     fedcodec,
@@ -162,35 +163,17 @@ impl Codec {
 fn stage_dict<'py>(py: Python<'py>, stage: &Stage) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     match stage {
-        Stage::Identity(dtype) => {
-            d.set_item("name", "identity")?;
-            d.set_item(
-                "dtype",
-                match dtype {
-                    Dtype::F32 => "float32",
-                    Dtype::F16 => "float16",
-                    Dtype::Bf16 => "bfloat16",
-                },
-            )?;
-        }
-        Stage::Quantize(p) => {
-            d.set_item("name", "quant")?;
-            d.set_item("bits", p.bits)?;
-            d.set_item("stochastic", p.stochastic)?;
-            d.set_item("chunk", p.chunk)?;
-        }
-        Stage::Qsgd(p) => {
-            d.set_item("name", "qsgd")?;
-            d.set_item("levels", p.levels)?;
-            d.set_item("bucket", p.bucket)?;
-        }
-        Stage::Eden(p) => {
-            d.set_item("name", "eden")?;
-            d.set_item("bits", p.bits)?;
-        }
-        Stage::Sign(p) => {
-            d.set_item("name", "sign")?;
-            d.set_item("chunk", p.chunk)?;
+        Stage::Terminal(codec) => {
+            let (name, params) = codec.describe();
+            d.set_item("name", name)?;
+            for (key, value) in params {
+                match value {
+                    Param::Int(v) => d.set_item(key, v)?,
+                    Param::Float(v) => d.set_item(key, v)?,
+                    Param::Bool(v) => d.set_item(key, v)?,
+                    Param::Text(v) => d.set_item(key, v)?,
+                }
+            }
         }
         Stage::TopK { fraction, sampled } => {
             d.set_item("name", "topk")?;

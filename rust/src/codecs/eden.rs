@@ -10,13 +10,19 @@
 // Payload (little-endian): one `scale: f32` per piece in piece order, then the codes of all `n`
 // elements packed with [`crate::kernels::bitpack`] as one stream, `ceil(n * bits / 8)` bytes.
 
+use std::fmt;
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
+use crate::codecs::codec::{Codec, Kind, Param, Terminal};
 use crate::error::{CodecError, Result};
 use crate::kernels::bitpack;
 use crate::kernels::hadamard::{fwht_block_unscaled, sign_flip, FWHT_BLOCK};
 use crate::kernels::lloyd_max::{boundaries, centroids};
 use crate::kernels::rng::derive;
+use crate::kernels::uninit;
+use crate::wire::frame::Writer;
 
 /// Elements quantized side by side in the multi-bit search.
 const SEARCH_BATCH: usize = 16;
@@ -370,6 +376,65 @@ pub fn eden_decode_add(
         start += len;
     }
     Ok(())
+}
+
+/// `eden:B`: wire id 8; header `bits: u8, seed: u64` (the decoder redraws the rotation).
+pub static EDEN: Kind = Kind {
+    id: 8,
+    names: &["eden"],
+    usage: "eden:B",
+    example: "eden:1",
+    parse: |args| {
+        let bits = args.required_u32(0, "a bit width", "eden bits")?;
+        Ok(Terminal::new(EdenParams { bits }))
+    },
+    read: |r| {
+        let bits = u32::from(r.u8("eden bits")?);
+        let seed = r.u64("eden seed")?;
+        Ok((Terminal::new(EdenParams { bits }), seed))
+    },
+};
+
+impl Codec for EdenParams {
+    fn kind(&self) -> &'static Kind {
+        &EDEN
+    }
+
+    fn validate(&self) -> Result<()> {
+        Self::new(self.bits).map(|_| ())
+    }
+
+    fn fmt_spec(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "eden:{}", self.bits)
+    }
+
+    fn describe(&self) -> (&'static str, Vec<(&'static str, Param)>) {
+        ("eden", vec![("bits", Param::Int(self.bits.into()))])
+    }
+
+    fn write_params(&self, w: &mut Writer, seed: u64) {
+        w.u8(self.bits as u8);
+        w.u64(seed);
+    }
+
+    fn payload_len(&self, m: usize) -> usize {
+        checked_len(m, self.bits).unwrap_or(usize::MAX)
+    }
+
+    fn encode(&self, values: &[f32], seed: u64, out: &mut [MaybeUninit<u8>]) -> Result<u32> {
+        let out = uninit::zeroed(out);
+        eden_encode(values, self, seed, out)?;
+        Ok(crate::wire::checksum::crc32c(out))
+    }
+
+    fn decode_add(&self, payload: &[u8], seed: u64, weight: f32, out: &mut [f32]) -> Result<()> {
+        eden_decode_add(payload, out.len(), self, seed, weight, out)
+    }
+
+    /// A piece decodes to at most `sqrt(65536)` times its largest centroid (below 4) times its input norm.
+    fn growth(&self) -> f64 {
+        256.0 * 4.0
+    }
 }
 
 #[cfg(test)]

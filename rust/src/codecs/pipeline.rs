@@ -5,33 +5,32 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use crate::codecs::eden::{eden_decode_add, eden_encode};
-use crate::codecs::identity::{decode_identity, encode_identity};
 pub use crate::codecs::input::check_input;
 use crate::codecs::input::{check_finite, check_shape, SCAN_BLOCK};
-use crate::codecs::qsgd::{qsgd_decode_add, qsgd_encode_uninit};
-use crate::codecs::quantize::{dequantize_add, quantize_uninit};
-use crate::codecs::sign::{sign_decode_add, sign_encode_uninit};
 use crate::codecs::spec::{Spec, Stage, MAX_STAGES};
 use crate::codecs::stages::{payload_len, read_stage, stage_id, write_stage};
 pub use crate::codecs::stages::{topk_count, WireStage};
 use crate::error::{CodecError, Result};
 use crate::kernels::rng::derive;
 use crate::kernels::seeded_mask::{mask_extract, mask_scatter_add};
-use crate::kernels::topk::{gather, scatter_add, topk_exact, topk_sampled};
+use crate::kernels::topk::{gather, scatter_add_sorted, topk_exact, topk_sampled};
 use crate::kernels::uninit::{self, as_uninit, copied};
 use crate::wire::frame::{
     verified_body, Header, Reader, Writer, DEFAULT_MAX_ELEMENTS, MAX_ELEMENTS_PER_BYTE,
 };
 use crate::wire::index_coding::{decode_indices, encode_indices};
 
-/// A buffer of `len` copies of `fill`, written by all cores (so fresh pages fault in parallel,
-/// once each); allocation failure is [`CodecError::Alloc`], not an abort.
+/// A buffer of `len` copies of `fill`, a large one written by all cores (so fresh pages fault
+/// in parallel, once each); allocation failure is [`CodecError::Alloc`], not an abort.
 fn filled(len: usize, fill: f32) -> Result<Vec<f32>> {
     let mut v = Vec::new();
     v.try_reserve_exact(len)
         .map_err(|_| CodecError::alloc(len, "float32 values for decoding"))?;
-    v.par_extend(rayon::iter::repeat_n(fill, len));
+    if len <= 1 << 18 {
+        v.resize(len, fill);
+    } else {
+        v.par_extend(rayon::iter::repeat_n(fill, len));
+    }
     Ok(v)
 }
 
@@ -103,7 +102,7 @@ pub fn plan<'a>(spec: &Spec, x: &'a [f32], shape: &[u64], seed: u64) -> Result<E
     let stages = spec.stages();
     // The quantizer refuses NaN/Inf, with the same error, from the min/max pass it makes anyway,
     // so a quantize-only spec reads the input once; every other first stage needs the scan.
-    if !matches!(stages, [Stage::Quantize(_)]) {
+    if !matches!(stages, [Stage::Terminal(codec)] if codec.checks_finite()) {
         check_finite(x)?;
     }
     let mut values: Cow<'_, [f32]> = Cow::Borrowed(x);
@@ -149,7 +148,7 @@ pub fn plan<'a>(spec: &Spec, x: &'a [f32], shape: &[u64], seed: u64) -> Result<E
                     seed: stage_seed,
                 });
             }
-            _ => wire.push(WireStage {
+            Stage::Terminal(_) => wire.push(WireStage {
                 stage: stage.clone(),
                 count: m as u64,
                 seed: stage_seed,
@@ -199,8 +198,7 @@ fn check_randk_rescaling(stages: &[Stage], x: &[f32]) -> Result<()> {
         return Ok(());
     }
     let growth = match stages.last() {
-        Some(Stage::Qsgd(p)) => (p.bucket as f64).sqrt(),
-        Some(Stage::Eden(_)) => 256.0 * 4.0,
+        Some(Stage::Terminal(codec)) => codec.growth(),
         _ => 1.01,
     };
     let largest = x
@@ -219,19 +217,7 @@ fn check_randk_rescaling(stages: &[Stage], x: &[f32]) -> Result<()> {
 /// chunked codecs hash it on the way, the others after.
 fn encode_terminal(ws: &WireStage, values: &[f32], out: &mut [MaybeUninit<u8>]) -> Result<u32> {
     match &ws.stage {
-        Stage::Quantize(p) => quantize_uninit(values, p, ws.seed, out),
-        Stage::Qsgd(p) => qsgd_encode_uninit(values, p, ws.seed, out),
-        Stage::Sign(p) => sign_encode_uninit(values, *p, out),
-        Stage::Eden(p) => {
-            let out = uninit::zeroed(out);
-            eden_encode(values, p, ws.seed, out)?;
-            Ok(crate::wire::checksum::crc32c(out))
-        }
-        Stage::Identity(dtype) => {
-            let out = uninit::zeroed(out);
-            encode_identity(*dtype, values, out)?;
-            Ok(crate::wire::checksum::crc32c(out))
-        }
+        Stage::Terminal(codec) => codec.encode(values, ws.seed, out),
         Stage::TopK { .. } | Stage::RandK { .. } => {
             Err(CodecError::param("a sparsifier cannot end a pipeline"))
         }
@@ -244,11 +230,7 @@ fn decode_terminal_add(ws: &WireStage, bytes: &[u8], weight: f32, out: &mut [f32
         return Ok(());
     }
     match &ws.stage {
-        Stage::Identity(dtype) => decode_identity(*dtype, bytes, weight, out, false),
-        Stage::Quantize(p) => dequantize_add(bytes, m, p, weight, out),
-        Stage::Qsgd(p) => qsgd_decode_add(bytes, m, p, weight, out),
-        Stage::Eden(p) => eden_decode_add(bytes, m, p, ws.seed, weight, out),
-        Stage::Sign(p) => sign_decode_add(bytes, m, p, weight, out),
+        Stage::Terminal(codec) => codec.decode_add(bytes, ws.seed, weight, out),
         Stage::TopK { .. } | Stage::RandK { .. } => {
             Err(CodecError::frame("a sparsifier cannot end a pipeline"))
         }
@@ -405,6 +387,19 @@ impl<'a> ParsedFrame<'a> {
         ))
     }
 
+    /// For a frame without sparsifiers whose codec has one: an upper bound on every `|value|`
+    /// it decodes to, from its headers alone (see [`crate::codecs::codec::Codec::decoded_bound`]).
+    #[must_use]
+    pub fn decoded_bound(&self) -> Option<f64> {
+        match self.stages.as_slice() {
+            [WireStage {
+                stage: Stage::Terminal(codec),
+                ..
+            }] => codec.decoded_bound(self.terminal_payload, self.len()),
+            _ => None,
+        }
+    }
+
     /// Decodes into a fresh float32 vector; allocation failure is [`CodecError::Alloc`].
     pub fn decode(&self) -> Result<Vec<f32>> {
         let mut out = zeroed(self.len())?;
@@ -412,16 +407,16 @@ impl<'a> ParsedFrame<'a> {
         Ok(out)
     }
 
-    /// Decodes into `out`, which must hold zeros: raw floats are copied (so `-0.0` stays
-    /// `-0.0`, which adding to `+0.0` would lose), everything else is added.
+    /// Decodes into `out`, which must hold zeros: a frame without sparsifiers is written by its
+    /// codec's [`crate::codecs::codec::Codec::decode_into`] (raw floats are copied, so `-0.0`
+    /// stays `-0.0`, which adding to `+0.0` would lose), everything else is added.
     pub fn decode_into(&self, out: &mut [f32]) -> Result<()> {
         match self.stages.as_slice() {
             [WireStage {
-                stage: Stage::Identity(dtype),
+                stage: Stage::Terminal(codec),
+                seed,
                 ..
-            }] if out.len() == self.len() => {
-                decode_identity(*dtype, self.terminal_payload, 1.0, out, true)
-            }
+            }] if out.len() == self.len() => codec.decode_into(self.terminal_payload, *seed, out),
             _ => self.add_into(1.0, out),
         }
     }
@@ -470,7 +465,7 @@ fn expand(
     match &ws.stage {
         Stage::TopK { .. } => {
             let idx = decode_indices(payload, m_in, ws.count as usize)?;
-            scatter_add(values, &idx, weight, out);
+            scatter_add_sorted(values, &idx, weight, out);
             Ok(())
         }
         Stage::RandK { fraction } => {
@@ -482,7 +477,7 @@ fn expand(
             }
             mask_scatter_add(values, m_in, *fraction, ws.seed, unbiased, out)
         }
-        _ => Err(CodecError::frame("terminal stage in sparsifier position")),
+        Stage::Terminal(_) => Err(CodecError::frame("terminal stage in sparsifier position")),
     }
 }
 

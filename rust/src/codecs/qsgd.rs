@@ -1,8 +1,11 @@
 //! QSGD (Alistarh et al. 2017): per-bucket L2 norm and unbiased stochastic levels `0..=s`.
 
+use std::fmt;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::codecs::codec::{Codec, Kind, Param, Terminal};
+use crate::codecs::spec::{check_chunk, DEFAULT_QSGD_BUCKET};
 use crate::error::{CodecError, Result};
 use crate::kernels::bitpack::{
     decode_runs, dispatch_bits, encode_runs, f32_at, ChunkedLayout, Code, CodeSlot, RunDecoder,
@@ -10,6 +13,7 @@ use crate::kernels::bitpack::{
 };
 use crate::kernels::quant_chunk::{fill_uniforms, stochastic_floor};
 use crate::kernels::uninit::{as_uninit, copied};
+use crate::wire::frame::Writer;
 
 /// Largest level count whose codes `[0, 2s]` still fit 16 bits.
 pub const MAX_LEVELS: u32 = 32_767;
@@ -224,6 +228,80 @@ impl RunDecoder for LevelDecoder {
             let c = if c < top { c } else { top };
             *o += (c - self.s) as f32 * self.scale;
         }
+    }
+}
+
+/// `qsgd:S[:bucket=N]`: wire id 5; header `levels: u16, bucket: u32`.
+pub static QSGD: Kind = Kind {
+    id: 5,
+    names: &["qsgd"],
+    usage: "qsgd:S",
+    example: "qsgd:4",
+    parse: |args| {
+        let levels = args.required_u32(0, "a number of levels", "qsgd levels")?;
+        let bucket = args.option("bucket", DEFAULT_QSGD_BUCKET)?;
+        Ok(Terminal::new(QsgdParams { levels, bucket }))
+    },
+    read: |r| {
+        let levels = u32::from(r.u16("qsgd levels")?);
+        let bucket = r.u32("qsgd bucket")? as usize;
+        Ok((Terminal::new(QsgdParams { levels, bucket }), 0))
+    },
+};
+
+impl Codec for QsgdParams {
+    fn kind(&self) -> &'static Kind {
+        &QSGD
+    }
+
+    fn validate(&self) -> Result<()> {
+        if !(1..=MAX_LEVELS).contains(&self.levels) {
+            return Err(CodecError::param(format!(
+                "qsgd levels must be in 1..={MAX_LEVELS}, got {}",
+                self.levels
+            )));
+        }
+        check_chunk(self.bucket, "qsgd bucket")
+    }
+
+    fn fmt_spec(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "qsgd:{}", self.levels)?;
+        if self.bucket != DEFAULT_QSGD_BUCKET {
+            write!(f, ":bucket={}", self.bucket)?;
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> (&'static str, Vec<(&'static str, Param)>) {
+        (
+            "qsgd",
+            vec![
+                ("levels", Param::Int(self.levels.into())),
+                ("bucket", Param::Int(self.bucket as u64)),
+            ],
+        )
+    }
+
+    fn write_params(&self, w: &mut Writer, _seed: u64) {
+        w.u16(self.levels as u16);
+        w.u32(self.bucket as u32);
+    }
+
+    fn payload_len(&self, m: usize) -> usize {
+        qsgd_len(m, self)
+    }
+
+    fn encode(&self, values: &[f32], seed: u64, out: &mut [MaybeUninit<u8>]) -> Result<u32> {
+        qsgd_encode_uninit(values, self, seed, out)
+    }
+
+    fn decode_add(&self, payload: &[u8], _seed: u64, weight: f32, out: &mut [f32]) -> Result<()> {
+        qsgd_decode_add(payload, out.len(), self, weight, out)
+    }
+
+    /// A bucket's norm can exceed its largest element by `sqrt(bucket)`.
+    fn growth(&self) -> f64 {
+        (self.bucket as f64).sqrt()
     }
 }
 

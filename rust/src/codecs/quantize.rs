@@ -1,14 +1,18 @@
 //! Per-chunk uniform min/max quantization to 1..=16 bits, round-to-nearest or unbiased stochastic.
 
+use std::fmt;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::codecs::codec::{Codec, Kind, Param, Terminal};
+use crate::codecs::spec::{check_bits, check_chunk, DEFAULT_QUANT_CHUNK};
 use crate::error::{CodecError, Result};
 use crate::kernels::bitpack::{
     decode_runs, dispatch_bits, f32_at, ChunkedLayout, Code, RunDecoder, MAX_BITS,
 };
 use crate::kernels::simd::quantize_chunk;
 use crate::kernels::uninit::as_uninit;
+use crate::wire::frame::Writer;
 
 /// Settings of the uniform quantizer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +123,27 @@ fn chunk_decodable(lo: f32, step: f32, bits: u32) -> bool {
         && (lo + step * max_code).is_finite()
 }
 
+/// Checks a payload of `n` elements before anything is written: byte count, params, and every
+/// chunk's `lo` and `step` (finite, `step >= 0`, largest code within f32's range).
+fn checked_layout(
+    bytes: &[u8],
+    n: usize,
+    p: &QuantParams,
+    out_len: usize,
+) -> Result<ChunkedLayout> {
+    let layout = p.layout();
+    layout.check_decode(p.problem(), "quantized", bytes, n, out_len)?;
+    for (i, head) in layout.heads(bytes, n).enumerate() {
+        let (lo, step) = (f32_at(head, 0), f32_at(head, 4));
+        if !chunk_decodable(lo, step, p.bits) {
+            return Err(CodecError::frame(format!(
+                "chunk {i} has lo {lo} and step {step}"
+            )));
+        }
+    }
+    Ok(layout)
+}
+
 /// Decodes a payload of `n` elements and adds `weight * value` into `out` (`out.len() == n`).
 ///
 /// Rejects, before touching `out`, a wrong byte count, bad params, a non-finite `lo` or `step`,
@@ -130,18 +155,9 @@ pub fn dequantize_add(
     weight: f32,
     out: &mut [f32],
 ) -> Result<()> {
-    let layout = p.layout();
-    layout.check_decode(p.problem(), "quantized", bytes, n, out.len())?;
-    for (i, head) in layout.heads(bytes, n).enumerate() {
-        let (lo, step) = (f32_at(head, 0), f32_at(head, 4));
-        if !chunk_decodable(lo, step, p.bits) {
-            return Err(CodecError::frame(format!(
-                "chunk {i} has lo {lo} and step {step}"
-            )));
-        }
-    }
+    let layout = checked_layout(bytes, n, p, out.len())?;
     layout.par_decode(bytes, out, |head, codes, o| {
-        let dec = AffineDecoder {
+        let dec = AffineDecoder::<true> {
             offset: weight * f32_at(head, 0),
             scale: weight * f32_at(head, 4),
         };
@@ -150,18 +166,147 @@ pub fn dequantize_add(
     Ok(())
 }
 
-/// Adds `offset + code * scale`: the weighted value of a code in a chunk.
-struct AffineDecoder {
+/// Decodes a payload of `n` elements into `out`, whatever it held: one write per element, no
+/// read of `out` (a fresh array's pages fault in once, on the write). The values are those
+/// [`dequantize_add`] adds to zeros, bit for bit (`-0.0` comes out as `+0.0` there too).
+pub fn dequantize_into(bytes: &[u8], n: usize, p: &QuantParams, out: &mut [f32]) -> Result<()> {
+    let layout = checked_layout(bytes, n, p, out.len())?;
+    layout.par_decode(bytes, out, |head, codes, o| {
+        let dec = AffineDecoder::<false> {
+            offset: f32_at(head, 0),
+            scale: f32_at(head, 4),
+        };
+        dispatch_bits!(p.bits, decode_runs(&dec, codes, o));
+    });
+    Ok(())
+}
+
+/// An upper bound on every `|value|` the payload decodes to, from the chunk headers alone
+/// (values lie in `[lo, lo + step * max_code]`); `None` for a payload [`dequantize_add`] refuses.
+pub(crate) fn decoded_bound(bytes: &[u8], n: usize, p: &QuantParams) -> Option<f64> {
+    let layout = checked_layout(bytes, n, p, n).ok()?;
+    let max_code = f64::from((1u32 << p.bits) - 1);
+    let largest = layout.heads(bytes, n).fold(0.0f64, |m, head| {
+        let (lo, step) = (f64::from(f32_at(head, 0)), f64::from(f32_at(head, 4)));
+        m.max(lo.abs()).max((lo + step * max_code).abs())
+    });
+    // The decoder rounds `lo + code * step` in float32: two roundings, each within 2^-24.
+    Some(largest * (1.0 + 1e-6))
+}
+
+/// `offset + code * scale`, the weighted value of a code in a chunk, added to `out` (`ADD`) or
+/// written over it (then `+ 0.0`, as adding to a zero would, so both give the same bits).
+struct AffineDecoder<const ADD: bool> {
     offset: f32,
     scale: f32,
 }
 
-impl RunDecoder for AffineDecoder {
+impl<const ADD: bool> RunDecoder for AffineDecoder<ADD> {
     #[inline]
     fn decode_run<C: Code>(&self, codes: &[C], out: &mut [f32]) {
-        for (o, &c) in out.iter_mut().zip(codes) {
-            *o += self.offset + c.to_i32() as f32 * self.scale;
+        if ADD {
+            for (o, &c) in out.iter_mut().zip(codes) {
+                *o += self.offset + c.to_i32() as f32 * self.scale;
+            }
+        } else {
+            for (o, &c) in out.iter_mut().zip(codes) {
+                *o = (self.offset + c.to_i32() as f32 * self.scale) + 0.0;
+            }
         }
+    }
+}
+
+/// `quant:B[:stochastic][:chunk=N]`: wire id 4; header `bits: u8, stochastic: u8, chunk: u32`.
+pub static QUANT: Kind = Kind {
+    id: 4,
+    names: &["quant"],
+    usage: "quant:B",
+    example: "quant:8",
+    parse: |args| {
+        let stochastic = args.flag("stochastic");
+        let bits = args.required_u32(0, "a bit width", "quant bits")?;
+        let chunk = args.option("chunk", DEFAULT_QUANT_CHUNK)?;
+        Ok(Terminal::new(QuantParams {
+            bits,
+            stochastic,
+            chunk,
+        }))
+    },
+    read: |r| {
+        let bits = u32::from(r.u8("quant bits")?);
+        let stochastic = r.flag("quant stochastic flag")?;
+        let chunk = r.u32("quant chunk")? as usize;
+        Ok((
+            Terminal::new(QuantParams {
+                bits,
+                stochastic,
+                chunk,
+            }),
+            0,
+        ))
+    },
+};
+
+impl Codec for QuantParams {
+    fn kind(&self) -> &'static Kind {
+        &QUANT
+    }
+
+    fn validate(&self) -> Result<()> {
+        check_bits(self.bits, 1, MAX_BITS, "quant")?;
+        check_chunk(self.chunk, "quant chunk")
+    }
+
+    fn fmt_spec(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "quant:{}", self.bits)?;
+        if self.stochastic {
+            f.write_str(":stochastic")?;
+        }
+        if self.chunk != DEFAULT_QUANT_CHUNK {
+            write!(f, ":chunk={}", self.chunk)?;
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> (&'static str, Vec<(&'static str, Param)>) {
+        (
+            "quant",
+            vec![
+                ("bits", Param::Int(self.bits.into())),
+                ("stochastic", Param::Bool(self.stochastic)),
+                ("chunk", Param::Int(self.chunk as u64)),
+            ],
+        )
+    }
+
+    fn write_params(&self, w: &mut Writer, _seed: u64) {
+        w.u8(self.bits as u8);
+        w.u8(u8::from(self.stochastic));
+        w.u32(self.chunk as u32);
+    }
+
+    fn payload_len(&self, m: usize) -> usize {
+        quantize_len(m, self)
+    }
+
+    fn encode(&self, values: &[f32], seed: u64, out: &mut [MaybeUninit<u8>]) -> Result<u32> {
+        quantize_uninit(values, self, seed, out)
+    }
+
+    fn decode_add(&self, payload: &[u8], _seed: u64, weight: f32, out: &mut [f32]) -> Result<()> {
+        dequantize_add(payload, out.len(), self, weight, out)
+    }
+
+    fn decode_into(&self, payload: &[u8], _seed: u64, out: &mut [f32]) -> Result<()> {
+        dequantize_into(payload, out.len(), self, out)
+    }
+
+    fn decoded_bound(&self, payload: &[u8], m: usize) -> Option<f64> {
+        decoded_bound(payload, m, self)
+    }
+
+    fn checks_finite(&self) -> bool {
+        true
     }
 }
 
@@ -542,6 +687,35 @@ mod tests {
                 assert_eq!(bytes.len(), quantize_len(n, &p));
             }
         }
+    }
+
+    #[test]
+    fn decoding_into_writes_what_adding_to_zeros_gives_and_the_bound_holds() {
+        let mut x = gaussian_like(100_003, 2);
+        x[17] = -0.0;
+        x[4096..8192].fill(-0.0);
+        for bits in [1, 3, 8, 12, 16] {
+            let p = params(bits, false, 4096);
+            let bytes = encode(&x, &p, 1);
+            let added = decode(&bytes, x.len(), &p);
+            let mut written = vec![f32::NAN; x.len()];
+            dequantize_into(&bytes, x.len(), &p, &mut written).unwrap();
+            let same_bits = added
+                .iter()
+                .zip(&written)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same_bits, "bits {bits}");
+            let bound = decoded_bound(&bytes, x.len(), &p).unwrap();
+            let largest = added.iter().fold(0.0f64, |m, v| m.max(f64::from(v.abs())));
+            assert!(largest <= bound, "bits {bits}: {largest} > {bound}");
+        }
+        let p = params(8, false, 4096);
+        let mut forged = encode(&x, &p, 1);
+        forged[4..8].copy_from_slice(&f32::INFINITY.to_le_bytes());
+        let mut out = vec![1.0f32; x.len()];
+        assert!(dequantize_into(&forged, x.len(), &p, &mut out).is_err());
+        assert!(out.iter().all(|&v| v == 1.0), "a refused payload wrote");
+        assert_eq!(decoded_bound(&forged, x.len(), &p), None);
     }
 
     proptest! {

@@ -1,12 +1,16 @@
 //! Scaled sign (EF-signSGD, Karimireddy et al. 2019): one bit per element and a per-chunk scale.
 
+use std::fmt;
 use std::mem::MaybeUninit;
 
+use crate::codecs::codec::{Codec, Kind, Param, Terminal};
+use crate::codecs::spec::{check_chunk, DEFAULT_SIGN_CHUNK};
 use crate::error::{CodecError, Result};
 use crate::kernels::bitpack::{
     decode_runs, encode_runs, f32_at, ChunkedLayout, Code, CodeSlot, RunDecoder, RunEncoder,
 };
 use crate::kernels::uninit::{as_uninit, copied};
+use crate::wire::frame::Writer;
 
 /// Settings of the scaled-sign codec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +139,60 @@ impl RunDecoder for SignDecoder {
         for (o, &c) in out.iter_mut().zip(codes) {
             *o += f32::from_bits(self.value.to_bits() ^ ((c.to_i32() as u32) << 31));
         }
+    }
+}
+
+/// `sign[:chunk=N]`: wire id 9; header `chunk: u32`.
+pub static SIGN: Kind = Kind {
+    id: 9,
+    names: &["sign"],
+    usage: "sign",
+    example: "sign",
+    parse: |args| {
+        let chunk = args.option("chunk", DEFAULT_SIGN_CHUNK)?;
+        Ok(Terminal::new(SignParams { chunk }))
+    },
+    read: |r| {
+        let chunk = r.u32("sign chunk")? as usize;
+        Ok((Terminal::new(SignParams { chunk }), 0))
+    },
+};
+
+impl Codec for SignParams {
+    fn kind(&self) -> &'static Kind {
+        &SIGN
+    }
+
+    fn validate(&self) -> Result<()> {
+        check_chunk(self.chunk, "sign chunk")
+    }
+
+    fn fmt_spec(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("sign")?;
+        if self.chunk != DEFAULT_SIGN_CHUNK {
+            write!(f, ":chunk={}", self.chunk)?;
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> (&'static str, Vec<(&'static str, Param)>) {
+        ("sign", vec![("chunk", Param::Int(self.chunk as u64))])
+    }
+
+    fn write_params(&self, w: &mut Writer, _seed: u64) {
+        w.u32(self.chunk as u32);
+    }
+
+    fn payload_len(&self, m: usize) -> usize {
+        sign_len(m, self)
+    }
+
+    fn encode(&self, values: &[f32], _seed: u64, out: &mut [MaybeUninit<u8>]) -> Result<u32> {
+        sign_encode_uninit(values, *self, out)
+    }
+
+    fn decode_add(&self, payload: &[u8], _seed: u64, weight: f32, out: &mut [f32]) -> Result<()> {
+        sign_decode_add(payload, out.len(), self, weight, out)
     }
 }
 

@@ -2,10 +2,9 @@
 
 use std::fmt;
 
-use crate::codecs::eden::EdenParams;
-use crate::codecs::qsgd::QsgdParams;
-use crate::codecs::quantize::QuantParams;
-use crate::codecs::sign::SignParams;
+use crate::codecs::codec::Terminal;
+use crate::codecs::identity::Identity;
+use crate::codecs::registry;
 use crate::error::{CodecError, Result};
 
 /// Default elements per quantization chunk: header overhead stays under 2 % even at 1 bit.
@@ -34,14 +33,10 @@ impl Dtype {
     }
 }
 
-/// One step of a codec pipeline.
+/// One step of a codec pipeline: a sparsifier, or the terminal codec that writes the payload.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Stage {
-    Identity(Dtype),
-    Quantize(QuantParams),
-    Qsgd(QsgdParams),
-    Eden(EdenParams),
-    Sign(SignParams),
+    Terminal(Terminal),
     TopK { fraction: f64, sampled: bool },
     RandK { fraction: f64 },
 }
@@ -56,37 +51,14 @@ impl Stage {
     /// Validates parameters so kernels can rely on their preconditions.
     pub fn validate(&self) -> Result<()> {
         match self {
-            Stage::Identity(_) => Ok(()),
-            Stage::Quantize(p) => {
-                check_bits(p.bits, 1, 16, "quant")?;
-                check_chunk(p.chunk, "quant chunk")
-            }
-            Stage::Qsgd(p) => {
-                if !(1..=32767).contains(&p.levels) {
-                    return Err(CodecError::param(format!(
-                        "qsgd levels must be in 1..=32767, got {}",
-                        p.levels
-                    )));
-                }
-                check_chunk(p.bucket, "qsgd bucket")
-            }
-            Stage::Eden(p) => {
-                if matches!(p.bits, 1 | 2 | 4 | 8) {
-                    Ok(())
-                } else {
-                    Err(CodecError::param(format!(
-                        "eden bits must be 1, 2, 4 or 8, got {}",
-                        p.bits
-                    )))
-                }
-            }
-            Stage::Sign(p) => check_chunk(p.chunk, "sign chunk"),
+            Stage::Terminal(codec) => codec.validate(),
             Stage::TopK { fraction, .. } | Stage::RandK { fraction } => check_fraction(*fraction),
         }
     }
 }
 
-fn check_bits(bits: u32, lo: u32, hi: u32, what: &str) -> Result<()> {
+/// Refuses a bit width outside `lo..=hi`.
+pub(crate) fn check_bits(bits: u32, lo: u32, hi: u32, what: &str) -> Result<()> {
     if (lo..=hi).contains(&bits) {
         Ok(())
     } else {
@@ -96,7 +68,8 @@ fn check_bits(bits: u32, lo: u32, hi: u32, what: &str) -> Result<()> {
     }
 }
 
-fn check_chunk(chunk: usize, what: &str) -> Result<()> {
+/// Refuses a chunk that is not a multiple of 8 in `8..=2^24`.
+pub(crate) fn check_chunk(chunk: usize, what: &str) -> Result<()> {
     if chunk >= 8 && chunk % 8 == 0 && chunk <= 1 << 24 {
         Ok(())
     } else {
@@ -132,7 +105,7 @@ impl Spec {
             return Err(CodecError::param("a codec needs at least one stage"));
         }
         if stages.last().is_some_and(Stage::is_sparsifier) {
-            stages.push(Stage::Identity(Dtype::F32));
+            stages.push(Stage::Terminal(Terminal::new(Identity(Dtype::F32))));
         }
         if stages.len() > MAX_STAGES {
             return Err(CodecError::param(format!(
@@ -172,7 +145,8 @@ impl fmt::Display for Spec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // A trailing float32 after a sparsifier is implied, so the canonical form leaves it out.
         let n = self.stages.len();
-        let shown = if n >= 2 && self.stages[n - 1] == Stage::Identity(Dtype::F32) {
+        let shown = if n >= 2 && matches!(&self.stages[n - 1], Stage::Terminal(t) if t.is_float32())
+        {
             &self.stages[..n - 1]
         } else {
             &self.stages[..]
@@ -193,34 +167,7 @@ struct StageDisplay<'a>(&'a Stage);
 impl fmt::Display for StageDisplay<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            Stage::Identity(Dtype::F32) => f.write_str("none"),
-            Stage::Identity(Dtype::F16) => f.write_str("f16"),
-            Stage::Identity(Dtype::Bf16) => f.write_str("bf16"),
-            Stage::Quantize(p) => {
-                write!(f, "quant:{}", p.bits)?;
-                if p.stochastic {
-                    f.write_str(":stochastic")?;
-                }
-                if p.chunk != DEFAULT_QUANT_CHUNK {
-                    write!(f, ":chunk={}", p.chunk)?;
-                }
-                Ok(())
-            }
-            Stage::Qsgd(p) => {
-                write!(f, "qsgd:{}", p.levels)?;
-                if p.bucket != DEFAULT_QSGD_BUCKET {
-                    write!(f, ":bucket={}", p.bucket)?;
-                }
-                Ok(())
-            }
-            Stage::Eden(p) => write!(f, "eden:{}", p.bits),
-            Stage::Sign(p) => {
-                f.write_str("sign")?;
-                if p.chunk != DEFAULT_SIGN_CHUNK {
-                    write!(f, ":chunk={}", p.chunk)?;
-                }
-                Ok(())
-            }
+            Stage::Terminal(codec) => write!(f, "{codec}"),
             Stage::TopK { fraction, sampled } => {
                 write!(f, "topk:{fraction}")?;
                 if *sampled {
@@ -233,15 +180,18 @@ impl fmt::Display for StageDisplay<'_> {
     }
 }
 
-/// The words after a stage name: positional arguments, flags and `key=value` options.
-struct Args<'a> {
+/// The words after a stage name: positional arguments, flags and `key=value` options, which a
+/// codec's [`crate::codecs::codec::Kind::parse`] takes; whatever it leaves is refused.
+pub struct Args<'a> {
     stage: &'a str,
+    example: &'static str,
     positional: Vec<&'a str>,
     options: Vec<(&'a str, &'a str)>,
+    used: usize,
 }
 
 impl<'a> Args<'a> {
-    fn split(stage: &'a str, words: &[&'a str]) -> Self {
+    fn split(stage: &'a str, example: &'static str, words: &[&'a str]) -> Self {
         let mut positional = Vec::new();
         let mut options = Vec::new();
         for word in words {
@@ -252,28 +202,38 @@ impl<'a> Args<'a> {
         }
         Self {
             stage,
+            example,
             positional,
             options,
+            used: 0,
         }
     }
 
-    fn required(&self, index: usize, what: &str) -> Result<&'a str> {
+    /// Positional argument `index` (flags removed first), or an error naming `what` is missing.
+    pub fn required(&mut self, index: usize, what: &str) -> Result<&'a str> {
+        self.used = self.used.max(index + 1);
         self.positional.get(index).copied().ok_or_else(|| {
             CodecError::param(format!(
                 "'{}' needs {what}, e.g. {}",
-                self.stage,
-                example(self.stage)
+                self.stage, self.example
             ))
         })
     }
 
-    fn flag(&mut self, name: &str) -> bool {
+    /// Positional argument `index` as a whole number that fits 32 bits (`name` for errors).
+    pub fn required_u32(&mut self, index: usize, what: &str, name: &str) -> Result<u32> {
+        parse_u32(self.required(index, what)?, name)
+    }
+
+    /// Whether the word `name` was given (it is removed from the positional arguments).
+    pub fn flag(&mut self, name: &str) -> bool {
         let before = self.positional.len();
         self.positional.retain(|w| *w != name);
         before != self.positional.len()
     }
 
-    fn option(&mut self, name: &str, default: usize) -> Result<usize> {
+    /// The whole-number option `name=N`, or `default`.
+    pub fn option(&mut self, name: &str, default: usize) -> Result<usize> {
         match self.options.iter().position(|(k, _)| *k == name) {
             Some(i) => {
                 let (_, v) = self.options.remove(i);
@@ -283,8 +243,8 @@ impl<'a> Args<'a> {
         }
     }
 
-    fn finish(self, used: usize) -> Result<()> {
-        if let Some(extra) = self.positional.get(used) {
+    fn finish(self) -> Result<()> {
+        if let Some(extra) = self.positional.get(self.used) {
             return Err(CodecError::param(format!(
                 "unexpected argument '{extra}' for '{}'",
                 self.stage
@@ -297,17 +257,6 @@ impl<'a> Args<'a> {
             )));
         }
         Ok(())
-    }
-}
-
-fn example(stage: &str) -> &'static str {
-    match stage {
-        "quant" => "quant:8",
-        "qsgd" => "qsgd:4",
-        "eden" => "eden:1",
-        "topk" => "topk:0.01",
-        "randk" => "randk:0.1",
-        _ => "none",
     }
 }
 
@@ -331,60 +280,43 @@ fn parse_u32(text: &str, what: &str) -> Result<u32> {
 
 fn parse_stage(part: &str) -> Result<Stage> {
     let mut words = part.split(':');
-    let name = words.next().unwrap_or_default().trim().to_ascii_lowercase();
+    let written = words.next().unwrap_or_default().trim();
+    let name = written.to_ascii_lowercase();
     let rest: Vec<&str> = words.collect();
-    let mut args = Args::split(part.split(':').next().unwrap_or_default().trim(), &rest);
-    let (stage, used) = match name.as_str() {
-        "none" | "f32" | "float32" => (Stage::Identity(Dtype::F32), 0),
-        "f16" | "float16" => (Stage::Identity(Dtype::F16), 0),
-        "bf16" | "bfloat16" => (Stage::Identity(Dtype::Bf16), 0),
-        "quant" => {
-            let stochastic = args.flag("stochastic");
-            let bits = parse_u32(args.required(0, "a bit width")?, "quant bits")?;
-            let chunk = args.option("chunk", DEFAULT_QUANT_CHUNK)?;
-            (
-                Stage::Quantize(QuantParams {
-                    bits,
-                    stochastic,
-                    chunk,
-                }),
-                1,
-            )
-        }
-        "qsgd" => {
-            let levels = parse_u32(args.required(0, "a number of levels")?, "qsgd levels")?;
-            let bucket = args.option("bucket", DEFAULT_QSGD_BUCKET)?;
-            (Stage::Qsgd(QsgdParams { levels, bucket }), 1)
-        }
-        "eden" => {
-            let bits = parse_u32(args.required(0, "a bit width")?, "eden bits")?;
-            (Stage::Eden(EdenParams { bits }), 1)
-        }
-        "sign" => {
-            let chunk = args.option("chunk", DEFAULT_SIGN_CHUNK)?;
-            (Stage::Sign(SignParams { chunk }), 0)
-        }
+    let example = match name.as_str() {
+        "topk" => "topk:0.01",
+        "randk" => "randk:0.1",
+        other => registry::by_name(other).map_or("none", |k| k.example),
+    };
+    let mut args = Args::split(written, example, &rest);
+    let stage = match name.as_str() {
         "topk" => {
             let sampled = args.flag("sampled");
             let exact = args.flag("exact");
             if sampled && exact {
-                return Err(CodecError::param("topk is either exact or sampled, not both"));
+                return Err(CodecError::param(
+                    "topk is either exact or sampled, not both",
+                ));
             }
             let fraction = parse_fraction(args.required(0, "a fraction")?, "topk")?;
-            (Stage::TopK { fraction, sampled }, 1)
+            Stage::TopK { fraction, sampled }
         }
         "randk" => {
             let fraction = parse_fraction(args.required(0, "a fraction")?, "randk")?;
-            (Stage::RandK { fraction }, 1)
+            Stage::RandK { fraction }
         }
         "" => return Err(CodecError::param("empty stage in codec spec")),
-        other => {
-            return Err(CodecError::param(format!(
-                "unknown codec '{other}': expected none, f16, bf16, quant:B, qsgd:S, topk:F, randk:F, eden:B or sign"
-            )))
-        }
+        other => match registry::by_name(other) {
+            Some(kind) => Stage::Terminal((kind.parse)(&mut args)?),
+            None => {
+                return Err(CodecError::param(format!(
+                    "unknown codec '{other}': expected {}, topk:F or randk:F",
+                    registry::usages()
+                )))
+            }
+        },
     };
-    args.finish(used)?;
+    args.finish()?;
     stage.validate()?;
     Ok(stage)
 }
@@ -422,7 +354,10 @@ mod tests {
     fn trailing_sparsifier_gets_float32() {
         let spec = Spec::parse("topk:0.1").unwrap();
         assert_eq!(spec.stages().len(), 2);
-        assert_eq!(spec.stages()[1], Stage::Identity(Dtype::F32));
+        assert_eq!(
+            spec.stages()[1],
+            Stage::Terminal(Terminal::new(Identity(Dtype::F32)))
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ use rayon::prelude::*;
 
 use crate::error::{try_filled, CodecError, Result};
 use crate::kernels::rng::{derive, hash_u64, SplitMix64};
+use crate::kernels::topk::scatter_add_sorted;
 
 /// Bitmap bytes per rayon task and per seeded block (65 536 elements).
 const BLOCK_BYTES: usize = 1 << 13;
@@ -268,6 +269,34 @@ pub fn mask_scatter_add(
             out.len()
         )));
     }
+    let mask = SeededMask::new(fraction, seed);
+    if let (Rule::Gaps { .. }, Ok(_)) = (mask.rule, u32::try_from(n)) {
+        // A sparse mask: its indices (4 bytes per kept element, not a bit per element) are
+        // counted before anything is added, then scattered in order.
+        let idx = mask
+            .for_blocks(n, |block, words| {
+                let first = (block * BLOCK_ELEMS) as u32;
+                let mut idx = Vec::new();
+                for (g, &w) in words.iter().enumerate() {
+                    let mut word = w;
+                    while word != 0 {
+                        idx.push(first + 64 * g as u32 + word.trailing_zeros());
+                        word &= word - 1;
+                    }
+                }
+                idx
+            })
+            .concat();
+        if idx.len() != values.len() {
+            return Err(CodecError::frame(format!(
+                "mask selects {} elements, got {} values",
+                idx.len(),
+                values.len()
+            )));
+        }
+        scatter_add_sorted(values, &idx, weight, out);
+        return Ok(());
+    }
     bitmap_scatter_add(values, &mask_bitmap(n, fraction, seed)?, weight, out)
 }
 
@@ -501,6 +530,33 @@ mod tests {
             "bitmap too long"
         );
         assert!(bitmap_extract(&out[..9], &[1]).is_err(), "bitmap too short");
+    }
+
+    #[test]
+    #[allow(clippy::float_cmp)] // untouched means bit for bit
+    fn a_sparse_mask_scatters_by_index_as_the_bitmap_does() {
+        // Below 1/8 the scatter walks the mask's indices; the bitmap path must agree exactly.
+        let n = 1_000_003;
+        for (fraction, seed) in [(0.01, 3), (0.1, 8), (1e-5, 1)] {
+            let values: Vec<f32> = (0..mask_count(n, fraction, seed))
+                .map(|i| i as f32)
+                .collect();
+            let mut by_index = vec![0.5f32; n];
+            mask_scatter_add(&values, n, fraction, seed, 2.0, &mut by_index).unwrap();
+            let mut by_bitmap = vec![0.5f32; n];
+            let bitmap = mask_bitmap(n, fraction, seed).unwrap();
+            bitmap_scatter_add(&values, &bitmap, 2.0, &mut by_bitmap).unwrap();
+            assert_eq!(by_index, by_bitmap, "fraction {fraction}");
+            let mut untouched = vec![0.5f32; n];
+            let short = &values[..values.len().saturating_sub(1)];
+            if !values.is_empty() {
+                assert!(mask_scatter_add(short, n, fraction, seed, 2.0, &mut untouched).is_err());
+                assert!(
+                    untouched.iter().all(|&v| v == 0.5),
+                    "a refused scatter wrote"
+                );
+            }
+        }
     }
 
     proptest! {

@@ -302,6 +302,43 @@ pub fn scatter_add(values: &[f32], idx: &[u32], weight: f32, out: &mut [f32]) {
     }
 }
 
+/// [`scatter_add`] for strictly increasing `idx` (a decoded top-k selection): a large selection
+/// is cut at an index into halves that own disjoint ranges of `out`, recursively, and the halves
+/// run in parallel; below [`SERIAL_SCATTER`] indices one thread is faster than the hand-off.
+pub fn scatter_add_sorted(values: &[f32], idx: &[u32], weight: f32, out: &mut [f32]) {
+    debug_assert!(idx.windows(2).all(|w| w[0] < w[1]));
+    scatter_from(values, idx, 0, weight, out);
+}
+
+/// Selections up to this size scatter on one thread.
+const SERIAL_SCATTER: usize = 1 << 18;
+
+/// `out[i - first] += weight * v`: `out` starts at element `first` of the whole array.
+fn scatter_from(values: &[f32], idx: &[u32], first: usize, weight: f32, out: &mut [f32]) {
+    if idx.len() <= SERIAL_SCATTER {
+        const AHEAD: usize = 24;
+        let at = |i: u32| (i as usize).checked_sub(first);
+        for (j, (&v, &i)) in values.iter().zip(idx).enumerate() {
+            if let Some(later) = idx.get(j + AHEAD).and_then(|&a| out.get(at(a)?)) {
+                prefetch(std::slice::from_ref(later));
+            }
+            if let Some(o) = at(i).and_then(|i| out.get_mut(i)) {
+                *o += weight * v;
+            }
+        }
+        return;
+    }
+    let mid = idx.len() / 2;
+    let cut = (idx[mid] as usize).clamp(first, first + out.len());
+    let (lo_out, hi_out) = out.split_at_mut(cut - first);
+    let (lo_idx, hi_idx) = idx.split_at(mid);
+    let (lo_val, hi_val) = values.split_at(mid.min(values.len()));
+    rayon::join(
+        || scatter_from(lo_val, lo_idx, first, weight, lo_out),
+        || scatter_from(hi_val, hi_idx, cut, weight, hi_out),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,6 +442,21 @@ mod tests {
         let mut out = vec![1.0f32; 4];
         scatter_add(&v, &idx, 0.5, &mut out);
         assert_eq!(out, vec![1.0, 1.0, 2.5, -1.0]);
+    }
+
+    #[test]
+    fn a_sorted_scatter_split_across_threads_adds_what_a_serial_one_adds() {
+        // More indices than one thread takes, so the halves split (recursively) at an index.
+        let mut g = SplitMix64::new(4);
+        let n = 3_000_000;
+        let idx: Vec<u32> = (0..n as u32).filter(|_| g.next_f64() < 0.2).collect();
+        assert!(idx.len() > 2 * SERIAL_SCATTER);
+        let values: Vec<f32> = idx.iter().map(|&i| (i % 97) as f32 - 48.0).collect();
+        let mut serial = vec![1.0f32; n];
+        scatter_add(&values, &idx, 0.5, &mut serial);
+        let mut split = vec![1.0f32; n];
+        scatter_add_sorted(&values, &idx, 0.5, &mut split);
+        assert_eq!(serial, split);
     }
 
     proptest! {

@@ -116,6 +116,15 @@ impl<'a> Reader<'a> {
         Ok(self.array::<1>(what)?[0])
     }
 
+    /// A byte that must be 0 (false) or 1 (true).
+    pub fn flag(&mut self, what: &str) -> Result<bool> {
+        match self.u8(what)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(CodecError::frame(format!("{what} is {other}, not 0 or 1"))),
+        }
+    }
+
     pub fn u16(&mut self, what: &str) -> Result<u16> {
         Ok(u16::from_le_bytes(self.array(what)?))
     }

@@ -91,6 +91,23 @@ impl<'a> BitReader<'a> {
         Ok(v)
     }
 
+    /// One rice code, `q` one-bits, a zero, then `b` bits: `(q << b) | bits`, refusing a `q`
+    /// above `limit`. A code that fits one 57-bit window (nearly all) costs one window read.
+    #[inline]
+    fn rice(&mut self, b: u32, limit: u64) -> Result<u64> {
+        if self.bits_left() >= 64 {
+            let w = self.window();
+            let ones = w.trailing_ones();
+            if ones as u64 <= limit && ones + 1 + b <= 57 {
+                let low = (w >> (ones + 1)) & ((1u64 << b) - 1);
+                self.pos += (ones + 1 + b) as usize;
+                return Ok((u64::from(ones) << b) | low);
+            }
+        }
+        let q = self.unary(limit)?;
+        Ok((q << b) | self.bits(b)?)
+    }
+
     /// Counts one-bits up to the next zero, refusing runs longer than `limit`.
     fn unary(&mut self, limit: u64) -> Result<u64> {
         let mut q = 0u64;
@@ -179,8 +196,7 @@ pub fn decode(bytes: &[u8], n: usize, k: usize) -> Result<Vec<u32>> {
     let mut out = Vec::with_capacity(k);
     let mut next: u64 = 0;
     for _ in 0..k {
-        let q = r.unary(n as u64 >> b)?;
-        let g = (q << b) | r.bits(b)?;
+        let g = r.rice(b, n as u64 >> b)?;
         let i = next + g;
         if i >= n as u64 {
             return Err(CodecError::frame(format!(
