@@ -101,12 +101,14 @@ class SuspectTracker:
 
     The mean pools the evidence of every round a client took part in: with 10 % of clients drawn per
     round a client joins about 4 rounds in 40, too few for "suspicious in k of the last m" with k > 2.
+    A flag is the current verdict, not a sentence: an honest client flagged after one unlucky round
+    is cleared once later rounds pull its mean back under the threshold.
     Immutable: `observe` returns the next tracker, so the round driver can store it in its state.
     """
 
     threshold: float = 1.05
     m: int = 10
-    min_rounds: int = 2
+    min_rounds: int = 1
     history: Mapping[int, tuple[float, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
