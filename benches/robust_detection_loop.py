@@ -5,8 +5,7 @@ summary.json names the Byzantine clients. Replaying the tracker over the records
 the server kept (it observes the same scores in the same order), so other thresholds can be compared
 without rerunning. Prints one markdown row per run and the pooled totals.
 
-Run: `python benches/robust_detection_loop.py RUN_DIR... [--threshold 1.05] [--m 10] [--min-rounds 2]
-[--sure 2]`
+Run: `python benches/robust_detection_loop.py RUN_DIR... [--threshold 1.05] [--m 10] [--min-rounds 1]`
 """
 
 from __future__ import annotations
@@ -36,13 +35,9 @@ def main() -> None:
     ap.add_argument("--threshold", type=float, default=SuspectTracker.threshold)
     ap.add_argument("--m", type=int, default=SuspectTracker.m)
     ap.add_argument("--min-rounds", type=int, default=SuspectTracker.min_rounds)
-    ap.add_argument("--sure", type=float, default=SuspectTracker.sure)
     args = ap.parse_args()
-    tracker = SuspectTracker(args.threshold, args.m, args.min_rounds, args.sure)
-    print(
-        f"tracker: mean score over the last {args.m} rounds > {args.threshold} (seen >= {args.min_rounds}) "
-        f"or >= {args.sure}"
-    )
+    tracker = SuspectTracker(args.threshold, args.m, args.min_rounds)
+    print(f"tracker: mean score over the last {args.m} rounds > {args.threshold}, seen >= {args.min_rounds}")
     print()
     print("| run | attackers flagged / seen | honest flagged / seen |")
     print("| --- | ---: | ---: |")
