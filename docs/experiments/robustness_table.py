@@ -5,8 +5,9 @@
 RUNS/DATASET is one dataset's folder of a `fedcore sweep --plan docs/experiments/robustness_*.toml`
 output (PARTITION/SETTING/seedN/summary.json). Each cell is the final accuracy, mean over the seeds
 that finished, with the half-width of its 95 % t interval when there are two or more; a backdoor cell
-adds the backdoor success of the last round. `worst` is the lowest attacked cell of the row; the last
-row gives each attack's cost to the undefended mean (points below its clean run).
+adds the backdoor success of the last round. `worst` is the lowest attacked cell of the row, the
+next column the lowest over CORE (the attacks a defense is asked to hold); the plot shows the latter.
+The last row gives each attack's cost to the undefended mean (points below its clean run).
 """
 
 from __future__ import annotations
@@ -26,9 +27,18 @@ import matplotlib.pyplot as plt
 T975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776}  # Student's t, 97.5 % quantile, by sample size
 ORDER = [  # rows and columns in this order; anything else after them
     "mean", "median", "trimmed:0.2", "geomed", "bucket:2+krum:1", "nnm:2+median", "bucket:2+geomed",
-    "none", "signflip", "signflip:5", "gauss", "alie:5", "ipm:0.1", "ipm:100", "minmax", "minsum", "labelflip",
-    "backdoor:0,10",
+    "none", "signflip", "signflip:5", "gauss", "alie:5", "ipm:0.1", "ipm:100", "minmax", "minsum",
+    "labelflip", "backdoor:0,10",
 ]  # fmt: skip
+
+
+CORE = (
+    "signflip",
+    "signflip:5",
+    "gauss",
+    "alie:5",
+    "ipm:0.1",
+)  # the attacks the issue asks a defense to hold
 
 
 def _ordered(names: list[str]) -> list[str]:
@@ -66,17 +76,18 @@ def _fmt(values: list[float]) -> str:
 
 
 def table(cells: dict[tuple[str, str], list[tuple[float, float | None]]]) -> tuple[str, dict[str, float]]:
-    """One partition's markdown table, and each defense's worst attacked mean accuracy."""
+    """One partition's markdown table, and each defense's worst mean accuracy over the CORE attacks."""
     defenses = _ordered([d for d, _ in cells])
     attacks = _ordered([a for _, a in cells])
     lines = [
-        "| defense | " + " | ".join(attacks) + " | worst |",
-        "| --- | " + " | ".join("---" for _ in attacks) + " | --- |",
+        "| defense | " + " | ".join(attacks) + " | worst | worst of " + ", ".join(CORE) + " |",
+        "| --- | " + " | ".join("---" for _ in attacks) + " | --- | --- |",
     ]
     worst: dict[str, float] = {}
     for d in defenses:
         row = []
         attacked = []
+        core = []
         for a in attacks:
             runs = cells.get((d, a), [])
             if not runs:
@@ -89,8 +100,10 @@ def table(cells: dict[tuple[str, str], list[tuple[float, float | None]]]) -> tup
             row.append(f"{text} [{len(runs)}]" if len(runs) < 3 else text)
             if a != "none":
                 attacked.append(mean(acc for acc, _ in runs))
-        worst[d] = min(attacked) if attacked else float("nan")
-        lines.append(f"| {d} | " + " | ".join(row) + f" | {worst[d]:.3f} |")
+            if a in CORE:
+                core.append(mean(acc for acc, _ in runs))
+        worst[d] = min(core) if core else float("nan")
+        lines.append(f"| {d} | " + " | ".join(row) + f" | {min(attacked):.3f} | {worst[d]:.3f} |")
     clean = cells.get(("mean", "none"))
     if clean:
         base = mean(acc for acc, _ in clean)
@@ -100,7 +113,7 @@ def table(cells: dict[tuple[str, str], list[tuple[float, float | None]]]) -> tup
             else ""
             for a in attacks
         ]
-        lines.append("| cost to mean (points) | " + " | ".join(costs) + " | |")
+        lines.append("| cost to mean (points) | " + " | ".join(costs) + " | | |")
     return "\n".join(lines), worst
 
 
@@ -127,7 +140,11 @@ def main(root: Path, png: Path | None) -> None:
         ax.set_xticks([j + width * (len(parts) - 1) / 2 for j in range(len(defenses))])
         ax.set_xticklabels(defenses, rotation=20, ha="right", fontsize=8)
         ax.set_ylabel("worst-case final accuracy")
-        ax.set_title(f"{root.name}: worst attack per defense (dashed: clean mean - 5 points)", fontsize=9)
+        ax.set_title(
+            f"{root.name}: worst of sign-flip (x1, x5), Gaussian, ALIE z=5, IPM 0.1 per defense\n"
+            "(dashed: clean undefended mean - 5 points)",
+            fontsize=9,
+        )
         ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(png, dpi=120)
