@@ -6,7 +6,9 @@ scale sigma_h (sigma_h is the honest heterogeneity), a sign-flipper the negative
 attacker N(0, sigma_g^2 I). Per round every sampled client gets two scores: its distance to the
 coordinate-wise median over the round's median distance (suspicious above 2), and its Krum score
 over the round's median Krum score (squared distances, so suspicious above 4: the threshold
-squared). A SuspectTracker flags clients suspicious in 3 of their last 5 rounds.
+squared); and the combined `suspicion_scores` (far from the median, or pointing away from the
+others' median; suspicious above 1.05, the tracker's default). A SuspectTracker per score flags
+clients whose mean score over their last 10 rounds (at least 2 seen) exceeds that threshold.
 
 Run: `python benches/robust_detection.py [--rounds 50] [--d 10000] [--threshold 2]`; prints one
 markdown table.
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedcore.robust import Median, SuspectTracker, distance_scores, krum_scores
+from fedcore.robust import Median, SuspectTracker, distance_scores, krum_scores, suspicion_scores
 from fedcore.robust.attacks import Gaussian, SignFlip
 
 POPULATION = 100
@@ -53,8 +55,9 @@ def kind_of(c: int) -> str:
 def run(sigma_h: float, sigma_g: float, rounds: int, d: int, seed: int, threshold: float) -> dict[str, Tally]:
     rng = np.random.default_rng(seed)
     tallies = {
-        "distance": Tally({}, {}, SuspectTracker(k=3, m=5, threshold=threshold)),
-        "krum": Tally({}, {}, SuspectTracker(k=3, m=5, threshold=threshold**2)),
+        "distance": Tally({}, {}, SuspectTracker(threshold=threshold)),
+        "krum": Tally({}, {}, SuspectTracker(threshold=threshold**2)),
+        "suspicion": Tally({}, {}, SuspectTracker()),
     }
     for r in range(rounds):
         clients = sorted(rng.choice(POPULATION, PER_ROUND, replace=False).tolist())
@@ -70,6 +73,7 @@ def run(sigma_h: float, sigma_g: float, rounds: int, d: int, seed: int, threshol
         scores = {
             "distance": distance_scores(x, Median()(x)),
             "krum": krum_scores(x, min(f, (PER_ROUND - 3) // 2)),
+            "suspicion": suspicion_scores(x),
         }
         for name, s in scores.items():
             t = tallies[name]
@@ -91,8 +95,10 @@ def main() -> None:
         f"{args.threshold**2} (Krum)"
     )
     print()
-    print("| sigma_h | sigma_g | score | per-round flag rate: sign-flip | Gaussian | honest (false pos.) "
-          "| tracker 3-of-5 flags: Byzantine / 20 | honest / 80 |")
+    print(
+        "| sigma_h | sigma_g | score | per-round flag rate: sign-flip | Gaussian | honest (false pos.) "
+        "| tracker flags: Byzantine / 20 | honest / 80 |"
+    )
     print("| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     for sigma_h, sigma_g in [(0.5, 1.0), (1.0, 1.0), (1.0, 3.0), (2.0, 3.0)]:
         for name, t in run(sigma_h, sigma_g, args.rounds, args.d, args.seed, args.threshold).items():

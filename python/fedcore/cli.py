@@ -265,8 +265,8 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
         "--exclude-suspects",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="leave clients a robust aggregator flagged (suspicious in 3 of their last 5 rounds) "
-        "out of selection",
+        help="leave clients a robust aggregator flagged (mean suspicion score above 1 over their "
+        "last 10 rounds) out of selection",
     )
     parser.add_argument(
         "--eval-clients",

@@ -135,7 +135,7 @@ class FLConfig:
         None  # simulated Byzantine clients: signflip, gauss, alie, ipm, minmax, labelflip ...
     )
     byzantine: float = 0.0  # share of the population that attacks
-    exclude_suspects: bool = False  # leave clients flagged in 3 of their last 5 rounds out of selection
+    exclude_suspects: bool = False  # leave clients flagged as suspects (mean suspicion > 1) out of selection
     selection: str = "random"
     poc_candidates: int | None = None
     dropout: float = 0.0

@@ -43,7 +43,7 @@ class RoundRecord:
     epsilon: float | None = None  # user-level DP: epsilon spent after this round (at the run's delta)
     dp_clip: float | None = None  # user-level DP: the clip norm this round used
     local_epsilon: float | None = None  # DP-SGD: the largest epsilon any of this round's clients has spent
-    suspicion: dict[str, float] | None = None  # robust aggregators: client id -> distance to center / median
+    suspicion: dict[str, float] | None = None  # robust aggregators: client id -> suspicion (> 1 suspect)
     secagg: dict[str, Any] | None = None  # secure aggregation: seconds per stage, bytes, who was dropped
     backdoor_accuracy: float | None = None  # backdoor attack: share of triggered test inputs on the target
 

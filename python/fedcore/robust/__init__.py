@@ -17,7 +17,13 @@ from fedcore.robust.aggregators import (
     NormBound,
     TrimmedMean,
 )
-from fedcore.robust.detect import SuspectTracker, distance_scores, krum_scores
+from fedcore.robust.detect import (
+    SuspectTracker,
+    direction_scores,
+    distance_scores,
+    krum_scores,
+    suspicion_scores,
+)
 from fedcore.robust.preagg import Bucketing, NearestNeighborMixing, PreAggregator
 from fedcore.robust.registry import Robust, parse
 
@@ -39,7 +45,9 @@ __all__ = [
     "TrimmedMean",
     "attacks",
     "detect",
+    "direction_scores",
     "distance_scores",
     "krum_scores",
     "parse",
+    "suspicion_scores",
 ]

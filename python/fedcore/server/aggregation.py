@@ -21,13 +21,13 @@ if TYPE_CHECKING:  # typing.Self is 3.11+; annotations are never evaluated at ru
 Vector = NDArray[np.float32]
 
 
-def _suspicion(clients: list[int], updates: NDArray[np.float32], center: Vector) -> dict[int, float]:
-    """Distance of each update to the robust center over the round's median distance (1 is typical)."""
-    from fedcore.robust import distance_scores
+def _suspicion(clients: list[int], updates: NDArray[np.float32]) -> dict[int, float]:
+    """Each client's suspicion score this round (far from the median, or pointing away; > 1 suspicious)."""
+    from fedcore.robust import suspicion_scores
 
     if len(clients) < 2:
         return {}
-    return {cid: float(s) for cid, s in zip(clients, distance_scores(updates, center), strict=True)}
+    return {cid: float(s) for cid, s in zip(clients, suspicion_scores(updates), strict=True)}
 
 
 class RefusedPayloadError(ValueError):
@@ -202,7 +202,7 @@ class Collecting:
         self._controls = LinearFold(ctx) if ctx.with_control else None
         self._num_examples = 0
         self._weighted_steps = 0.0
-        self.suspicion: dict[int, float] = {}  # after finish: each client's distance to the center / median
+        self.suspicion: dict[int, float] = {}  # after finish: each client's suspicion score (> 1 suspicious)
 
     @property
     def client_ids(self) -> list[int]:
@@ -251,7 +251,7 @@ class Collecting:
             return FoldSum.empty(self._ctx.size, self._ctx.with_control)
         updates = self.updates()
         center = self._rule(updates, np.asarray(self._coefs, dtype=np.float64))
-        self.suspicion = _suspicion(self._client_ids, updates, center)
+        self.suspicion = _suspicion(self._client_ids, updates)
         controls = self._controls.finish().control_sum if self._controls is not None else None
         return FoldSum(
             delta_sum=center.astype(np.float64) * weight_sum,

@@ -126,7 +126,7 @@ def backdoor_score(config: FLConfig, evaluator: ModelAdapter, data: FederatedDat
 
 
 def robustness_summary(config: FLConfig, state: DriverState) -> dict[str, object]:
-    """Who attacked, who was flagged (suspicious in 3 of their last 5 rounds), and how well that matched."""
+    """Who attacked, who was flagged (mean suspicion above 1 in recent rounds), and how well that matched."""
     summary: dict[str, object] = {}
     flagged = sorted(state.suspects.flagged()) if state.suspects is not None else None
     if flagged is not None:
