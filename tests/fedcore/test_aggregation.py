@@ -103,6 +103,25 @@ def test_median_aggregation_is_the_coordinate_median_of_the_decoded_updates() ->
     np.testing.assert_array_equal(merged.finish().delta_sum, fold.delta_sum)
 
 
+@pytest.mark.parametrize(
+    ("spec", "rows"),
+    [
+        ("krum:2", np.random.default_rng(0).standard_normal((3, SIZE))),  # Krum with f = 2 needs 7 updates
+        ("krum:1", np.where(np.arange(5)[:, None] == 0, -3e38, 3e38) * np.ones((5, SIZE))),  # inf distances
+    ],
+)
+def test_a_round_the_robust_rule_cannot_center_falls_back_to_the_median(spec: str, rows: np.ndarray) -> None:
+    aggregator = aggregator_factory(spec, round_context(replace(TINY, aggregator=spec)))()
+    assert isinstance(aggregator, Collecting)
+    updates = rows.astype(np.float32)
+    for cid, row in enumerate(updates):
+        assert aggregator.add(reply(cid, fc.from_spec("none").encode(row, seed=0))) is None
+    fold = aggregator.finish()  # a diverged or thin round must not end the run
+    assert aggregator.fell_back is not None
+    np.testing.assert_allclose(fold.delta_sum / fold.weight_sum, np.median(updates, axis=0), rtol=1e-6)
+    assert all(np.isfinite(s) for s in aggregator.suspicion.values())
+
+
 def test_aggregator_specs_are_checked_when_the_config_is_built() -> None:
     assert isinstance(aggregator_factory("mean", round_context())(), LinearFold)  # the streaming fold
     assert isinstance(aggregator_factory("median", round_context())(), Collecting)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -9,11 +10,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fedcore.compression import fedcodec
+from fedcore.errors import one_line
 from fedcore.protocol.messages import Failure, Reply
 from fedcore.robust.spec import CenterRule
 from fedcore.strategies.base import FoldSum, Strategy
 from fedcore.uplink import Update, UplinkChain, UplinkContext
 from fedcore.uplink.codec import CodecStage, decode_frame
+
+log = logging.getLogger("fedcore.server")
 
 if TYPE_CHECKING:  # typing.Self is 3.11+; annotations are never evaluated at runtime
     from typing import Self
@@ -27,6 +31,9 @@ def _suspicion(clients: list[int], updates: NDArray[np.float32]) -> dict[int, fl
 
     if len(clients) < 2:
         return {}
+    largest = float(np.abs(updates).max())
+    if largest > 0.0:  # scores are ratios and cosines: scaling first keeps a diverged round from overflowing
+        updates = updates / np.float32(largest)
     return {cid: float(s) for cid, s in zip(clients, suspicion_scores(updates), strict=True)}
 
 
@@ -203,6 +210,7 @@ class Collecting:
         self._num_examples = 0
         self._weighted_steps = 0.0
         self.suspicion: dict[int, float] = {}  # after finish: each client's suspicion score (> 1 suspicious)
+        self.fell_back: str | None = None  # after finish: why the rule gave no center, if it did not
 
     @property
     def client_ids(self) -> list[int]:
@@ -244,13 +252,29 @@ class Collecting:
             merged._controls = self._controls.merge(other._controls)
         return merged
 
+    def _center(self, updates: NDArray[np.float32]) -> NDArray[np.float32]:
+        """The rule's center; where the rule cannot give one this round (too few updates for Krum's f,
+        distances past float32 after a divergence) the coordinate median, which needs neither, and a log line.
+        """
+        try:
+            weights = np.asarray(self._coefs, dtype=np.float64)
+            center = np.asarray(self._rule(updates, weights), dtype=np.float32)
+            if np.isfinite(center).all():
+                return center
+            problem = "a non-finite center"
+        except ValueError as exc:  # fedcodec's CodecError is a ValueError
+            problem = one_line(str(exc))
+        log.warning("robust rule gave no center this round (%s); used the coordinate median", problem)
+        self.fell_back = problem
+        return np.median(updates, axis=0).astype(np.float32)
+
     def finish(self) -> FoldSum:
         count = len(self._updates)
         weight_sum = float(sum(self._coefs))
         if count == 0:
             return FoldSum.empty(self._ctx.size, self._ctx.with_control)
         updates = self.updates()
-        center = self._rule(updates, np.asarray(self._coefs, dtype=np.float64))
+        center = self._center(updates)
         self.suspicion = _suspicion(self._client_ids, updates)
         controls = self._controls.finish().control_sum if self._controls is not None else None
         return FoldSum(
