@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from fedcore.backends.base import ModelAdapter, TrainConfig
+from fedcore.backends.base import FitResult, ModelAdapter, TrainConfig
 from fedcore.config import FLConfig
 from fedcore.uplink.base import Vector
 
@@ -48,18 +49,25 @@ class BatchedTrainer:
     """
 
     def train(self, adapter: ModelAdapter, clients: Sequence[ClientTraining]) -> list[Trained]:
-        from fedcore.backends.batched_torch import StackedFit, fit_stacked
-        from fedcore.backends.torch_backend import TorchAdapter
+        from fedcore.backends.stacked_mlp import NumpyMLP, StackedFit, fit_stacked_mlp
 
-        if not isinstance(adapter, TorchAdapter):
-            raise TypeError(f"batched training needs a TorchAdapter, got {type(adapter).__name__}")
+        fit_stacked: Callable[[Sequence[StackedFit]], list[tuple[Vector, FitResult]]]
+        if isinstance(adapter, NumpyMLP):
+            fit_stacked = partial(fit_stacked_mlp, adapter.layout)
+        else:
+            from fedcore.backends.batched_torch import fit_stacked as fit_torch
+            from fedcore.backends.torch_backend import TorchAdapter
+
+            if not isinstance(adapter, TorchAdapter):
+                raise TypeError(f"batched training needs a torch MLP, got {type(adapter).__name__}")
+            fit_stacked = partial(fit_torch, adapter)
         start = time.perf_counter()
         training = [i for i, c in enumerate(clients) if c.y.size]
         fits = [
             StackedFit(c.start_weights, c.x, c.y, c.config, c.correction)
             for c in (clients[i] for i in training)
         ]
-        results = dict(zip(training, fit_stacked(adapter, fits), strict=True))
+        results = dict(zip(training, fit_stacked(fits), strict=True))
         share = (time.perf_counter() - start) / len(clients)
         trained = []
         for i, client in enumerate(clients):
@@ -87,7 +95,8 @@ def batched_trainer_for(config: FLConfig, adapter: ModelAdapter) -> BatchedTrain
     return None
 
 
-def _refusal(config: FLConfig, adapter: ModelAdapter) -> str | None:
+def job_refusal(config: FLConfig) -> str | None:
+    """Why this job's clients must train one by one whatever the model (None: the model decides)."""
     if config.local_head:
         return "a local head trains head and body in turn"
     if config.ditto_rounds:
@@ -96,6 +105,17 @@ def _refusal(config: FLConfig, adapter: ModelAdapter) -> str | None:
         return "DP-SGD clips and noises each example's gradient"
     if config.backend != "torch":
         return f"the {config.backend} backend"
+    return None
+
+
+def _refusal(config: FLConfig, adapter: ModelAdapter) -> str | None:
+    reason = job_refusal(config)
+    if reason is not None:
+        return reason
+    from fedcore.backends.stacked_mlp import NumpyMLP
+
+    if isinstance(adapter, NumpyMLP):
+        return None
     from fedcore.backends.batched_torch import stacking_refusal
 
     return stacking_refusal(adapter)

@@ -13,8 +13,9 @@ from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
 from fedcore.backends.base import ModelAdapter
-from fedcore.backends.models import make_adapter
+from fedcore.backends.models import make_adapter, torch_mlp_without_torch
 from fedcore.client import ClientApp, ClientState
+from fedcore.client.batched import job_refusal
 from fedcore.config import FLConfig
 from fedcore.data import FederatedData, build_federated
 from fedcore.protocol.aggregator import Aggregator
@@ -52,14 +53,24 @@ def load_data(config: FLConfig) -> FederatedData:
     )
 
 
+def needs_torch(config: FLConfig) -> bool:
+    """Whether the run imports torch: not for a built-in MLP whose clients all train stacked (in numpy)."""
+    if config.backend != "torch":
+        return False
+    stacked = config.vectorize is not False and job_refusal(config) is None
+    return not (stacked and config.model in ("mlp", "logreg") and config.personalize is None)
+
+
 def build_model(config: FLConfig, data: FederatedData) -> ModelAdapter:
     """Every process builds the same initial model from the config's seed."""
+    if config.backend == "torch" and not needs_torch(config):
+        return torch_mlp_without_torch(config.model, data.in_features, data.n_classes, config.seed)
     return make_adapter(config.backend, config.model, data.in_features, data.n_classes, config.seed)
 
 
 def limit_threads(config: FLConfig) -> None:
     """One BLAS/torch thread per worker: workers are the parallelism, and results stay reproducible."""
-    if config.backend == "torch":
+    if needs_torch(config):
         import torch
 
         torch.set_num_threads(1)
@@ -147,7 +158,8 @@ def _context(config: FLConfig) -> Any:
     if "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["fedcore.sim.workers", *_BACKEND_MODULES[config.backend]])
+    backend = _BACKEND_MODULES[config.backend] if config.backend != "torch" or needs_torch(config) else ()
+    ctx.set_forkserver_preload(["fedcore.sim.workers", *backend])
     # (the preload list only counts before the server's first start; later pools reuse that server)
     return ctx
 
