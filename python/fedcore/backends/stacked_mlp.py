@@ -60,7 +60,10 @@ def torch_mlp_init(layout: ParamLayout, seed: int) -> NDArray[np.float32]:
     for weight, bias in zip(layout.entries[0::2], layout.entries[1::2], strict=True):
         fan_in = weight.shape[1]
         gain = math.sqrt(2.0 / (1 + math.sqrt(5) ** 2))
-        for entry, bound in ((weight, math.sqrt(3.0) * (gain / math.sqrt(fan_in))), (bias, 1 / math.sqrt(fan_in))):
+        for entry, bound in (
+            (weight, math.sqrt(3.0) * (gain / math.sqrt(fan_in))),
+            (bias, 1 / math.sqrt(fan_in)),
+        ):
             draws = bits.random_raw(entry.size).astype(np.uint64) & np.uint64((1 << 24) - 1)
             unit = draws.astype(np.float64) * (1.0 / (1 << 24))
             low, high = float(np.float32(-bound)), float(np.float32(bound))
@@ -86,9 +89,7 @@ def fit_stacked_mlp(
     controls = [fit.control for fit in fits]
     terms = _Terms(
         decay=stack.per_client([c.weight_decay for c in configs]),
-        correction=stack.flat(
-            [c if c is not None else np.zeros(layout.size, np.float32) for c in controls]
-        )
+        correction=stack.flat([c if c is not None else np.zeros(layout.size, np.float32) for c in controls])
         if any(c is not None for c in controls)
         else None,
         prox=stack.per_client([c.prox_mu for c in configs]),
@@ -133,7 +134,9 @@ class NumpyMLP:
         control: NDArray[np.float32] | None = None,
     ) -> FitResult:
         """SGD with optional FedProx pull (`prox_mu`) and SCAFFOLD correction (`control`)."""
-        [(weights, result)] = fit_stacked_mlp(self._layout, [StackedFit(self._weights, x, y, config, control)])
+        [(weights, result)] = fit_stacked_mlp(
+            self._layout, [StackedFit(self._weights, x, y, config, control)]
+        )
         self._weights = weights
         return result
 
@@ -155,7 +158,9 @@ class NumpyMLP:
             log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
             loss_sum -= float(log_p[np.arange(len(yb)), yb].astype(np.float64).sum())
             correct += int((out.argmax(axis=1) == yb).sum())
-        return EvalResult(num_examples=len(labels), loss=loss_sum / len(labels), accuracy=correct / len(labels))
+        return EvalResult(
+            num_examples=len(labels), loss=loss_sum / len(labels), accuracy=correct / len(labels)
+        )
 
 
 class _Stack:

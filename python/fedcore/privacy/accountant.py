@@ -6,7 +6,6 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-
 SamplingKind = Literal["poisson", "fixed"]
 AccountantKind = Literal["pld", "rdp"]
 
@@ -18,7 +17,7 @@ _PLD_DISCRETIZATION = 1e-4
 
 
 def _dp() -> Any:
-    """dp-accounting, imported on first use: it pulls in scipy (~0.8 s), which a run without DP never needs."""
+    """dp-accounting, imported on first use: it pulls in scipy (~0.8 s), which runs without DP never need."""
     import dp_accounting  # type: ignore[import-untyped]
     import dp_accounting.pld.pld_privacy_accountant  # type: ignore[import-untyped]
     import dp_accounting.pld.privacy_loss_distribution  # type: ignore[import-untyped]
