@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -40,6 +41,7 @@ from fedcore.server.driver import (
 )
 from fedcore.sim.attack import AttackedTransport, byzantine_clients
 from fedcore.sim.personal import own_models, score_ditto_rounds, score_local_head
+from fedcore.sim.profile import SimProfile
 from fedcore.sim.secure import SecureTransport
 from fedcore.sim.transport import SimTransport
 from fedcore.sim.workers import build_model, limit_threads, load_data, make_pool
@@ -180,22 +182,33 @@ def simulate(
     config: FLConfig,
     on_round: Callable[[RoundRecord], None] | None = None,
     data: FederatedData | None = None,
+    profile: SimProfile | None = None,
 ) -> SimResult:
     """Run `config.rounds` rounds; raises InsufficientClientsError when a round falls below min_clients.
 
     `data` replaces the config's dataset (e.g. `FederatedData.from_arrays`); it must have `config.clients`.
+    `profile` collects the time of each phase and each round's split (`fedcore sim --profile`).
     """
+
+    def phase(name: str) -> AbstractContextManager[None]:
+        return profile.phase(name) if profile is not None else nullcontext()
+
     validate_spec(config.codec)
     validate_spec(config.downlink_codec)
     start = time.perf_counter()
     limit_threads(config)
     if data is None:
-        data = load_data(config)
+        with phase("data load"):
+            data = load_data(config)
     elif data.num_clients != config.clients:
         raise ValueError(f"the data holds {data.num_clients} clients, the config asks for {config.clients}")
-    evaluator = build_model(config, data)
+    with phase("model build"):
+        evaluator = build_model(config, data)
     devices = ClientStateStore()
-    simulated = SimTransport(make_pool(config, data), devices)
+    with phase("worker start"):
+        simulated = SimTransport(make_pool(config, data), devices)
+    if profile is not None:
+        profile.workers = simulated.workers
     transport: Transport = simulated
     if config.attack is not None:
         transport = AttackedTransport(simulated, config)
@@ -227,7 +240,10 @@ def simulate(
     state: DriverState = initial_state(config, evaluator.get_weights())
     try:
         while state.next_round < driver.rounds_to_run:
-            state, record, _ = driver.run_round(state)
+            with phase("later rounds" if state.records else "first round"):
+                state, record, _ = driver.run_round(state)
+            if profile is not None:
+                profile.add_round(record, simulated.last_timing, simulated.last_pool_s)
             if on_round is not None:
                 on_round(record)
     finally:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 from fedcore.config import FLConfig
 from fedcore.data import FederatedData
 from fedcore.records import RoundRecord, RoundsWriter, summarize, write_jsonl, write_summary
 from fedcore.sim.engine import SimResult, simulate
+from fedcore.sim.profile import SimProfile
 from fedcore.sim.workers import build_model, load_data
 
 
@@ -17,6 +19,7 @@ def simulate_to_dir(
     config: FLConfig,
     on_round: Callable[[RoundRecord], None] | None = None,
     data: FederatedData | None = None,
+    profile: SimProfile | None = None,
 ) -> SimResult:
     """Simulate into `config.out`; rounds are on disk as they finish, so a killed run keeps its history.
 
@@ -36,13 +39,15 @@ def simulate_to_dir(
                 on_round(round_record)
 
         try:
-            result = simulate(config, record, data)
+            result = simulate(config, record, data, profile)
         except KeyboardInterrupt:
             write_summary(out / "summary.json", _interrupted_summary(config, data, done, start))
             raise
-    if result.personalization is not None:
-        write_jsonl(out / "personalization.jsonl", [s.to_dict() for s in result.personalization.scores])
-    write_summary(out / "summary.json", {**result.summary, "status": "complete"})
+    with profile.phase("output files") if profile is not None else nullcontext():
+        if result.personalization is not None:
+            scores = [s.to_dict() for s in result.personalization.scores]
+            write_jsonl(out / "personalization.jsonl", scores)
+        write_summary(out / "summary.json", {**result.summary, "status": "complete"})
     return result
 
 
