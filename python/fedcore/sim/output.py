@@ -39,7 +39,10 @@ def simulate_to_dir(
                 on_round(round_record)
 
         try:
-            result = simulate(config, record, data, profile)
+            if profile is None:
+                result = simulate(config, record, data)
+            else:
+                result = simulate(config, record, data, profile)
         except KeyboardInterrupt:
             write_summary(out / "summary.json", _interrupted_summary(config, data, done, start))
             raise
