@@ -77,31 +77,60 @@ def fit_stacked_mlp(
     """Train every client of an MLP (`mlp_layout`'s shape) from its own start; its new weights and result."""
     if not fits:
         return []
-    for fit in fits:
-        check_xy(fit.x, fit.y)
-        check_flat(fit.weights, layout.size, "weights")
-        if fit.control is not None:
-            check_flat(fit.control, layout.size, "control variate")
-    schedule = _Schedule.build(fits, layout.entries[-1].shape[0])
-    stack = _Stack(layout, len(fits))
-    params = stack.flat([fit.weights for fit in fits])
-    configs = [fit.config for fit in fits]
-    controls = [fit.control for fit in fits]
-    terms = _Terms(
-        decay=stack.per_client([c.weight_decay for c in configs]),
-        correction=stack.flat([c if c is not None else np.zeros(layout.size, np.float32) for c in controls])
-        if any(c is not None for c in controls)
-        else None,
-        prox=stack.per_client([c.prox_mu for c in configs]),
-        momentum=stack.per_client([c.momentum for c in configs]),
-    )
+    job = StackedJob.build(layout, fits, layout.entries[-1].shape[0])
     with np.errstate(over="ignore", invalid="ignore"):  # a diverging client only spoils its own rows
-        losses = _run(stack, params, schedule, terms, np.array([c.lr for c in configs], np.float32))
-    flat = stack.unflat(params)
-    return [
-        (flat[k], FitResult(len(fit.y), steps, float(losses[k]) / steps))
-        for k, (fit, steps) in enumerate(zip(fits, schedule.steps, strict=True))
-    ]
+        losses = _run(job.stack, job.params, job.schedule, job.terms, job.lr)
+    return job.results(job.params, losses)
+
+
+@dataclass(frozen=True)
+class StackedJob:
+    """Everything a stacked run starts from: the batches, the stacked weights, the SGD terms, the lrs."""
+
+    fits: tuple[StackedFit, ...]
+    schedule: StackedSchedule
+    stack: Stack
+    params: NDArray[np.float32]  # [K * d], stacked order
+    terms: StackedTerms
+    lr: NDArray[np.float32]  # [K]
+
+    @classmethod
+    def build(cls, layout: ParamLayout, fits: Sequence[StackedFit], classes: int) -> StackedJob:
+        for fit in fits:
+            check_xy(fit.x, fit.y)
+            check_flat(fit.weights, layout.size, "weights")
+            if fit.control is not None:
+                check_flat(fit.control, layout.size, "control variate")
+        stack = Stack(layout, len(fits))
+        configs = [fit.config for fit in fits]
+        controls = [fit.control for fit in fits]
+        zero = np.zeros(layout.size, np.float32)
+        terms = StackedTerms(
+            decay=stack.per_client([c.weight_decay for c in configs]),
+            correction=stack.flat([c if c is not None else zero for c in controls])
+            if any(c is not None for c in controls)
+            else None,
+            prox=stack.per_client([c.prox_mu for c in configs]),
+            momentum=stack.per_client([c.momentum for c in configs]),
+        )
+        return cls(
+            tuple(fits),
+            StackedSchedule.build(fits, classes),
+            stack,
+            stack.flat([fit.weights for fit in fits]),
+            terms,
+            np.array([c.lr for c in configs], np.float32),
+        )
+
+    def results(
+        self, params: NDArray[np.float32], losses: NDArray[np.float64]
+    ) -> list[tuple[NDArray[np.float32], FitResult]]:
+        """Each client's weights (model order) and FitResult from the trained stack and summed losses."""
+        flat = self.stack.unflat(params)
+        return [
+            (flat[k], FitResult(len(fit.y), steps, float(losses[k]) / steps))
+            for k, (fit, steps) in enumerate(zip(self.fits, self.schedule.steps, strict=True))
+        ]
 
 
 class NumpyMLP:
@@ -163,7 +192,7 @@ class NumpyMLP:
         )
 
 
-class _Stack:
+class Stack:
     """K flat models in one buffer, parameter by parameter: each parameter's [K, *shape] block is contiguous.
 
     So one elementwise call steps every parameter of every client, and each layer's block feeds a matmul.
@@ -210,7 +239,7 @@ class _Stack:
 
 
 @dataclass(frozen=True)
-class _Terms:
+class StackedTerms:
     """What SGD adds to each gradient, per element of the stacked buffer (None: absent for every client)."""
 
     decay: NDArray[np.float32] | None
@@ -220,7 +249,7 @@ class _Terms:
 
 
 @dataclass(frozen=True)
-class _Schedule:
+class StackedSchedule:
     """Every step's batches for all clients, gathered ahead: inputs [S, K, B, F], loss weights, active."""
 
     inputs: NDArray[np.float32]  # [S, K, B, features]
@@ -230,7 +259,7 @@ class _Schedule:
     steps: tuple[int, ...]
 
     @classmethod
-    def build(cls, fits: Sequence[StackedFit], classes: int) -> _Schedule:
+    def build(cls, fits: Sequence[StackedFit], classes: int) -> StackedSchedule:
         plans: list[BatchPlan] = [plan_batches(len(f.y), f.config) for f in fits]
         width = max(f.config.batch_size for f in fits)
         steps = max(p.num_steps for p in plans)
@@ -262,10 +291,10 @@ class _Schedule:
 
 
 def _run(
-    stack: _Stack,
+    stack: Stack,
     params: NDArray[np.float32],
-    schedule: _Schedule,
-    terms: _Terms,
+    schedule: StackedSchedule,
+    terms: StackedTerms,
     lr: NDArray[np.float32],
 ) -> NDArray[np.float64]:
     """The SGD loop: hand-written forward and backward of the stacked MLP, then TorchAdapter's SGD step.
