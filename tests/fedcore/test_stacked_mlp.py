@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from fedcore.backends import TrainConfig, make_adapter  # noqa: E402
-from fedcore.backends.batched_torch import stacking_refusal  # noqa: E402
+from fedcore.backends.batched_torch import StackedFit, fit_stacked  # noqa: E402
 from fedcore.backends.models import torch_mlp_without_torch  # noqa: E402
 from fedcore.backends.stacked_mlp import NumpyMLP  # noqa: E402
 from fedcore.backends.torch_backend import TorchAdapter  # noqa: E402
@@ -87,6 +87,18 @@ def test_the_default_job_gets_the_numpy_model() -> None:
     assert isinstance(build_model(replace(config, vectorize=False), load_data(config)), TorchAdapter)
 
 
-def test_linear_layers_without_a_relu_between_them_do_not_stack() -> None:
-    linear = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 20), torch.nn.Linear(20, 10))
-    assert stacking_refusal(TorchAdapter(linear)) == "Linear and ReLU layers that do not alternate"
+def test_linear_layers_without_a_relu_between_them_train_as_written() -> None:
+    """Not the ReLU MLP the numpy path assumes: it goes through torch.func and stays linear."""
+    linear = TorchAdapter(
+        torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 20), torch.nn.Linear(20, 10))
+    )
+    digits = load_digits_dataset()
+    start = linear.get_weights()
+    fits = [
+        StackedFit(start, digits.x[a : a + 30], digits.y[a : a + 30], TrainConfig(seed=a)) for a in (0, 30)
+    ]
+    for fit, (weights, _) in zip(fits, fit_stacked(linear, fits), strict=True):
+        linear.set_weights(start)
+        linear.fit(fit.x, fit.y, fit.config)
+        alone = linear.get_weights()
+        assert np.linalg.norm(weights - alone) <= RTOL * np.linalg.norm(alone - start)
