@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ class Trained:
 
 
 class BatchedTrainer:
-    """Trains many clients of one torch MLP at once (see fedcore.backends.batched_torch).
+    """Trains many clients of one model at once (fedcore.backends.batched_torch and batched_mlx).
 
     A client's `train_s` is its share of the batched wall time: the job's time divided by its clients.
     """
@@ -54,6 +55,12 @@ class BatchedTrainer:
         fit_stacked: Callable[[Sequence[StackedFit]], list[tuple[Vector, FitResult]]]
         if isinstance(adapter, NumpyMLP):
             fit_stacked = partial(fit_stacked_mlp, adapter.layout)
+        elif _is_mlx(adapter):
+            from fedcore.backends.batched_mlx import fit_stacked as fit_mlx
+            from fedcore.backends.mlx_backend import MLXAdapter
+
+            assert isinstance(adapter, MLXAdapter)
+            fit_stacked = partial(fit_mlx, adapter)
         else:
             from fedcore.backends.batched_torch import fit_stacked as fit_torch
             from fedcore.backends.torch_backend import TorchAdapter
@@ -77,6 +84,12 @@ class BatchedTrainer:
             else:  # no data: nothing trains, as in ClientApp.handle
                 trained.append(Trained(client.start_weights.copy(), 0, 0, 0.0, share))
         return trained
+
+
+def _is_mlx(adapter: ModelAdapter) -> bool:
+    """An mlx model can only exist once mlx_backend is imported; a torch job never imports mlx to ask."""
+    backend = sys.modules.get("fedcore.backends.mlx_backend")
+    return backend is not None and isinstance(adapter, backend.MLXAdapter)
 
 
 def batched_trainer_for(config: FLConfig, adapter: ModelAdapter) -> BatchedTrainer | None:
@@ -103,7 +116,7 @@ def job_refusal(config: FLConfig) -> str | None:
         return "Ditto trains a personal model in rounds"
     if config.dp is not None and config.dp.startswith("local:"):
         return "DP-SGD clips and noises each example's gradient"
-    if config.backend != "torch":
+    if config.backend not in ("torch", "mlx"):
         return f"the {config.backend} backend"
     return None
 
@@ -116,6 +129,10 @@ def _refusal(config: FLConfig, adapter: ModelAdapter) -> str | None:
 
     if isinstance(adapter, NumpyMLP):
         return None
+    if config.backend == "mlx":
+        from fedcore.backends.batched_mlx import stacking_refusal as mlx_refusal
+
+        return mlx_refusal(adapter)
     from fedcore.backends.batched_torch import stacking_refusal
 
     return stacking_refusal(adapter)
