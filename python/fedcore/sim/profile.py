@@ -90,6 +90,9 @@ def child_profile() -> tuple[SimProfile, Path] | None:
     spec = os.environ.get(PROFILE_ENV)
     if spec is None:
         return None
+    # multiprocessing starts its forkserver and workers with this interpreter's -X options: without
+    # this, their imports would print into the same stream and count as this process's
+    sys._xoptions.pop("importtime", None)
     launched, path = spec.split(" ", 1)
     return SimProfile(float(launched)), Path(path)
 
@@ -136,7 +139,11 @@ def imports_by_package(imports: Sequence[tuple[str, float]]) -> list[tuple[str, 
 
 def render(profile: dict[str, Any], imports: Sequence[tuple[str, float]]) -> str:
     """The three tables --profile prints: start-up and run phases, imports by package, a round's split."""
-    lines = ["", "profile: wall and CPU (user+sys) seconds", f"  {'phase':<40}{'wall':>9}{'cpu':>9}"]
+    lines = [
+        "",
+        "profile: wall and CPU (user+sys) seconds of this process (worker processes' CPU not included)",
+        f"  {'phase':<40}{'wall':>9}{'cpu':>9}",
+    ]
     phases = profile["phases"]
     for name, wall, cpu in phases:
         lines.append(f"  {name:<40}{wall:>9.3f}{cpu:>9.3f}")
@@ -146,9 +153,10 @@ def render(profile: dict[str, Any], imports: Sequence[tuple[str, float]]) -> str
         f"{sum(p[2] for p in start_up):>9.3f}"
     )
     if imports:
+        total = sum(s for _, s in imports)
         lines += [
             "",
-            f"imports by package (self time, python -X importtime; total {sum(s for _, s in imports):.3f} s)",
+            f"imports by package (self time, python -X importtime, this process; total {total:.3f} s)",
         ]
         lines += [f"  {package:<40}{seconds:>9.3f}" for package, seconds in imports_by_package(imports)]
     rounds = profile["rounds"]
