@@ -10,7 +10,8 @@ round train as one stacked model, worker count from the job) and `one-by-one` (`
 fedcore trained before batching, on its default pool of one worker per core), plus `flower` and `before`
 (the default job with another tree's code) when asked.
 Reported per variant (median over repeats): whole-process wall and CPU (user+sys of the process and the
-children it waited for; on a busy machine CPU is the steadier number), median round wall, training's share of
+children it waited for; on a busy machine CPU is the steadier number; nan for a run with worker processes,
+whose forkserver children nobody here waits for), median round wall, training's share of
 the round walls (summed train_s / summed wall_s: above 1 when workers train in parallel), final accuracy,
 and start-up: the whole-process wall of `fedcore sim --rounds 1`.
 """
@@ -47,10 +48,12 @@ def run_fedcore(
     start, cpu = time.perf_counter(), _children_cpu()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=_env(tree))
     wall = time.perf_counter() - start
+    cpu = _children_cpu() - cpu
     rounds = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
+    workers = json.loads((out / "summary.json").read_text())["timing"]["workers"]
     return {
         "wall_s": wall,
-        "cpu_s": _children_cpu() - cpu,
+        "cpu_s": cpu if workers <= 1 else float("nan"),  # forkserver workers are never waited for here
         "round_ms": 1e3 * statistics.median(r["wall_s"] for r in rounds),
         "train_share": sum(r["train_s"] for r in rounds) / sum(r["wall_s"] for r in rounds),
         "accuracy": rounds[-1]["accuracy"],
