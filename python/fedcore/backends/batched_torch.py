@@ -138,15 +138,14 @@ def _run_vmapped(adapter: TorchAdapter, job: StackedJob, params: torch.Tensor) -
     velocity = torch.zeros_like(params) if terms["momentum"] is not None else None
     example_shape = job.fits[0].x.shape[1:]
     schedule = job.schedule
-    inputs = torch.from_numpy(schedule.inputs)
     targets = torch.from_numpy(schedule.target)
     losses = torch.zeros(clients, dtype=torch.float64)
     scale = params
     with torch.no_grad():
-        for step in range(inputs.shape[0]):
+        for step in range(schedule.num_steps):
             if step == 0 or not np.array_equal(schedule.active[step], schedule.active[step - 1]):
                 scale = torch.from_numpy(job.stack.expand(schedule.active[step] * job.lr))
-            batch = inputs[step].view(clients, -1, *example_shape)
+            batch = torch.from_numpy(schedule.inputs(step)).view(clients, -1, *example_shape)
             with torch.enable_grad():
                 step_grads, step_loss = gradient(param_views, batch, targets[step])
             for name in names:

@@ -250,9 +250,11 @@ class StackedTerms:
 
 @dataclass(frozen=True)
 class StackedSchedule:
-    """Every step's batches for all clients, gathered ahead: inputs [S, K, B, F], loss weights, active."""
+    """Every step's batch rows for all clients, drawn ahead; a step's inputs are gathered when it runs
+    (gathering all ahead would hold S x K x B copies of a row: gigabytes for a big image job)."""
 
-    inputs: NDArray[np.float32]  # [S, K, B, features]
+    examples: NDArray[np.float32]  # [N + 1, features]: every client's rows, then a zero row for padding
+    rows: NDArray[np.int64]  # [S, K, B] indices into examples
     weight: NDArray[np.float32]  # [S, K, B, 1]: 1/batch length on real rows, 0 on padding
     target: NDArray[np.float32]  # [S, K, B, classes]: one-hot labels times weight
     active: NDArray[np.float32]  # [S, K]: 1.0 while the client still trains
@@ -287,7 +289,16 @@ class StackedSchedule:
         weight = (real * inv[..., None]).astype(np.float32)[..., None]
         target = np.eye(classes, dtype=np.float32)[y_all[rows]] * weight
         active = (counts > 0).astype(np.float32)
-        return cls(x_all[rows], weight, target, active, tuple(p.num_steps for p in plans))
+        return cls(x_all, rows, weight, target, active, tuple(p.num_steps for p in plans))
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.rows.shape[0])
+
+    def inputs(self, step: int) -> NDArray[np.float32]:
+        """[K, B, features]: every client's batch at `step`, zero rows where it has none."""
+        batch: NDArray[np.float32] = self.examples[self.rows[step]]
+        return batch
 
 
 def _run(
@@ -311,10 +322,10 @@ def _run(
     velocity = np.zeros_like(params) if terms.momentum is not None else None
     losses = np.zeros_like(schedule.target[0])
     scale = np.empty_like(params)
-    for step in range(schedule.inputs.shape[0]):
+    for step in range(schedule.num_steps):
         if step == 0 or not np.array_equal(schedule.active[step], schedule.active[step - 1]):
             scale = stack.expand(schedule.active[step] * lr)  # a finished client's weights stop moving
-        activations = [schedule.inputs[step]]
+        activations = [schedule.inputs(step)]
         for i in range(layers):
             z = np.matmul(activations[-1], transposed[i])
             z += biases[i][:, None, :]
