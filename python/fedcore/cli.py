@@ -40,7 +40,7 @@ from fedcore.output_dir import check_out, cleaned_on_failure
 from fedcore.records import RoundRecord
 from fedcore.selection import SELECTION_NAMES, InsufficientClientsError
 from fedcore.sim.profile import SimProfile, child_profile, run_profiled
-from fedcore.sim.workers import WorkerError
+from fedcore.sim.workers import WorkerError, prestart_workers
 from fedcore.transport.grpc.cli import (
     add_client_arguments,
     add_deploy_local_arguments,
@@ -444,6 +444,7 @@ def run_sim_command(args: argparse.Namespace, console: Console, profile: SimProf
         print(to_toml(config.to_dict(), "fedcore sim config (use it with --config FILE)"), end="")
         return 0
     with profile.phase("checks and data load") if profile is not None else nullcontext():
+        prestart_workers(config)  # the worker processes' imports overlap the data load
         data = _preflight(config, args.overwrite)
     out = Path(config.out)
     try:

@@ -44,7 +44,7 @@ from fedcore.sim.personal import own_models, score_ditto_rounds, score_local_hea
 from fedcore.sim.profile import SimProfile
 from fedcore.sim.secure import SecureTransport
 from fedcore.sim.transport import SimTransport
-from fedcore.sim.workers import build_model, limit_threads, load_data, make_pool
+from fedcore.sim.workers import build_model, limit_threads, load_data, make_pool, prestart_workers
 from fedcore.uplink.base import Vector
 
 MEDIAN_SECONDS_PER_STEP = 0.01
@@ -197,6 +197,7 @@ def simulate(
     validate_spec(config.downlink_codec)
     start = time.perf_counter()
     limit_threads(config)
+    prestart_workers(config)
     if data is None:
         with phase("data load"):
             data = load_data(config)

@@ -179,6 +179,15 @@ def _context(config: FLConfig) -> Any:
     return ctx
 
 
+def prestart_workers(config: FLConfig) -> None:
+    """Start the forkserver (and its imports) now, so it gets ready while this process loads the data."""
+    if config.num_workers > 1 and "forkserver" in mp.get_all_start_methods():
+        from multiprocessing import forkserver
+
+        _context(config)  # sets the preload list, which only counts before the server starts
+        forkserver.ensure_running()
+
+
 class ProcessPool:
     """N worker processes, one pipe each; jobs go out together and results come back in worker order."""
 
