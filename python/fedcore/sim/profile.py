@@ -35,6 +35,7 @@ class WorkTiming:
     aggregate_s: float = 0.0  # folding the replies into the worker's partial aggregate
 
     def plus(self, other: WorkTiming) -> WorkTiming:
+        """Two workers' seconds added up: a round's total over its workers."""
         return WorkTiming(
             self.train_s + other.train_s,
             self.encode_s + other.encode_s,
@@ -54,6 +55,7 @@ class SimProfile:
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
+        """Times the block (wall and this process's CPU) as phase `name`."""
         wall, cpu = time.perf_counter(), time.process_time()
         try:
             yield
@@ -82,6 +84,7 @@ class SimProfile:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """What the child writes for the parent to print (JSON)."""
         return {"phases": self.phases, "rounds": self.rounds, "workers": self.workers}
 
 
