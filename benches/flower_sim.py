@@ -26,11 +26,12 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 from flwr.simulation import run_simulation
 
+from fedcore.backends.models import make_adapter
 from fedcore.backends.torch_backend import TorchAdapter
 from fedcore.client import local_train_config
 from fedcore.config import FLConfig
 from fedcore.data import FederatedData
-from fedcore.sim.workers import build_model, load_data
+from fedcore.sim.workers import load_data
 
 
 def job() -> FLConfig:
@@ -47,8 +48,8 @@ def world() -> tuple[FLConfig, FederatedData, TorchAdapter]:
     torch.set_num_threads(1)  # one thread per actor, as fedcore gives each worker
     config = job()
     data = load_data(config)
-    model = build_model(config, data)
-    assert isinstance(model, TorchAdapter)
+    model = make_adapter(config.backend, config.model, data.in_features, data.n_classes, config.seed)
+    assert isinstance(model, TorchAdapter)  # Flower trains the torch model one client at a time
     return config, data, model
 
 

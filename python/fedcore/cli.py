@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -39,7 +40,8 @@ from fedcore.help_text import epilog, with_default
 from fedcore.output_dir import check_out, cleaned_on_failure
 from fedcore.records import RoundRecord
 from fedcore.selection import SELECTION_NAMES, InsufficientClientsError
-from fedcore.sim.workers import WorkerError
+from fedcore.sim.profile import SimProfile, child_profile, run_profiled
+from fedcore.sim.workers import WorkerError, prestart_workers
 from fedcore.transport.grpc.cli import (
     add_client_arguments,
     add_deploy_local_arguments,
@@ -178,6 +180,12 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--print-config", action="store_true", help="print the resolved config as TOML and exit"
     )
+    sim.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the run, print where start-up and round time went (imports by package, data load, "
+        "model build, worker start, first round; train/encode/aggregate/evaluate per round)",
+    )
     server = sub.add_parser(
         "server",
         help="serve the same rounds as `fedcore sim` to real clients over gRPC",
@@ -299,7 +307,7 @@ def _str_list(text: str) -> tuple[str, ...]:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    skip = {"command", "config", "overwrite", "print_config"}
+    skip = {"command", "config", "overwrite", "print_config", "profile"}
     return {k: v for k, v in vars(args).items() if k not in skip and v is not None}
 
 
@@ -362,12 +370,17 @@ def _summary_table(summary: dict[str, Any], out: Path) -> Table:
     return table
 
 
-def run_sim(config: FLConfig, console: Console, data: FederatedData | None = None) -> dict[str, Any]:
+def run_sim(
+    config: FLConfig,
+    console: Console,
+    data: FederatedData | None = None,
+    profile: SimProfile | None = None,
+) -> dict[str, Any]:
     """Simulate into config.out (see `simulate_to_dir`) and print the summary table."""
     from fedcore.sim import simulate_to_dir
 
     with _progress(console, config.rounds) as advance:
-        result = simulate_to_dir(config, advance, data)
+        result = simulate_to_dir(config, advance, data, profile=profile)
     console.print(_summary_table(result.summary, Path(config.out)))
     if result.summary.get("stopped_by_budget"):
         console.print(f"[yellow]{result.summary['stopped_by_budget']}[/yellow]")
@@ -467,17 +480,19 @@ def _preflight(config: FLConfig, overwrite: bool) -> FederatedData:
         raise UsageError(f"--dataset {config.dataset}: {exc}") from None
 
 
-def run_sim_command(args: argparse.Namespace, console: Console) -> int:
+def run_sim_command(args: argparse.Namespace, console: Console, profile: SimProfile | None = None) -> int:
     """Resolve the config, check the inputs, run; exit 2 for bad input, 1 for a failed run, 130 on Ctrl-C."""
     config = load_config(args.config, _overrides(args))
     if args.print_config:
         print(to_toml(config.to_dict(), "fedcore sim config (use it with --config FILE)"), end="")
         return 0
-    data = _preflight(config, args.overwrite)
+    with profile.phase("checks and data load") if profile is not None else nullcontext():
+        prestart_workers(config)  # the worker processes' imports overlap the data load
+        data = _preflight(config, args.overwrite)
     out = Path(config.out)
     try:
         with cleaned_on_failure(out):
-            run_sim(config, console, data)
+            run_sim(config, console, data, profile)
     except KeyboardInterrupt:
         print(
             f"fedcore: interrupted; {out / 'summary.json'} has the {_rounds_done(out)} complete round(s)",
@@ -531,10 +546,17 @@ def _main(argv: Sequence[str] | None) -> int:
         config = load_config(args.config, fl_overrides(args))
         _check_model(config)
         return run_server(args, config)
+    profiled = child_profile() if args.profile else None
+    if args.profile and profiled is None:  # rerun in a fresh interpreter under the import timer
+        return run_profiled(list(argv) if argv is not None else sys.argv[1:])
     try:
-        return run_sim_command(args, console)
+        code = run_sim_command(args, console, profiled[0] if profiled is not None else None)
     except (OSError, ValueError, CodecUnavailableError) as exc:
         raise UsageError(str(exc)) from None
+    if profiled is not None:
+        profile, path = profiled
+        path.write_text(json.dumps(profile.to_dict()), encoding="utf-8")
+    return code
 
 
 if __name__ == "__main__":

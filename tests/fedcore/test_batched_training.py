@@ -136,21 +136,39 @@ def test_a_diverging_client_does_not_touch_the_others(adapter: TorchAdapter) -> 
         assert np.allclose(stacked[k][0], alone, rtol=0, atol=1e-5)
 
 
-def test_a_cnn_is_refused_with_a_reason() -> None:
-    cnn = make_adapter("torch", "cnn1d", 40, 10, seed=0)
-    assert stacking_refusal(cnn) == "a Unflatten layer"
+def test_a_cnn_stacks_through_torch_func(adapter: TorchAdapter) -> None:
+    cnn = make_adapter("torch", "cnn1d", 64, 10, seed=0)  # the digits' 64 pixels as a signal
+    assert isinstance(cnn, TorchAdapter)
+    assert stacking_refusal(cnn) is None
+    start = cnn.get_weights()
+    configs = [
+        TrainConfig(
+            epochs=1 + s % 3, lr=0.05, batch_size=4 + 2 * s, momentum=0.5 * (s % 2), prox_mu=0.1, seed=s
+        )
+        for s in range(len(SIZES))
+    ]
+    fits = [StackedFit(start, x, y, c) for (x, y), c in zip(shards(SIZES), configs, strict=True)]
+    assert_each_client_as_alone(cnn, fits)
+
+
+def dropout_mlp() -> TorchAdapter:
+    layers = [torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.Dropout(0.2), torch.nn.Linear(32, 10)]
+    return TorchAdapter(torch.nn.Sequential(*layers))
+
+
+def test_a_model_with_randomness_is_refused_with_a_reason() -> None:
+    assert stacking_refusal(dropout_mlp()) == "a Dropout layer"
     with pytest.raises(ValueError, match="cannot train clients stacked"):
-        fit_stacked(cnn, [])  # type: ignore[arg-type]
+        fit_stacked(dropout_mlp(), [])
 
 
 def test_the_config_switch_decides_and_insisting_on_an_impossible_job_fails() -> None:
     mlp = make_adapter("torch", "mlp", 64, 10, seed=0)
     assert batched_trainer_for(FLConfig(), mlp) is not None
     assert batched_trainer_for(FLConfig(vectorize=False), mlp) is None
-    cnn = make_adapter("torch", "cnn1d", 40, 10, seed=0)
-    assert batched_trainer_for(FLConfig(model="cnn1d"), cnn) is None  # falls back with a note
+    assert batched_trainer_for(FLConfig(), dropout_mlp()) is None  # falls back with a note
     with pytest.raises(ValueError, match="cannot train batched"):
-        batched_trainer_for(FLConfig(model="cnn1d", vectorize=True), cnn)
+        batched_trainer_for(FLConfig(vectorize=True), dropout_mlp())
 
 
 TINY = FLConfig(clients=12, per_round=4, rounds=3, local_epochs=2, batch_size=8, lr=0.1, workers=0, seed=5)

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from mlx.nn.layers.base import Module as MLXModule
 
     from fedcore.backends.sklearn_backend import SklearnAdapter
+    from fedcore.backends.stacked_mlp import NumpyMLP
 
 BACKENDS = ("torch", "mlx", "sklearn")
 MODELS = ("mlp", "cnn1d", "logreg")
@@ -169,6 +170,17 @@ def make_adapter(
     if model == "logreg":
         return sklearn_logreg(in_features, n_classes, seed)
     return sklearn_mlp(in_features, hidden, n_classes, seed)
+
+
+def torch_mlp_without_torch(
+    model: str, in_features: int, n_classes: int, seed: int, hidden: Sequence[int] = DEFAULT_HIDDEN
+) -> NumpyMLP:
+    """`make_adapter("torch", model, ...)` for mlp/logreg in numpy: same layout and initial weights."""
+    from fedcore.backends.stacked_mlp import NumpyMLP
+
+    if model not in ("mlp", "logreg"):
+        raise ValueError(f"only mlp and logreg train without torch, not {model!r}")
+    return NumpyMLP(in_features, () if model == "logreg" else hidden, n_classes, seed)
 
 
 def _seed_mlx_init(model: MLXModule, seed: int) -> None:

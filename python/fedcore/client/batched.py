@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from fedcore.backends.base import ModelAdapter, TrainConfig
+from fedcore.backends.base import FitResult, ModelAdapter, TrainConfig
 from fedcore.config import FLConfig
 from fedcore.uplink.base import Vector
 
@@ -42,24 +44,37 @@ class Trained:
 
 
 class BatchedTrainer:
-    """Trains many clients of one torch MLP at once (see fedcore.backends.batched_torch).
+    """Trains many clients of one model at once (fedcore.backends.batched_torch and batched_mlx).
 
     A client's `train_s` is its share of the batched wall time: the job's time divided by its clients.
     """
 
     def train(self, adapter: ModelAdapter, clients: Sequence[ClientTraining]) -> list[Trained]:
-        from fedcore.backends.batched_torch import StackedFit, fit_stacked
-        from fedcore.backends.torch_backend import TorchAdapter
+        from fedcore.backends.stacked_mlp import NumpyMLP, StackedFit, fit_stacked_mlp
 
-        if not isinstance(adapter, TorchAdapter):
-            raise TypeError(f"batched training needs a TorchAdapter, got {type(adapter).__name__}")
+        fit_stacked: Callable[[Sequence[StackedFit]], list[tuple[Vector, FitResult]]]
+        if isinstance(adapter, NumpyMLP):
+            fit_stacked = partial(fit_stacked_mlp, adapter.layout)
+        elif _is_mlx(adapter):
+            from fedcore.backends.batched_mlx import fit_stacked as fit_mlx
+            from fedcore.backends.mlx_backend import MLXAdapter
+
+            assert isinstance(adapter, MLXAdapter)
+            fit_stacked = partial(fit_mlx, adapter)
+        else:
+            from fedcore.backends.batched_torch import fit_stacked as fit_torch
+            from fedcore.backends.torch_backend import TorchAdapter
+
+            if not isinstance(adapter, TorchAdapter):
+                raise TypeError(f"batched training needs a torch MLP, got {type(adapter).__name__}")
+            fit_stacked = partial(fit_torch, adapter)
         start = time.perf_counter()
         training = [i for i, c in enumerate(clients) if c.y.size]
         fits = [
             StackedFit(c.start_weights, c.x, c.y, c.config, c.correction)
             for c in (clients[i] for i in training)
         ]
-        results = dict(zip(training, fit_stacked(adapter, fits), strict=True))
+        results = dict(zip(training, fit_stacked(fits), strict=True))
         share = (time.perf_counter() - start) / len(clients)
         trained = []
         for i, client in enumerate(clients):
@@ -69,6 +84,12 @@ class BatchedTrainer:
             else:  # no data: nothing trains, as in ClientApp.handle
                 trained.append(Trained(client.start_weights.copy(), 0, 0, 0.0, share))
         return trained
+
+
+def _is_mlx(adapter: ModelAdapter) -> bool:
+    """An mlx model can only exist once mlx_backend is imported; a torch job never imports mlx to ask."""
+    backend = sys.modules.get("fedcore.backends.mlx_backend")
+    return backend is not None and isinstance(adapter, backend.MLXAdapter)
 
 
 def batched_trainer_for(config: FLConfig, adapter: ModelAdapter) -> BatchedTrainer | None:
@@ -87,19 +108,35 @@ def batched_trainer_for(config: FLConfig, adapter: ModelAdapter) -> BatchedTrain
     return None
 
 
-def _refusal(config: FLConfig, adapter: ModelAdapter) -> str | None:
-    from fedcore.backends.user import CustomAdapter
-
-    if isinstance(adapter, CustomAdapter):
-        return f"your own model {adapter.spec.name} (batched training stacks only the built-in MLP)"
+def job_refusal(config: FLConfig) -> str | None:
+    """Why this job's clients must train one by one whatever the model (None: the model decides)."""
     if config.local_head:
         return "a local head trains head and body in turn"
     if config.ditto_rounds:
         return "Ditto trains a personal model in rounds"
     if config.dp is not None and not config.dp.user_level:
         return "DP-SGD clips and noises each example's gradient"
-    if config.backend != "torch":
+    if config.backend not in ("torch", "mlx"):
         return f"the {config.backend} backend"
+    return None
+
+
+def _refusal(config: FLConfig, adapter: ModelAdapter) -> str | None:
+    from fedcore.backends.user import CustomAdapter
+
+    if isinstance(adapter, CustomAdapter):
+        return f"your own model {adapter.spec.name} (batched training stacks only the built-in MLP)"
+    reason = job_refusal(config)
+    if reason is not None:
+        return reason
+    from fedcore.backends.stacked_mlp import NumpyMLP
+
+    if isinstance(adapter, NumpyMLP):
+        return None
+    if config.backend == "mlx":
+        from fedcore.backends.batched_mlx import stacking_refusal as mlx_refusal
+
+        return mlx_refusal(adapter)
     from fedcore.backends.batched_torch import stacking_refusal
 
     return stacking_refusal(adapter)

@@ -6,13 +6,6 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import dp_accounting  # type: ignore[import-untyped]
-from dp_accounting.pld import (  # type: ignore[import-untyped]
-    pld_privacy_accountant,
-    privacy_loss_distribution,
-)
-from dp_accounting.rdp import rdp_privacy_accountant  # type: ignore[import-untyped]
-
 SamplingKind = Literal["poisson", "fixed"]
 AccountantKind = Literal["pld", "rdp"]
 
@@ -21,6 +14,16 @@ DpEvent = Any
 
 # dp-accounting's default grid for privacy-loss values; its PLD estimates are pessimistic at any grid.
 _PLD_DISCRETIZATION = 1e-4
+
+
+def _dp() -> Any:
+    """dp-accounting, imported on first use: it pulls in scipy (~0.8 s), which runs without DP never need."""
+    import dp_accounting  # type: ignore[import-untyped]
+    import dp_accounting.pld.pld_privacy_accountant  # type: ignore[import-untyped]
+    import dp_accounting.pld.privacy_loss_distribution  # type: ignore[import-untyped]
+    import dp_accounting.rdp.rdp_privacy_accountant  # type: ignore[import-untyped]
+
+    return dp_accounting
 
 
 @dataclass(frozen=True)
@@ -87,12 +90,11 @@ def round_event(sampling: Sampling, noise_multiplier: float) -> DpEvent:
     the sensitivity (Wang, Balle, Kasiviswanathan 2019, Thm. 27, as implemented in dp-accounting's RDP).
     """
     check_noise_multiplier(noise_multiplier)
+    dp = _dp()
     if sampling.kind == "poisson":
-        return dp_accounting.PoissonSampledDpEvent(
-            sampling.rate, dp_accounting.GaussianDpEvent(noise_multiplier)
-        )
-    return dp_accounting.SampledWithoutReplacementDpEvent(
-        sampling.population, sampling.cohort, dp_accounting.GaussianDpEvent(noise_multiplier / 2.0)
+        return dp.PoissonSampledDpEvent(sampling.rate, dp.GaussianDpEvent(noise_multiplier))
+    return dp.SampledWithoutReplacementDpEvent(
+        sampling.population, sampling.cohort, dp.GaussianDpEvent(noise_multiplier / 2.0)
     )
 
 
@@ -112,14 +114,12 @@ def check_delta(delta: float, population: int) -> None:
 
 
 def _new_accountant(kind: AccountantKind, sampling: Sampling) -> Any:
-    relation = (
-        dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE
-        if sampling.kind == "poisson"
-        else dp_accounting.NeighboringRelation.REPLACE_ONE
-    )
+    dp = _dp()
+    relations = dp.NeighboringRelation
+    relation = relations.ADD_OR_REMOVE_ONE if sampling.kind == "poisson" else relations.REPLACE_ONE
     if kind == "pld":
-        return pld_privacy_accountant.PLDAccountant(relation, _PLD_DISCRETIZATION)
-    return rdp_privacy_accountant.RdpAccountant(neighboring_relation=relation)
+        return dp.pld.pld_privacy_accountant.PLDAccountant(relation, _PLD_DISCRETIZATION)
+    return dp.rdp.rdp_privacy_accountant.RdpAccountant(neighboring_relation=relation)
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ class Accountant:
         """All `rounds` rounds as one event, so records can be replayed by any accountant."""
         if rounds < 0:
             raise ValueError(f"rounds must be >= 0, got {rounds}")
-        return dp_accounting.SelfComposedDpEvent(round_event(self.sampling, self.noise_multiplier), rounds)
+        return _dp().SelfComposedDpEvent(round_event(self.sampling, self.noise_multiplier), rounds)
 
     def epsilon(self, rounds: int) -> float:
         """Epsilon spent after `rounds` rounds at this accountant's delta (0 before the first round)."""
@@ -177,11 +177,11 @@ class Accountant:
             raise ValueError(f"rounds must be >= 0, got {rounds}")
         if self.accountant_kind == "rdp" or rounds == 0:
             return [self.epsilon(r) for r in range(1, rounds + 1)]
-        one_round = privacy_loss_distribution.from_gaussian_mechanism(
+        one_round = _dp().pld.privacy_loss_distribution.from_gaussian_mechanism(
             standard_deviation=self.noise_multiplier,
             value_discretization_interval=_PLD_DISCRETIZATION,
             sampling_prob=self.sampling.rate,
-            neighboring_relation=dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE,
+            neighboring_relation=_dp().NeighboringRelation.ADD_OR_REMOVE_ONE,
         )
         return [
             float(one_round.self_compose(r).get_epsilon_for_delta(self.delta)) for r in range(1, rounds + 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -39,9 +40,10 @@ from fedcore.server.driver import (
 )
 from fedcore.sim.attack import AttackedTransport, byzantine_clients
 from fedcore.sim.personal import own_models, score_ditto_rounds, score_local_head
+from fedcore.sim.profile import SimProfile
 from fedcore.sim.secure import simulated_secure_transport
 from fedcore.sim.transport import SimTransport
-from fedcore.sim.workers import build_model, limit_threads, load_data, make_pool
+from fedcore.sim.workers import build_model, limit_threads, load_data, make_pool, prestart_workers
 from fedcore.uplink.base import Vector
 
 MEDIAN_SECONDS_PER_STEP = 0.01
@@ -195,6 +197,7 @@ def simulate(
     model_fn: ModelFn | None = None,
     train_fn: TrainFn | None = None,
     eval_fn: EvalFn | None = None,
+    profile: SimProfile | None = None,
 ) -> SimResult:
     """Run `config.rounds` rounds; raises InsufficientClientsError when a round falls below min_clients.
 
@@ -203,17 +206,28 @@ def simulate(
     estimator with partial_fit. `train_fn(model, x, y, train_config) -> loss` and
     `eval_fn(model, x, y) -> (loss, accuracy)` replace the built-in SGD loop and evaluation.
     With workers, define all three at module level so they pickle.
+    `profile` collects the time of each phase and each round's split (`fedcore sim --profile`).
     """
+
+    def phase(name: str) -> AbstractContextManager[None]:
+        return profile.phase(name) if profile is not None else nullcontext()
+
     user = user_model(config, model_fn, train_fn, eval_fn)
     start = time.perf_counter()
     limit_threads(config, user)
+    prestart_workers(config)
     if data is None:
-        data = load_data(config)
+        with phase("data load"):
+            data = load_data(config)
     elif data.num_clients != config.clients:
         raise ValueError(f"the data holds {data.num_clients} clients, the config asks for {config.clients}")
-    evaluator = build_model(config, data, user)
+    with phase("model build"):
+        evaluator = build_model(config, data, user)
     devices = ClientStateStore()
-    simulated = SimTransport(make_pool(config, data, user), devices)
+    with phase("worker start"):
+        simulated = SimTransport(make_pool(config, data, user), devices)
+    if profile is not None:
+        profile.workers = simulated.workers
     transport: Transport = simulated
     if config.attack is not None:
         transport = AttackedTransport(simulated, config)
@@ -245,7 +259,10 @@ def simulate(
     state: DriverState = initial_state(config, evaluator.get_weights())
     try:
         while state.next_round < driver.rounds_to_run:
-            state, record, _ = driver.run_round(state)
+            with phase("later rounds" if state.records else "first round"):
+                state, record, _ = driver.run_round(state)
+            if profile is not None:
+                profile.add_round(record, simulated.last_timing, simulated.last_pool_s)
             if on_round is not None:
                 on_round(record)
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 from fedcore.backends.user import EvalFn, ModelFn, TrainFn, UserModel
@@ -11,6 +12,7 @@ from fedcore.config import FLConfig
 from fedcore.data import FederatedData
 from fedcore.records import RoundRecord, RoundsWriter, summarize, write_jsonl, write_summary
 from fedcore.sim.engine import SimResult, simulate, user_model
+from fedcore.sim.profile import SimProfile
 from fedcore.sim.workers import build_model, load_data
 
 
@@ -21,6 +23,7 @@ def simulate_to_dir(
     model_fn: ModelFn | None = None,
     train_fn: TrainFn | None = None,
     eval_fn: EvalFn | None = None,
+    profile: SimProfile | None = None,
 ) -> SimResult:
     """Simulate into `config.out`; rounds are on disk as they finish, so a killed run keeps its history.
 
@@ -41,14 +44,19 @@ def simulate_to_dir(
                 on_round(round_record)
 
         try:
-            result = simulate(config, record, data, model_fn, train_fn, eval_fn)
+            if profile is None:
+                result = simulate(config, record, data, model_fn, train_fn, eval_fn)
+            else:
+                result = simulate(config, record, data, model_fn, train_fn, eval_fn, profile)
         except KeyboardInterrupt:
             user = user_model(config, model_fn, train_fn, eval_fn)
             write_summary(out / "summary.json", _interrupted_summary(config, data, user, done, start))
             raise
-    if result.personalization is not None:
-        write_jsonl(out / "personalization.jsonl", [s.to_dict() for s in result.personalization.scores])
-    write_summary(out / "summary.json", {**result.summary, "status": "complete"})
+    with profile.phase("output files") if profile is not None else nullcontext():
+        if result.personalization is not None:
+            scores = [s.to_dict() for s in result.personalization.scores]
+            write_jsonl(out / "personalization.jsonl", scores)
+        write_summary(out / "summary.json", {**result.summary, "status": "complete"})
     return result
 
 

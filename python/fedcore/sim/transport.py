@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import time
 from collections.abc import Sequence
 
 from fedcore.client import ClientStateStore
 from fedcore.protocol.messages import Task
 from fedcore.protocol.transport import AggregatorFactory, RoundOutcome
+from fedcore.sim.profile import WorkTiming
 from fedcore.sim.workers import Pool, WorkerJob, split_round_robin
 
 
@@ -20,6 +23,8 @@ class SimTransport:
     def __init__(self, pool: Pool, devices: ClientStateStore) -> None:
         self._pool = pool
         self.devices = devices
+        self.last_timing = WorkTiming()  # the last round's worker-side seconds, summed over workers
+        self.last_pool_s = 0.0  # the last round's wall time in the pool, transfers included
 
     @property
     def workers(self) -> int:
@@ -39,9 +44,13 @@ class SimTransport:
             for group in split_round_robin(tasks, self._pool.size)
             if group
         ]
+        self.last_timing, self.last_pool_s = WorkTiming(), 0.0
         if not jobs:
             return RoundOutcome(make_aggregator(), (), ())
+        start = time.perf_counter()
         results = self._pool.run(jobs)
+        self.last_pool_s = time.perf_counter() - start
+        self.last_timing = functools.reduce(WorkTiming.plus, (r.timing for r in results), WorkTiming())
         for job, result in zip(jobs, results, strict=True):
             for task, state in zip(job.tasks, result.states, strict=True):
                 self.devices.put(task.client_id, state)
