@@ -115,6 +115,10 @@ def main() -> None:
                     out = Path(tmp) / f"{job}-flower-{repeat}"
                     out.mkdir()
                     runs.setdefault("flower", []).append(run_flower(args.flower_python, flags, out))
+                    out = Path(tmp) / f"{job}-flower-legacy-{repeat}"
+                    out.mkdir()
+                    legacy = run_flower(args.flower_python, [*flags, "--legacy"], out)
+                    runs.setdefault("flower_legacy", []).append(legacy)
             medians = {
                 name: {key: statistics.median(r[key] for r in rs) for key in rs[0]}
                 for name, rs in runs.items()

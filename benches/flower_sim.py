@@ -1,10 +1,11 @@
 """The `fedcore sim` job in Flower's simulation engine, for benches/bench_sim.py to time beside fedcore.
 
-Run: python benches/flower_sim.py --out DIR [--clients 100] [--per-round 10] [--rounds 60]
+Run: python benches/flower_sim.py --out DIR [--clients 100] [--per-round 10] [--rounds 60] [--legacy]
 (needs `pip install "fedcore[bench]"`: flwr[simulation]). Same clients' shards, same initial MLP and
 the same local SGD (fedcore's TorchAdapter.fit: 10 epochs, batch 8, lr 0.1) as `fedcore sim`; Flower's
 FedAvg samples the clients, Ray runs one ClientApp actor per core, and the server evaluates centrally
-every round as fedcore does. Writes DIR/flower.json: median round wall (ms) and final accuracy.
+every round as fedcore does. `--legacy` runs the deprecated `flwr.simulation.start_simulation` with a
+NumPyClient instead of `run_simulation`. Writes DIR/flower.json: median round wall (ms), final accuracy.
 """
 
 from __future__ import annotations
@@ -107,8 +108,73 @@ def main_server(grid: Grid, context: Context) -> None:
     (out / "flower.json").write_text(json.dumps(numbers))
 
 
+def legacy_client(context: Context) -> object:
+    """The same client as `train` above, as the legacy engine's NumPyClient."""
+    import numpy as np
+    from flwr.client import NumPyClient
+
+    client_id = int(context.node_config["partition-id"])
+
+    class Legacy(NumPyClient):  # type: ignore[misc]  # flwr is untyped here
+        def fit(
+            self, parameters: list[np.ndarray], fit_config: dict[str, object]
+        ) -> tuple[object, int, dict[str, float]]:
+            config, data, model = world()
+            model.set_weights(np.concatenate([p.ravel() for p in parameters]).astype(np.float32))
+            shard = data.client(client_id).train
+            examples, loss = 0, 0.0
+            if shard.y.size:
+                fit = model.fit(shard.x, shard.y, local_train_config(config))
+                examples, loss = fit.num_examples, fit.loss
+            return [model.get_weights()], max(examples, 1), {"train_loss": loss}
+
+    return Legacy().to_client()
+
+
+def run_legacy(args: argparse.Namespace) -> None:
+    """fedcore's job in Flower's legacy engine: start_simulation, FedAvg, central evaluation per round."""
+    import numpy as np
+    from flwr.common import ndarrays_to_parameters
+    from flwr.server import ServerConfig
+    from flwr.server.strategy import FedAvg as LegacyFedAvg
+    from flwr.simulation import start_simulation
+
+    config, data, model = world()
+    round_ends: list[float] = []
+    accuracies: list[float] = []
+
+    def evaluate(server_round: int, parameters: list[np.ndarray], _: dict[str, object]) -> tuple[float, dict]:
+        model.set_weights(np.concatenate([p.ravel() for p in parameters]).astype(np.float32))
+        result = model.evaluate(data.central_test.x, data.central_test.y)
+        round_ends.append(time.perf_counter())
+        if server_round > 0:
+            accuracies.append(result.accuracy)
+        return result.loss, {"accuracy": result.accuracy}
+
+    strategy = LegacyFedAvg(
+        fraction_fit=config.per_round / config.clients,
+        fraction_evaluate=0.0,
+        min_fit_clients=config.per_round,
+        min_available_clients=config.clients,
+        evaluate_fn=evaluate,
+        initial_parameters=ndarrays_to_parameters([model.get_weights()]),
+    )
+    start_simulation(
+        client_fn=legacy_client,
+        num_clients=config.clients,
+        config=ServerConfig(num_rounds=config.rounds),
+        strategy=strategy,
+        client_resources={"num_cpus": 1, "num_gpus": 0.0},
+        ray_init_args={"num_cpus": os.cpu_count() or 1, "include_dashboard": False},
+    )
+    walls = [b - a for a, b in itertools.pairwise(round_ends)]
+    numbers = {"round_ms": 1e3 * statistics.median(walls), "accuracy": accuracies[-1]}
+    (args.out / "flower.json").write_text(json.dumps(numbers))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--legacy", action="store_true", help="flwr.simulation.start_simulation (deprecated)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--clients", type=int, default=FLConfig.clients)
     parser.add_argument("--per-round", type=int, default=FLConfig.per_round)
@@ -124,6 +190,9 @@ def main() -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
     sys.path.insert(0, here)
     apps = importlib.import_module("flower_sim")
+    if args.legacy:
+        apps.run_legacy(args)
+        return
     run_simulation(
         server_app=apps.server,
         client_app=apps.client,

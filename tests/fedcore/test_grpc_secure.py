@@ -270,3 +270,29 @@ def test_deploy_local_with_secagg_reproduces_the_simulation(tmp_path: Path) -> N
     audit = rounds(out / "audit.jsonl")
     assert [a["answered"] for a in audit] == [r["clients"] for r in over_grpc]
     assert all(len(f["sha256"]) == 1 for a in audit for f in a["frames"])  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+def test_deploy_local_with_distributed_dp_spends_the_simulations_epsilon(tmp_path: Path) -> None:
+    from fedcore.config import load_config
+    from fedcore.sim import simulate_to_dir
+
+    run = SECURE_RUN + 'dp = "distributed:1.0"\nnoise_multiplier = 1.0\n'
+    (tmp_path / "run.toml").write_text(run)
+    out = tmp_path / "grpc"
+    command = [sys.executable, "-m", "fedcore.transport.grpc", "deploy-local", "--config", "run.toml"]
+    command += ["--out", str(out), "--poll-s", "1"]
+    done = subprocess.run(command, cwd=tmp_path, env=_env(), capture_output=True, timeout=600)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    simulate_to_dir(load_config(tmp_path / "run.toml", {"out": str(tmp_path / "sim")}), lambda record: None)
+
+    def rounds(path: Path) -> list[dict[str, object]]:
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    over_grpc, simulated = rounds(out / "rounds.jsonl"), rounds(tmp_path / "sim" / "rounds.jsonl")
+    assert [r["epsilon"] for r in over_grpc] == [r["epsilon"] for r in simulated]  # the same accountant
+    for record in over_grpc:  # each client added its share from its own secret: the sum carries z * C
+        secagg = record["secagg"]
+        assert isinstance(secagg, dict)
+        assert secagg["secagg_dp_effective_noise_multiplier"] >= 1.0 - 1e-6
+        assert secagg["secagg_dp_noise_std"] == pytest.approx(1.0, rel=0.01)

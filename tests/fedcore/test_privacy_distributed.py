@@ -180,3 +180,31 @@ def test_distributed_and_central_dp_release_the_same_clipped_sum_up_to_their_noi
     expected = np.sqrt(2.0 * central.size) * z * clip / cohort
     gap = float(np.linalg.norm(central.astype(np.float64) - distributed))
     assert 0.8 * expected < gap < 1.2 * expected
+
+
+def test_a_deployed_clients_noise_comes_from_its_own_secret_not_from_public_values() -> None:
+    from fedcore.secure.round import SecureSettings
+    from fedcore.secure.update import ring_input
+
+    settings = SecureSettings(
+        seed=1,
+        clip=1.0,
+        bits=12,
+        per_round=4,
+        fraction=1.0,
+        weight_cap=1,
+        model_size=256,
+        dp_clip=1.0,
+        dp_noise_multiplier=1.0,
+    )
+    announced = settings.announce(0, (0, 1, 2, 3))
+    assert announced.dp is not None
+    assert announced.ring.headroom_bits > 0
+    update = np.random.default_rng(0).standard_normal(256).astype(np.float32) * 0.01
+    public = ring_input(update, 10, announced, client_id=2)  # the simulation: anyone can recompute it
+    assert np.array_equal(public, ring_input(update, 10, announced, client_id=2))
+    mine = ring_input(update, 10, announced, client_id=2, secret=b"k" * 32)
+    theirs = ring_input(update, 10, announced, client_id=2, secret=b"q" * 32)
+    assert not np.array_equal(mine, public)
+    assert not np.array_equal(mine, theirs)
+    assert np.array_equal(mine, ring_input(update, 10, announced, client_id=2, secret=b"k" * 32))
