@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Self
+from typing import TYPE_CHECKING
 
 from fedcore.privacy.accountant import Accountant, AccountantKind, Sampling, check_noise_multiplier
 from fedcore.privacy.spec import DPSpec, check_clip
+
+if TYPE_CHECKING:  # typing.Self is 3.11+; annotations are never evaluated at runtime
+    from typing import Self
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Self
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
 from fedcodec import secagg
+
+if TYPE_CHECKING:  # typing.Self is 3.11+; annotations are never evaluated at runtime
+    from typing import Self
 
 __all__ = ["ModularSum"]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Self
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -12,6 +12,9 @@ from fedcore.privacy.central import add_gaussian_noise
 from fedcore.protocol.messages import Failure, Reply
 from fedcore.server.aggregation import FoldContext, LinearFold
 from fedcore.strategies.base import FoldSum
+
+if TYPE_CHECKING:  # typing.Self is 3.11+; annotations are never evaluated at runtime
+    from typing import Self
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import tomllib
+from fedcore.config_files import tomllib  # tomllib on 3.11+, tomli on 3.10
 
 TOKEN_BYTES = 32
 HASHES_FILE = "tokens.json"
