@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -13,6 +13,9 @@ from numpy.typing import NDArray
 import fedcodec as fc
 from fedcore.protocol import Failure, Reply, Task
 from fedcore.strategies.base import FoldSum
+
+if TYPE_CHECKING:  # typing.Self is 3.11+
+    from typing import Self
 from fedcore.transport.grpc._generated import fleet_pb2 as pb
 from fedcore.transport.grpc.auth import client_token_file, read_token
 from fedcore.transport.grpc.client import _Stub
