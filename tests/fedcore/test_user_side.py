@@ -118,3 +118,13 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert stop.value.code == 0
     assert capsys.readouterr().out.strip() == f"fedcore {fedcore.__version__}"
+
+
+def test_a_worker_whose_parent_is_gone_stops_without_a_traceback() -> None:
+    import multiprocessing as mp
+
+    from fedcore.sim.workers import _answer
+
+    parent, child = mp.Pipe()
+    parent.close()  # Ctrl-C: the parent stopped reading while this worker still had a result to send
+    assert _answer(child, ("ok", None)) is False  # BrokenPipeError is the end, not an error to print

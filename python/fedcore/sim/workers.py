@@ -161,20 +161,33 @@ def _worker_main(
         runner = ClientRunner(config, data, user)
         limit_threads(config, user)  # again: building your model may have imported torch
     except Exception:  # any failure goes to the parent, which raises it
-        conn.send(("error", traceback.format_exc()))
+        _answer(conn, ("error", traceback.format_exc()))
         return
-    conn.send(("ready", None))
+    if not _answer(conn, ("ready", None)):
+        return
     while True:
         try:
             job = conn.recv()
-        except EOFError:
+        except (EOFError, OSError):  # the parent closed the pipe (done, or Ctrl-C mid-message)
             return
         if job is None:
             return
+        result: tuple[str, Any]
         try:
-            conn.send(("ok", runner.run(job)))
+            result = ("ok", runner.run(job))
         except Exception:  # any failure goes to the parent, which raises it
-            conn.send(("error", traceback.format_exc()))
+            result = ("error", traceback.format_exc())
+        if not _answer(conn, result):
+            return
+
+
+def _answer(conn: Connection, message: tuple[str, Any]) -> bool:
+    """Send to the parent; False when it is gone (after Ctrl-C nobody reads: no error worth printing)."""
+    try:
+        conn.send(message)
+    except OSError:  # BrokenPipeError, ConnectionResetError
+        return False
+    return True
 
 
 _BACKEND_MODULES = {
