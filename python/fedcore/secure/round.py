@@ -313,11 +313,10 @@ class SecureTransport:
             "secagg_dropped": list(result.dropped),
         }
         if dp is not None:
-            d = announced.setup.length
-            variance = dp.total_variance(announced.ring, d)
+            ring, d = announced.ring, announced.setup.length
+            variance = dp.total_variance(ring, d)
             metrics["secagg_dp_noise_floor"] = dp.noise_floor
-            metrics["secagg_dp_headroom_bits"] = announced.ring.headroom_bits
-            ring = announced.ring
+            metrics["secagg_dp_headroom_bits"] = ring.headroom_bits
             metrics["secagg_dp_noise_std"] = round(math.sqrt(variance) * 2.0 * ring.clip / ring.levels, 6)
             metrics["secagg_dp_effective_noise_multiplier"] = round(
                 dp.effective_noise_multiplier(ring, d, variance), 6

@@ -88,10 +88,11 @@ def ring_input(
         raise ValueError(
             f"an update of {update.size} parameters does not fit a round of {announced.setup.length}"
         )
-    seed = rounding_seed(client_id, ring_seed)
     if announced.dp is None:
-        return encode_update(x, announced.ring, seed)
-    if secret is not None:
+        return encode_update(x, announced.ring, rounding_seed(client_id, ring_seed))
+    if secret is None:
+        seed = rounding_seed(client_id, ring_seed)
+    else:
         seed = secagg.derive_scalar(secret, b"rounding %d" % ring_seed)
     return announced.dp.ring_input(x, announced.ring, seed)
 

@@ -387,19 +387,16 @@ def _local_data(
     if data is not None:
         from fedcore.data.loaders import load_npz
 
-        own_spec = DatasetSpec.parse(data) if data.startswith("npz:") else None
-        if own_spec is None:
+        kind, _, path = data.partition(":")
+        if kind != "npz" or not path:
             raise ValueError(f"--data must be npz:PATH, got {data!r}")
-        own = load_npz(own_spec.path)
+        own = load_npz(path)
         return lambda _client: own
     if dataset is not None and DatasetSpec.parse(dataset) != config.dataset:
         raise ValueError(f"--dataset {dataset} differs from the server's dataset {config.dataset}")
-    from fedcore.data import build_federated
+    from fedcore.sim.workers import load_data  # the server's partition, as the simulation builds it
 
-    fed = build_federated(
-        config.dataset, config.clients, config.partition, config.seed, test_fraction=config.test_fraction
-    )
-    shard = fed.client(client_id).train
+    shard = load_data(config).client(client_id).train
     return lambda _client: shard
 
 
