@@ -27,7 +27,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 $(STAMP): $(BIN)/python $(RUST_SOURCES) $(PY_META)
-	$(BIN)/pip install -q -e '.[dev,torch,mlx,hf]'
+	$(BIN)/pip install -q -e '.[dev,torch,mlx,hf,flower,ray]'
 	@touch $(STAMP)
 
 # The folder is named by the args, so --overwrite only ever replaces a run of the same args (same numbers).

@@ -1,7 +1,7 @@
 """The `fedcore sim` job in Flower's simulation engine, for benches/bench_sim.py to time beside fedcore.
 
 Run: python benches/flower_sim.py --out DIR [--clients 100] [--per-round 10] [--rounds 60] [--legacy]
-(needs `pip install "fedcore[bench]"`: flwr[simulation]). Same clients' shards, same initial MLP and
+(needs `pip install "fedcore[flower]"`: flwr[simulation]). Same clients' shards, same initial MLP and
 the same local SGD (fedcore's TorchAdapter.fit: 10 epochs, batch 8, lr 0.1) as `fedcore sim`; Flower's
 FedAvg samples the clients, Ray runs one ClientApp actor per core, and the server evaluates centrally
 every round as fedcore does. `--legacy` runs the deprecated `flwr.simulation.start_simulation` with a
