@@ -6,9 +6,10 @@ scale sigma_h (sigma_h is the honest heterogeneity), a sign-flipper the negative
 attacker N(0, sigma_g^2 I). Per round every sampled client gets two scores: its distance to the
 coordinate-wise median over the round's median distance (suspicious above 2), and its Krum score
 over the round's median Krum score (squared distances, so suspicious above 4: the threshold
-squared); and the combined `suspicion_scores` (far from the median, or pointing away from the
-others' median; suspicious above 1.05, the tracker's default). A SuspectTracker per score flags
-clients whose mean score over their last 10 rounds (at least 2 seen) exceeds that threshold.
+squared); and the combined `suspicion_scores` (far from the median, or disagreeing with the others'
+consensus signs more than a coin; suspicious above 1, the tracker's default). A SuspectTracker per
+score flags clients whose mean score over their last 10 rounds exceeds that threshold (the suspicion
+tracker weighs each round by its `RoundSuspicion.weight`).
 
 Run: `python benches/robust_detection.py [--rounds 50] [--d 10000] [--threshold 2]`; prints one
 markdown table.
@@ -70,15 +71,16 @@ def run(sigma_h: float, sigma_g: float, rounds: int, d: int, seed: int, threshol
         x[ga] = Gaussian(sigma_g)(x[honest], x[ga], seed=10_000 + r)
         kinds = [kind_of(c) for c in clients]
         f = len(sf) + len(ga)
+        suspicion = suspicion_scores(x)
         scores = {
-            "distance": distance_scores(x, Median()(x)),
-            "krum": krum_scores(x, min(f, (PER_ROUND - 3) // 2)),
-            "suspicion": suspicion_scores(x),
+            "distance": (distance_scores(x, Median()(x)), 1.0),
+            "krum": (krum_scores(x, min(f, (PER_ROUND - 3) // 2)), 1.0),
+            "suspicion": (suspicion.scores, suspicion.weight),
         }
-        for name, s in scores.items():
+        for name, (s, weight) in scores.items():
             t = tallies[name]
             t.add(kinds, s > t.tracker.threshold)
-            t.tracker = t.tracker.observe(clients, s)
+            t.tracker = t.tracker.observe(clients, s, weight)
     return tallies
 
 

@@ -5,7 +5,7 @@ summary.json names the Byzantine clients. Replaying the tracker over the records
 the server kept (it observes the same scores in the same order), so other thresholds can be compared
 without rerunning. Prints one markdown row per run and the pooled totals.
 
-Run: `python benches/robust_detection_loop.py RUN_DIR... [--threshold 1.05] [--m 10] [--min-rounds 1]`
+Run: `python benches/robust_detection_loop.py RUN_DIR... [--threshold 1.0] [--m 10] [--min-rounds 1]`
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ def replay(run: Path, tracker: SuspectTracker) -> tuple[int, int, int, int]:
     summary = json.loads((run / "summary.json").read_text())
     bad = set(summary.get("byzantine_clients", []))
     for line in (run / "rounds.jsonl").read_text().splitlines():
-        scores = json.loads(line).get("suspicion") or {}
-        tracker = tracker.observe([int(c) for c in scores], list(scores.values()))
+        record = json.loads(line)
+        scores = record.get("suspicion") or {}
+        weight = record.get("suspicion_weight")  # None in runs from before round weights: each round counts 1
+        clients = [int(c) for c in scores]
+        tracker = tracker.observe(clients, list(scores.values()), 1.0 if weight is None else weight)
     seen = set(tracker.history)
     flagged = tracker.flagged()
     return len(flagged & bad), len(seen & bad), len(flagged - bad), len(seen - bad)
@@ -37,7 +40,8 @@ def main() -> None:
     ap.add_argument("--min-rounds", type=int, default=SuspectTracker.min_rounds)
     args = ap.parse_args()
     tracker = SuspectTracker(args.threshold, args.m, args.min_rounds)
-    print(f"tracker: mean score over the last {args.m} rounds > {args.threshold}, seen >= {args.min_rounds}")
+    rule = f"weighted mean score over the last {args.m} rounds > {args.threshold}, seen >= {args.min_rounds}"
+    print(f"tracker: {rule}")
     print()
     print("| run | attackers flagged / seen | honest flagged / seen |")
     print("| --- | ---: | ---: |")

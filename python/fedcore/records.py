@@ -44,6 +44,7 @@ class RoundRecord:
     dp_clip: float | None = None  # user-level DP: the clip norm this round used
     local_epsilon: float | None = None  # DP-SGD: the largest epsilon any of this round's clients has spent
     suspicion: dict[str, float] | None = None  # robust aggregators: client id -> suspicion (> 1 suspect)
+    suspicion_weight: float | None = None  # robust aggregators: how much this round's scores count
     secagg: dict[str, Any] | None = None  # secure aggregation: seconds per stage, bytes, who was dropped
     backdoor_accuracy: float | None = None  # backdoor attack: share of triggered test inputs on the target
 

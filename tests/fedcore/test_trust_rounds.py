@@ -79,7 +79,10 @@ def test_flagged_clients_are_left_out_of_later_rounds() -> None:
     for record in result.records:  # replay the server's tracker: nobody flagged before a round is drawn in it
         assert not set(record.clients) & tracker.flagged()
         assert record.suspicion is not None
-        tracker = tracker.observe([int(c) for c in record.suspicion], list(record.suspicion.values()))
+        assert record.suspicion_weight is not None
+        tracker = tracker.observe(
+            [int(c) for c in record.suspicion], list(record.suspicion.values()), record.suspicion_weight
+        )
     assert sorted(tracker.flagged()) == result.summary["suspects"]
     assert set(result.summary["suspects"]) <= bad
     assert result.summary["detection"]["flagged_attackers"] >= 1

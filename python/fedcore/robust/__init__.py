@@ -18,10 +18,11 @@ from fedcore.robust.aggregators import (
     TrimmedMean,
 )
 from fedcore.robust.detect import (
+    RoundSuspicion,
     SuspectTracker,
-    direction_scores,
     distance_scores,
     krum_scores,
+    sign_disagreement,
     suspicion_scores,
 )
 from fedcore.robust.preagg import Bucketing, NearestNeighborMixing, PreAggregator
@@ -41,13 +42,14 @@ __all__ = [
     "NormBound",
     "PreAggregator",
     "Robust",
+    "RoundSuspicion",
     "SuspectTracker",
     "TrimmedMean",
     "attacks",
     "detect",
-    "direction_scores",
     "distance_scores",
     "krum_scores",
     "parse",
+    "sign_disagreement",
     "suspicion_scores",
 ]

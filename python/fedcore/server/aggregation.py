@@ -25,16 +25,19 @@ if TYPE_CHECKING:  # typing.Self is 3.11+; annotations are never evaluated at ru
 Vector = NDArray[np.float32]
 
 
-def _suspicion(clients: list[int], updates: NDArray[np.float32]) -> dict[int, float]:
-    """Each client's suspicion score this round (far from the median, or pointing away; > 1 suspicious)."""
+def _suspicion(clients: list[int], updates: NDArray[np.float32]) -> tuple[dict[int, float], float]:
+    """Each client's suspicion score this round (far from the median, or pointing away; > 1 suspicious),
+    and the round's weight as evidence."""
     from fedcore.robust import suspicion_scores
 
     if len(clients) < 2:
-        return {}
+        return {}, 0.0
     largest = float(np.abs(updates).max())
-    if largest > 0.0:  # scores are ratios and cosines: scaling first keeps a diverged round from overflowing
+    if largest > 0.0:  # scores are ratios and signs: scaling first keeps a diverged round from overflowing
         updates = updates / np.float32(largest)
-    return {cid: float(s) for cid, s in zip(clients, suspicion_scores(updates), strict=True)}
+    round_scores = suspicion_scores(updates)
+    scores = {cid: float(s) for cid, s in zip(clients, round_scores.scores, strict=True)}
+    return scores, round_scores.weight
 
 
 class RefusedPayloadError(ValueError):
@@ -210,6 +213,7 @@ class Collecting:
         self._num_examples = 0
         self._weighted_steps = 0.0
         self.suspicion: dict[int, float] = {}  # after finish: each client's suspicion score (> 1 suspicious)
+        self.suspicion_weight = 0.0  # after finish: how much the round's scores tell (see RoundSuspicion)
         self.fell_back: str | None = None  # after finish: why the rule gave no center, if it did not
 
     @property
@@ -275,7 +279,7 @@ class Collecting:
             return FoldSum.empty(self._ctx.size, self._ctx.with_control)
         updates = self.updates()
         center = self._center(updates)
-        self.suspicion = _suspicion(self._client_ids, updates)
+        self.suspicion, self.suspicion_weight = _suspicion(self._client_ids, updates)
         controls = self._controls.finish().control_sum if self._controls is not None else None
         return FoldSum(
             delta_sum=center.astype(np.float64) * weight_sum,

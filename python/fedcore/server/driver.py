@@ -230,10 +230,11 @@ class RoundDriver:
         fold, uplink = self.chain.server_round(fold, state.uplink, config.clients)
         dp_metrics: dict[str, Any] = getattr(outcome.aggregator, "metrics", {})
         suspicion: dict[int, float] = getattr(outcome.aggregator, "suspicion", {})
+        suspicion_weight: float = getattr(outcome.aggregator, "suspicion_weight", 0.0)
         suspects = state.suspects
         if suspicion:
             tracker = suspects if suspects is not None else SuspectTracker()
-            suspects = tracker.observe(list(suspicion), list(suspicion.values()))
+            suspects = tracker.observe(list(suspicion), list(suspicion.values()), suspicion_weight)
         before = server.weights
         if fold.count:  # every answering client failed: the global model stays as it was
             server = self.strategy.aggregate(server, fold)
@@ -263,6 +264,7 @@ class RoundDriver:
         record = replace(
             record,
             suspicion={str(c): s for c, s in sorted(suspicion.items())} or None,
+            suspicion_weight=suspicion_weight if suspicion else None,
             secagg={k: v for k, v in dp_metrics.items() if k.startswith("secagg")} or None,
             backdoor_accuracy=self.backdoor_score(server.weights) if self.backdoor_score else None,
             personal_accuracy=personal,
