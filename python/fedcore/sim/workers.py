@@ -210,7 +210,7 @@ def _context(config: FLConfig) -> Any:
 
 def prestart_workers(config: FLConfig) -> None:
     """Start the forkserver (and its imports) now, so it gets ready while this process loads the data."""
-    if config.num_workers > 1 and "forkserver" in mp.get_all_start_methods():
+    if config.engine == "process" and config.num_workers > 1 and "forkserver" in mp.get_all_start_methods():
         from multiprocessing import forkserver
 
         _context(config)  # sets the preload list, which only counts before the server starts
@@ -286,7 +286,14 @@ class ProcessPool:
 
 
 def make_pool(config: FLConfig, data: FederatedData, user: UserModel | None = None) -> Pool:
-    """config.num_workers processes; left to the default, your model gets one per core if it pickles."""
+    """config.num_workers processes; left to the default, your model gets one per core if it pickles.
+
+    `engine = "ray"`: Ray actors instead (fedcore.sim.ray_pool), the same split and fold order.
+    """
+    if config.engine == "ray":
+        from fedcore.sim.ray_pool import RayPool
+
+        return RayPool(config, data, user)
     workers = config.num_workers
     if user is not None and config.workers is None:
         cores = os.cpu_count() or 1

@@ -1,0 +1,195 @@
+"""Simulation workers as Ray actors: the process pool's ClientRunner, on a local Ray or an existing cluster.
+
+Each actor builds one model and reads the dataset from Ray's object store (put there once), then trains
+the share of a round SimTransport gives it. Results come back in actor order, so for the same number of
+workers the run folds in the same order as the process pool and gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from fedcore.backends.user import UserModel
+from fedcore.config import FLConfig
+from fedcore.data import FederatedData
+from fedcore.sim.workers import ClientRunner, WorkerError, WorkerJob, WorkerResult, limit_threads
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+START_TIMEOUT_S = 300.0  # every actor has built its model and read the data (a cold node imports torch)
+ROUND_TIMEOUT_S = 3600.0  # one round's share on one actor; a dead actor is reported at once, not after this
+CONNECT_TIMEOUT_S = 10.0  # the cluster's address answers at all (ray.init itself would retry for minutes)
+RAY_MISSING = "--engine ray needs Ray: pip install 'fedcore[ray]' (or pip install 'ray>=2.10')"
+
+
+def import_ray() -> ModuleType:
+    """Ray, or a WorkerError saying how to install it (it is an optional extra)."""
+    try:
+        import ray
+    except ImportError:
+        raise WorkerError(RAY_MISSING) from None
+    return ray
+
+
+class RayWorker:
+    """One Ray actor: a ClientRunner built once, then a round's share per call (what a worker process does)."""
+
+    def __init__(
+        self, config: FLConfig, data: FederatedData, rayon_threads: int, user: UserModel | None
+    ) -> None:
+        # the codec's Rust thread pool starts on first use: give each actor its share of the node's cores
+        os.environ.setdefault("RAYON_NUM_THREADS", str(rayon_threads))
+        limit_threads(config, user)
+        self._runner = ClientRunner(config, data, user)
+        limit_threads(config, user)  # again: building your model may have imported torch
+
+    def ready(self) -> bool:
+        """Answers once the constructor has finished, so the pool can wait for every actor with a timeout."""
+        return True
+
+    def run(self, job: WorkerJob) -> WorkerResult:
+        return self._runner.run(job)
+
+
+class RayPool:
+    """N Ray actors, one job each per round; results come back in actor order, with a timeout.
+
+    N is config.workers (0 or 1: one actor), or, left to the default, one per CPU of the cluster, at
+    most one per client of a round. Ray is started locally (quiet, no dashboard) unless this process
+    is already connected or config.ray_address names a cluster; `close` shuts down only a Ray it started.
+    """
+
+    def __init__(
+        self,
+        config: FLConfig,
+        data: FederatedData,
+        user: UserModel | None = None,
+        *,
+        start_timeout_s: float = START_TIMEOUT_S,
+        round_timeout_s: float = ROUND_TIMEOUT_S,
+    ) -> None:
+        if user is not None:
+            user.check_picklable()
+        self._ray = import_ray()
+        self._round_timeout_s = round_timeout_s
+        self._actors: list[Any] = []
+        self._size = 0  # what summary.json reports, after close too
+        self._started = connect(self._ray, config)
+        try:
+            cpus = int(self._ray.cluster_resources().get("CPU", 1))
+            workers = ray_workers(config, cpus)
+            if workers > cpus:  # (a Ray we start has a CPU per worker) the actors would wait forever
+                raise WorkerError(f"--workers {workers} needs {workers} CPUs; the Ray cluster has {cpus}")
+            self._start(config, data, user, workers, max(1, cpus // workers), start_timeout_s)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(
+        self,
+        config: FLConfig,
+        data: FederatedData,
+        user: UserModel | None,
+        workers: int,
+        rayon_threads: int,
+        timeout_s: float,
+    ) -> None:
+        ray = self._ray
+        actor = ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)(RayWorker)
+        shared = ray.put(data)  # once; every actor reads the same copy from the object store
+        self._actors = [actor.remote(config, shared, rayon_threads, user) for _ in range(workers)]
+        self._size = workers
+        self._get([a.ready.remote() for a in self._actors], timeout_s, "starting")
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def run(self, jobs: Sequence[WorkerJob]) -> list[WorkerResult]:
+        if len(jobs) > len(self._actors):
+            raise ValueError(f"{len(jobs)} jobs for {self.size} workers")
+        pending = [a.run.remote(job) for a, job in zip(self._actors, jobs, strict=False)]
+        results: list[WorkerResult] = self._get(pending, self._round_timeout_s, "running a round")
+        return results
+
+    def _get(self, refs: list[Any], timeout_s: float, doing: str) -> list[Any]:
+        """ray.get in order, every Ray failure turned into a WorkerError that says what happened."""
+        exceptions = self._ray.exceptions
+        try:
+            results: list[Any] = self._ray.get(refs, timeout=timeout_s)
+        except exceptions.GetTimeoutError:
+            raise WorkerError(
+                f"Ray simulation workers gave no answer within {timeout_s:.0f} s while {doing}"
+            ) from None
+        except exceptions.RayActorError as exc:
+            raise WorkerError(f"a Ray simulation worker died while {doing}: {exc}") from None
+        except exceptions.RayTaskError as exc:
+            raise WorkerError(f"simulation worker failed:\n{exc}") from None
+        except exceptions.RayError as exc:
+            raise WorkerError(f"Ray failed while {doing}: {exc}") from None
+        return results
+
+    def close(self) -> None:
+        """Kill our actors (they hold the model and the data); shut Ray down only if we started it."""
+        for handle in self._actors:
+            with contextlib.suppress(Exception):  # already dead, or Ray already gone
+                self._ray.kill(handle, no_restart=True)
+        self._actors = []
+        if self._started:
+            self._ray.shutdown()
+            self._started = False
+
+
+def ray_workers(config: FLConfig, cluster_cpus: int) -> int:
+    """Actors to start: --workers (at least one), else one per cluster CPU; never more than a round's clients."""
+    wanted = config.workers if config.workers is not None else cluster_cpus
+    return max(1, min(wanted, config.per_round))
+
+
+def connect(ray: ModuleType, config: FLConfig) -> bool:
+    """Connect to config.ray_address, or start a local Ray; False when this process was already connected."""
+    if ray.is_initialized():
+        return False
+    quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
+    with warnings.catch_warnings():
+        # ray.init warns about a future change to GPU visibility; it concerns nobody here
+        warnings.simplefilter("ignore", FutureWarning)
+        try:
+            if config.ray_address is None:
+                cpus = max(os.cpu_count() or 1, config.workers or 1)  # every actor gets its CPU
+                ray.init(num_cpus=cpus, include_dashboard=False, **quiet)
+            else:
+                check_reachable(config.ray_address)
+                ray.init(address=config.ray_address, **quiet)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            where = config.ray_address or "a local Ray"
+            raise WorkerError(f"cannot start Ray on {where}: {exc}") from None
+    return True
+
+
+def check_reachable(address: str) -> None:
+    """A ConnectionError within CONNECT_TIMEOUT_S when nothing listens at the address (Ray would retry on).
+
+    `auto` is resolved as Ray resolves it (RAY_ADDRESS, then the cluster this machine last started).
+    """
+    target = address.removeprefix("ray://")
+    if address == "auto":
+        from ray._private.services import canonicalize_bootstrap_address
+
+        resolved = canonicalize_bootstrap_address("auto")  # ConnectionError when no cluster is known
+        if resolved is None:
+            raise ConnectionError("no running Ray cluster found (ray start --head, or set RAY_ADDRESS)")
+        target = resolved
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        raise ConnectionError(f"nothing answers at {target} ({exc.strerror or exc})") from None
