@@ -330,7 +330,7 @@ def _add_engine_flags(sim: argparse.ArgumentParser) -> None:
 def _check_engine_installed(config: FLConfig) -> None:
     """--engine ray without Ray installed is bad input, said before anything starts."""
     if config.engine == "ray" and importlib.util.find_spec("ray") is None:
-        from fedcore.sim.ray_pool import RAY_MISSING
+        from fedcore.sim.workers import RAY_MISSING
 
         raise UsageError(RAY_MISSING)
 

@@ -41,7 +41,7 @@ def ray() -> Iterator[ModuleType]:
     ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'fedcore[ray]'")
     from fedcore.sim.ray_pool import connect
 
-    assert connect(ray, replace(SMALL, engine="ray"))  # quiet, no dashboard, a CPU per worker
+    assert connect(replace(SMALL, engine="ray"))  # quiet, no dashboard, a CPU per worker
     yield ray
     ray.shutdown()
     gc.collect()  # here, under this module's warning filter, not in a later module's test

@@ -13,33 +13,26 @@ import os
 import socket
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TypeVar, cast
+
+import ray
+from ray.actor import ActorHandle
+from ray.exceptions import GetTimeoutError, RayActorError, RayError, RayTaskError
 
 from fedcore.backends.user import UserModel
 from fedcore.config import FLConfig
 from fedcore.data import FederatedData
 from fedcore.sim.workers import ClientRunner, WorkerError, WorkerJob, WorkerResult, limit_threads
 
-if TYPE_CHECKING:
-    from types import ModuleType
-
 START_TIMEOUT_S = 300.0  # every actor has built its model and read the data (a cold node imports torch)
 ROUND_TIMEOUT_S = 3600.0  # one round's share on one actor; a dead actor is reported at once, not after this
 CONNECT_TIMEOUT_S = 10.0  # the cluster's address answers at all (ray.init itself would retry for minutes)
-RAY_MISSING = "--engine ray needs Ray: pip install 'fedcore[ray]' (or pip install 'ray>=2.10')"
 
-
-def import_ray() -> ModuleType:
-    """Ray, or a WorkerError saying how to install it (it is an optional extra)."""
-    try:
-        import ray
-    except ImportError:
-        raise WorkerError(RAY_MISSING) from None
-    return ray
+T = TypeVar("T")
 
 
 class RayWorker:
-    """One Ray actor: a ClientRunner built once, then a round's share per call (what a worker process does)."""
+    """One Ray actor: a ClientRunner built once, then a round's share per call, as in a worker process."""
 
     def __init__(
         self, config: FLConfig, data: FederatedData, rayon_threads: int, user: UserModel | None
@@ -77,15 +70,15 @@ class RayPool:
     ) -> None:
         if user is not None:
             user.check_picklable()
-        self._ray = import_ray()
         self._round_timeout_s = round_timeout_s
-        self._actors: list[Any] = []
+        self._actors: list[ActorHandle[RayWorker]] = []
         self._size = 0  # what summary.json reports, after close too
-        self._started = connect(self._ray, config)
+        self._started = connect(config)
         try:
-            cpus = int(self._ray.cluster_resources().get("CPU", 1))
+            resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
+            cpus = int(resources.get("CPU", 1))
             workers = ray_workers(config, cpus)
-            if workers > cpus:  # (a Ray we start has a CPU per worker) the actors would wait forever
+            if workers > cpus:  # the actors would wait forever (a Ray we start has a CPU per worker)
                 raise WorkerError(f"--workers {workers} needs {workers} CPUs; the Ray cluster has {cpus}")
             self._start(config, data, user, workers, max(1, cpus // workers), start_timeout_s)
         except BaseException:
@@ -101,12 +94,14 @@ class RayPool:
         rayon_threads: int,
         timeout_s: float,
     ) -> None:
-        ray = self._ray
         actor = ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)(RayWorker)
         shared = ray.put(data)  # once; every actor reads the same copy from the object store
-        self._actors = [actor.remote(config, shared, rayon_threads, user) for _ in range(workers)]
+        for _ in range(workers):
+            handle = actor.remote(config, shared, rayon_threads, user)
+            self._actors.append(cast("ActorHandle[RayWorker]", handle))  # (typed as handle | class)
         self._size = workers
-        self._get([a.ready.remote() for a in self._actors], timeout_s, "starting")
+        ready: list[ray.ObjectRef[bool]] = [a.ready.remote() for a in self._actors]
+        _get(ready, timeout_s, "starting")
 
     @property
     def size(self) -> int:
@@ -114,60 +109,61 @@ class RayPool:
 
     def run(self, jobs: Sequence[WorkerJob]) -> list[WorkerResult]:
         if len(jobs) > len(self._actors):
-            raise ValueError(f"{len(jobs)} jobs for {self.size} workers")
-        pending = [a.run.remote(job) for a, job in zip(self._actors, jobs, strict=False)]
-        results: list[WorkerResult] = self._get(pending, self._round_timeout_s, "running a round")
-        return results
-
-    def _get(self, refs: list[Any], timeout_s: float, doing: str) -> list[Any]:
-        """ray.get in order, every Ray failure turned into a WorkerError that says what happened."""
-        exceptions = self._ray.exceptions
-        try:
-            results: list[Any] = self._ray.get(refs, timeout=timeout_s)
-        except exceptions.GetTimeoutError:
-            raise WorkerError(
-                f"Ray simulation workers gave no answer within {timeout_s:.0f} s while {doing}"
-            ) from None
-        except exceptions.RayActorError as exc:
-            raise WorkerError(f"a Ray simulation worker died while {doing}: {exc}") from None
-        except exceptions.RayTaskError as exc:
-            raise WorkerError(f"simulation worker failed:\n{exc}") from None
-        except exceptions.RayError as exc:
-            raise WorkerError(f"Ray failed while {doing}: {exc}") from None
-        return results
+            raise ValueError(f"{len(jobs)} jobs for {len(self._actors)} workers")
+        pending: list[ray.ObjectRef[WorkerResult]] = [
+            a.run.remote(job) for a, job in zip(self._actors, jobs, strict=False)
+        ]
+        return _get(pending, self._round_timeout_s, "running a round")
 
     def close(self) -> None:
         """Kill our actors (they hold the model and the data); shut Ray down only if we started it."""
         for handle in self._actors:
-            with contextlib.suppress(Exception):  # already dead, or Ray already gone
-                self._ray.kill(handle, no_restart=True)
+            with contextlib.suppress(RayError, ValueError):  # already dead, or Ray already gone
+                ray.kill(handle, no_restart=True)
         self._actors = []
         if self._started:
-            self._ray.shutdown()
+            ray.shutdown()
             self._started = False
 
 
+def _get(refs: list[ray.ObjectRef[T]], timeout_s: float, doing: str) -> list[T]:
+    """ray.get in order, every Ray failure turned into a WorkerError that says what happened."""
+    try:
+        return ray.get(refs, timeout=timeout_s)
+    except GetTimeoutError:
+        raise WorkerError(
+            f"Ray simulation workers gave no answer within {timeout_s:.0f} s while {doing}"
+        ) from None
+    except RayActorError as exc:
+        raise WorkerError(f"a Ray simulation worker died while {doing}: {exc}") from None
+    except RayTaskError as exc:
+        raise WorkerError(f"simulation worker failed:\n{exc}") from None
+    except RayError as exc:
+        raise WorkerError(f"Ray failed while {doing}: {exc}") from None
+
+
 def ray_workers(config: FLConfig, cluster_cpus: int) -> int:
-    """Actors to start: --workers (at least one), else one per cluster CPU; never more than a round's clients."""
+    """Actors to start: --workers (at least 1), else one per cluster CPU; at most the clients of a round."""
     wanted = config.workers if config.workers is not None else cluster_cpus
     return max(1, min(wanted, config.per_round))
 
 
-def connect(ray: ModuleType, config: FLConfig) -> bool:
+def connect(config: FLConfig) -> bool:
     """Connect to config.ray_address, or start a local Ray; False when this process was already connected."""
     if ray.is_initialized():
         return False
-    quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
     with warnings.catch_warnings():
         # ray.init warns about a future change to GPU visibility; it concerns nobody here
         warnings.simplefilter("ignore", FutureWarning)
         try:
             if config.ray_address is None:
                 cpus = max(os.cpu_count() or 1, config.workers or 1)  # every actor gets its CPU
-                ray.init(num_cpus=cpus, include_dashboard=False, **quiet)
+                ray.init(
+                    num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR
+                )
             else:
                 check_reachable(config.ray_address)
-                ray.init(address=config.ray_address, **quiet)
+                ray.init(address=config.ray_address, log_to_driver=False, logging_level=logging.ERROR)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = config.ray_address or "a local Ray"
             raise WorkerError(f"cannot start Ray on {where}: {exc}") from None
