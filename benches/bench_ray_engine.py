@@ -1,7 +1,7 @@
 """Per-round overhead of `--engine ray` against the process pool, on the same job, runs alternating.
 
 Run: PYTHONPATH=python python benches/bench_ray_engine.py [--clients 1000] [--per-round 100] [--rounds 20]
-     [--workers 2] [--repeats 3] [--one-by-one]
+     [--local-epochs 10] [--workers 2] [--repeats 3] [--one-by-one]
 Each run is a fresh process calling `simulate` (digits, torch MLP, the given clients / per round, and the
 same --workers for both engines, so both train the same clients on the same split and must give the same
 final accuracy, which is checked). The engines alternate, process first, `--repeats` times.
@@ -27,7 +27,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 ENGINES = ("process", "ray")
-JOB = ("clients", "per-round", "rounds", "workers", "seed")  # what a child run is given
+JOB = ("clients", "per-round", "rounds", "local-epochs", "workers", "seed")  # what a child run is given
 
 
 def child(engine: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -40,6 +40,7 @@ def child(engine: str, args: argparse.Namespace) -> dict[str, Any]:
         clients=args.clients,
         per_round=args.per_round,
         rounds=args.rounds,
+        local_epochs=args.local_epochs,
         workers=args.workers,
         seed=args.seed,
         engine=engine,
@@ -83,6 +84,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--per-round", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--local-epochs", type=int, default=10, help="fewer: less work, overhead shows")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3)
@@ -111,7 +113,8 @@ def main() -> None:
     mode = "one by one" if args.one_by_one else "stacked"
     print(
         f"\n{args.clients} clients, {args.per_round} per round, {args.rounds} rounds, "
-        f"{args.workers} workers, {mode}; median of {args.repeats} (rounds 2..{args.rounds} per run)"
+        f"{args.local_epochs} local epochs, {args.workers} workers, {mode}; "
+        f"median of {args.repeats} (rounds 2..{args.rounds} per run)"
     )
     print(f"{'':<12} {'process':>10} {'ray':>10} {'ray/process':>12}  per repeat")
     for key, unit, scale in (
