@@ -82,6 +82,24 @@ def records(result: SimResult) -> list[dict[str, object]]:
     return [without_timing(r.to_dict()) for r in result.records]
 
 
+def my_perceptron() -> object:
+    """Your own model, in your own module: actors import it by name, as worker processes do."""
+    from sklearn.linear_model import Perceptron
+
+    return Perceptron(random_state=0)
+
+
+def test_your_own_model_by_import_path_trains_on_ray_with_the_same_numbers(ray: ModuleType) -> None:
+    config = FLConfig(
+        clients=6, per_round=4, rounds=1, backend="sklearn", model="test_ray_engine:my_perceptron", workers=2
+    )
+    on_processes = simulate(config)
+    on_ray = simulate(replace(config, engine="ray"))
+    assert on_ray.summary["model"] == "test_ray_engine:my_perceptron"
+    assert records(on_ray) == records(on_processes)
+    assert on_ray.weights.tobytes() == on_processes.weights.tobytes()
+
+
 def test_a_failure_in_an_actor_surfaces_with_its_traceback(ray: ModuleType) -> None:
     config = FLConfig(
         clients=8, per_round=4, rounds=2, backend="sklearn", model="logreg", strategy="scaffold", workers=2

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import warnings
 from collections.abc import Sequence
 from typing import TypeVar, cast
@@ -35,8 +36,15 @@ class RayWorker:
     """One Ray actor: a ClientRunner built once, then a round's share per call, as in a worker process."""
 
     def __init__(
-        self, config: FLConfig, data: FederatedData, rayon_threads: int, user: UserModel | None
+        self,
+        config: FLConfig,
+        data: FederatedData,
+        rayon_threads: int,
+        user: UserModel | None,
+        driver_path: Sequence[str],
     ) -> None:
+        # your --model MODULE:FUNCTION imports here as in the driver (a worker process gets its sys.path)
+        sys.path.extend(p for p in driver_path if p not in sys.path and os.path.isdir(p))
         # the codec's Rust thread pool starts on first use: give each actor its share of the node's cores
         os.environ.setdefault("RAYON_NUM_THREADS", str(rayon_threads))
         limit_threads(config, user)
@@ -97,7 +105,7 @@ class RayPool:
         actor = ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)(RayWorker)
         shared = ray.put(data)  # once; every actor reads the same copy from the object store
         for _ in range(workers):
-            handle = actor.remote(config, shared, rayon_threads, user)
+            handle = actor.remote(config, shared, rayon_threads, user, list(sys.path))
             self._actors.append(cast("ActorHandle[RayWorker]", handle))  # (typed as handle | class)
         self._size = workers
         ready: list[ray.ObjectRef[bool]] = [a.ready.remote() for a in self._actors]
