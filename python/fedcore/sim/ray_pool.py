@@ -167,7 +167,11 @@ def connect(config: FLConfig) -> bool:
             if config.ray_address is None:
                 cpus = max(os.cpu_count() or 1, config.workers or 1)  # every actor gets its CPU
                 ray.init(
-                    num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR
+                    "local",  # a fresh one, even where `ray start` runs here (that is --ray-address auto)
+                    num_cpus=cpus,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    logging_level=logging.ERROR,
                 )
             else:
                 check_reachable(config.ray_address)
