@@ -12,11 +12,12 @@ from types import ModuleType
 
 import pytest
 
+from fedcore.cli import main
 from fedcore.config import FLConfig
 from fedcore.records import without_timing
 from fedcore.sim import simulate
 from fedcore.sim.engine import SimResult
-from fedcore.sim.workers import WorkerError, WorkerJob, load_data
+from fedcore.sim.workers import RAY_MISSING, WorkerError, WorkerJob, load_data
 
 # Ray's driver leaves /dev/null handles and its processes' Popen objects to the garbage collector
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
@@ -58,6 +59,19 @@ def test_the_engine_is_checked_when_the_config_is_made() -> None:
         assert FLConfig(engine="ray", ray_address=address).ray_address == address
     # where the clients ran is not part of the run: summary.json's config is the same on both engines
     assert FLConfig(engine="ray").run_settings() == FLConfig().run_settings()
+
+
+def test_without_ray_installed_the_error_says_how_to_get_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as where it is not installed
+    monkeypatch.delitem(sys.modules, "fedcore.sim.ray_pool", raising=False)
+    run = ["--clients", "8", "--per-round", "2", "--rounds", "1", "--out", str(tmp_path / "run")]
+    assert main(["sim", "--engine", "ray", *run]) == 2
+    assert capsys.readouterr().err == f"fedcore: error: {RAY_MISSING}\n"
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(WorkerError, match=r"pip install 'fedcore\[ray\]'"):
+        simulate(replace(SMALL, engine="ray", rounds=1))
 
 
 def test_ray_gives_the_process_pools_numbers(ray: ModuleType) -> None:
