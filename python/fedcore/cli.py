@@ -316,7 +316,7 @@ def _add_engine_flags(sim: argparse.ArgumentParser) -> None:
         choices=ENGINES,
         help=with_default(
             "process: worker processes on this machine; ray: Ray actors on a local Ray or a cluster "
-            "(the same --workers gives the same numbers; left out, ray starts one per cluster CPU)",
+            "(the same --workers gives the same numbers; without --workers, one actor per cluster CPU)",
             "engine",
         ),
     )
