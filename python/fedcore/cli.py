@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import os
 import sys
@@ -24,7 +25,7 @@ from rich.table import Table
 
 from fedcore.backends.user import DEVICES, check_device, import_model_fn, is_import_path
 from fedcore.compression import CodecUnavailableError
-from fedcore.config import BACKENDS, MODELS, FLConfig, load_config
+from fedcore.config import BACKENDS, ENGINES, MODELS, FLConfig, load_config
 from fedcore.config_files import to_toml
 from fedcore.data import FederatedData
 from fedcore.errors import (
@@ -174,6 +175,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_run_flags(sim)
+    _add_engine_flags(sim)
     sim.add_argument(
         "--overwrite", action="store_true", help="replace the run already in --out (default: refuse)"
     )
@@ -304,6 +306,36 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 def _str_list(text: str) -> tuple[str, ...]:
     return tuple(part for part in text.split(",") if part)
+
+
+# --- simulation engine (issue 14: Ray) ---
+def _add_engine_flags(sim: argparse.ArgumentParser) -> None:
+    """Where `fedcore sim` trains its clients: worker processes here, or Ray actors (same numbers)."""
+    sim.add_argument(
+        "--engine",
+        choices=ENGINES,
+        help=with_default(
+            "process: worker processes on this machine; ray: Ray actors on a local Ray or a cluster "
+            "(the same --workers gives the same numbers; without --workers, one actor per cluster CPU)",
+            "engine",
+        ),
+    )
+    sim.add_argument(
+        "--ray-address",
+        help="with --engine ray: auto (the cluster `ray start` made) | HOST:PORT | ray://HOST:PORT "
+        "(default: start a local Ray)",
+    )
+
+
+def _check_engine_installed(config: FLConfig) -> None:
+    """--engine ray without Ray installed is bad input, said before anything starts."""
+    if config.engine == "ray" and importlib.util.find_spec("ray") is None:
+        from fedcore.sim.workers import RAY_MISSING
+
+        raise UsageError(RAY_MISSING)
+
+
+# --- end of the simulation engine block ---
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -473,6 +505,7 @@ def _preflight(config: FLConfig, overwrite: bool) -> FederatedData:
     from fedcore.sim.workers import load_data
 
     _check_model(config)
+    _check_engine_installed(config)
     check_out(Path(config.out), overwrite)
     try:
         return load_data(config)

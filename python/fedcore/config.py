@@ -152,6 +152,9 @@ class FLConfig:
     device: str = "cpu"  # where torch models train: cpu | cuda | mps
     shift: ShiftSpec | None = None  # shifted compression: diana:ALPHA | ef21 (clients send C(update - shift))
     ef_decay: float | None = None  # error feedback: share of the residual kept per round a client is away
+    # --- simulation engine (issue 14: Ray) ---
+    engine: str = "process"  # process | ray: where simulated clients train; same workers, same numbers
+    ray_address: str | None = None  # engine=ray: auto | HOST:PORT | ray://HOST:PORT; None: start a local Ray
 
     def __post_init__(self) -> None:
         _parse_specs(self)
@@ -214,6 +217,7 @@ class FLConfig:
         _check_attack(self)
         _check_secagg(self)
         _check_update_rules(self)
+        _check_engine(self)
         self.make_strategy()  # raises on a bad spec or server parameters
 
     def make_strategy(self) -> Strategy:
@@ -235,9 +239,31 @@ class FLConfig:
     def run_settings(self) -> dict[str, Any]:
         """Everything that decides the numbers: the config minus where the output goes."""
         settings = self.to_dict()
-        del settings["out"]
+        for where in ("out", *HOW_IT_RUNS):
+            del settings[where]
         return settings
 
+
+# --- simulation engine (issue 14: Ray) ---
+ENGINES = ("process", "ray")
+HOW_IT_RUNS = ("engine", "ray_address")  # fields that never change a number: left out of run_settings
+
+
+def _check_engine(config: FLConfig) -> None:
+    """A known engine; a Ray address only for the Ray engine, in a form Ray can connect to."""
+    if config.engine not in ENGINES:
+        raise ValueError(f"unknown engine {config.engine!r}; choose from {', '.join(ENGINES)}")
+    address = config.ray_address
+    if address is None:
+        return
+    if config.engine != "ray":
+        raise ValueError("ray_address needs engine = ray")
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if address != "auto" and not (host and port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"ray_address must be auto, HOST:PORT or ray://HOST:PORT, got {address!r}")
+
+
+# --- end of the simulation engine block ---
 
 CLIENTS_PER_WORKER = 128  # batched: fewer clients per worker than this train faster in one process
 

@@ -275,6 +275,7 @@ def simulate(
     records = list(state.records)
     summary = summarize(records, layout.size, config.run_settings(), wall_s, vectors)
     summary["timing"]["workers"] = simulated.workers
+    summary["timing"]["engine"] = config.engine  # how it ran; the numbers are the same on either engine
     summary["timing"]["personalize_s"] = personalize_s
     summary["personalization"] = personal.summary() if personal is not None else None
     summary["data"] = data.name  # what the run trained on: the config's dataset, or your own arrays

@@ -210,7 +210,7 @@ def _context(config: FLConfig) -> Any:
 
 def prestart_workers(config: FLConfig) -> None:
     """Start the forkserver (and its imports) now, so it gets ready while this process loads the data."""
-    if config.num_workers > 1 and "forkserver" in mp.get_all_start_methods():
+    if config.engine == "process" and config.num_workers > 1 and "forkserver" in mp.get_all_start_methods():
         from multiprocessing import forkserver
 
         _context(config)  # sets the preload list, which only counts before the server starts
@@ -286,7 +286,12 @@ class ProcessPool:
 
 
 def make_pool(config: FLConfig, data: FederatedData, user: UserModel | None = None) -> Pool:
-    """config.num_workers processes; left to the default, your model gets one per core if it pickles."""
+    """config.num_workers processes; left to the default, your model gets one per core if it pickles.
+
+    `engine = "ray"`: Ray actors instead (fedcore.sim.ray_pool), the same split and fold order.
+    """
+    if config.engine == "ray":
+        return ray_pool(config, data, user)
     workers = config.num_workers
     if user is not None and config.workers is None:
         cores = os.cpu_count() or 1
@@ -297,3 +302,18 @@ def make_pool(config: FLConfig, data: FederatedData, user: UserModel | None = No
 def split_round_robin(items: Sequence[Any], workers: int) -> list[list[Any]]:
     """Position i goes to worker i mod W: a fixed assignment, so the fold order never changes between runs."""
     return [list(items[w::workers]) for w in range(workers)]
+
+
+# --- simulation engine (issue 14: Ray) ---
+RAY_MISSING = "--engine ray needs Ray: pip install 'fedcore[ray]' (or 'ray>=2.10')"
+
+
+def ray_pool(config: FLConfig, data: FederatedData, user: UserModel | None = None) -> Pool:
+    """Ray actors (fedcore.sim.ray_pool), or a WorkerError that says how to install Ray, an optional extra."""
+    try:
+        from fedcore.sim.ray_pool import RayPool
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] != "ray":
+            raise
+        raise WorkerError(RAY_MISSING) from None
+    return RayPool(config, data, user)

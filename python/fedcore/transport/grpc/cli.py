@@ -137,6 +137,8 @@ def simulation_only(config: FLConfig) -> str | None:
         return "--attack simulates Byzantine clients; it exists in `fedcore sim` only"
     if config.adaptive_deadline_s is not None:
         return "--adaptive plans with simulated bandwidth and device speed; it exists in `fedcore sim` only"
+    if config.engine != "process":
+        return "--engine chooses where simulated clients train; it exists in `fedcore sim` only"
     return None
 
 
