@@ -1,4 +1,4 @@
-"""FedBuff (Nguyen et al. 2022): the server steps whenever K client updates are buffered, stale ones count less.
+"""FedBuff (Nguyen et al. 2022): the server steps whenever K updates are buffered, stale ones counting less.
 
 Transport-free, like the round driver: a transport (the simulation's virtual clock, or gRPC) asks for a task
 whenever a client may start training and hands every answer back; the server folds each reply into the
