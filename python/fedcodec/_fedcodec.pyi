@@ -125,6 +125,7 @@ def centered_clip(
     tau: float,
     iters: int = 1,
 ) -> NDArray[np.float32]: ...
+
 # ---- Secure aggregation (rust/src/secagg/) ----
 
 __all__ += [

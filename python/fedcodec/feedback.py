@@ -22,9 +22,7 @@ class ErrorFeedback:
         if self.residual is None:
             self.residual = np.zeros_like(array)
         elif self.residual.shape != array.shape:
-            raise CodecError(
-                f"input shape {array.shape} differs from the residual's {self.residual.shape}"
-            )
+            raise CodecError(f"input shape {array.shape} differs from the residual's {self.residual.shape}")
         return self.codec._native.encode_with_feedback(array, self.residual, seed)
 
     def reset(self) -> None:

@@ -204,9 +204,7 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--overwrite", action="store_true", help="replace the run already in --out (default: refuse)"
     )
-    sim.add_argument(
-        "--print-config", action="store_true", help="print the resolved config as TOML and exit"
-    )
+    sim.add_argument("--print-config", action="store_true", help="print the resolved config as TOML and exit")
     sim.add_argument(
         "--profile",
         action="store_true",
@@ -256,9 +254,7 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
             "model",
         ),
     )
-    parser.add_argument(
-        "--device", choices=DEVICES, help=with_default("where torch models train", "device")
-    )
+    parser.add_argument("--device", choices=DEVICES, help=with_default("where torch models train", "device"))
     parser.add_argument(
         "--selection", choices=SELECTION_NAMES, help=with_default("client selection", "selection")
     )

@@ -13,7 +13,6 @@ Vector = NDArray[np.float32]
 Matrix = NDArray[np.float32]
 
 
-
 @dataclass(frozen=True)
 class LowRankPart:
     """One matrix of the update, approximated by p @ q.T."""

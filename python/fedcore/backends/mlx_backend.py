@@ -86,9 +86,7 @@ class MLXAdapter:
             return self.loss_fn(self.module(xb), yb)
 
         loss_and_grad = value_and_grad(self.module, batch_loss)
-        optimizer = SGD(
-            learning_rate=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-        )
+        optimizer = SGD(learning_rate=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
         mx.random.seed(config.seed)
         self.module.train()
         total = mx.array(0.0)
@@ -103,9 +101,7 @@ class MLXAdapter:
             optimizer.update(self.module, grads)
             total = total + loss
             mx.eval(self.module.parameters(), optimizer.state, total)
-        return FitResult(
-            num_examples=len(y), num_steps=plan.num_steps, loss=float(total) / plan.num_steps
-        )
+        return FitResult(num_examples=len(y), num_steps=plan.num_steps, loss=float(total) / plan.num_steps)
 
     def evaluate(self, x: NDArray[np.float32], y: NDArray[np.int64]) -> EvalResult:
         check_xy(x, y)

@@ -33,9 +33,7 @@ def _cnn_out_length(length: int) -> int:
     return length
 
 
-def torch_mlp(
-    in_features: int, hidden: Sequence[int], n_classes: int, seed: int
-) -> torch.nn.Module:
+def torch_mlp(in_features: int, hidden: Sequence[int], n_classes: int, seed: int) -> torch.nn.Module:
     """ReLU MLP that flattens its input first, so it takes [N, ...] arrays of any shape."""
     import torch
 
@@ -113,9 +111,7 @@ def mlx_cnn1d(length: int, n_classes: int, seed: int) -> MLXModule:
     return model
 
 
-def sklearn_mlp(
-    in_features: int, hidden: Sequence[int], n_classes: int, seed: int
-) -> SklearnAdapter:
+def sklearn_mlp(in_features: int, hidden: Sequence[int], n_classes: int, seed: int) -> SklearnAdapter:
     """An SGD-trained MLPClassifier; sklearn models only make sense wrapped, so this returns the adapter."""
     from sklearn.neural_network import MLPClassifier  # type: ignore[import-untyped]
 
@@ -194,9 +190,7 @@ def _seed_mlx_init(model: MLXModule, seed: int) -> None:
     untyped: Any = model
     params = named_arrays(untyped.parameters())
     fan_in = {
-        name.rsplit(".", 1)[0]: int(np.prod(v.shape[1:]))
-        for name, v in params
-        if name.endswith("weight")
+        name.rsplit(".", 1)[0]: int(np.prod(v.shape[1:])) for name, v in params if name.endswith("weight")
     }
     fresh = []
     for name, value in params:

@@ -145,9 +145,7 @@ class TorchAdapter:
                 correct += int((logits.argmax(dim=1) == yb).sum().item())
         return EvalResult(num_examples=len(y), loss=loss_sum / len(y), accuracy=correct / len(y))
 
-    def _tensors(
-        self, x: NDArray[np.float32], y: NDArray[np.int64]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _tensors(self, x: NDArray[np.float32], y: NDArray[np.int64]) -> tuple[torch.Tensor, torch.Tensor]:
         x_t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
         y_t = torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64)).to(self.device)
         return x_t, y_t

@@ -188,13 +188,14 @@ class FedBuffServer:
         An answer to a task this server never handed out (or already took back) is refused; a diverged
         client's failure frees its slot without counting towards the buffer.
         """
-        handed = self._handed_out.pop(answer.round, None)
+        handed = self._handed_out.get(answer.round)
         if handed is None or handed[0] != answer.client_id:
             if isinstance(answer, Reply):
                 self._buffer.failures.append(
                     Failure(answer.round, answer.client_id, "wrong_round", "no such task", answer.nbytes)
                 )
             return None
+        del self._handed_out[answer.round]
         if isinstance(answer, Failure):
             self._buffer.failures.append(answer)
             return None

@@ -38,6 +38,7 @@ from fedcore.server.driver import (
     initial_state,
     privacy_summary,
 )
+from fedcore.server.fedbuff import staleness_histogram
 from fedcore.sim.attack import AttackedTransport, byzantine_clients
 from fedcore.sim.clock import DeviceClock, device_speeds
 from fedcore.sim.clock import seconds_per_step as seconds_per_step  # (its home was here)
@@ -278,4 +279,6 @@ def simulate(
     summary["model"] = user.name if user is not None else config.model
     summary.update(privacy_summary(driver, records))
     summary.update(robustness_summary(config, state))
+    if config.asynchronous:  # how stale the buffered updates were: versions behind -> updates
+        summary["staleness"] = {str(s): n for s, n in staleness_histogram(records).items()}
     return SimResult(records, summary, state.server.weights, devices, state.downlink, personal)

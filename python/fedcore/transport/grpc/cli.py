@@ -254,7 +254,6 @@ def _finished(config: FLConfig, out: Path, resume: bool) -> bool:
         return False  # run_federation says what is wrong with it
 
 
-
 def _server_tls(cert: Path | None, key: Path | None) -> Any:
     if cert is None or key is None:
         return None
