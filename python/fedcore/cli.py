@@ -62,7 +62,7 @@ _SIM_FLAGS: tuple[tuple[str, type, str], ...] = (
     ),
     ("--clients", int, "number of clients N"),
     ("--per-round", int, "clients sampled per round K"),
-    ("--rounds", int, "communication rounds R"),
+    ("--rounds", int, "communication rounds R (with --async: FedBuff server updates)"),
     ("--local-epochs", int, "local epochs per round E"),
     ("--lr", float, "client learning rate"),
     ("--batch-size", int, "client batch size"),

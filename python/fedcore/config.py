@@ -462,6 +462,7 @@ def _check_async(config: FLConfig) -> None:
         "--ditto-rounds": config.ditto_rounds,
         "--shift": config.shift is not None,
         "--dropout": config.dropout > 0.0,
+        "--eval-clients": config.eval_clients,
         f"--aggregator {config.aggregator}": not config.aggregator.streaming,
         f"--strategy {config.strategy}": config.strategy.name in ("scaffold", "fednova"),
         f"--selection {config.selection}": config.selection != "random",
