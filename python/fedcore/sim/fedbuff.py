@@ -16,13 +16,12 @@ import numpy as np
 
 from fedcore.config import FLConfig
 from fedcore.protocol.messages import Failure, Reply, Task
-from fedcore.protocol.transport import ReplyCollector
+from fedcore.protocol.transport import ReplyCollector, Transport
 from fedcore.records import RoundRecord
 from fedcore.seeds import derive_seed
 from fedcore.server.driver import DriverState, RoundDriver
 from fedcore.server.fedbuff import FedBuffServer
 from fedcore.sim.clock import DeviceClock
-from fedcore.sim.transport import SimTransport
 
 ASYNC_PICK_SEED = 12  # which idle client starts next (a purpose of its own, see fedcore.seeds)
 
@@ -31,7 +30,7 @@ def run_fedbuff(
     config: FLConfig,
     state: DriverState,
     driver: RoundDriver,
-    transport: SimTransport,
+    transport: Transport,
     clock: DeviceClock,
     on_round: Callable[[RoundRecord], None] | None = None,
 ) -> DriverState:
@@ -85,7 +84,7 @@ def run_fedbuff(
     return server.state
 
 
-def train(transport: SimTransport, tasks: list[Task]) -> dict[int, Reply | Failure]:
+def train(transport: Transport, tasks: list[Task]) -> dict[int, Reply | Failure]:
     """Every task's answer by task id, trained on the pool; replies come back whole, unfolded."""
     clients = [t.client_id for t in tasks]
     if len(set(clients)) != len(clients):  # a client's second task starts only after its first one ends
