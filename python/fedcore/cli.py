@@ -63,7 +63,7 @@ _SIM_FLAGS: tuple[tuple[str, type, str], ...] = (
     ),
     ("--clients", int, "number of clients N"),
     ("--per-round", int, "clients sampled per round K"),
-    ("--rounds", int, "communication rounds R"),
+    ("--rounds", int, "communication rounds R (with --async: FedBuff server updates)"),
     ("--local-epochs", int, "local epochs per round E"),
     ("--lr", float, "client learning rate"),
     ("--batch-size", int, "client batch size"),
@@ -121,7 +121,12 @@ _SIM_FLAGS: tuple[tuple[str, type, str], ...] = (
     ("--delta", float, "DP delta (default: 0.1 / clients, or 0.1 / a client's examples for local DP)"),
     ("--max-epsilon", float, "stop at the last round whose epsilon fits this budget"),
     ("--dropout", float, "probability that a selected client never answers"),
-    ("--stragglers", float, "share of clients that run a random 1..E local epochs (system heterogeneity)"),
+    (
+        "--stragglers",
+        float,
+        "share of clients that run a random 1..E local epochs (system heterogeneity); with --speed-spread: "
+        "share of devices that are slow",
+    ),
     ("--min-clients", int, "fail a round with fewer answering clients than this"),
     ("--workers", int, "worker processes (default: chosen from the job; 0 or 1: in-process)"),
     ("--seed", int, "run seed; same seed, same numbers"),
@@ -133,6 +138,28 @@ _SIM_FLAGS: tuple[tuple[str, type, str], ...] = (
         "mean shift back: diana:ALPHA | ef21",
     ),
     ("--ef-decay", float, "with --error-feedback: share of the residual kept per round the client sat out"),
+    # --- async (FedBuff) and device speeds (issue 14, FedBuff part) ---
+    ("--buffer", int, "with --async: FedBuff's K, client updates per server step (default: --per-round)"),
+    (
+        "--concurrency",
+        int,
+        "with --async: clients training at once, between --buffer and --clients "
+        "(default: min(clients, 2 x buffer))",
+    ),
+    (
+        "--staleness",
+        str,
+        "with --async: weight of an update s model versions old: constant | poly:A (1/(1+s)^A) | "
+        "hinge:A,B (1 up to s = B, then 1/(A(s-B)+1))",
+    ),
+    (
+        "--speed-spread",
+        float,
+        "device speeds for the virtual clock: the slowest device is this many times slower than the "
+        "fastest; --stragglers F then means a share F of devices is the slow ones (all train every "
+        "epoch) instead of FedProx's fewer epochs (default: the seeded lognormal speeds)",
+    ),
+    # --- end async ---
 )
 
 
@@ -179,9 +206,7 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--overwrite", action="store_true", help="replace the run already in --out (default: refuse)"
     )
-    sim.add_argument(
-        "--print-config", action="store_true", help="print the resolved config as TOML and exit"
-    )
+    sim.add_argument("--print-config", action="store_true", help="print the resolved config as TOML and exit")
     sim.add_argument(
         "--profile",
         action="store_true",
@@ -231,9 +256,7 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
             "model",
         ),
     )
-    parser.add_argument(
-        "--device", choices=DEVICES, help=with_default("where torch models train", "device")
-    )
+    parser.add_argument("--device", choices=DEVICES, help=with_default("where torch models train", "device"))
     parser.add_argument(
         "--selection", choices=SELECTION_NAMES, help=with_default("client selection", "selection")
     )
@@ -263,6 +286,15 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="sum every round through SecAgg+ (X25519 pairwise masks, Shamir dropout recovery): the server "
         "learns only the sum; composes with --codec randk:F",
+    )
+    parser.add_argument(  # async (FedBuff)
+        "--async",
+        dest="asynchronous",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="FedBuff: no rounds; the server steps whenever --buffer updates arrived, each weighted by "
+        "--staleness; --concurrency clients train at once on the virtual clock; --rounds counts server "
+        "steps and --server-lr is FedBuff's server learning rate",
     )
     parser.add_argument(
         "--vectorize",

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from fedcore.privacy.spec import DPSpec
     from fedcore.robust.attacks import Attack
     from fedcore.robust.spec import AggregatorSpec
+    from fedcore.server.fedbuff import StalenessSpec
     from fedcore.strategies.spec import StrategySpec
     from fedcore.uplink.shift import ShiftSpec
 
@@ -42,6 +43,7 @@ def _spec_kinds() -> dict[str, tuple[Callable[[str], object], Any]]:
     from fedcore.robust.attacks import Attack
     from fedcore.robust.attacks import parse as parse_attack
     from fedcore.robust.spec import AggregatorSpec
+    from fedcore.server.fedbuff import StalenessSpec  # async (FedBuff)
     from fedcore.strategies.spec import StrategySpec
     from fedcore.uplink.shift import ShiftSpec
 
@@ -58,6 +60,7 @@ def _spec_kinds() -> dict[str, tuple[Callable[[str], object], Any]]:
         "dp": (DPSpec.parse, DPSpec),
         "attack": (parse_attack, Attack),
         "shift": (ShiftSpec.parse, ShiftSpec),
+        "staleness": (StalenessSpec.parse, StalenessSpec),  # async (FedBuff)
     }
 
 
@@ -74,6 +77,7 @@ SPEC_FIELDS = (
     "dp",
     "attack",
     "shift",
+    "staleness",  # async (FedBuff)
 )  # typed specs: text only at the TOML/flag edge and in summary.json
 _CODEC_FIELDS = ("codec", "downlink_codec", "adaptive_ladder")  # fedcodec's messages do not name the spec
 
@@ -155,6 +159,13 @@ class FLConfig:
     # --- simulation engine (issue 14: Ray) ---
     engine: str = "process"  # process | ray: where simulated clients train; same workers, same numbers
     ray_address: str | None = None  # engine=ray: auto | HOST:PORT | ray://HOST:PORT; None: start a local Ray
+    # --- async (FedBuff) and device speeds (issue 14, FedBuff part) ---
+    asynchronous: bool = False  # FedBuff: the server steps whenever `buffer` updates arrived; no rounds
+    buffer: int | None = None  # FedBuff's K: updates per server step (None: per_round)
+    concurrency: int | None = None  # clients training at once (None: min(clients, 2 x buffer))
+    staleness: StalenessSpec = field(default_factory=lambda: _parsed("staleness", "poly:0.5"))
+    speed_spread: float | None = None  # slowest / fastest device; with it, `stragglers` = share of slow ones
+    # --- end async ---
 
     def __post_init__(self) -> None:
         _parse_specs(self)
@@ -218,12 +229,25 @@ class FLConfig:
         _check_secagg(self)
         _check_update_rules(self)
         _check_engine(self)
+        _check_async(self)
         self.make_strategy()  # raises on a bad spec or server parameters
 
     def make_strategy(self) -> Strategy:
         return make_strategy(
             self.strategy, self.clients, self.server_lr, self.server_beta1, self.server_beta2, self.server_tau
         )
+
+    @property
+    def async_buffer(self) -> int:
+        """FedBuff's K: updates per server step."""
+        return self.buffer if self.buffer is not None else self.per_round
+
+    @property
+    def async_concurrency(self) -> int:
+        """FedBuff's C: clients training at once."""
+        if self.concurrency is not None:
+            return self.concurrency
+        return min(self.clients, 2 * self.async_buffer)
 
     @property
     def num_workers(self) -> int:
@@ -433,6 +457,49 @@ def _check_update_rules(config: FLConfig) -> None:
     for need, broken in excluded.items():
         if broken:
             raise ValueError(f"--shift {config.shift} needs {need}")
+
+
+def _check_async(config: FLConfig) -> None:
+    """FedBuff needs 1 <= K <= C <= clients, and refuses what only makes sense for synchronous rounds."""
+    if config.speed_spread is not None and not (config.speed_spread >= 1.0 and config.speed_spread < 1e6):
+        raise ValueError(f"--speed-spread must lie in [1, 1e6), got {config.speed_spread}")
+    if not config.asynchronous:
+        given = [name for name in ("buffer", "concurrency") if getattr(config, name) is not None]
+        if given:
+            raise ValueError(f"--{given[0]} needs --async")
+        return
+    buffer, concurrency = config.async_buffer, config.async_concurrency
+    if buffer < 1:
+        raise ValueError(f"--buffer must be >= 1, got {buffer}")
+    if not buffer <= concurrency <= config.clients:
+        raise ValueError(
+            f"--concurrency must lie in [buffer={buffer}, clients={config.clients}], got {concurrency} "
+            "(the buffer fills only from clients that are training)"
+        )
+    excluded = {
+        "--secagg": config.secagg,
+        "--dp": config.dp is not None,
+        "--attack": config.attack is not None,
+        "--downlink-codec": config.downlink_codec is not None,
+        "--partial": config.partial is not None,
+        "--powersgd": config.powersgd is not None,
+        "--adaptive": config.adaptive_deadline_s is not None,
+        "--local-head": config.local_head,
+        "--ditto-rounds": config.ditto_rounds,
+        "--shift": config.shift is not None,
+        "--dropout": config.dropout > 0.0,
+        "--eval-clients": config.eval_clients,
+        f"--aggregator {config.aggregator}": not config.aggregator.streaming,
+        f"--strategy {config.strategy}": config.strategy.name in ("scaffold", "fednova"),
+        f"--selection {config.selection}": config.selection != "random",
+        "--stragglers without --speed-spread": config.stragglers > 0.0 and config.speed_spread is None,
+    }
+    for flag, is_set in excluded.items():
+        if is_set:
+            raise ValueError(
+                f"--async (FedBuff) folds each update as it arrives, with no rounds to pick, mask, secure "
+                f"or personalize over; drop {flag}"
+            )
 
 
 def _check_attack(config: FLConfig) -> None:

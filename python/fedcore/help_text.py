@@ -27,6 +27,7 @@ TOML_ONLY: dict[str, str] = {
     "test_fraction": "share of the data held out as the server's central test set",
 }
 
+
 def _default(name: str) -> Any:
     """A field's default as a user types it (a spec default is built, then printed as its text)."""
     field = next(f for f in dataclasses.fields(FLConfig) if f.name == name)

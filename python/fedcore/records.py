@@ -47,6 +47,8 @@ class RoundRecord:
     suspicion_weight: float | None = None  # robust aggregators: how much this round's scores count
     secagg: dict[str, Any] | None = None  # secure aggregation: seconds per stage, bytes, who was dropped
     backdoor_accuracy: float | None = None  # backdoor attack: share of triggered test inputs on the target
+    virtual_s: float | None = None  # simulated clock at the end of this round (device speeds), cumulative
+    staleness: list[int] | None = None  # async (FedBuff): each buffered update's versions behind, in order
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,6 +127,7 @@ def summarize(
         "powersgd_rank": config.get("powersgd"),
         "adaptive_codecs": dict(sorted(picks.items())) if adaptive else None,
         "late_uploads": sum(len(r.late or ()) for r in adaptive) if adaptive else None,
+        "virtual_s": last.virtual_s if last else None,
         "config": dict(config),
         "wall_s": wall_s,
         "timing": {

@@ -25,7 +25,7 @@ from fedcore.personalize import LocalHead, make_local_head
 from fedcore.privacy.adaptive import update_noise_multiplier
 from fedcore.privacy.plan import DEFAULT_INITIAL_CLIP, PrivacyPlan
 from fedcore.protocol.messages import Task
-from fedcore.protocol.transport import RoundOutcome, Transport
+from fedcore.protocol.transport import ReplyInfo, RoundOutcome, Transport
 from fedcore.records import RoundRecord
 from fedcore.robust.detect import SuspectTracker
 from fedcore.seeds import (
@@ -101,8 +101,8 @@ def _first_clip(config: FLConfig) -> float | None:
 
 def straggler_epochs(config: FLConfig, round_num: int, client_id: int) -> int | None:
     """A straggler's local epochs, uniform in 1..E as in the FedProx paper; None for a full client."""
-    if config.stragglers == 0.0:
-        return None
+    if config.stragglers == 0.0 or config.speed_spread is not None:
+        return None  # (with --speed-spread, stragglers are slow devices that train every epoch)
     rng = np.random.default_rng(derive_seed(config.seed, round_num, client_id, STRAGGLER_SEED))
     if rng.random() >= config.stragglers:
         return None
@@ -144,6 +144,7 @@ class RoundDriver:
     backdoor_score: PersonalScore | None = None
     client_tests: Callable[[], list[Dataset]] | None = None
     deadline_s: float | None = None
+    clock: Callable[[Sequence[ReplyInfo]], float] | None = None  # simulation: a round's virtual seconds
 
     def __post_init__(self) -> None:
         config = self.config
@@ -271,6 +272,7 @@ class RoundDriver:
             epsilon=epsilon,
             dp_clip=state.dp_clip,
             local_epsilon=max(local) if local else None,
+            virtual_s=self._virtual_s(state, outcome),
         )
         next_clip = dp_metrics.get("dp_next_clip", state.dp_clip)
         new_state = DriverState(
@@ -286,6 +288,13 @@ class RoundDriver:
             uplink,
         )
         return new_state, record, outcome
+
+    def _virtual_s(self, state: DriverState, outcome: RoundOutcome) -> float | None:
+        """The simulated clock after this round: the one before plus the slowest answering client's time."""
+        if self.clock is None:
+            return None
+        before = state.records[-1].virtual_s if state.records else None
+        return (before or 0.0) + self.clock(outcome.replies)
 
     @property
     def rounds_to_run(self) -> int:

@@ -28,7 +28,7 @@ from fedcore.personalize import (
 )
 from fedcore.protocol.transport import Transport
 from fedcore.records import RoundRecord, summarize
-from fedcore.seeds import DEVICE_SPEED_SEED, PERSONALIZE_SEED, derive_seed
+from fedcore.seeds import PERSONALIZE_SEED, derive_seed
 from fedcore.selection import AvailabilityModel
 from fedcore.server.driver import (
     DriverState,
@@ -38,16 +38,17 @@ from fedcore.server.driver import (
     initial_state,
     privacy_summary,
 )
+from fedcore.server.fedbuff import staleness_histogram
 from fedcore.sim.attack import AttackedTransport, byzantine_clients
+from fedcore.sim.clock import DeviceClock, device_speeds
+from fedcore.sim.clock import seconds_per_step as seconds_per_step  # (its home was here)
+from fedcore.sim.fedbuff import run_fedbuff
 from fedcore.sim.personal import own_models, score_ditto_rounds, score_local_head
 from fedcore.sim.profile import SimProfile
 from fedcore.sim.secure import simulated_secure_transport
 from fedcore.sim.transport import SimTransport
 from fedcore.sim.workers import build_model, limit_threads, load_data, make_pool, prestart_workers
 from fedcore.uplink.base import Vector
-
-MEDIAN_SECONDS_PER_STEP = 0.01
-_SPEED_SPREAD = 0.5  # lognormal sigma: a tenth of the devices are ~2x slower than the median
 
 
 @dataclass(frozen=True)
@@ -67,13 +68,6 @@ class SimResult:
     personalization: PersonalizationReport | None = None
 
 
-def seconds_per_step(seed: int, client_id: int) -> float:
-    """A device's fixed training speed, seeded per client, so picks never depend on this machine's clock."""
-
-    rng = np.random.default_rng(derive_seed(seed, 0, client_id, DEVICE_SPEED_SEED))
-    return float(rng.lognormal(np.log(MEDIAN_SECONDS_PER_STEP), _SPEED_SPREAD))
-
-
 def adaptive_planner(config: FLConfig, data: FederatedData) -> UplinkPlanner | None:
     """Adaptive compression in the simulator: codec per client from simulated bandwidth and training time.
 
@@ -83,6 +77,7 @@ def adaptive_planner(config: FLConfig, data: FederatedData) -> UplinkPlanner | N
         return None
     policy = AdaptiveCodecPolicy((config.adaptive_ladder or CodecLadder()).specs, config.adaptive_deadline_s)
     devices = AvailabilityModel(config.seed, config.min_battery, config.min_bandwidth_mbps)
+    speeds = device_speeds(config)
     train = local_train_config(config)
     if config.local_head:
         spec = config.personalize
@@ -99,7 +94,7 @@ def adaptive_planner(config: FLConfig, data: FederatedData) -> UplinkPlanner | N
             picks[cid] = policy.choose(
                 upload_floats,
                 megabits_to_bytes_per_s(float(bandwidth[cid])),
-                steps * seconds_per_step(config.seed, cid),
+                steps * float(speeds[cid]),
             )
         return picks
 
@@ -255,9 +250,12 @@ def simulate(
         client_tests=(lambda: [data.client(c).test for c in range(data.num_clients)])
         if config.eval_clients
         else None,
+        clock=(clock := DeviceClock.of(config, data)).round_s,
     )
     state: DriverState = initial_state(config, evaluator.get_weights())
     try:
+        if config.asynchronous:
+            state = run_fedbuff(config, state, driver, simulated, clock, on_round)
         while state.next_round < driver.rounds_to_run:
             with phase("later rounds" if state.records else "first round"):
                 state, record, _ = driver.run_round(state)
@@ -282,4 +280,6 @@ def simulate(
     summary["model"] = user.name if user is not None else config.model
     summary.update(privacy_summary(driver, records))
     summary.update(robustness_summary(config, state))
+    if config.asynchronous:  # how stale the buffered updates were: versions behind -> updates
+        summary["staleness"] = {str(s): n for s, n in staleness_histogram(records).items()}
     return SimResult(records, summary, state.server.weights, devices, state.downlink, personal)

@@ -25,7 +25,7 @@ from fedcore.transport.grpc.limits import Limits
 if TYPE_CHECKING:
     from fedcore.config import FLConfig
     from fedcore.data.dataset import Dataset
-    from fedcore.protocol.messages import Failure, Task
+    from fedcore.protocol.messages import Failure, Reply, Task
     from fedcore.protocol.transport import Transport
     from fedcore.server.run import Evaluation
     from fedcore.transport.grpc.client import Handler, Handlers
@@ -94,11 +94,25 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--give-up-s", type=float, default=120.0, help="stop after the server was unreachable this long"
     )
+    parser.add_argument(  # async (FedBuff): a slow device on a fast machine
+        "--delay",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="wait S seconds after training each task before replying (a slower device, for testing)",
+    )
 
 
 def add_deploy_local_arguments(parser: argparse.ArgumentParser) -> None:
     """A server and one process per client on this machine's loopback, with tokens in the out folder."""
     _add_listen_tuning(parser)
+    parser.add_argument(  # async (FedBuff)
+        "--client-delay",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="client I waits S x I / (clients - 1) seconds after each task: differing speeds on one machine",
+    )
 
 
 def _add_listen_tuning(parser: argparse.ArgumentParser) -> None:
@@ -139,6 +153,11 @@ def simulation_only(config: FLConfig) -> str | None:
         return "--adaptive plans with simulated bandwidth and device speed; it exists in `fedcore sim` only"
     if config.engine != "process":
         return "--engine chooses where simulated clients train; it exists in `fedcore sim` only"
+    if config.speed_spread is not None:
+        return (
+            "--speed-spread sets the simulated clock; real clients run at their own speed "
+            "(deploy-local --client-delay S slows them down one by one)"
+        )
     return None
 
 
@@ -160,6 +179,8 @@ def run_server(args: argparse.Namespace, config: FLConfig) -> int:
         return _usage("--token-file is required (make one with --make-tokens N --token-dir D)")
     if (args.tls_cert is None) != (args.tls_key is None):
         return _usage("--tls-cert and --tls-key go together")
+    if config.asynchronous and args.resume:
+        return _usage("--resume continues a checkpointed round; a FedBuff (--async) run has none")
     try:
         tokens = TokenBook.load(args.token_file)
         tls = _server_tls(args.tls_cert, args.tls_key)
@@ -212,6 +233,8 @@ def serve(
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    if config.asynchronous:
+        return serve_fedbuff(config, evaluation, transport, args)
     if not _finished(config, out, bool(getattr(args, "resume", False))):
         ready = transport.wait_ready(config.clients, args.wait_clients_s)  # everyone, within the bound
         log.info("%d of %d clients registered; starting round 1", ready, config.clients)
@@ -224,6 +247,21 @@ def serve(
         wait_clients_s=args.wait_clients_s,
         evaluation=evaluation,
     )
+    refusals = [dataclasses.asdict(f) for f in transport.refusals()]
+    (out / "refusals.jsonl").write_text("".join(json.dumps(r) + "\n" for r in refusals))
+    return summary
+
+
+def serve_fedbuff(
+    config: FLConfig, evaluation: Evaluation, transport: GrpcServerTransport, args: argparse.Namespace
+) -> dict[str, Any]:
+    """FedBuff over gRPC: tasks to polling clients while fewer than --concurrency train; rounds.jsonl."""
+    from fedcore.server.run import run_fedbuff_federation
+
+    out = Path(config.out)
+    ready = transport.wait_ready(config.async_concurrency, args.wait_clients_s)
+    log.info("%d clients registered; FedBuff starts (%d training at once)", ready, config.async_concurrency)
+    summary = run_fedbuff_federation(config, transport, out, evaluation=evaluation)
     refusals = [dataclasses.asdict(f) for f in transport.refusals()]
     (out / "refusals.jsonl").write_text("".join(json.dumps(r) + "\n" for r in refusals))
     return summary
@@ -254,7 +292,6 @@ def _finished(config: FLConfig, out: Path, resume: bool) -> bool:
         return load_checkpoint(out, config.run_settings()).next_round >= config.rounds
     except CheckpointError:
         return False  # run_federation says what is wrong with it
-
 
 
 def _server_tls(cert: Path | None, key: Path | None) -> Any:
@@ -290,8 +327,10 @@ def run_client(args: argparse.Namespace) -> int:
             import_model_fn(args.client_model)
         except ValueError as exc:
             return _usage(f"--model {args.client_model}: {exc}")
+    if args.delay < 0:
+        return _usage(f"--delay must be >= 0, got {args.delay}")
     factory = client_handler_factory(
-        args.client_id, args.data, args.client_dataset, args.client_model, args.client_device
+        args.client_id, args.data, args.client_dataset, args.client_model, args.client_device, args.delay
     )
     client = FleetClient(
         args.server,
@@ -328,6 +367,7 @@ def client_handler_factory(
     dataset: str | None,
     model: str | None = None,
     device: str | None = None,
+    delay_s: float = 0.0,
 ) -> Callable[[Mapping[str, Any]], Handler | Handlers]:
     """From the announced run config to `ClientApp(config, data_for).handle` on this client's data.
 
@@ -363,6 +403,14 @@ def client_handler_factory(
             app = ClientApp(config, data_for)
         except ValueError as exc:  # the server's --model cannot be built here, or --device is absent
             raise ClientSetupError(f"client {client_id} cannot build the run's model: {exc}") from exc
+        if delay_s > 0.0:  # async (FedBuff) tests: this device is slower than the machine it runs on
+
+            def slow(task: Task) -> Reply | Failure:
+                result = app.handle(task)
+                time.sleep(delay_s)
+                return result
+
+            return slow
         if not config.secagg:
             return app.handle
         from fedcore.protocol.messages import Reply
@@ -432,7 +480,11 @@ def run_deploy_local(args: argparse.Namespace) -> int:
     from fedcore.backends.user import is_import_path
 
     own_model = ("--model", config.model) if is_import_path(config.model) else ()  # each client checks it
-    procs = start_clients(target, token_dir, range(config.clients), out / "clients", own_model)
+    if args.client_delay < 0:
+        return _usage(f"--client-delay must be >= 0, got {args.client_delay}")
+    procs = start_clients(
+        target, token_dir, range(config.clients), out / "clients", own_model, args.client_delay
+    )
     try:
         summary = serve(config, evaluation, transport, args)
     finally:
@@ -446,12 +498,22 @@ def run_deploy_local(args: argparse.Namespace) -> int:
 
 
 def start_clients(
-    target: str, token_dir: Path, client_ids: range, log_dir: Path, extra: tuple[str, ...] = ()
+    target: str,
+    token_dir: Path,
+    client_ids: range,
+    log_dir: Path,
+    extra: tuple[str, ...] = (),
+    delay_s: float = 0.0,
 ) -> dict[int, subprocess.Popen[bytes]]:
-    """One `python -m fedcore.transport.grpc client` process per id, each logging to LOG_DIR/client-I.log."""
+    """One `python -m fedcore.transport.grpc client` process per id, each logging to LOG_DIR/client-I.log.
+
+    `delay_s`: client I waits delay_s x I / (n - 1) after each task, so the last is the slowest.
+    """
     log_dir.mkdir(parents=True, exist_ok=True)
     procs: dict[int, subprocess.Popen[bytes]] = {}
-    for client_id in client_ids:
+    last = max(1, len(client_ids) - 1)
+    for position, client_id in enumerate(client_ids):
+        delay = ("--delay", repr(delay_s * position / last)) if delay_s > 0.0 else ()
         command = [
             sys.executable,
             "-m",
@@ -464,6 +526,7 @@ def start_clients(
             "--client-id",
             str(client_id),
             *extra,
+            *delay,
         ]
         with (log_dir / f"client-{client_id}.log").open("wb") as log_file:
             procs[client_id] = subprocess.Popen(

@@ -13,7 +13,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -80,6 +80,41 @@ class _Round:
         )
 
 
+@dataclass
+class _AsyncRun:
+    """FedBuff over gRPC: at most `concurrency` open tasks, one per client; answers queue for the server."""
+
+    concurrency: int
+    make_task: Callable[[int], Task]
+    open: dict[int, tuple[Task, float]] = field(default_factory=dict)  # client -> (task, handed out at)
+    answers: list[Reply | Failure] = field(default_factory=list)
+    parts: dict[int, tuple[bytes, ...]] = field(default_factory=dict)  # id(model frame) -> its data parts
+    _elements: dict[int, int | None] = field(default_factory=dict)
+    finished: bool = False  # the server has all its updates: no new tasks; open ones may still report
+
+    def task_for(self, client_id: int, chunk_bytes: int) -> Task | None:
+        """The client's open task (again, after a reconnect), a new one while a slot is free, else None."""
+        if self.finished:
+            return None
+        held = self.open.get(client_id)
+        if held is not None:
+            return held[0]
+        if len(self.open) >= self.concurrency:
+            return None
+        task = self.make_task(client_id)
+        self.open[client_id] = (task, time.monotonic())
+        if id(task.model) not in self.parts:  # a new model version: its frame, chunked once
+            keep = {id(t.model) for t, _ in self.open.values()}
+            self.parts = {k: v for k, v in self.parts.items() if k in keep}
+            self._elements = {k: v for k, v in self._elements.items() if k in keep}
+            self.parts[id(task.model)] = wire.data_parts(task.model, chunk_bytes)
+            self._elements[id(task.model)] = _model_elements([task])[client_id]
+        return task
+
+    def elements(self, task: Task) -> int | None:
+        return self._elements.get(id(task.model))
+
+
 class GrpcServerTransport:
     """A fedcore Transport over gRPC; start it with an address (port 0 picks a free one), then run rounds."""
 
@@ -117,6 +152,7 @@ class GrpcServerTransport:
         self._closed = False  # the run is over: polling clients are told "done"
         self._aborted = False  # serving stops without telling anyone: polling clients must not hear "done"
         self._refusals: list[Failure] = []
+        self._async: _AsyncRun | None = None  # FedBuff: tasks handed out one at a time, no rounds
         workers = 2 * max_clients + 8  # one long poll and one upload per client at a time
         self._server = grpc.server(
             ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fedcore-grpc"),
@@ -241,6 +277,98 @@ class GrpcServerTransport:
             self._cond.notify_all()
         self._server.stop(grace=None).wait(5.0)
 
+    # ---- async (FedBuff): tasks one at a time, answers as they come -------------------------------------
+
+    def run_async(
+        self,
+        concurrency: int,
+        make_task: Callable[[int], Task],
+        take: Callable[[Reply | Failure], bool],
+    ) -> None:
+        """Hand a task to each polling client while fewer than `concurrency` train; give `take` every answer.
+
+        `make_task` and `take` run under the transport's lock, one at a time (so the server they belong
+        to needs no lock of its own); serving stops when `take` returns True. A task unanswered after the
+        round timeout is dropped (`take` gets a "dropped" failure), which frees its slot.
+        """
+        with self._cond:
+            busy = self._round is not None or (self._async is not None and not self._async.finished)
+            if self._closed or self._aborted or busy:
+                raise RuntimeError("the transport is closed or busy")
+            run = _AsyncRun(concurrency, make_task)
+            self._async = run
+            self._cond.notify_all()
+            try:
+                while True:
+                    now = time.monotonic()
+                    for client, (task, since) in list(run.open.items()):
+                        if now - since > self._round_timeout_s:
+                            del run.open[client]
+                            run.answers.append(Failure(task.round, client, "dropped", "no reply in time"))
+                    if not run.answers:
+                        self._cond.wait(1.0)
+                        continue
+                    answer = run.answers.pop(0)
+                    self._cond.notify_all()  # a slot is free
+                    if take(answer):
+                        return
+            finally:
+                run.finished = True  # clients still training get told, then "done"; close() waits for them
+                self._cond.notify_all()
+
+    def _submit_async(
+        self,
+        run: _AsyncRun,
+        header: pb.ReplyHeader,
+        chunks: Iterator[pb.UploadChunk],
+        context: grpc.ServicerContext,
+    ) -> pb.Receipt:
+        """One upload for the client's open FedBuff task (called with the lock held; reads frames without)."""
+        client_id = header.client_id
+        held = run.open.get(client_id)
+        if held is None or held[0].round != header.round:
+            message = f"no open task {header.round} for client {client_id}"
+            return _receipt(Failure(header.round, client_id, "wrong_round", message))
+        task = held[0]
+        if run.finished:
+            del run.open[client_id]
+            self._cond.notify_all()
+            return _receipt(Failure(task.round, client_id, "dropped", "the run ended before this reply"))
+        if header.failure_kind:
+            return self._finish_async(run, task, wire.client_failure(task.round, header))
+        problem = wire.header_problem(header, self._limits.max_upload_bytes, held=False)
+        if problem is not None:
+            return self._finish_async(run, task, Failure(task.round, client_id, "bad_frame", problem))
+        self._cond.release()  # reading the upload can take long: let the others poll meanwhile
+        try:
+            received = _read_frames(chunks, list(header.payload_sizes), context)
+        finally:
+            self._cond.acquire()
+        if isinstance(received, str):
+            kind = "disconnected" if not context.is_active() else "bad_frame"
+            return self._finish_async(run, task, Failure(task.round, client_id, kind, received, _sum(header)))
+        refusal = _check_frames(task.round, client_id, received, run.elements(task))
+        got = refusal if refusal is not None else wire.reply_from(header, received)
+        return self._finish_async(run, task, got)
+
+    def _finish_async(self, run: _AsyncRun, task: Task, got: Reply | Failure) -> pb.Receipt:
+        """The answer to an open task goes to the server's queue once; a late second one is refused."""
+        if run.finished:
+            run.open.pop(task.client_id, None)
+            self._cond.notify_all()
+            return _receipt(Failure(task.round, task.client_id, "dropped", "the run ended before this reply"))
+        if run.open.get(task.client_id, (None, 0.0))[0] is not task:
+            got = Failure(task.round, task.client_id, "duplicate", "the task was already answered or dropped")
+            return _receipt(got)
+        del run.open[task.client_id]
+        run.answers.append(got)
+        self._cond.notify_all()
+        if isinstance(got, Failure):
+            log.warning(
+                "task %d client %d refused (%s): %s", task.round, task.client_id, got.kind, got.message
+            )
+        return _receipt(got)
+
     # ---- what the driver may record ----------------------------------------------------------------
 
     def refusals(self) -> tuple[Failure, ...]:
@@ -295,6 +423,8 @@ class GrpcServerTransport:
                         self._cond.notify_all()
                         break
                     task = self._open_task(request.client_id)
+                    if task is None and self._async is not None:
+                        task = self._async.task_for(request.client_id, self._limits.chunk_bytes)
                     remaining = end - time.monotonic()
                     if task is not None or remaining <= 0 or not context.is_active():
                         break
@@ -302,6 +432,8 @@ class GrpcServerTransport:
                 frames = self._round.parts if task is not None and self._round is not None else {}
                 if task is not None and self._round is not None:
                     self._round.fetched.add(request.client_id)
+                elif task is not None and self._async is not None:
+                    frames = self._async.parts
             finally:
                 session.polling -= 1
                 session.last_seen = time.monotonic()
@@ -326,6 +458,9 @@ class GrpcServerTransport:
         with self._cond:
             session = self._session_or_abort(header.session_id, client_id, context)
             session.last_seen = time.monotonic()
+            run = self._async
+            if run is not None and not header.stage:
+                return self._submit_async(run, header, chunks, context)
             rnd = self._round
             if rnd is None or client_id not in rnd.tasks:
                 where = "no round is in progress" if rnd is None else f"no task in round {rnd.index}"
@@ -434,7 +569,10 @@ class GrpcServerTransport:
     def _is_live(self, session: _Session, now: float) -> bool:
         """Polling now, seen recently, or holding an unanswered task of the round in progress."""
         quiet_s = now - session.last_seen
-        busy = self._open_task(session.client_id) is not None and quiet_s < self._round_timeout_s
+        holds = self._open_task(session.client_id) is not None or (
+            self._async is not None and session.client_id in self._async.open
+        )
+        busy = holds and quiet_s < self._round_timeout_s
         return session.polling > 0 or quiet_s < self._ttl_s or busy
 
     def _live(self, now: float) -> list[_Session]:
