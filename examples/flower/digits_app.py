@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass, replace
 from functools import cache
 from pathlib import Path
 
-import numpy as np
 from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
@@ -58,8 +57,12 @@ class Job:
     def config(self) -> FLConfig:
         """fedcore's default local training (10 epochs, batch 8, lr 0.1) on this job's shards."""
         return FLConfig(
-            dataset=self.dataset, clients=self.clients, per_round=self.clients, rounds=self.rounds,  # type: ignore[arg-type]
-            partition=self.partition, seed=self.seed,  # type: ignore[arg-type]
+            dataset=self.dataset,
+            clients=self.clients,
+            per_round=self.clients,
+            rounds=self.rounds,  # type: ignore[arg-type]
+            partition=self.partition,
+            seed=self.seed,  # type: ignore[arg-type]
         )
 
 
@@ -112,8 +115,12 @@ server = ServerApp()
 def main_server(grid: Grid, context: Context) -> None:
     del context
     run, (data, model) = job(), world()
-    fedavg = FedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=run.clients,
-                    min_available_nodes=run.clients)
+    fedavg = FedAvg(
+        fraction_train=1.0,
+        fraction_evaluate=0.0,
+        min_train_nodes=run.clients,
+        min_available_nodes=run.clients,
+    )
     strategy: Strategy = (
         CompressedStrategy(fedavg, codec=run.codec, partial=run.partial, seed=run.seed)  # <- fedcore.flower
         if run.codec
@@ -125,12 +132,20 @@ def main_server(grid: Grid, context: Context) -> None:
         result = model.evaluate(data.central_test.x, data.central_test.y)
         return MetricRecord({"accuracy": result.accuracy, "loss": result.loss})
 
-    result = strategy.start(grid=grid, initial_arrays=to_arrays(model), num_rounds=run.rounds, evaluate_fn=evaluate)
+    result = strategy.start(
+        grid=grid, initial_arrays=to_arrays(model), num_rounds=run.rounds, evaluate_fn=evaluate
+    )
     uplink = [int(m["uplink-bytes"]) for _, m in sorted(result.train_metrics_clientapp.items())]  # type: ignore[call-overload]
     wire = [int(m["uplink-wire-bytes"]) for _, m in sorted(result.train_metrics_clientapp.items())]  # type: ignore[call-overload]
     frames = [int(m.get("fedcodec-frames", 0)) for _, m in sorted(result.train_metrics_clientapp.items())]  # type: ignore[call-overload]
     accuracy = [float(m["accuracy"]) for _, m in sorted(result.evaluate_metrics_serverapp.items())]  # type: ignore[arg-type]
-    summary = {**asdict(run), "accuracy": accuracy, "uplink_bytes": uplink, "uplink_wire_bytes": wire, "frames": frames}
+    summary = {
+        **asdict(run),
+        "accuracy": accuracy,
+        "uplink_bytes": uplink,
+        "uplink_wire_bytes": wire,
+        "frames": frames,
+    }
     print(json.dumps(summary))
     if run.out:
         Path(run.out).write_text(json.dumps(summary))
@@ -150,9 +165,14 @@ def main() -> None:
     parser.add_argument("--out", default="", help="also write the JSON line to this file")
     args = parser.parse_args()
     run = Job(
-        clients=args.clients, rounds=args.rounds, codec=None if args.plain else args.codec,
-        error_feedback=args.error_feedback and not args.plain, partial=None if args.plain else args.partial,
-        dataset=args.dataset, seed=args.seed, out=args.out,
+        clients=args.clients,
+        rounds=args.rounds,
+        codec=None if args.plain else args.codec,
+        error_feedback=args.error_feedback and not args.plain,
+        partial=None if args.plain else args.partial,
+        dataset=args.dataset,
+        seed=args.seed,
+        out=args.out,
     )
     os.environ[JOB_ENV] = json.dumps(asdict(run))
     # Ray's actors load the apps by module name: this folder goes on their path, and this file is imported
@@ -165,7 +185,10 @@ def main() -> None:
         server_app=apps.server,
         client_app=apps.client,
         num_supernodes=run.clients,
-        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}, "init_args": {"num_cpus": args.cpus}},
+        backend_config={
+            "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+            "init_args": {"num_cpus": args.cpus},
+        },
     )
 
 

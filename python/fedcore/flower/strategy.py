@@ -140,7 +140,7 @@ class CompressedStrategy(UplinkMeter):
         for msg in replies:
             if msg.has_content() and REPLY_RECORD in msg.content.config_records:
                 try:
-                    msg.content = self._decoded(server_round, msg.content)
+                    msg = Message(self._decoded(server_round, msg.content), metadata=msg.metadata)
                 except (ValueError, KeyError, TypeError) as error:
                     log.warning("fedcodec: dropped node %d's update: %s", msg.metadata.src_node_id, error)
                     dropped += 1
