@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -73,13 +75,36 @@ def test_a_frame_of_another_size_is_refused() -> None:
         decode_update(frame[:-3], small)
 
 
+def test_the_pure_parts_import_without_flwr() -> None:
+    """Only the mod and the strategies need flwr, and they say so when it is missing."""
+    code = (
+        "import sys; sys.modules['flwr'] = None\n"
+        "import fedcore.flower as f\n"
+        "assert callable(f.encode_update)\n"
+        "try:\n    f.CompressedStrategy\nexcept ImportError:\n    print('no flwr')\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "python"), os.environ.get("PYTHONPATH", "")]),
+    }
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "no flwr", done.stderr
+
+
 # ---- with flwr: the mod and the strategy on hand-made messages, then Flower's own simulation -----------
 
-flwr = pytest.importorskip("flwr", reason="Flower interop needs flwr: pip install 'fedcore[flower]'")
+needs_flwr = pytest.mark.skipif(
+    importlib.util.find_spec("flwr") is None,
+    reason="Flower interop needs flwr: pip install 'fedcore[flower]'",
+)
+if importlib.util.find_spec("flwr") is not None:
+    with warnings.catch_warnings():  # flwr 1.42 imports typer, which calls a click API deprecated in 8.2
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import flwr.app  # noqa: F401
 
 
-@pytest.fixture(autouse=True)
-def _a_server_task(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def flower_task(monkeypatch: pytest.MonkeyPatch) -> None:
     """Flower stamps the running task's identity on every message it makes; outside a run we lend one."""
     from flwr.supercore.task_identity import TaskIdentity
 
@@ -99,9 +124,9 @@ class _Nodes:
 
 def _round_trip(strategy, mod, clients: int, train) -> tuple[object, object, list]:  # type: ignore[no-untyped-def]
     """One round: the strategy configures, each node's mod wraps `train`, the strategy aggregates."""
-    from flwr.app import ArrayRecord, ConfigRecord, Context, RecordDict
+    from flwr.app import Array, ArrayRecord, ConfigRecord, Context, RecordDict
 
-    global_arrays = ArrayRecord({"w": flwr.app.Array(np.zeros(200, np.float32))})
+    global_arrays = ArrayRecord({"w": Array(np.zeros(200, np.float32))})
     messages = list(
         strategy.configure_train(1, global_arrays, ConfigRecord(), _Nodes(list(range(1, clients + 1))))
     )
@@ -121,6 +146,8 @@ def _train(msg, context):  # type: ignore[no-untyped-def]
     )
 
 
+@needs_flwr
+@pytest.mark.usefixtures("flower_task")
 def test_the_strategy_averages_what_the_mod_sent() -> None:
     from flwr.serverapp.strategy import FedAvg
 
@@ -135,6 +162,8 @@ def test_the_strategy_averages_what_the_mod_sent() -> None:
     assert metrics["uplink-bytes"] < 3 * 200 * 4 / 2  # 8-bit codes (and a frame header) for float32
 
 
+@needs_flwr
+@pytest.mark.usefixtures("flower_task")
 def test_a_bad_frame_drops_that_client_with_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
     from flwr.serverapp.strategy import FedAvg
 
@@ -160,6 +189,8 @@ def test_a_bad_frame_drops_that_client_with_one_log_line(caplog: pytest.LogCaptu
     assert "\n" not in line
 
 
+@needs_flwr
+@pytest.mark.usefixtures("flower_task")
 def test_error_feedback_keeps_its_residual_in_the_node_state() -> None:
     from flwr.serverapp.strategy import FedAvg
 
@@ -172,6 +203,8 @@ def test_error_feedback_keeps_its_residual_in_the_node_state() -> None:
     assert np.count_nonzero(residual) == 180
 
 
+@needs_flwr
+@pytest.mark.usefixtures("flower_task")
 def test_partial_sharing_changes_only_the_masked_coordinates() -> None:
     from flwr.serverapp.strategy import FedAvg
 
@@ -186,6 +219,8 @@ def test_partial_sharing_changes_only_the_masked_coordinates() -> None:
     assert np.allclose(arrays["w"].numpy()[mask.to_bool()], 1.5)
 
 
+@needs_flwr
+@pytest.mark.usefixtures("flower_task")
 def test_a_plain_server_gets_plain_replies_from_a_client_with_the_mod() -> None:
     from flwr.serverapp.strategy import FedAvg
 
@@ -199,6 +234,7 @@ def test_a_plain_server_gets_plain_replies_from_a_client_with_the_mod() -> None:
     assert metrics["uplink-bytes"] > 2 * 200 * 4
 
 
+@needs_flwr
 def test_the_example_runs_in_flowers_simulation_and_sends_frames(tmp_path: Path) -> None:
     """Five Ray-simulated nodes, four rounds: frames travelled, 30x under float32, sane accuracy."""
     out = tmp_path / "run.json"
