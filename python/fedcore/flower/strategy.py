@@ -140,7 +140,9 @@ class CompressedStrategy(UplinkMeter):
         for msg in replies:
             if msg.has_content() and REPLY_RECORD in msg.content.config_records:
                 try:
-                    msg = Message(self._decoded(server_round, msg.content), metadata=msg.metadata)
+                    content = self._decoded(server_round, msg.content)
+                    # the reply as received, but for its content; flwr's overloads omit this (valid) form
+                    msg = Message(content=content, metadata=msg.metadata)  # type: ignore[call-overload]
                 except (ValueError, KeyError, TypeError) as error:
                     log.warning("fedcodec: dropped node %d's update: %s", msg.metadata.src_node_id, error)
                     dropped += 1
