@@ -243,7 +243,8 @@ def test_the_example_runs_in_flowers_simulation_and_sends_frames(tmp_path: Path)
         "PYTHONPATH": os.pathsep.join([str(ROOT / "python"), os.environ.get("PYTHONPATH", "")]),
     }
     command = [sys.executable, str(APP), "--clients", "5", "--rounds", "4", "--cpus", "2", "--out", str(out)]
-    subprocess.run(command, check=True, timeout=600, env=env, capture_output=True)
+    done = subprocess.run(command, timeout=600, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
     run = json.loads(out.read_text())
     assert run["frames"] == [5, 5, 5, 5]
     float_bytes = 5 * 17_610 * 4  # five replies of the 64-100-100-10 MLP in float32

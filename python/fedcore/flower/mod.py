@@ -59,13 +59,17 @@ class FedcodecMod:
         trained = to_numpy(reply.content.array_records[self.arrays_key])
         layout = ArraysLayout.of(received)
         delta = (layout.flatten(trained) - layout.flatten(received)).astype(np.float32)
-        server_round = int(config.get(ROUND_KEY, 0))  # type: ignore[arg-type]  # a ConfigRecord value
-        mask_bytes = config.get(MASK_KEY)
+        round_value, announced, mask_bytes = (
+            config.get(ROUND_KEY),
+            config.get(CODEC_KEY),
+            config.get(MASK_KEY),
+        )
+        server_round = round_value if isinstance(round_value, int) else 0
         states = self._load_states(context, layout.floats.size)
         frame = encode_update(
             delta,
             layout.floats,
-            codec=normalise_spec(str(config.get(CODEC_KEY, self.codec or "none"))),
+            codec=normalise_spec(announced if isinstance(announced, str) else self.codec),
             seed=codec_seed(self.seed, server_round, context.node_id),
             server_round=server_round,
             mask=mask_from_bytes(mask_bytes) if isinstance(mask_bytes, bytes) else None,
