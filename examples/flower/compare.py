@@ -1,6 +1,6 @@
 """Plain Flower against Flower with fedcodec, same data, model and seeds, in Flower's own simulation.
 
-    python examples/flower/compare.py [--codec topk:0.02+quant:4] [--seeds 0 1 2] [--clients 10] [--rounds 30]
+    python examples/flower/compare.py [--codec topk:0.05+quant:4] [--seeds 0 1 2] [--clients 10] [--rounds 30]
 
 Runs examples/flower/digits_app.py once plain and once compressed per seed (each in its own process: one
 Ray session each) and prints the uplink bytes (as Flower's message_size_mod counts the reply records, and
@@ -48,7 +48,7 @@ def final(result: dict[str, object]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--codec", default="topk:0.02+quant:4")
+    parser.add_argument("--codec", default="topk:0.05+quant:4")
     parser.add_argument("--error-feedback", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--partial", default=None)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])

@@ -1,6 +1,6 @@
 """A Flower app (ServerApp + ClientApp) on fedcore's built-in digits, with fedcodec compression on the uplink.
 
-    python examples/flower/digits_app.py --codec topk:0.02+quant:4 --error-feedback [--rounds 30]
+    python examples/flower/digits_app.py [--codec topk:0.05+quant:4] [--error-feedback] [--rounds 30]
     python examples/flower/digits_app.py --plain            # the same app with Flower's float arrays
 
 Only two lines make it compressed (search for `fedcore.flower`): the ClientApp's mod and the strategy
@@ -45,7 +45,7 @@ class Job:
 
     clients: int = 10
     rounds: int = 30
-    codec: str | None = "topk:0.02+quant:4"
+    codec: str | None = "topk:0.05+quant:4"
     error_feedback: bool = True
     partial: str | None = None
     dataset: str = "digits"
