@@ -33,6 +33,7 @@ from fedcore.client import local_train_config
 from fedcore.config import FLConfig
 from fedcore.data import FederatedData
 from fedcore.flower import CompressedStrategy, UplinkMeter, fedcodec_mod
+from fedcore.flower.strategy import FRAMES, UPLINK_BYTES, UPLINK_WIRE_BYTES
 from fedcore.seeds import TRAIN_SEED, derive_seed
 from fedcore.sim.workers import load_data
 
@@ -107,6 +108,11 @@ def train(msg: Message, context: Context) -> Message:
     return Message(RecordDict({"arrays": to_arrays(model), "metrics": metrics}), reply_to=msg)
 
 
+def per_round(records: dict[int, MetricRecord], key: str) -> list[float]:
+    """One metric per round, in round order (rounds without it are left out)."""
+    return [float(records[r][key]) for r in sorted(records) if key in records[r]]  # type: ignore[arg-type]
+
+
 # --- ServerApp ---------------------------------------------------------------------------------------
 server = ServerApp()
 
@@ -135,16 +141,13 @@ def main_server(grid: Grid, context: Context) -> None:
     result = strategy.start(
         grid=grid, initial_arrays=to_arrays(model), num_rounds=run.rounds, evaluate_fn=evaluate
     )
-    uplink = [int(m["uplink-bytes"]) for _, m in sorted(result.train_metrics_clientapp.items())]  # type: ignore[call-overload]
-    wire = [int(m["uplink-wire-bytes"]) for _, m in sorted(result.train_metrics_clientapp.items())]  # type: ignore[call-overload]
-    frames = [int(m.get("fedcodec-frames", 0)) for _, m in sorted(result.train_metrics_clientapp.items())]  # type: ignore[call-overload]
-    accuracy = [float(m["accuracy"]) for _, m in sorted(result.evaluate_metrics_serverapp.items())]  # type: ignore[arg-type]
+    client_metrics, central = result.train_metrics_clientapp, result.evaluate_metrics_serverapp
     summary = {
         **asdict(run),
-        "accuracy": accuracy,
-        "uplink_bytes": uplink,
-        "uplink_wire_bytes": wire,
-        "frames": frames,
+        "accuracy": per_round(central, "accuracy"),
+        "uplink_bytes": [int(b) for b in per_round(client_metrics, UPLINK_BYTES)],
+        "uplink_wire_bytes": [int(b) for b in per_round(client_metrics, UPLINK_WIRE_BYTES)],
+        "frames": [int(n) for n in per_round(client_metrics, FRAMES)],
     }
     print(json.dumps(summary))
     if run.out:
