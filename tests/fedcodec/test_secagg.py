@@ -72,9 +72,11 @@ def test_aes_mask_stream_is_the_aes_128_ctr_keystream_of_an_independent_implemen
     np.testing.assert_array_equal(
         secagg.mask_stream(seed, n, 32, "aes128-ctr"), np.frombuffer(keystream, dtype="<u4")
     )
-    three = np.frombuffer(keystream[: 3 * n], dtype=np.uint8).reshape(n, 3).astype(np.uint32)
-    narrow = (three[:, 0] | three[:, 1] << 8 | three[:, 2] << 16) & ((1 << 20) - 1)
-    np.testing.assert_array_equal(secagg.mask_stream(seed, n, 20, "aes128-ctr"), narrow)
+    # a 20-bit ring keeps the low 20 bits of each 4-byte element; a 12-bit ring of 2-byte ones
+    words = np.frombuffer(keystream, dtype="<u4")
+    np.testing.assert_array_equal(secagg.mask_stream(seed, n, 20, "aes128-ctr"), words & 0xFFFFF)
+    halves = np.frombuffer(keystream[: 2 * n], dtype="<u2").astype(np.uint32)
+    np.testing.assert_array_equal(secagg.mask_stream(seed, n, 12, "aes128-ctr"), halves & 0xFFF)
 
 
 def test_chacha_mask_stream_is_the_chacha20_keystream_of_an_independent_implementation() -> None:

@@ -2,9 +2,9 @@
 //!
 //! Which keystream is the round's [`Prg`]: the server names it in the SecAgg+ setup every party
 //! receives (`RoundSetup.prg` in `fedcore.secure`), so two parties can never expand one seed two
-//! ways without noticing. In a ring of `b` bits, element `i` of the stream of `seed` is the
-//! little-endian bytes `w·i .. w·i + w`, `w = ceil(b / 8)`, of the keystream (only the low `b` bits
-//! of an element count, so no keystream is drawn for the rest):
+//! ways without noticing. In a ring of `b` bits, element `i` of the stream of `seed` is the low `b`
+//! bits of the little-endian bytes `w·i .. w·i + w` of the keystream, `w` = [`element_bytes`]`(b)`
+//! (1, 2 or 4):
 //! - [`Prg::Aes128Ctr`]: AES-128 keyed by `seed[..16]` in CTR mode (NIST SP 800-38A) with the
 //!   128-bit big-endian counter starting at `seed[16..]`;
 //! - [`Prg::ChaCha20`]: ChaCha20 (RFC 8439) keyed by `seed` with the all-zero nonce.
@@ -83,6 +83,21 @@ const STEP: usize = 1024;
 /// All-zero input, so the cipher writes its keystream instead of XORing it into a buffer.
 static ZEROS: [u8; STEP * 4] = [0u8; STEP * 4];
 
+/// `a ± r` in Z_2^32, the sign a compile-time constant so each loop vectorizes.
+#[inline(always)]
+fn step<const NEG: bool>(a: &mut u32, r: u32) {
+    *a = if NEG { a.wrapping_sub(r) } else { a.wrapping_add(r) };
+}
+
+/// `part[i] ± element i` of `bytes` (little-endian `W`-byte elements).
+fn add_words<const W: usize, const NEG: bool>(part: &mut [u32], bytes: &[u8]) {
+    for (a, w) in part.iter_mut().zip(bytes.chunks_exact(W)) {
+        let mut le = [0u8; 4];
+        le[..W].copy_from_slice(w);
+        step::<NEG>(a, u32::from_le_bytes(le));
+    }
+}
+
 /// `chunk[i] = chunk[i] ± stream[i]` for `W`-byte elements of a keystream already at the chunk's start.
 fn add_stream<const W: usize>(cipher: &mut impl StreamCipher, negate: bool, chunk: &mut [u32]) {
     let mut buf = [0u8; STEP * 4];
@@ -91,19 +106,10 @@ fn add_stream<const W: usize>(cipher: &mut impl StreamCipher, negate: bool, chun
         cipher
             .apply_keystream_b2b(&ZEROS[..bytes.len()], bytes)
             .expect("input and output buffers have equal lengths");
-        let words = bytes.chunks_exact(W).map(|w| {
-            let mut le = [0u8; 4];
-            le[..W].copy_from_slice(w);
-            u32::from_le_bytes(le)
-        });
         if negate {
-            part.iter_mut()
-                .zip(words)
-                .for_each(|(a, r)| *a = a.wrapping_sub(r));
+            add_words::<W, true>(part, bytes);
         } else {
-            part.iter_mut()
-                .zip(words)
-                .for_each(|(a, r)| *a = a.wrapping_add(r));
+            add_words::<W, false>(part, bytes);
         }
     }
 }
@@ -129,6 +135,15 @@ fn add_seed_stream<const W: usize>(prg: Prg, mask: &Mask<'_>, first: usize, chun
     }
 }
 
+/// Keystream bytes per element in a ring of `ring_bits`: 1, 2 or 4 (only the low `ring_bits` count).
+///
+/// Not 3 for 17..=24 bits: reading 3-byte elements cost more than the extra keystream of 4-byte
+/// ones (AES-128-CTR, 1M elements x 10 streams: 12 ms against 7 ms on one core).
+#[must_use]
+pub fn element_bytes(ring_bits: u32) -> usize {
+    (ring_bits.div_ceil(8) as usize).next_power_of_two()
+}
+
 fn refuse_oversize(n: usize) -> Result<()> {
     // ChaCha20's 32-bit block counter covers 256 GiB of keystream: 2^36 elements.
     if n as u64 > 1 << 36 {
@@ -147,11 +162,9 @@ pub fn apply_masks(acc: &mut [u32], masks: &[Mask<'_>], ring_bits: u32, prg: Prg
     let work = acc.len().saturating_mul(masks.len().max(1));
     each_chunk(acc, CHUNK, work, |c, chunk| {
         for m in masks {
-            // Only the low `ring_bits` of an element matter: draw ceil(ring_bits / 8) bytes of it.
-            match ring_bits.div_ceil(8) {
+            match element_bytes(ring_bits) {
                 1 => add_seed_stream::<1>(prg, m, c * CHUNK, chunk),
                 2 => add_seed_stream::<2>(prg, m, c * CHUNK, chunk),
-                3 => add_seed_stream::<3>(prg, m, c * CHUNK, chunk),
                 _ => add_seed_stream::<4>(prg, m, c * CHUNK, chunk),
             }
         }
@@ -284,12 +297,19 @@ mod tests {
     }
 
     #[test]
-    fn narrow_rings_read_consecutive_three_byte_elements() {
+    fn narrow_rings_read_the_low_bits_of_one_two_or_four_byte_elements() {
         let seed = [4u8; 32];
         let n = CHUNK + 3 * STEP + 7;
         for prg in Prg::ALL {
-            let want = words::<3>(&keystream(prg, &seed, n * 3), 0x7f_ffff);
-            assert_eq!(mask_stream(&seed, n, 23, prg).unwrap(), want, "{prg:?}");
+            let stream = keystream(prg, &seed, n * 4);
+            let cases = [
+                (7, words::<1>(&stream[..n], 0x7f)),
+                (13, words::<2>(&stream[..2 * n], 0x1fff)),
+                (23, words::<4>(&stream, 0x7f_ffff)),
+            ];
+            for (bits, want) in cases {
+                assert_eq!(mask_stream(&seed, n, bits, prg).unwrap(), want, "{prg:?} {bits}");
+            }
         }
     }
 
