@@ -74,16 +74,28 @@ pub fn pack(values: &[u32], bits: u32) -> Result<Vec<u8>> {
 }
 
 /// Calls `put(i, element)` for each of the elements packed in `data`, in order.
+///
+/// Element `i` starts at bit `i·bits`; the eight bytes from its first byte hold all of it (a shift
+/// of at most 7 plus at most 32 bits), so one unaligned u64 load reads it. The last few elements,
+/// whose eight bytes would run past `data`, gather their bytes one at a time.
 fn unpack_serial(data: &[u8], bits: u32, keep: u32, count: usize, mut put: impl FnMut(usize, u32)) {
-    let (mut acc, mut filled, mut bytes) = (0u64, 0u32, data.iter());
-    for i in 0..count {
-        while filled < bits {
-            acc |= u64::from(*bytes.next().unwrap_or(&0)) << filled;
-            filled += 8;
-        }
-        put(i, acc as u32 & keep);
-        acc >>= bits;
-        filled -= bits;
+    let b = bits as usize;
+    let whole = if data.len() < 8 {
+        0
+    } else {
+        (((data.len() - 8) * 8) / b + 1).min(count)
+    };
+    for i in 0..whole {
+        let (byte, shift) = ((i * b) / 8, (i * b) % 8);
+        let word = u64::from_le_bytes(data[byte..byte + 8].try_into().expect("8 bytes"));
+        put(i, (word >> shift) as u32 & keep);
+    }
+    for i in whole..count {
+        let (byte, shift) = ((i * b) / 8, (i * b) % 8);
+        let word = (0..8).fold(0u64, |w, k| {
+            w | u64::from(data.get(byte + k).copied().unwrap_or(0)) << (8 * k)
+        });
+        put(i, (word >> shift) as u32 & keep);
     }
 }
 
