@@ -946,16 +946,12 @@ fn secagg_mask<'py>(
     prg: &str,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let prg = crate::secagg::Prg::parse(prg)?;
-    let mut data = x
+    let data = x
         .as_slice()
-        .map_err(|_| CodecError::new_err("x must be a C-contiguous uint32 array"))?
-        .to_vec();
+        .map_err(|_| CodecError::new_err("x must be a C-contiguous uint32 array"))?;
     let seeds = secagg_seeds(seeds)?;
     let masks = secagg_masks(&seeds, &signs)?;
-    let packed = py.detach(|| -> Result<Vec<u8>, CoreError> {
-        crate::secagg::apply_masks(&mut data, &masks, ring_bits, prg)?;
-        crate::secagg::pack(&data, ring_bits)
-    })?;
+    let packed = py.detach(|| crate::secagg::mask_and_pack(data, &masks, ring_bits, prg))?;
     Ok(PyBytes::new(py, &packed))
 }
 

@@ -15,7 +15,7 @@
 //! is the sum in Z_2^b.
 
 use super::each_chunk;
-use super::ring::check_ring_bits;
+use super::ring::{check_ring_bits, pack_serial, packed_len};
 use crate::error::{CodecError, Result};
 use aes::cipher::generic_array::GenericArray;
 use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
@@ -86,7 +86,11 @@ static ZEROS: [u8; STEP * 4] = [0u8; STEP * 4];
 /// `a ± r` in Z_2^32, the sign a compile-time constant so each loop vectorizes.
 #[inline(always)]
 fn step<const NEG: bool>(a: &mut u32, r: u32) {
-    *a = if NEG { a.wrapping_sub(r) } else { a.wrapping_add(r) };
+    *a = if NEG {
+        a.wrapping_sub(r)
+    } else {
+        a.wrapping_add(r)
+    };
 }
 
 /// `part[i] ± element i` of `bytes` (little-endian `W`-byte elements).
@@ -161,18 +165,52 @@ pub fn apply_masks(acc: &mut [u32], masks: &[Mask<'_>], ring_bits: u32, prg: Prg
     refuse_oversize(acc.len())?;
     let work = acc.len().saturating_mul(masks.len().max(1));
     each_chunk(acc, CHUNK, work, |c, chunk| {
-        for m in masks {
-            match element_bytes(ring_bits) {
-                1 => add_seed_stream::<1>(prg, m, c * CHUNK, chunk),
-                2 => add_seed_stream::<2>(prg, m, c * CHUNK, chunk),
-                _ => add_seed_stream::<4>(prg, m, c * CHUNK, chunk),
-            }
-        }
-        for a in chunk.iter_mut() {
-            *a &= keep;
-        }
+        mask_chunk(chunk, c * CHUNK, masks, ring_bits, prg, keep);
     });
     Ok(())
+}
+
+/// Chunk `chunk` (elements `first ..`) of `apply_masks`: every mask's stream added, then reduced.
+fn mask_chunk(
+    chunk: &mut [u32],
+    first: usize,
+    masks: &[Mask<'_>],
+    ring_bits: u32,
+    prg: Prg,
+    keep: u32,
+) {
+    for m in masks {
+        match element_bytes(ring_bits) {
+            1 => add_seed_stream::<1>(prg, m, first, chunk),
+            2 => add_seed_stream::<2>(prg, m, first, chunk),
+            _ => add_seed_stream::<4>(prg, m, first, chunk),
+        }
+    }
+    for a in chunk.iter_mut() {
+        *a &= keep;
+    }
+}
+
+/// `pack(x + Σ ±stream_m)` in Z_2^`ring_bits`: a client's masked upload in one pass, each chunk
+/// masked and packed while it is in cache (no masked copy of the whole vector).
+pub fn mask_and_pack(x: &[u32], masks: &[Mask<'_>], ring_bits: u32, prg: Prg) -> Result<Vec<u8>> {
+    let keep = check_ring_bits(ring_bits)?;
+    refuse_oversize(x.len())?;
+    let mut out = vec![0u8; packed_len(x.len(), ring_bits)];
+    let work = x.len().saturating_mul(masks.len().max(1));
+    // CHUNK is a multiple of 8, so every chunk's packed bytes start on a byte.
+    each_chunk(
+        &mut out,
+        CHUNK / 8 * ring_bits as usize,
+        work,
+        |c, packed| {
+            let start = c * CHUNK;
+            let mut chunk = x[start..(start + CHUNK).min(x.len())].to_vec();
+            mask_chunk(&mut chunk, start, masks, ring_bits, prg, keep);
+            pack_serial(&chunk, ring_bits, keep, packed);
+        },
+    );
+    Ok(out)
 }
 
 /// The first `n` elements of `seed`'s mask stream under `prg` in Z_2^`ring_bits` (tests and benchmarks).
@@ -308,7 +346,34 @@ mod tests {
                 (23, words::<4>(&stream, 0x7f_ffff)),
             ];
             for (bits, want) in cases {
-                assert_eq!(mask_stream(&seed, n, bits, prg).unwrap(), want, "{prg:?} {bits}");
+                assert_eq!(
+                    mask_stream(&seed, n, bits, prg).unwrap(),
+                    want,
+                    "{prg:?} {bits}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn masking_and_packing_in_one_pass_equals_the_two_steps() {
+        let seeds = [[1u8; 32], [2u8; 32], [3u8; 32]];
+        let masks: Vec<Mask<'_>> = seeds
+            .iter()
+            .enumerate()
+            .map(|(i, seed)| Mask {
+                seed,
+                negate: i == 1,
+            })
+            .collect();
+        for n in [0, 5, CHUNK + 3, super::super::SERIAL_BELOW / 3 + CHUNK + 1] {
+            let x: Vec<u32> = (0..n as u32).map(|i| i % 4099).collect();
+            for bits in [13, 20, 23, 32] {
+                let mut two_steps = x.clone();
+                apply_masks(&mut two_steps, &masks, bits, Prg::Aes128Ctr).unwrap();
+                let want = super::super::pack(&two_steps, bits).unwrap();
+                let got = mask_and_pack(&x, &masks, bits, Prg::Aes128Ctr).unwrap();
+                assert_eq!(got, want, "{n} {bits}");
             }
         }
     }

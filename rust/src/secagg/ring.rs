@@ -41,7 +41,8 @@ pub fn packed_len(n: usize, bits: u32) -> usize {
     (n * bits as usize).div_ceil(8)
 }
 
-fn pack_serial(values: &[u32], bits: u32, keep: u32, out: &mut [u8]) {
+/// Packs `values` LSB-first into `out` (exactly `packed_len(values.len(), bits)` bytes).
+pub(crate) fn pack_serial(values: &[u32], bits: u32, keep: u32, out: &mut [u8]) {
     let (mut acc, mut filled, mut o) = (0u64, 0u32, 0usize);
     for &v in values {
         acc |= u64::from(v & keep) << filled;
