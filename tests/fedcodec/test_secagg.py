@@ -46,7 +46,7 @@ def test_many_agreements_in_one_call_match_one_by_one() -> None:
     me = secagg.derive_scalar(b"me", b"k")
     peers = [secagg.public_key(secagg.derive_scalar(bytes([i]), b"k")) for i in range(9)]
     assert secagg.agree_many(me, peers, b"mask") == [secagg.agree(me, p, b"mask") for p in peers]
-    with pytest.raises(CodecError, match="peer key 2: .*small order"):
+    with pytest.raises(CodecError, match=r"peer key 2: .*small order"):
         secagg.agree_many(me, [*peers[:2], bytes(32)], b"mask")
 
 

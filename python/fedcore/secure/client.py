@@ -51,7 +51,7 @@ class _Secrets:
 
 
 def _agree(me: int, peers: dict[int, bytes], secret: bytes, info: bytes) -> dict[int, bytes]:
-    """Key agreement with each neighbour (one parallel Rust call); a small-order key aborts, naming its owner."""
+    """Key agreement with each neighbour in one parallel Rust call; a small-order key aborts, naming whose."""
     order = sorted(peers)
     try:
         return dict(zip(order, secagg.agree_many(secret, [peers[v] for v in order], info), strict=True))
