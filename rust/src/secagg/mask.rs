@@ -254,13 +254,16 @@ mod tests {
     fn keystream(prg: Prg, seed: &[u8; 32], len: usize) -> Vec<u8> {
         let mut out = vec![0u8; len];
         match prg {
-            Prg::Aes128Ctr => Aes128Ctr::new(
-                GenericArray::from_slice(&seed[..16]),
-                GenericArray::from_slice(&seed[16..]),
-            )
-            .apply_keystream(&mut out),
+            Prg::Aes128Ctr => {
+                let (key, counter) = seed.split_at(16);
+                Aes128Ctr::new(
+                    GenericArray::from_slice(key),
+                    GenericArray::from_slice(counter),
+                )
+                .apply_keystream(&mut out);
+            }
             Prg::ChaCha20 => {
-                ChaCha20::new(seed.into(), &[0u8; 12].into()).apply_keystream(&mut out)
+                ChaCha20::new(seed.into(), &[0u8; 12].into()).apply_keystream(&mut out);
             }
         }
         out
