@@ -48,7 +48,7 @@ class SecAggAbort(RuntimeError):
 
 @dataclass(frozen=True)
 class RoundSetup:
-    """What every selected client learns before stage 1: who takes part, the graph, threshold, ring, mask PRG."""
+    """What every client learns before stage 1: who takes part, the graph, threshold, ring and mask PRG."""
 
     round_id: bytes
     clients: tuple[int, ...]
