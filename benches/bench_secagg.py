@@ -14,6 +14,7 @@ import argparse
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 
 os.environ.setdefault("RAYON_NUM_THREADS", "1")  # before fedcodec starts its pool: per-core numbers
 
@@ -21,6 +22,7 @@ import numpy as np
 
 from fedcodec import Accumulator, secagg
 from fedcore.secure import RingConfig, SecAggParams, choose_params, secure_sum
+from fedcore.secure.messages import MASK_PRG
 
 
 def _rate(fn: Callable[[], object], nbytes: int, repeat: int = 5) -> tuple[float, float]:
@@ -39,11 +41,13 @@ def bench_masks(n: int) -> None:
     pcg = np.random.default_rng(0)
     mt = np.random.Generator(np.random.MT19937(0))
     acc = np.zeros(n, dtype=np.uint32)
-    rows = {
-        "fedcodec ChaCha20 mask_stream (Z_2^32)": lambda: secagg.mask_stream(seed, n, 32),
-        "fedcodec ChaCha20 mask added in place (apply_masks)": lambda: secagg.apply_masks(
-            acc, [seed], [1], 32
-        ),
+    rows: dict[str, Callable[[], object]] = {}
+    for prg in secagg.prgs():
+        rows[f"fedcodec {prg} mask_stream (Z_2^32)"] = partial(secagg.mask_stream, seed, n, 32, prg)
+        rows[f"fedcodec {prg} mask added in place (apply_masks)"] = partial(
+            secagg.apply_masks, acc, [seed], [1], 32, prg
+        )
+    rows |= {
         "numpy PCG64 Generator.integers uint32": lambda: pcg.integers(0, 2**32, n, dtype=np.uint32),
         "numpy PCG64 Generator.bytes": lambda: pcg.bytes(4 * n),
         "numpy MT19937 integers uint32 (Flower's generator)": lambda: mt.integers(
@@ -52,16 +56,18 @@ def bench_masks(n: int) -> None:
     }
     print(f"\n## Mask generation, {n:,} uint32 ({4 * n / 2**20:.0f} MiB), one core\n")
     print("| generator | GB/s per CPU-second | GB/s wall |\n| --- | ---: | ---: |")
-    base = 0.0
+    rates = {}
     for name, fn in rows.items():
-        cpu, wall = _rate(fn, 4 * n)
-        base = base or cpu
-        print(f"| {name} | {cpu:.2f} | {wall:.2f} |")
-    cpu_np, _ = _rate(rows["numpy PCG64 Generator.integers uint32"], 4 * n)
-    print(f"\nChaCha20 mask stream / numpy PCG64 integers: {base / cpu_np:.2f}x")
+        rates[name], wall = _rate(fn, 4 * n)
+        print(f"| {name} | {rates[name]:.2f} | {wall:.2f} |")
+    numpy_rate = rates["numpy PCG64 Generator.integers uint32"]
+    for prg in secagg.prgs():
+        mine = rates[f"fedcodec {prg} mask added in place (apply_masks)"]
+        print(f"\n{prg} mask added in place / numpy PCG64 integers: {mine / numpy_rate:.2f}x", end="")
+    print()
 
 
-def bench_round(n_clients: int, n_params: int, params: SecAggParams, label: str) -> None:
+def bench_round(n_clients: int, n_params: int, params: SecAggParams, label: str, prg: str = MASK_PRG) -> None:
     rng = np.random.default_rng(1)
     updates = {c: (rng.standard_normal(n_params) * 0.01).astype(np.float32) for c in range(n_clients)}
     config = RingConfig(clip=0.05, bits=16, max_clients=n_clients, seed=3)
@@ -72,13 +78,14 @@ def bench_round(n_clients: int, n_params: int, params: SecAggParams, label: str)
     plain_sum = acc.result()
     plain, plain_cpu = time.perf_counter() - start, time.process_time() - cpu
     start, cpu = time.perf_counter(), time.process_time()
-    total, report, codec = secure_sum(updates, config, params, clock=time.process_time)
+    total, report, codec = secure_sum(updates, config, params, clock=time.process_time, prg=prg)
     wall, round_cpu = time.perf_counter() - start, time.process_time() - cpu
     clipped = sum(np.clip(x, -config.clip, config.clip).astype(np.float64) for x in updates.values())
     err = float(np.max(np.abs(total - clipped)))
     clip_err = float(np.max(np.abs(total - plain_sum)))
     print(
-        f"\n## {label}: {n_clients} clients, {n_params:,} params, k={params.degree}, t={params.threshold}\n"
+        f"\n## {label}: {n_clients} clients, {n_params:,} params, k={params.degree}, t={params.threshold}, "
+        f"mask PRG {prg}\n"
     )
     print("| stage (CPU seconds) | all clients | server |\n| --- | ---: | ---: |")
     for stage in report.client_seconds:
@@ -112,7 +119,9 @@ def main() -> None:
         "\nFlower SecAgg+ reference (issue #11, not re-measured here): 1.9 s a round at 100 clients / 10 per "
         "round / 1M params (0.56 s plain); 8.0 s at 1,000 / 100 with 11 shares."
     )
-    bench_round(10, args.params, SecAggParams(9, 5, "complete graph"), "100 clients / 10 per round")
+    complete = SecAggParams(9, 5, "complete graph")
+    for prg in reversed(secagg.prgs()):  # ChaCha20 (the previous default) first, then AES-128-CTR
+        bench_round(10, args.params, complete, "100 clients / 10 per round", prg)
     bench_round(
         100, args.params, SecAggParams(10, 6, "Flower's 11 shares"), "1,000 clients / 100 per round, k=10"
     )

@@ -1,7 +1,8 @@
 """The simulation's secure round beside its plain round: `fedcore sim` with and without --secagg.
 
 Alternates plain and secure runs of the same job (so both see the same machine load) and reports the
-median round wall time of each, their ratio, and the secure sum's own seconds per round (all four stages
+median round wall time of each, their ratio, the simulating process's CPU seconds (what the secure sum adds
+there, robust to a busy machine), and the secure sum's own seconds per round (all four stages
 with every simulated client's half, plus decoding), with the median per-stage split.
 
     PYTHONPATH=python python benches/bench_sim_secagg.py --rounds 10 --repeat 3
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -28,16 +30,25 @@ def main() -> None:
     args = parser.parse_args()
     job = FLConfig(rounds=args.rounds, workers=args.workers)
     walls: dict[bool, list[float]] = {False: [], True: []}
+    cpu: dict[bool, list[float]] = {False: [], True: []}  # this (the server's) process, whole runs
     secure: list[dict[str, Any]] = []
     for _ in range(args.repeat):
         for secagg in (False, True):
+            c0 = time.process_time()
             result = simulate(replace(job, secagg=secagg))
+            cpu[secagg].append(time.process_time() - c0)
             walls[secagg] += [r.wall_s for r in result.records[1:]]  # round 1 warms the workers up
             secure += [r.secagg for r in result.records[1:] if r.secagg is not None]
     plain, sec = statistics.median(walls[False]), statistics.median(walls[True])
     print(f"job: FLConfig(rounds={args.rounds}, workers={args.workers}) (digits, 100 clients, 10 per round)")
     print(
         f"round wall median (rounds 2..): plain {plain:.4f} s, --secagg {sec:.4f} s, ratio {sec / plain:.2f}x"
+    )
+    plain_cpu, sec_cpu = statistics.median(cpu[False]), statistics.median(cpu[True])
+    print(
+        f"simulating process CPU per run median: plain {plain_cpu:.3f} s, --secagg {sec_cpu:.3f} s; "
+        f"the secure sum's CPU per round: {(sec_cpu - plain_cpu) / args.rounds:.4f} s (the clients' training "
+        "runs in the worker processes, not counted here)"
     )
     whole = statistics.median(s["secagg_seconds"] for s in secure)
     print(f"secure sum per round median: {whole:.4f} s")

@@ -3,7 +3,9 @@
 //! Run with `RAYON_NUM_THREADS=1` for per-core numbers (benches/bench_secagg.py does, beside numpy).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use fedcodec::secagg::{add_packed, apply_masks, derive_scalar, mask_stream, pack, quantize, Mask};
+use fedcodec::secagg::{
+    add_packed, apply_masks, derive_scalar, mask_stream, pack, quantize, Mask, Prg,
+};
 use std::hint::black_box;
 
 const N: usize = 1 << 20;
@@ -12,9 +14,11 @@ fn masks(c: &mut Criterion) {
     let seed = derive_scalar(b"bench", b"mask");
     let mut g = c.benchmark_group("secagg");
     g.throughput(Throughput::Bytes((N * 4) as u64));
-    g.bench_function("mask_stream 1M u32 (ChaCha20)", |b| {
-        b.iter(|| mask_stream(black_box(&seed), N, 32).unwrap());
-    });
+    for prg in Prg::ALL {
+        g.bench_function(format!("mask_stream 1M u32 ({})", prg.name()), |b| {
+            b.iter(|| mask_stream(black_box(&seed), N, 32, prg).unwrap());
+        });
+    }
     let seeds: Vec<[u8; 32]> = (0u8..11).map(|i| derive_scalar(&[i], b"pair")).collect();
     let list: Vec<Mask<'_>> = seeds
         .iter()
@@ -26,9 +30,11 @@ fn masks(c: &mut Criterion) {
         .collect();
     let mut x = vec![0u32; N];
     g.throughput(Throughput::Bytes((N * 4 * list.len()) as u64));
-    g.bench_function("apply 11 masks to 1M u32", |b| {
-        b.iter(|| apply_masks(black_box(&mut x), &list, 26).unwrap());
-    });
+    for prg in Prg::ALL {
+        g.bench_function(format!("apply 11 masks to 1M u32 ({})", prg.name()), |b| {
+            b.iter(|| apply_masks(black_box(&mut x), &list, 26, prg).unwrap());
+        });
+    }
     g.throughput(Throughput::Bytes((N * 4) as u64));
     g.bench_function("pack 1M elements at 23 bits", |b| {
         b.iter(|| pack(black_box(&x), 23).unwrap());

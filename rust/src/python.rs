@@ -935,7 +935,7 @@ fn secagg_quantize<'py>(
     Ok(codes.into_pyarray(py))
 }
 
-/// x + sum of sign_i * stream(seed_i) in Z_2^ring_bits, bit-packed: a client's masked upload.
+/// x + sum of sign_i * stream(seed_i) in Z_2^ring_bits under PRG `prg`, bit-packed: a masked upload.
 #[pyfunction]
 fn secagg_mask<'py>(
     py: Python<'py>,
@@ -943,21 +943,19 @@ fn secagg_mask<'py>(
     seeds: Vec<Vec<u8>>,
     signs: Vec<i8>,
     ring_bits: u32,
+    prg: &str,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let mut data = x
+    let prg = crate::secagg::Prg::parse(prg)?;
+    let data = x
         .as_slice()
-        .map_err(|_| CodecError::new_err("x must be a C-contiguous uint32 array"))?
-        .to_vec();
+        .map_err(|_| CodecError::new_err("x must be a C-contiguous uint32 array"))?;
     let seeds = secagg_seeds(seeds)?;
     let masks = secagg_masks(&seeds, &signs)?;
-    let packed = py.detach(|| -> Result<Vec<u8>, CoreError> {
-        crate::secagg::apply_masks(&mut data, &masks, ring_bits)?;
-        crate::secagg::pack(&data, ring_bits)
-    })?;
+    let packed = py.detach(|| crate::secagg::mask_and_pack(data, &masks, ring_bits, prg))?;
     Ok(PyBytes::new(py, &packed))
 }
 
-/// In place: acc += sum of sign_i * stream(seed_i) in Z_2^ring_bits (the server removes masks).
+/// In place: acc += sum of sign_i * stream(seed_i) in Z_2^ring_bits under `prg` (the server removes masks).
 #[pyfunction]
 fn secagg_apply_masks(
     py: Python<'_>,
@@ -965,11 +963,13 @@ fn secagg_apply_masks(
     seeds: Vec<Vec<u8>>,
     signs: Vec<i8>,
     ring_bits: u32,
+    prg: &str,
 ) -> PyResult<()> {
+    let prg = crate::secagg::Prg::parse(prg)?;
     let seeds = secagg_seeds(seeds)?;
     let masks = secagg_masks(&seeds, &signs)?;
     let target = secagg_ring_slice(&mut acc)?;
-    py.detach(|| crate::secagg::apply_masks(target, &masks, ring_bits))?;
+    py.detach(|| crate::secagg::apply_masks(target, &masks, ring_bits, prg))?;
     Ok(())
 }
 
@@ -1012,17 +1012,51 @@ fn secagg_unpack<'py>(
     Ok(out.into_pyarray(py))
 }
 
-/// The first `n` elements of a seed's ChaCha20 mask stream in Z_2^ring_bits.
+/// The first `n` elements of a seed's mask stream under `prg` in Z_2^ring_bits.
 #[pyfunction]
 fn secagg_mask_stream<'py>(
     py: Python<'py>,
     seed: &[u8],
     n: usize,
     ring_bits: u32,
+    prg: &str,
 ) -> PyResult<Bound<'py, PyArray1<u32>>> {
+    let prg = crate::secagg::Prg::parse(prg)?;
     let seed = secagg_key(seed, "mask seed")?;
-    let out = py.detach(|| crate::secagg::mask_stream(&seed, n, ring_bits))?;
+    let out = py.detach(|| crate::secagg::mask_stream(&seed, n, ring_bits, prg))?;
     Ok(out.into_pyarray(py))
+}
+
+/// The mask PRGs this build expands seeds with, the default first (names as the SecAgg+ setup carries them).
+#[pyfunction]
+fn secagg_prgs() -> Vec<&'static str> {
+    crate::secagg::Prg::ALL.iter().map(|p| p.name()).collect()
+}
+
+/// For each public key, whether it has small order (every X25519 agreement with it gives zero).
+#[pyfunction]
+fn secagg_small_order(publics: Vec<Vec<u8>>) -> PyResult<Vec<bool>> {
+    publics
+        .iter()
+        .map(|p| Ok(crate::secagg::is_small_order(&secagg_key(p, "public key")?)))
+        .collect()
+}
+
+/// X25519 with each peer public key, then HKDF-SHA256 with `info`, in parallel with the GIL released.
+#[pyfunction]
+fn secagg_agree_many<'py>(
+    py: Python<'py>,
+    secret: &[u8],
+    peer_publics: Vec<Vec<u8>>,
+    info: &[u8],
+) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+    let secret = secagg_key(secret, "secret key")?;
+    let peers = peer_publics
+        .iter()
+        .map(|p| secagg_key(p, "peer public key"))
+        .collect::<PyResult<Vec<_>>>()?;
+    let keys = py.detach(|| crate::secagg::agree_many(&secret, &peers, info))?;
+    Ok(keys.iter().map(|k| PyBytes::new(py, k)).collect())
 }
 
 fn register_secagg(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -1040,5 +1074,8 @@ fn register_secagg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(secagg_pack, m)?)?;
     m.add_function(wrap_pyfunction!(secagg_unpack, m)?)?;
     m.add_function(wrap_pyfunction!(secagg_mask_stream, m)?)?;
+    m.add_function(wrap_pyfunction!(secagg_prgs, m)?)?;
+    m.add_function(wrap_pyfunction!(secagg_agree_many, m)?)?;
+    m.add_function(wrap_pyfunction!(secagg_small_order, m)?)?;
     Ok(())
 }

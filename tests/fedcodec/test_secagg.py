@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from scipy import stats
 
 from fedcodec import CodecError, FrameError, secagg
@@ -41,15 +42,62 @@ def test_any_t_shares_rebuild_the_secrets_and_t_minus_one_do_not() -> None:
     assert two[32:] != secrets[1]
 
 
-def test_pair_masks_cancel_and_the_ring_sum_is_exact() -> None:
+def test_many_agreements_in_one_call_match_one_by_one() -> None:
+    me = secagg.derive_scalar(b"me", b"k")
+    peers = [secagg.public_key(secagg.derive_scalar(bytes([i]), b"k")) for i in range(9)]
+    assert secagg.agree_many(me, peers, b"mask") == [secagg.agree(me, p, b"mask") for p in peers]
+    with pytest.raises(CodecError, match=r"peer key 2: .*small order"):
+        secagg.agree_many(me, [*peers[:2], bytes(32)], b"mask")
+
+
+@pytest.mark.parametrize("prg", secagg.prgs())
+def test_pair_masks_cancel_and_the_ring_sum_is_exact(prg: str) -> None:
     rng = np.random.default_rng(0)
     x = rng.integers(0, 1 << 16, 100_000, dtype=np.uint32)
     y = rng.integers(0, 1 << 16, 100_000, dtype=np.uint32)
     s = secagg.derive_scalar(b"pair", b"seed")
     acc = np.zeros(x.size, dtype=np.uint32)
-    secagg.add_packed(acc, secagg.mask(x, [s], [1], 17), 17)
-    secagg.add_packed(acc, secagg.mask(y, [s], [-1], 17), 17)
+    secagg.add_packed(acc, secagg.mask(x, [s], [1], 17, prg), 17)
+    secagg.add_packed(acc, secagg.mask(y, [s], [-1], 17, prg), 17)
     np.testing.assert_array_equal(acc, x + y)
+
+
+def test_aes_mask_stream_is_the_aes_128_ctr_keystream_of_an_independent_implementation() -> None:
+    # seed = AES-128 key || initial counter block; the counter starts at all-ones, so it wraps at once
+    key = secagg.derive_scalar(b"u", b"v")[:16]
+    seed = key + b"\xff" * 16
+    n = 3 * (1 << 14) + 11  # several of the kernel's parallel chunks, and a ragged tail
+    encryptor = Cipher(algorithms.AES(key), modes.CTR(b"\xff" * 16)).encryptor()
+    keystream = encryptor.update(bytes(4 * n)) + encryptor.finalize()
+    np.testing.assert_array_equal(
+        secagg.mask_stream(seed, n, 32, "aes128-ctr"), np.frombuffer(keystream, dtype="<u4")
+    )
+    # a 20-bit ring keeps the low 20 bits of each 4-byte element; a 12-bit ring of 2-byte ones
+    words = np.frombuffer(keystream, dtype="<u4")
+    np.testing.assert_array_equal(secagg.mask_stream(seed, n, 20, "aes128-ctr"), words & 0xFFFFF)
+    halves = np.frombuffer(keystream[: 2 * n], dtype="<u2").astype(np.uint32)
+    np.testing.assert_array_equal(secagg.mask_stream(seed, n, 12, "aes128-ctr"), halves & 0xFFF)
+
+
+def test_chacha_mask_stream_is_the_chacha20_keystream_of_an_independent_implementation() -> None:
+    seed = secagg.derive_scalar(b"u", b"v")
+    n = 3 * (1 << 14) + 11
+    # cryptography's ChaCha20 takes the RFC 7539 block counter (4 bytes, little-endian) then the nonce
+    encryptor = Cipher(algorithms.ChaCha20(seed, bytes(16)), mode=None).encryptor()
+    keystream = encryptor.update(bytes(4 * n)) + encryptor.finalize()
+    np.testing.assert_array_equal(
+        secagg.mask_stream(seed, n, 32, "chacha20"), np.frombuffer(keystream, dtype="<u4")
+    )
+
+
+def test_the_prg_is_named_explicitly_and_an_unknown_one_is_refused() -> None:
+    assert secagg.prgs() == ["aes128-ctr", "chacha20"]
+    seed = secagg.derive_scalar(b"u", b"v")
+    assert not np.array_equal(
+        secagg.mask_stream(seed, 64, 32, "aes128-ctr"), secagg.mask_stream(seed, 64, 32, "chacha20")
+    )
+    with pytest.raises(CodecError, match="unknown mask PRG 'chacha8'"):
+        secagg.mask_stream(seed, 64, 32, "chacha8")
 
 
 def test_packed_upload_takes_ring_bits_per_element() -> None:
@@ -61,8 +109,9 @@ def test_packed_upload_takes_ring_bits_per_element() -> None:
         secagg.unpack(packed[:-1], 23, 1000)
 
 
-def test_mask_stream_is_uniform_over_the_ring() -> None:
-    stream = secagg.mask_stream(secagg.derive_scalar(b"u", b"v"), 1 << 20, 20)
+@pytest.mark.parametrize("prg", secagg.prgs())
+def test_mask_stream_is_uniform_over_the_ring(prg: str) -> None:
+    stream = secagg.mask_stream(secagg.derive_scalar(b"u", b"v"), 1 << 20, 20, prg)
     counts = np.bincount(stream >> 12, minlength=256)
     assert stats.chisquare(counts).pvalue > 1e-3
 

@@ -23,6 +23,7 @@ from fedcore.secure import (
     UnmaskRequest,
     UnmaskResponse,
 )
+from fedcore.secure.messages import MASK_PRG
 from fedcore.secure.party import SecureParty
 from fedcore.secure.round import SecureSettings
 from fedcore.secure.wire import WIRE_VERSION, Message, StagePayloadError, decode, encode
@@ -73,6 +74,20 @@ def test_flipped_bytes_decode_to_a_message_or_a_stage_payload_error(message: Mes
             forged[at] ^= int(rng.integers(1, 256))
         with contextlib.suppress(StagePayloadError):
             assert isinstance(decode(bytes(forged), type(message)), type(message))
+
+
+def test_the_setup_names_its_mask_prg_and_a_prg_this_side_does_not_know_is_refused() -> None:
+    announced = SETTINGS.announce(2, (3, 5, 8, 13))
+    assert announced.setup.prg == MASK_PRG == "aes128-ctr"
+    chacha = replace(announced, setup=replace(announced.setup, prg="chacha20"))
+    data = encode(chacha)
+    assert decode(data, type(chacha)).setup.prg == "chacha20"
+    # a peer that expands masks with a PRG this side lacks: refused on arrival, never silently misread
+    unknown = data.replace(b"chacha20", b"chacha08")
+    with pytest.raises(StagePayloadError, match="mask PRG 'chacha08' is not one this side expands"):
+        decode(unknown, type(chacha))
+    with pytest.raises(ValueError, match="mask PRG"):
+        replace(announced.setup, prg="aes256-ctr")
 
 
 def test_a_count_larger_than_the_message_is_refused_before_allocating() -> None:

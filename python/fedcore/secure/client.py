@@ -50,12 +50,18 @@ class _Secrets:
         return cls(derive(b"enc"), derive(b"mask"), derive(b"self"), derive(b"coin"))
 
 
-def _agree(me: int, peer: int, secret: bytes, public: bytes, info: bytes) -> bytes:
-    """Key agreement with a neighbour; a small-order key (which the server should refuse) aborts."""
+def _agree(me: int, peers: dict[int, bytes], secret: bytes, info: bytes) -> dict[int, bytes]:
+    """Key agreement with each neighbour in one parallel Rust call; a small-order key aborts, naming whose."""
+    order = sorted(peers)
     try:
-        return secagg.agree(secret, public, info)
-    except CodecError as exc:
-        raise SecAggAbort(f"client {me}: neighbour {peer}'s public key is unusable: {exc}") from exc
+        return dict(zip(order, secagg.agree_many(secret, [peers[v] for v in order], info), strict=True))
+    except CodecError:
+        for v in order:  # the rare bad key: find whose it is
+            try:
+                secagg.agree(secret, peers[v], info)
+            except CodecError as exc:
+                raise SecAggAbort(f"client {me}: neighbour {v}'s public key is unusable: {exc}") from exc
+        raise
 
 
 def start_client(setup: RoundSetup, me: int, seed: bytes | None = None) -> ClientAdvertise:
@@ -106,13 +112,15 @@ class ClientShare:
             setup.threshold,
             self.keys.coin,
         )
+        # one key per pair and direction-free: it opens v's share too
+        publics = {v: peers[v].enc_public for v in holders}
+        share_keys = _agree(self.me, publics, self.keys.enc, setup.info(b"share-key"))
         sealed = []
-        share_keys: dict[int, bytes] = {}  # one key per pair and direction-free: it opens v's share too
         for v, share in zip(holders, shares, strict=True):
-            key = _agree(self.me, v, self.keys.enc, peers[v].enc_public, setup.info(b"share-key"))
-            share_keys[v] = key
             nonce = share_nonce(self.me, v)
-            sealed.append(EncryptedShare(self.me, v, secagg.seal(key, nonce, setup.round_id + nonce, share)))
+            sealed.append(
+                EncryptedShare(self.me, v, secagg.seal(share_keys[v], nonce, setup.round_id + nonce, share))
+            )
         commitment = secagg.derive_scalar(self.keys.self_seed, setup.info(b"commit"))
         message = ShareKeys(self.me, tuple(sealed), commitment)
         return message, ClientMask(setup, self.me, self.keys, peers, share_keys)
@@ -158,14 +166,11 @@ class ClientMask:
             raise SecAggAbort(
                 f"client {self.me}: {len(senders)} neighbours shared keys, threshold is {setup.threshold}"
             )
-        seeds = [self.keys.self_seed]
-        signs = [1]
-        for v in senders:
-            seeds.append(
-                _agree(self.me, v, self.keys.mask, self.peers[v].mask_public, setup.info(b"pair-mask"))
-            )
-            signs.append(1 if self.me < v else -1)
-        payload = secagg.mask(codes, seeds, signs, setup.ring_bits)
+        publics = {v: self.peers[v].mask_public for v in senders}
+        pair_seeds = _agree(self.me, publics, self.keys.mask, setup.info(b"pair-mask"))
+        seeds = [self.keys.self_seed, *(pair_seeds[v] for v in senders)]
+        signs = [1, *(1 if self.me < v else -1 for v in senders)]
+        payload = secagg.mask(codes, seeds, signs, setup.ring_bits, setup.prg)
         message = MaskedInput(self.me, payload, tuple(sorted(set(bad))))
         return message, ClientUnmask(setup, self.me, held, frozenset(senders))
 

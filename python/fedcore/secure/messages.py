@@ -13,7 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from fedcodec import secagg
+
 __all__ = [
+    "MASK_PRG",
+    "PRGS",
     "AdvertiseKeys",
     "EncryptedShare",
     "Flag",
@@ -30,6 +34,8 @@ __all__ = [
 ]
 
 MAX_CLIENT_ID = (1 << 32) - 1  # ids travel as 32-bit fields of the AEAD nonce
+PRGS = tuple(secagg.prgs())  # the mask keystreams the Rust kernels know, the default first
+MASK_PRG = PRGS[0]  # AES-128-CTR: AES-NI makes it the fastest stream per core (docs/security.md)
 
 
 class SecAggAbort(RuntimeError):
@@ -42,7 +48,7 @@ class SecAggAbort(RuntimeError):
 
 @dataclass(frozen=True)
 class RoundSetup:
-    """What every selected client learns before stage 1: who takes part, the graph, threshold and ring."""
+    """What every client learns before stage 1: who takes part, the graph, threshold, ring and mask PRG."""
 
     round_id: bytes
     clients: tuple[int, ...]
@@ -51,6 +57,7 @@ class RoundSetup:
     ring_bits: int
     length: int
     graph_seed: bytes
+    prg: str = MASK_PRG  # the keystream every party expands mask seeds with (fedcodec.secagg.prgs())
 
     def __post_init__(self) -> None:
         if len(self.round_id) < 16:
@@ -67,6 +74,8 @@ class RoundSetup:
             raise ValueError(f"ring_bits must be in 1..=32, got {self.ring_bits}")
         if self.length < 1:
             raise ValueError(f"length must be positive, got {self.length}")
+        if self.prg not in PRGS:
+            raise ValueError(f"mask PRG {self.prg!r} is not one this side expands ({', '.join(PRGS)})")
 
     def point(self, client: int) -> int:
         """The Shamir point (x != 0) of the shares this client holds."""

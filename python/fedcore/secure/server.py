@@ -70,17 +70,16 @@ class ServerAdvertise:
 
     def collect(self, messages: Sequence[AdvertiseKeys]) -> tuple[dict[int, NeighbourKeys], ServerShare]:
         """Keys to send to each client that advertised (U1)."""
-        probe = secagg.derive_scalar(self.setup.round_id, b"fedcore/secagg/key-probe")
         keys: dict[int, AdvertiseKeys] = {}
         flagged: list[Flag] = []
-        for u, m in _unique(messages, self.setup.clients).items():
-            try:  # a small-order key would fix every key derived with it: refuse it before anyone uses it
-                for public in (m.enc_public, m.mask_public):
-                    secagg.agree(probe, public, b"probe")
-            except CodecError as exc:
-                flagged.append(Flag(u, f"advertised an unusable public key: {exc}"))
-                continue
-            keys[u] = m
+        unique = _unique(messages, self.setup.clients)
+        # a small-order key would fix every key derived with it: refuse it before anyone uses it
+        small = secagg.small_order([p for m in unique.values() for p in (m.enc_public, m.mask_public)])
+        for i, (u, m) in enumerate(unique.items()):
+            if small[2 * i] or small[2 * i + 1]:
+                flagged.append(Flag(u, "advertised an unusable public key: it has small order"))
+            else:
+                keys[u] = m
         out = {
             u: NeighbourKeys(u, tuple(keys[v] for v in sorted(self.graph[u]) if v in keys))
             for u in sorted(keys)
@@ -244,9 +243,10 @@ class ServerUnmask:
             record(u, "pair-key", rec)
             if rec.secret is None:
                 continue
-            for v in sorted(graph[u] & set(self.survivors)):
-                seeds.append(secagg.agree(rec.secret, c.keys[v].mask_public, setup.info(b"pair-mask")))
-                signs.append(-1 if v < u else 1)  # v added +stream when v < u; take back what v added
+            masked_with = sorted(graph[u] & set(self.survivors))
+            publics = [c.keys[v].mask_public for v in masked_with]
+            seeds += secagg.agree_many(rec.secret, publics, setup.info(b"pair-mask"))
+            signs += [-1 if v < u else 1 for v in masked_with]  # v added +stream when v < u: take it back
         if missing:
             raise SecAggAbort(
                 f"cannot rebuild the masks of clients {sorted(missing)}: "
@@ -254,7 +254,7 @@ class ServerUnmask:
                 tuple(flagged),
             )
         total = self.total.finish()
-        secagg.apply_masks(total, seeds, signs, setup.ring_bits)
+        secagg.apply_masks(total, seeds, signs, setup.ring_bits, setup.prg)
         everyone = set(setup.clients)
         return SecAggResult(
             total=total,

@@ -14,6 +14,7 @@ from fedcodec import secagg
 from fedcore.secure.client import ClientAdvertise, ClientMask, ClientShare, ClientUnmask, start_client
 from fedcore.secure.encoding import RingConfig, decode_sum, encode_update
 from fedcore.secure.messages import (
+    MASK_PRG,
     AdvertiseKeys,
     MaskedInput,
     RevealedShare,
@@ -49,9 +50,14 @@ class RoundReport:
 
 
 def make_setup(
-    clients: tuple[int, ...], length: int, params: SecAggParams, ring_bits: int, seed: int = 0
+    clients: tuple[int, ...],
+    length: int,
+    params: SecAggParams,
+    ring_bits: int,
+    seed: int = 0,
+    prg: str = MASK_PRG,
 ) -> RoundSetup:
-    """The round announcement the simulated server sends (round id and graph seed derived from `seed`)."""
+    """The round announcement the server sends (round id and graph seed derived from `seed`; mask PRG)."""
     base = seed.to_bytes(8, "little")
     return RoundSetup(
         round_id=secagg.derive_scalar(base, b"round id")[:16],
@@ -61,6 +67,7 @@ def make_setup(
         ring_bits=ring_bits,
         length=length,
         graph_seed=secagg.derive_scalar(base, b"graph seed"),
+        prg=prg,
     )
 
 
@@ -93,6 +100,7 @@ def run_secagg_round(
     tamper_sealed: Collection[tuple[int, int]] = (),
     tamper_revealed: Collection[tuple[int, int]] = (),
     clock: Callable[[], float] = time.perf_counter,
+    prg: str = MASK_PRG,
 ) -> RoundReport:
     """One SecAgg+ round over `codes` (client id -> ring elements), all four stages in process.
 
@@ -100,14 +108,15 @@ def run_secagg_round(
     `tamper_sealed` holds (sender, recipient) pairs whose sealed share is corrupted in transit;
     `tamper_revealed` holds (holder, owner) pairs whose revealed share is replaced by a wrong one.
     Client secrets derive from `seed` (simulation only; real clients draw a fresh random seed).
-    Stages are timed with `clock` (`time.process_time` counts CPU seconds on a busy machine).
+    Stages are timed with `clock` (`time.process_time` counts CPU seconds on a busy machine); `prg` is
+    the mask keystream the setup announces.
     """
     drop = drop or {}
     unknown = set(drop) - set(STAGES)
     if unknown:
         raise ValueError(f"unknown stages {sorted(unknown)}; stages are {STAGES}")
     clients = tuple(sorted(codes))
-    setup = make_setup(clients, next(iter(codes.values())).size, params, ring_bits, seed)
+    setup = make_setup(clients, next(iter(codes.values())).size, params, ring_bits, seed, prg)
     base = seed.to_bytes(8, "little")
     gone: set[int] = set()
     watch = _Stopwatch(clock)

@@ -39,7 +39,7 @@ __all__ = [
     "encode",
 ]
 
-WIRE_VERSION = 2  # 2: the setup carries the ring's headroom bits and distributed DP's numbers
+WIRE_VERSION = 3  # 2: the ring's headroom bits and distributed DP's numbers; 3: the mask PRG's name
 _MAGIC = b"SA"
 KEY = 32  # X25519 keys, commitments, Shamir shares of one scalar
 
@@ -151,6 +151,7 @@ def _w_setup(w: _Writer, m: SecureSetup) -> None:
     for value in (s.degree, s.threshold, s.ring_bits, s.length):
         w.u32(value)
     w.blob(s.graph_seed)
+    w.blob(s.prg.encode("ascii"))
     w.f64(r.clip)
     w.u32(r.bits)
     w.u32(r.max_clients)
@@ -171,7 +172,8 @@ def _r_setup(r: _Reader) -> SecureSetup:
     round_id = r.blob()
     clients = r.ids()
     degree, threshold, ring_bits, length = r.u32(), r.u32(), r.u32(), r.u32()
-    setup = RoundSetup(round_id, clients, degree, threshold, ring_bits, length, r.blob())
+    graph_seed, prg = r.blob(), r.blob().decode("ascii")  # a non-ASCII name: ValueError, refused
+    setup = RoundSetup(round_id, clients, degree, threshold, ring_bits, length, graph_seed, prg)
     clip, bits, max_clients = r.f64(), r.u32(), r.u32()
     rotate, fraction, seed = bool(r.u32()), r.f64(), r.u64()
     weight_cap, kept = r.u64(), r.f64()

@@ -2,8 +2,10 @@
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::ChaCha20Poly1305;
+use curve25519_dalek::montgomery::MontgomeryPoint;
 use curve25519_dalek::scalar::Scalar;
 use hkdf::Hkdf;
+use rayon::prelude::*;
 use sha2::Sha256;
 use x25519_dalek::{PublicKey, StaticSecret};
 
@@ -60,6 +62,36 @@ pub fn agree(secret: &[u8; KEY_LEN], peer: &[u8; KEY_LEN], info: &[u8]) -> Resul
     Ok(out)
 }
 
+/// [`agree`] with every key of `peers`, in parallel: one key per peer, in order.
+///
+/// A client's agreements with all its neighbours in one call (X25519 is most of a small round's
+/// cost); an unusable peer key is refused naming its index in `peers`.
+pub fn agree_many(
+    secret: &[u8; KEY_LEN],
+    peers: &[[u8; KEY_LEN]],
+    info: &[u8],
+) -> Result<Vec<[u8; KEY_LEN]>> {
+    peers
+        .par_iter()
+        .enumerate()
+        .map(|(i, peer)| {
+            agree(secret, peer, info).map_err(|e| CodecError::input(format!("peer key {i}: {e}")))
+        })
+        .collect()
+}
+
+/// Whether `public` has small order (on the curve or its twist), so that X25519 with it gives the
+/// all-zero secret whatever the secret key: exactly the keys [`agree`] refuses.
+///
+/// u([8]P) = 0 iff P's order divides 8 (a clamped secret is 8 times an integer below the prime
+/// subgroup orders, so [secret]P is the identity iff [8]P is). Four ladder steps instead of a full
+/// agreement: the server checks every advertised key this way.
+#[must_use]
+pub fn is_small_order(public: &[u8; KEY_LEN]) -> bool {
+    let eight = [true, false, false, false].into_iter();
+    MontgomeryPoint(*public).mul_bits_be(eight) == MontgomeryPoint([0u8; KEY_LEN])
+}
+
 /// ChaCha20-Poly1305 encryption of `plaintext` bound to `aad`; output is ciphertext || 16-byte tag.
 pub fn seal(
     key: &[u8; KEY_LEN],
@@ -102,6 +134,61 @@ mod tests {
         let k1 = agree(&a, &pb, b"mask").unwrap();
         assert_eq!(k1, agree(&b, &pa, b"mask").unwrap());
         assert_ne!(k1, agree(&a, &pb, b"share").unwrap());
+    }
+
+    #[test]
+    fn many_agreements_match_one_by_one_and_name_a_bad_key() {
+        let me = derive_scalar(b"me", b"s");
+        let peers: Vec<[u8; 32]> = (0u8..9)
+            .map(|i| public_key(&derive_scalar(&[i], b"s")))
+            .collect();
+        let keys = agree_many(&me, &peers, b"pair").unwrap();
+        for (peer, key) in peers.iter().zip(&keys) {
+            assert_eq!(*key, agree(&me, peer, b"pair").unwrap());
+        }
+        let mut bad = peers.clone();
+        bad[4] = [0u8; 32];
+        let err = agree_many(&me, &bad, b"pair").unwrap_err().to_string();
+        assert!(err.contains("peer key 4"), "{err}");
+    }
+
+    /// libsodium's blocklist of small-order X25519 keys (0, 1, the two points of order 8, p - 1, p, p + 1).
+    const SMALL_ORDER: [&str; 7] = [
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "0100000000000000000000000000000000000000000000000000000000000000",
+        "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+        "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    ];
+
+    fn key(hex: &str) -> [u8; 32] {
+        let bytes: Vec<u8> = (0..64)
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        bytes.try_into().unwrap()
+    }
+
+    #[test]
+    fn small_order_check_refuses_exactly_what_agreement_refuses() {
+        let probe = derive_scalar(b"probe", b"s");
+        for hex in SMALL_ORDER {
+            for high_bit in [0u8, 0x80] {
+                let mut public = key(hex);
+                public[31] |= high_bit; // X25519 ignores the top bit
+                assert!(is_small_order(&public), "{hex} {high_bit}");
+                assert!(agree(&probe, &public, b"x").is_err(), "{hex} {high_bit}");
+            }
+        }
+        for i in 0u8..64 {
+            let public = public_key(&derive_scalar(&[i], b"s"));
+            assert!(!is_small_order(&public));
+            let mut raw = derive_scalar(&[i], b"raw"); // arbitrary bytes: curve or twist points
+            raw[31] ^= i;
+            assert_eq!(is_small_order(&raw), agree(&probe, &raw, b"x").is_err());
+        }
     }
 
     #[test]

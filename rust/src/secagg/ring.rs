@@ -5,16 +5,21 @@
 //! and a sum of `n` codes in a ring of `q + ceil(log2 n)` bits never wraps. Packed elements are
 //! LSB-first, `ceil(n * b / 8)` bytes, the same layout as `bitpack` widened to 32 bits.
 
+use super::each_chunk;
+use crate::error::{CodecError, Result};
 use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 use chacha20::ChaCha8;
-use rayon::prelude::*;
-
-use crate::error::{CodecError, Result};
 
 /// Values per rayon task when packing (a multiple of 8, so every task starts on a byte).
 const PACK_BLOCK: usize = 8 << 12;
 /// Values per rayon task when quantizing.
 const QUANT_BLOCK: usize = 1 << 14;
+
+/// Block `b` of `data` cut into `size`-element blocks (the last one may be short).
+fn block<T>(data: &[T], b: usize, size: usize) -> &[T] {
+    let start = (b * size).min(data.len());
+    &data[start..(start + size).min(data.len())]
+}
 
 /// The mask `2^bits - 1` of a ring of 1..=32 bits, or a refusal.
 pub fn check_ring_bits(bits: u32) -> Result<u32> {
@@ -36,7 +41,8 @@ pub fn packed_len(n: usize, bits: u32) -> usize {
     (n * bits as usize).div_ceil(8)
 }
 
-fn pack_serial(values: &[u32], bits: u32, keep: u32, out: &mut [u8]) {
+/// Packs `values` LSB-first into `out` (exactly `packed_len(values.len(), bits)` bytes).
+pub(crate) fn pack_serial(values: &[u32], bits: u32, keep: u32, out: &mut [u8]) {
     let (mut acc, mut filled, mut o) = (0u64, 0u32, 0usize);
     for &v in values {
         acc |= u64::from(v & keep) << filled;
@@ -57,24 +63,40 @@ fn pack_serial(values: &[u32], bits: u32, keep: u32, out: &mut [u8]) {
 pub fn pack(values: &[u32], bits: u32) -> Result<Vec<u8>> {
     let keep = check_ring_bits(bits)?;
     let mut out = vec![0u8; packed_len(values.len(), bits)];
-    values
-        .par_chunks(PACK_BLOCK)
-        .zip(out.par_chunks_mut(PACK_BLOCK / 8 * bits as usize))
-        .for_each(|(v, o)| pack_serial(v, bits, keep, o));
+    each_chunk(
+        &mut out,
+        PACK_BLOCK / 8 * bits as usize,
+        values.len(),
+        |b, o| {
+            pack_serial(block(values, b, PACK_BLOCK), bits, keep, o);
+        },
+    );
     Ok(out)
 }
 
 /// Calls `put(i, element)` for each of the elements packed in `data`, in order.
+///
+/// Element `i` starts at bit `i·bits`; the eight bytes from its first byte hold all of it (a shift
+/// of at most 7 plus at most 32 bits), so one unaligned u64 load reads it. The last few elements,
+/// whose eight bytes would run past `data`, gather their bytes one at a time.
 fn unpack_serial(data: &[u8], bits: u32, keep: u32, count: usize, mut put: impl FnMut(usize, u32)) {
-    let (mut acc, mut filled, mut bytes) = (0u64, 0u32, data.iter());
-    for i in 0..count {
-        while filled < bits {
-            acc |= u64::from(*bytes.next().unwrap_or(&0)) << filled;
-            filled += 8;
-        }
-        put(i, acc as u32 & keep);
-        acc >>= bits;
-        filled -= bits;
+    let b = bits as usize;
+    let whole = if data.len() < 8 {
+        0
+    } else {
+        (((data.len() - 8) * 8) / b + 1).min(count)
+    };
+    for i in 0..whole {
+        let (byte, shift) = ((i * b) / 8, (i * b) % 8);
+        let word = u64::from_le_bytes(data[byte..byte + 8].try_into().expect("8 bytes"));
+        put(i, (word >> shift) as u32 & keep);
+    }
+    for i in whole..count {
+        let (byte, shift) = ((i * b) / 8, (i * b) % 8);
+        let word = (0..8).fold(0u64, |w, k| {
+            w | u64::from(data.get(byte + k).copied().unwrap_or(0)) << (8 * k)
+        });
+        put(i, (word >> shift) as u32 & keep);
     }
 }
 
@@ -94,22 +116,23 @@ fn check_payload(data: &[u8], bits: u32, n: usize) -> Result<u32> {
 pub fn unpack(data: &[u8], bits: u32, n: usize) -> Result<Vec<u32>> {
     let keep = check_payload(data, bits, n)?;
     let mut out = vec![0u32; n];
-    out.par_chunks_mut(PACK_BLOCK)
-        .zip(data.par_chunks(PACK_BLOCK / 8 * bits as usize))
-        .for_each(|(o, d)| unpack_serial(d, bits, keep, o.len(), |i, v| o[i] = v));
+    each_chunk(&mut out, PACK_BLOCK, n, |b, o| {
+        let d = block(data, b, PACK_BLOCK / 8 * bits as usize);
+        unpack_serial(d, bits, keep, o.len(), |i, v| o[i] = v);
+    });
     Ok(out)
 }
 
 /// `acc += unpack(data)` in Z_2^`bits`: the server's modular sum, straight from the payload.
 pub fn add_packed(acc: &mut [u32], data: &[u8], bits: u32) -> Result<()> {
     let keep = check_payload(data, bits, acc.len())?;
-    acc.par_chunks_mut(PACK_BLOCK)
-        .zip(data.par_chunks(PACK_BLOCK / 8 * bits as usize))
-        .for_each(|(o, d)| {
-            unpack_serial(d, bits, keep, o.len(), |i, v| {
-                o[i] = o[i].wrapping_add(v) & keep;
-            });
+    let n = acc.len();
+    each_chunk(acc, PACK_BLOCK, n, |b, o| {
+        let d = block(data, b, PACK_BLOCK / 8 * bits as usize);
+        unpack_serial(d, bits, keep, o.len(), |i, v| {
+            o[i] = o[i].wrapping_add(v) & keep;
         });
+    });
     Ok(())
 }
 
@@ -135,23 +158,21 @@ pub fn quantize(x: &[f32], clip: f32, bits: u32, seed: &[u8; 32]) -> Result<Vec<
     let top = (1u32 << bits) - 1;
     let scale = f64::from(top) / (2.0 * c);
     let mut out = vec![0u32; x.len()];
-    out.par_chunks_mut(QUANT_BLOCK)
-        .zip(x.par_chunks(QUANT_BLOCK))
-        .enumerate()
-        .for_each(|(b, (o, xs))| {
-            let mut cipher = ChaCha8::new(seed.into(), &[0u8; 12].into());
-            cipher.seek((b * QUANT_BLOCK * 4) as u64);
-            let mut noise = vec![0u8; xs.len() * 4];
-            cipher.apply_keystream(&mut noise);
-            for ((q, &v), w) in o.iter_mut().zip(xs).zip(noise.chunks_exact(4)) {
-                let u = f64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
-                    * (1.0 / 4_294_967_296.0);
-                let t = (f64::from(v).clamp(-c, c) + c) * scale;
-                // t >= 0, so truncation is floor (and needs no libm call on baseline x86-64).
-                let floor = t as u32;
-                *q = (floor + u32::from(u < t - f64::from(floor))).min(top);
-            }
-        });
+    each_chunk(&mut out, QUANT_BLOCK, x.len(), |b, o| {
+        let xs = block(x, b, QUANT_BLOCK);
+        let mut cipher = ChaCha8::new(seed.into(), &[0u8; 12].into());
+        cipher.seek((b * QUANT_BLOCK * 4) as u64);
+        let mut noise = vec![0u8; xs.len() * 4];
+        cipher.apply_keystream(&mut noise);
+        for ((q, &v), w) in o.iter_mut().zip(xs).zip(noise.chunks_exact(4)) {
+            let u =
+                f64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]])) * (1.0 / 4_294_967_296.0);
+            let t = (f64::from(v).clamp(-c, c) + c) * scale;
+            // t >= 0, so truncation is floor (and needs no libm call on baseline x86-64).
+            let floor = t as u32;
+            *q = (floor + u32::from(u < t - f64::from(floor))).min(top);
+        }
+    });
     Ok(out)
 }
 
@@ -177,17 +198,41 @@ mod tests {
 
     #[test]
     fn packing_spans_parallel_blocks() {
-        let values: Vec<u32> = (0..PACK_BLOCK as u32 * 3 + 11)
-            .map(|i| i.wrapping_mul(2_654_435_761) & 0x7f_ffff)
-            .collect();
-        let packed = pack(&values, 23).unwrap();
-        assert_eq!(unpack(&packed, 23, values.len()).unwrap(), values);
+        // Below and above the size where the kernels hand their blocks to rayon's pool.
+        for n in [
+            PACK_BLOCK * 3 + 11,
+            super::super::SERIAL_BELOW + PACK_BLOCK + 11,
+        ] {
+            let values: Vec<u32> = (0..n as u32)
+                .map(|i| i.wrapping_mul(2_654_435_761) & 0x7f_ffff)
+                .collect();
+            let packed = pack(&values, 23).unwrap();
+            assert_eq!(unpack(&packed, 23, values.len()).unwrap(), values);
+            let mut acc = values.clone();
+            add_packed(&mut acc, &packed, 23).unwrap();
+            assert!(acc
+                .iter()
+                .zip(&values)
+                .all(|(a, v)| *a == (v * 2) & 0x7f_ffff));
+        }
     }
 
     #[test]
     fn payload_of_wrong_length_is_refused() {
         assert!(unpack(&[0u8; 3], 8, 4).is_err());
         assert!(add_packed(&mut [0u32; 4], &[0u8; 5], 8).is_err());
+    }
+
+    #[test]
+    fn rounding_is_the_same_on_this_thread_and_in_the_pool() {
+        // A prefix of a large input (rayon's pool) rounds as that prefix alone (this thread).
+        let x: Vec<f32> = (0..super::super::SERIAL_BELOW + 3 * QUANT_BLOCK)
+            .map(|i| (i % 997) as f32 / 997.0 - 0.5)
+            .collect();
+        let seed = [3u8; 32];
+        let whole = quantize(&x, 1.0, 12, &seed).unwrap();
+        let prefix = quantize(&x[..5 * QUANT_BLOCK + 9], 1.0, 12, &seed).unwrap();
+        assert_eq!(whole[..prefix.len()], prefix[..]);
     }
 
     #[test]
