@@ -152,6 +152,9 @@ class FLConfig:
     device: str = "cpu"  # where torch models train: cpu | cuda | mps
     shift: ShiftSpec | None = None  # shifted compression: diana:ALPHA | ef21 (clients send C(update - shift))
     ef_decay: float | None = None  # error feedback: share of the residual kept per round a client is away
+    # --- server memory (issue 18): see _check_server_memory ---
+    server_memory: bool = False  # the server steps along the mean of every client's last update (MIFA)
+    server_memory_age: int | None = None  # forget a remembered update after this many rounds
 
     def __post_init__(self) -> None:
         _parse_specs(self)
@@ -214,6 +217,7 @@ class FLConfig:
         _check_attack(self)
         _check_secagg(self)
         _check_update_rules(self)
+        _check_server_memory(self)
         self.make_strategy()  # raises on a bad spec or server parameters
 
     def make_strategy(self) -> Strategy:
@@ -407,6 +411,29 @@ def _check_update_rules(config: FLConfig) -> None:
     for need, broken in excluded.items():
         if broken:
             raise ValueError(f"--shift {config.shift} needs {need}")
+
+
+def _check_server_memory(config: FLConfig) -> None:
+    """Server memory keeps each client's plain decoded update: the fold must be a plain weighted mean."""
+    if config.server_memory_age is not None:
+        if not config.server_memory:
+            raise ValueError("--server-memory-age bounds the server memory; it needs --server-memory")
+        if config.server_memory_age < 1:
+            raise ValueError(f"--server-memory-age must be >= 1, got {config.server_memory_age}")
+    if not config.server_memory:
+        return
+    excluded = {
+        "--dp (the server would keep each client's update unnoised)": config.dp is not None,
+        "--secagg (the server sees only the sum)": config.secagg,
+        "--shift (the server never sees a client's shift)": config.shift is not None,
+        "--partial or --local-head (updates cover different coordinates)": config.partial is not None
+        or config.local_head,
+        f"--aggregator {config.aggregator}": not config.aggregator.streaming,
+        f"--strategy {config.strategy}": config.strategy.name in ("scaffold", "fednova"),
+    }
+    for flag, is_set in excluded.items():
+        if is_set:
+            raise ValueError(f"--server-memory averages clients' plain updates; drop {flag}")
 
 
 def _check_attack(config: FLConfig) -> None:
