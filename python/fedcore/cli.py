@@ -301,6 +301,16 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
         metavar="ROUNDS",
         help="with --server-memory: forget an update after this many rounds (default: keep it)",
     )
+    parser.add_argument(
+        "--server-shrink",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=with_default(
+            "the server scales the round's mean by its estimated signal share, 1 - variance / energy, "
+            "measured from the clients' decoded updates (James-Stein)",
+            "server_shrink",
+        ),
+    )
 
 
 def _add_sweep_parser(sub: Any) -> None:

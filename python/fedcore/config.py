@@ -155,6 +155,7 @@ class FLConfig:
     # --- server memory (issue 18): see _check_server_memory ---
     server_memory: bool = False  # the server steps along the mean of every client's last update (MIFA)
     server_memory_age: int | None = None  # forget a remembered update after this many rounds
+    server_shrink: bool = False  # the round's mean shrinks by its estimated signal share (James-Stein)
 
     def __post_init__(self) -> None:
         _parse_specs(self)
@@ -414,14 +415,17 @@ def _check_update_rules(config: FLConfig) -> None:
 
 
 def _check_server_memory(config: FLConfig) -> None:
-    """Server memory keeps each client's plain decoded update: the fold must be a plain weighted mean."""
+    """Server memory and shrink read each client's plain decoded update: the fold must be a plain mean."""
     if config.server_memory_age is not None:
         if not config.server_memory:
             raise ValueError("--server-memory-age bounds the server memory; it needs --server-memory")
         if config.server_memory_age < 1:
             raise ValueError(f"--server-memory-age must be >= 1, got {config.server_memory_age}")
-    if not config.server_memory:
+    if config.server_memory and config.server_shrink:
+        raise ValueError("--server-memory replaces the round's mean that --server-shrink scales; pick one")
+    if not (config.server_memory or config.server_shrink):
         return
+    rule = "--server-memory" if config.server_memory else "--server-shrink"
     excluded = {
         "--dp (the server would keep each client's update unnoised)": config.dp is not None,
         "--secagg (the server sees only the sum)": config.secagg,
@@ -433,7 +437,7 @@ def _check_server_memory(config: FLConfig) -> None:
     }
     for flag, is_set in excluded.items():
         if is_set:
-            raise ValueError(f"--server-memory averages clients' plain updates; drop {flag}")
+            raise ValueError(f"{rule} reads each client's plain update; drop {flag}")
 
 
 def _check_attack(config: FLConfig) -> None:

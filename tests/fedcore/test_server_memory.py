@@ -1,4 +1,4 @@
-"""Server memory (MIFA): the server steps along the mean of every client's last decoded update."""
+"""Server halves that read each client's decoded update: server memory (MIFA) and the noise-aware shrink."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from fedcore.strategies.base import FoldSum
 from fedcore.uplink import UplinkChain, UplinkContext
 from fedcore.uplink.codec import CodecStage
 from fedcore.uplink.memory import Memory, ServerMemoryStage
+from fedcore.uplink.shrink import ServerShrinkStage, signal_share
 
 pytest.importorskip("fedcodec")
 
@@ -182,3 +183,40 @@ def test_the_flags_reach_the_config_and_the_chain() -> None:
     assert config.server_memory
     assert config.server_memory_age == 7
     assert UplinkChain.from_config(config).names[0] == "memory"
+
+
+def test_the_shrink_scales_the_mean_by_one_minus_its_variance_over_its_energy() -> None:
+    # [1, 0] and [3, 0]: mean [2, 0], energy 4; variance of the mean (1 + 1) / 2^2 x 2 / 1 = 1; share 3/4
+    fold, kept = _fold({0: (1.0, [1, 0]), 1: (1.0, [3, 0])})
+    out, share = ServerShrinkStage().remember(fold, kept, None)
+    assert share == pytest.approx(0.75)
+    np.testing.assert_allclose(_mean(out), [1.5, 0.0])
+    assert signal_share(_fold({0: (2.0, [1, 1]), 1: (5.0, [1, 1])})[1]) == 1.0  # agreeing updates: no noise
+    assert signal_share(_fold({0: (1.0, [1, 0]), 1: (1.0, [-1, 0])})[1]) == 0.0  # mean zero: all noise
+    assert signal_share(_fold({0: (1.0, [1, 0])})[1]) == 1.0  # one update: no spread to measure
+
+
+def test_the_shrink_composes_with_a_codec_and_refuses_a_fold_without_updates() -> None:
+    layout = ParamLayout.from_shapes([("w", (256,))])
+    chain = UplinkChain((ServerShrinkStage(), CodecStage("randk:0.25+eden:1")))
+    ctx = FoldContext(layout.size, chain, UplinkContext(layout), FedAvg(), keep_updates=chain.keeps_updates)
+    rng = np.random.default_rng(1)
+    shared = rng.standard_normal(256).astype(np.float32)
+    aggregator = LinearFold(ctx)
+    for cid in range(6):
+        x = (shared + 0.5 * rng.standard_normal(256)).astype(np.float32)
+        assert aggregator.add(_reply(chain, layout, cid, x, 10)) is None
+    fold = aggregator.finish()
+    out, states = chain.server_round(fold, {}, clients=10, updates=aggregator.kept)
+    assert 0.0 < states["shrink"] < 1.0  # random-k's noise is ~3x an update's energy, six updates
+    np.testing.assert_allclose(out.delta_sum, fold.delta_sum * states["shrink"])
+    with pytest.raises(ValueError, match="kept none"):
+        ServerShrinkStage().remember(fold, {}, None)
+
+
+def test_the_shrink_flag_reaches_the_chain_and_refuses_memory_beside_it() -> None:
+    assert UplinkChain.from_config(FLConfig(server_shrink=True)).names == ("shrink", "codec")
+    with pytest.raises(ValueError, match="pick one"):
+        FLConfig(server_shrink=True, server_memory=True)
+    with pytest.raises(ValueError, match="--server-shrink reads each client's plain update; drop --secagg"):
+        FLConfig(server_shrink=True, secagg=True, codec="randk:0.5")

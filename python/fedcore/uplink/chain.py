@@ -24,6 +24,7 @@ from fedcore.uplink.memory import memory_from_config
 from fedcore.uplink.partial import partial_from_config
 from fedcore.uplink.powersgd import powersgd_from_config
 from fedcore.uplink.shift import shift_from_config
+from fedcore.uplink.shrink import shrink_from_config
 
 if TYPE_CHECKING:
     from fedcore.strategies.base import FoldSum
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 # The registry, in chain order: each entry builds its stage from the config, or None when unused.
 STAGE_BUILDERS: tuple[Callable[[FLConfig], Stage | None], ...] = (
     memory_from_config,
+    shrink_from_config,
     clip_from_config,
     shift_from_config,
     error_feedback_from_config,
