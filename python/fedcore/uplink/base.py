@@ -95,3 +95,15 @@ class ServerMemory(Protocol):
     ) -> tuple[FoldSum, Any]:
         """The fold after this stage's server step, and the stage's new server state."""
         ...
+
+
+class ServerOnly:
+    """The client half of a stage that acts only on the server: the update passes through unchanged."""
+
+    def encode(self, x: Vector, ctx: UplinkContext, states: ClientStates, rest: EncodeRest) -> Encoded:
+        del ctx, states
+        return rest(x)
+
+    def decode(self, payload: bytes, ctx: UplinkContext, rest: DecodeRest) -> Update:
+        del ctx
+        return rest(payload)

@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fedcore.config import FLConfig
-from fedcore.uplink.base import ClientStates, DecodeRest, Encoded, EncodeRest, Update, UplinkContext, Vector
+from fedcore.uplink.base import ServerOnly, Vector
 
 if TYPE_CHECKING:
     from fedcore.strategies.base import FoldSum
@@ -46,7 +46,7 @@ class Memory:
 
 
 @dataclass(frozen=True)
-class ServerMemoryStage:
+class ServerMemoryStage(ServerOnly):
     """Client half: nothing. Server half: the round's mean becomes the weighted mean of the memory."""
 
     max_age: int | None = None
@@ -54,14 +54,6 @@ class ServerMemoryStage:
     @property
     def key(self) -> str:
         return "memory"
-
-    def encode(self, x: Vector, ctx: UplinkContext, states: ClientStates, rest: EncodeRest) -> Encoded:
-        del ctx, states
-        return rest(x)
-
-    def decode(self, payload: bytes, ctx: UplinkContext, rest: DecodeRest) -> Update:
-        del ctx
-        return rest(payload)
 
     def remember(self, fold: FoldSum, kept: Kept, memory: Memory | None) -> tuple[FoldSum, Memory]:
         """The fold the strategy steps with (its mean is the memory's), and the memory with this round in."""

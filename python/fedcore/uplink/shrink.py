@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fedcore.config import FLConfig
-from fedcore.uplink.base import ClientStates, DecodeRest, Encoded, EncodeRest, Update, UplinkContext, Vector
+from fedcore.uplink.base import ServerOnly, Vector
 
 if TYPE_CHECKING:
     from fedcore.strategies.base import FoldSum
@@ -45,20 +45,12 @@ def signal_share(kept: Mapping[int, tuple[float, Vector]]) -> float:
 
 
 @dataclass(frozen=True)
-class ServerShrinkStage:
+class ServerShrinkStage(ServerOnly):
     """Client half: nothing. Server half: the fold's mean times its signal share; keeps the last share."""
 
     @property
     def key(self) -> str:
         return "shrink"
-
-    def encode(self, x: Vector, ctx: UplinkContext, states: ClientStates, rest: EncodeRest) -> Encoded:
-        del ctx, states
-        return rest(x)
-
-    def decode(self, payload: bytes, ctx: UplinkContext, rest: DecodeRest) -> Update:
-        del ctx
-        return rest(payload)
 
     def remember(
         self, fold: FoldSum, kept: Mapping[int, tuple[float, Vector]], state: float | None
