@@ -5,8 +5,10 @@ MNIST-1D), a round's mean of 10 decoded updates is mostly codec noise. The serve
 update, so it can keep the last one of every client and step along their mean: the noise of ~N independent
 frames instead of 10, at the price of updates up to a few rounds stale. It needs nothing from the clients,
 so it composes with every codec; the server holds one float32 vector per client it has heard from.
+Measured on MNIST-1D it does not make a codec cheaper (docs/results.md, third round of issue 18): each
+frame still enters the model with the same total weight (1/N for ~N/K rounds), only spread over time.
 
-`max_age` drops what a client sent more than that many rounds ago (None keeps everything).
+`max_age` forgets an update once it is that many rounds old (1: only this round's; None: never).
 """
 
 from __future__ import annotations
