@@ -318,6 +318,33 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
             "also report the global model's mean accuracy on the clients' own test splits", "eval_clients"
         ),
     )
+    # --- server memory (issue 18, MIFA-style variance reduction on the server) ---
+    parser.add_argument(
+        "--server-memory",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=with_default(
+            "the server keeps every client's last decoded update and steps along their mean (MIFA): "
+            "the codec noise of all remembered frames instead of one round's",
+            "server_memory",
+        ),
+    )
+    parser.add_argument(
+        "--server-memory-age",
+        type=int,
+        metavar="ROUNDS",
+        help="with --server-memory: forget an update after this many rounds (default: keep it)",
+    )
+    parser.add_argument(
+        "--server-shrink",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=with_default(
+            "the server scales the round's mean by its estimated signal share, 1 - variance / energy, "
+            "measured from the clients' decoded updates (James-Stein)",
+            "server_shrink",
+        ),
+    )
 
 
 def _add_sweep_parser(sub: Any) -> None:

@@ -166,6 +166,10 @@ class FLConfig:
     staleness: StalenessSpec = field(default_factory=lambda: _parsed("staleness", "poly:0.5"))
     speed_spread: float | None = None  # slowest / fastest device; with it, `stragglers` = share of slow ones
     # --- end async ---
+    # --- server memory (issue 18): see _check_server_memory ---
+    server_memory: bool = False  # the server steps along the mean of every client's last update (MIFA)
+    server_memory_age: int | None = None  # forget a remembered update after this many rounds
+    server_shrink: bool = False  # the round's mean shrinks by its estimated signal share (James-Stein)
 
     def __post_init__(self) -> None:
         _parse_specs(self)
@@ -230,6 +234,7 @@ class FLConfig:
         _check_update_rules(self)
         _check_engine(self)
         _check_async(self)
+        _check_server_memory(self)
         self.make_strategy()  # raises on a bad spec or server parameters
 
     def make_strategy(self) -> Strategy:
@@ -500,6 +505,32 @@ def _check_async(config: FLConfig) -> None:
                 f"--async (FedBuff) folds each update as it arrives, with no rounds to pick, mask, secure "
                 f"or personalize over; drop {flag}"
             )
+
+
+def _check_server_memory(config: FLConfig) -> None:
+    """Server memory and shrink read each client's plain decoded update: the fold must be a plain mean."""
+    if config.server_memory_age is not None:
+        if not config.server_memory:
+            raise ValueError("--server-memory-age bounds the server memory; it needs --server-memory")
+        if config.server_memory_age < 1:
+            raise ValueError(f"--server-memory-age must be >= 1, got {config.server_memory_age}")
+    if config.server_memory and config.server_shrink:
+        raise ValueError("--server-memory replaces the round's mean that --server-shrink scales; pick one")
+    if not (config.server_memory or config.server_shrink):
+        return
+    rule = "--server-memory" if config.server_memory else "--server-shrink"
+    excluded = {
+        "--dp (the server would keep each client's update unnoised)": config.dp is not None,
+        "--secagg (the server sees only the sum)": config.secagg,
+        "--shift (the server never sees a client's shift)": config.shift is not None,
+        "--partial or --local-head (updates cover different coordinates)": config.partial is not None
+        or config.local_head,
+        f"--aggregator {config.aggregator}": not config.aggregator.streaming,
+        f"--strategy {config.strategy}": config.strategy.name in ("scaffold", "fednova"),
+    }
+    for flag, is_set in excluded.items():
+        if is_set:
+            raise ValueError(f"{rule} reads each client's plain update; drop {flag}")
 
 
 def _check_attack(config: FLConfig) -> None:

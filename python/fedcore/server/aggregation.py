@@ -57,6 +57,7 @@ class FoldContext:
     uplink: UplinkContext  # this round's server-side view: layout and mask
     strategy: Strategy
     equal_weights: bool = False  # user-level DP: every client counts once, whatever its data
+    keep_updates: bool = False  # a server half (server memory) needs each client's decoded update
 
     def coefficient(self, reply: Reply) -> float:
         """How much one reply's update counts in the sum."""
@@ -154,6 +155,8 @@ class LinearFold:
         self._weighted_steps = 0.0
         self._count = 0
         self._before: FoldSum | None = None
+        # each client's decoded update and coefficient, only where a server half asks (ctx.keep_updates)
+        self.kept: dict[int, tuple[float, Vector]] = {}
 
     def add(self, reply: Reply) -> Failure | None:
         try:
@@ -170,6 +173,8 @@ class LinearFold:
                 self._controls.add_decoded_frame(control_dense, 1.0)
             else:
                 self._controls.add(control, 1.0)
+        if self._ctx.keep_updates:
+            self.kept[reply.client_id] = (coef, _dense(update))
         self._weight_sum += coef
         self._num_examples += reply.num_examples
         self._weighted_steps += reply.num_examples * reply.num_steps
@@ -189,6 +194,7 @@ class LinearFold:
     def merge(self, other: Self) -> Self:
         merged = type(self)(self._ctx)
         merged._before = self.finish() + other.finish()
+        merged.kept = {**self.kept, **other.kept}
         return merged
 
     def finish(self) -> FoldSum:

@@ -218,6 +218,7 @@ class RoundDriver:
             UplinkContext(self.layout, mask=round_mask),
             self.strategy,
             equal_weights=self.privacy is not None,
+            keep_updates=self.chain.keeps_updates,
         )
         noise = self._noise(state, round_num)
         factory = aggregator_factory(
@@ -228,7 +229,8 @@ class RoundDriver:
         if reached < config.min_clients:  # a diverged client did answer, as in the simulation
             raise InsufficientClientsError(round_num, reached, config.min_clients)
         fold = outcome.aggregator.finish()
-        fold, uplink = self.chain.server_round(fold, state.uplink, config.clients)
+        kept = getattr(outcome.aggregator, "kept", None)  # each client's update, where a server half asks
+        fold, uplink = self.chain.server_round(fold, state.uplink, config.clients, kept)
         dp_metrics: dict[str, Any] = getattr(outcome.aggregator, "metrics", {})
         suspicion: dict[int, float] = getattr(outcome.aggregator, "suspicion", {})
         suspicion_weight: float = getattr(outcome.aggregator, "suspicion_weight", 0.0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -78,3 +78,32 @@ class ServerRound(Protocol):
     def server_round(self, fold: FoldSum, state: Any, clients: int) -> tuple[FoldSum, Any]:
         """The fold after this stage's server step, and the stage's new server state."""
         ...
+
+
+@runtime_checkable
+class ServerMemory(Protocol):
+    """A stage whose server half needs each client's decoded update of the round, not only their sum.
+
+    The aggregator keeps them (client id -> (coefficient, update)) only when the chain has such a stage.
+    """
+
+    @property
+    def key(self) -> str: ...
+
+    def remember(
+        self, fold: FoldSum, kept: Mapping[int, tuple[float, Vector]], state: Any
+    ) -> tuple[FoldSum, Any]:
+        """The fold after this stage's server step, and the stage's new server state."""
+        ...
+
+
+class ServerOnly:
+    """The client half of a stage that acts only on the server: the update passes through unchanged."""
+
+    def encode(self, x: Vector, ctx: UplinkContext, states: ClientStates, rest: EncodeRest) -> Encoded:
+        del ctx, states
+        return rest(x)
+
+    def decode(self, payload: bytes, ctx: UplinkContext, rest: DecodeRest) -> Update:
+        del ctx
+        return rest(payload)

@@ -7,19 +7,32 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fedcore.config import FLConfig
-from fedcore.uplink.base import ClientStates, Encoded, ServerRound, Stage, Update, UplinkContext, Vector
+from fedcore.uplink.base import (
+    ClientStates,
+    Encoded,
+    ServerMemory,
+    ServerRound,
+    Stage,
+    Update,
+    UplinkContext,
+    Vector,
+)
 from fedcore.uplink.clip import clip_from_config
 from fedcore.uplink.codec import codec_from_config
 from fedcore.uplink.error_feedback import error_feedback_from_config
+from fedcore.uplink.memory import memory_from_config
 from fedcore.uplink.partial import partial_from_config
 from fedcore.uplink.powersgd import powersgd_from_config
 from fedcore.uplink.shift import shift_from_config
+from fedcore.uplink.shrink import shrink_from_config
 
 if TYPE_CHECKING:
     from fedcore.strategies.base import FoldSum
 
 # The registry, in chain order: each entry builds its stage from the config, or None when unused.
 STAGE_BUILDERS: tuple[Callable[[FLConfig], Stage | None], ...] = (
+    memory_from_config,
+    shrink_from_config,
     clip_from_config,
     shift_from_config,
     error_feedback_from_config,
@@ -59,12 +72,27 @@ class UplinkChain:
 
         return run(0, payload)
 
+    @property
+    def keeps_updates(self) -> bool:
+        """True when a server half needs each client's decoded update (the aggregator then keeps them)."""
+        return any(isinstance(s, ServerMemory) for s in self.stages)
+
     def server_round(
-        self, fold: FoldSum, states: Mapping[str, Any], clients: int
+        self,
+        fold: FoldSum,
+        states: Mapping[str, Any],
+        clients: int,
+        updates: Mapping[int, tuple[float, Vector]] | None = None,
     ) -> tuple[FoldSum, dict[str, Any]]:
-        """After the fold: each stateful server half, last stage first, with its state from `states`."""
+        """After the fold: each stateful server half, last stage first, with its state from `states`.
+
+        `updates` are the round's decoded updates by client (coefficient, vector), where the aggregator
+        kept them (see keeps_updates); a stage that needs them and gets none sees an empty round.
+        """
         kept = dict(states)
         for stage in reversed(self.stages):
-            if isinstance(stage, ServerRound):
+            if isinstance(stage, ServerMemory):
+                fold, kept[stage.key] = stage.remember(fold, updates or {}, kept.get(stage.key))
+            elif isinstance(stage, ServerRound):
                 fold, kept[stage.key] = stage.server_round(fold, kept.get(stage.key), clients)
         return fold, kept
