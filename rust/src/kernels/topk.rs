@@ -311,7 +311,7 @@ pub fn scatter_add_sorted(values: &[f32], idx: &[u32], weight: f32, out: &mut [f
 }
 
 /// Selections up to this size scatter on one thread.
-const SERIAL_SCATTER: usize = 1 << 15;
+const SERIAL_SCATTER: usize = 1 << 18;
 
 /// `out[i - first] += weight * v`: `out` starts at element `first` of the whole array.
 fn scatter_from(values: &[f32], idx: &[u32], first: usize, weight: f32, out: &mut [f32]) {

@@ -291,6 +291,11 @@ fn out_of_range(i: u64, n: u64) -> CodecError {
 pub const MIN_BLOCK_SHIFT: u32 = 4;
 pub const MAX_BLOCK_SHIFT: u32 = 24;
 
+/// Selections from this many indices decode their blocks on all cores. Below it one thread does:
+/// the decode takes under a millisecond, and handing it to the pool costs a wake-up that, on a
+/// loaded machine, waits for the next scheduler tick (4 ms here with 8 sessions on 2 cores).
+const PARALLEL_MIN: usize = 1 << 18;
+
 /// Bytes of one block's table entry: its first index and its stream's length, both u32.
 const BLOCK_ENTRY: usize = 8;
 
@@ -392,15 +397,20 @@ pub fn decode_chunked(bytes: &[u8], n: usize, k: usize) -> Result<Vec<u32>> {
     // Every index after a block's first costs at least `b + 1` bits.
     check_fits(k - blocks, b, streams.len())?;
     let mut out = crate::error::try_filled(k, 0u32, "rice indices")?;
-    out.par_chunks_mut(block)
-        .zip(parts.par_iter())
-        .try_for_each(|(o, &(first, stream))| {
-            if first >= n as u64 {
-                return Err(out_of_range(first, n as u64));
-            }
-            o[0] = first as u32;
-            decode_run(stream, b, n, first + 1, &mut o[1..])
-        })?;
+    let decode_block = |(o, &(first, stream)): (&mut [u32], &(u64, &[u8]))| {
+        if first >= n as u64 {
+            return Err(out_of_range(first, n as u64));
+        }
+        o[0] = first as u32;
+        decode_run(stream, b, n, first + 1, &mut o[1..])
+    };
+    if k < PARALLEL_MIN {
+        out.chunks_mut(block).zip(&parts).try_for_each(decode_block)?;
+    } else {
+        out.par_chunks_mut(block)
+            .zip(parts.par_iter())
+            .try_for_each(decode_block)?;
+    }
     for (j, &(first, _)) in parts.iter().enumerate().skip(1) {
         if first <= u64::from(out[j * block - 1]) {
             return Err(CodecError::frame(format!(
@@ -464,6 +474,20 @@ mod tests {
         let plain = encode(&idx, b).len();
         assert!(chunked.len() <= plain + 1 + 10 * 9, "{} vs {plain}", chunked.len());
         assert_eq!(decode_chunked(&chunked, n, idx.len()).unwrap(), idx);
+    }
+
+    #[test]
+    fn a_selection_past_the_parallel_threshold_decodes_on_the_pool() {
+        let n = 3_000_000;
+        let idx = sparse(n, 0.1, 7);
+        assert!(idx.len() >= PARALLEL_MIN);
+        let b = best_param(&idx, n);
+        let mut bytes = encode_chunked(&idx, b, 13);
+        assert_eq!(decode_chunked(&bytes, n, idx.len()).unwrap(), idx);
+        // Block 5 claims block 4's first index: refused on the parallel path too.
+        let (at4, at5) = (2 + 4 * BLOCK_ENTRY, 2 + 5 * BLOCK_ENTRY);
+        bytes.copy_within(at4..at4 + 4, at5);
+        assert!(decode_chunked(&bytes, n, idx.len()).is_err());
     }
 
     #[test]
