@@ -77,7 +77,13 @@ fn server_sparse(c: &mut Criterion) {
     c.bench_function("scatter_add_sorted 1% into 10M", |bench| {
         bench.iter(|| scatter_add_sorted(black_box(&values), &idx, 0.5, &mut sum));
     });
-    let frame = encode(&Spec::parse("topk:0.01+quant:8").unwrap(), &x, &[N as u64], 1).unwrap();
+    let frame = encode(
+        &Spec::parse("topk:0.01+quant:8").unwrap(),
+        &x,
+        &[N as u64],
+        1,
+    )
+    .unwrap();
     let mut acc = Accumulator::new(N).unwrap();
     c.bench_function("Accumulator::add topk:0.01+quant:8 of 10M", |bench| {
         bench.iter(|| acc.add(black_box(&frame), 0.5).unwrap());

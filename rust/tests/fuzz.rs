@@ -162,7 +162,13 @@ fn run(frames: usize, seed: u64) -> Tally {
     // and streams the mutations above then reach.
     let n = 700_000;
     let x: Vec<f32> = (0..n).map(|_| g.next_f64() as f32 - 0.5).collect();
-    let frame = encode(&Spec::parse("topk:0.1+quant:8").unwrap(), &x, &[n as u64], 3).unwrap();
+    let frame = encode(
+        &Spec::parse("topk:0.1+quant:8").unwrap(),
+        &x,
+        &[n as u64],
+        3,
+    )
+    .unwrap();
     bases.push((frame, n));
     let mut t = Tally::default();
     for _ in 0..frames {

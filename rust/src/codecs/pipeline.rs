@@ -16,7 +16,8 @@ use crate::kernels::seeded_mask::{mask_extract, mask_scatter_add};
 use crate::kernels::topk::{gather, scatter_add_sorted, topk_exact, topk_sampled};
 use crate::kernels::uninit::{self, as_uninit, copied};
 use crate::wire::frame::{
-    unverified_body, verified_body, verify_checksum, Header, Reader, Writer, DEFAULT_MAX_ELEMENTS, MAX_ELEMENTS_PER_BYTE,
+    unverified_body, verified_body, verify_checksum, Header, Reader, Writer, DEFAULT_MAX_ELEMENTS,
+    MAX_ELEMENTS_PER_BYTE,
 };
 use crate::wire::index_coding::{decode_indices, encode_indices};
 

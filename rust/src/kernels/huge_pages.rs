@@ -51,7 +51,14 @@ mod tests {
     fn huge_page_buffers_hold_what_was_asked() {
         // Sizes below, at and around the huge-page size, so the advised part is empty, whole
         // and cut at both ends.
-        for len in [0usize, 1, 1000, HUGE_PAGE / 4, HUGE_PAGE / 4 + 3, 3 * HUGE_PAGE / 4 + 5] {
+        for len in [
+            0usize,
+            1,
+            1000,
+            HUGE_PAGE / 4,
+            HUGE_PAGE / 4 + 3,
+            3 * HUGE_PAGE / 4 + 5,
+        ] {
             let v = try_filled_huge(len, 1.5f32, "test values").unwrap();
             assert_eq!(v.len(), len);
             assert!(v.iter().all(|&x| x == 1.5));

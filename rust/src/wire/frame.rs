@@ -176,9 +176,10 @@ pub fn unverified_body(frame: &[u8]) -> Result<&[u8]> {
 
 /// Checks a frame's trailing crc32c against its body (of at least [`CHECKSUM_LEN`] bytes).
 pub fn verify_checksum(frame: &[u8]) -> Result<()> {
-    let split = frame.len().checked_sub(CHECKSUM_LEN).ok_or_else(|| {
-        CodecError::frame("truncated: a frame is longer than its checksum")
-    })?;
+    let split = frame
+        .len()
+        .checked_sub(CHECKSUM_LEN)
+        .ok_or_else(|| CodecError::frame("truncated: a frame is longer than its checksum"))?;
     let (body, tail) = frame.split_at(split);
     let mut crc = [0u8; 4];
     crc.copy_from_slice(tail);

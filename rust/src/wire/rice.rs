@@ -405,7 +405,9 @@ pub fn decode_chunked(bytes: &[u8], n: usize, k: usize) -> Result<Vec<u32>> {
         decode_run(stream, b, n, first + 1, &mut o[1..])
     };
     if k < PARALLEL_MIN {
-        out.chunks_mut(block).zip(&parts).try_for_each(decode_block)?;
+        out.chunks_mut(block)
+            .zip(&parts)
+            .try_for_each(decode_block)?;
     } else {
         out.par_chunks_mut(block)
             .zip(parts.par_iter())
@@ -472,7 +474,11 @@ mod tests {
         assert_eq!(chunked.len(), chunked_len(&idx, b, 10));
         // 10 blocks of 1024 indices: 8 table bytes and at most one padding byte each.
         let plain = encode(&idx, b).len();
-        assert!(chunked.len() <= plain + 1 + 10 * 9, "{} vs {plain}", chunked.len());
+        assert!(
+            chunked.len() <= plain + 1 + 10 * 9,
+            "{} vs {plain}",
+            chunked.len()
+        );
         assert_eq!(decode_chunked(&chunked, n, idx.len()).unwrap(), idx);
     }
 
@@ -498,12 +504,21 @@ mod tests {
         let good = encode_chunked(&idx, b, 6);
         assert_eq!(decode_chunked(&good, n, idx.len()).unwrap(), idx);
         for cut in 0..good.len() {
-            assert!(decode_chunked(&good[..cut], n, idx.len()).is_err(), "cut {cut}");
+            assert!(
+                decode_chunked(&good[..cut], n, idx.len()).is_err(),
+                "cut {cut}"
+            );
         }
         let mut long = good.clone();
         long.push(0);
-        assert!(decode_chunked(&long, n, idx.len()).is_err(), "trailing byte");
-        assert!(decode_chunked(&good, n, idx.len() + 1).is_err(), "one index more");
+        assert!(
+            decode_chunked(&long, n, idx.len()).is_err(),
+            "trailing byte"
+        );
+        assert!(
+            decode_chunked(&good, n, idx.len() + 1).is_err(),
+            "one index more"
+        );
         assert!(decode_chunked(&good, idx[idx.len() - 1] as usize, idx.len()).is_err());
         for shift in [0, 3, 25, 255] {
             let mut bad = good.clone();
