@@ -3,10 +3,12 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use fedcodec::eden::{eden_decode_add, eden_encode, eden_len, EdenParams};
 use fedcodec::hadamard::fwht;
-use fedcodec::index_coding::encode_indices;
+use fedcodec::index_coding::{decode_indices, encode_indices};
+use fedcodec::rice;
 use fedcodec::rng::uniform_pair;
 use fedcodec::seeded_mask::mask_extract;
-use fedcodec::topk::{topk_exact, topk_sampled};
+use fedcodec::topk::{scatter_add_sorted, topk_exact, topk_sampled};
+use fedcodec::{encode, Accumulator, Spec};
 use std::hint::black_box;
 
 const N: usize = 10_000_000;
@@ -56,9 +58,41 @@ fn eden(c: &mut Criterion) {
     });
 }
 
+/// The server's sparse path at 1 % of 10M: the index decoders (one Rice stream, tag 2, against
+/// the blocks of tag 3 that threads decode in parallel), the scatter, and the whole add.
+fn server_sparse(c: &mut Criterion) {
+    let x = normals(N, 3);
+    let idx = topk_exact(&x, N / 100);
+    let b = rice::best_param(&idx, N);
+    let single = rice::encode(&idx, b);
+    c.bench_function("rice::decode (tag 2) 1% of 10M", |bench| {
+        bench.iter(|| rice::decode(black_box(&single), N, idx.len()).unwrap());
+    });
+    let blocks = encode_indices(&idx, N);
+    c.bench_function("decode_indices (tag 3, blocks) 1% of 10M", |bench| {
+        bench.iter(|| decode_indices(black_box(&blocks), N, idx.len()).unwrap());
+    });
+    let values: Vec<f32> = idx.iter().map(|&i| x[i as usize]).collect();
+    let mut sum = vec![0.0f32; N];
+    c.bench_function("scatter_add_sorted 1% into 10M", |bench| {
+        bench.iter(|| scatter_add_sorted(black_box(&values), &idx, 0.5, &mut sum));
+    });
+    let frame = encode(
+        &Spec::parse("topk:0.01+quant:8").unwrap(),
+        &x,
+        &[N as u64],
+        1,
+    )
+    .unwrap();
+    let mut acc = Accumulator::new(N).unwrap();
+    c.bench_function("Accumulator::add topk:0.01+quant:8 of 10M", |bench| {
+        bench.iter(|| acc.add(black_box(&frame), 0.5).unwrap());
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10);
-    targets = sparse, eden
+    targets = sparse, eden, server_sparse
 }
 criterion_main!(benches);

@@ -49,6 +49,8 @@ class Inputs:
     sparse_frame: bytes
     sparse_indices: NDArray[np.intp]
     sparse_values: F32
+    sparse_gaps: NDArray[np.uint32]
+    sparse_value_blocks: QuantBlocks
     randk_frame: bytes
     randk_indices: NDArray[np.intp]
     randk_values: F32
@@ -76,6 +78,8 @@ def make_inputs(seed: int = 0) -> Inputs:
         sparse_frame=sparse_frame,
         sparse_indices=sparse_indices,
         sparse_values=sparse[sparse_indices],
+        sparse_gaps=np.diff(sparse_indices, prepend=0).astype(np.uint32),
+        sparse_value_blocks=numpy_quantize8(sparse[sparse_indices]),
         randk_frame=randk_frame,
         randk_indices=randk_indices,
         randk_values=randk[randk_indices],
@@ -110,6 +114,30 @@ def numpy_quantize8(x: F32) -> QuantBlocks:
 
 def numpy_dequantize8(blocks: QuantBlocks) -> F32:
     return np.concatenate([(codes * scale + lo).ravel() for codes, lo, scale in blocks])
+
+
+def numpy_dequantize8_astype(blocks: QuantBlocks) -> F32:
+    """The textbook spelling: widen the codes to float32, then `lo + codes * step`."""
+    return np.concatenate([(lo + codes.astype(np.float32) * scale).ravel() for codes, lo, scale in blocks])
+
+
+def numpy_dequantize8_in_place(blocks: QuantBlocks) -> F32:
+    """The careful numpy way: one output array, the multiply written into it, `lo` added in place."""
+    out = np.empty(sum(codes.size for codes, _, _ in blocks), dtype=np.float32)
+    start = 0
+    for codes, lo, scale in blocks:
+        view = out[start : start + codes.size].reshape(codes.shape)
+        np.multiply(codes, scale, out=view)
+        view += lo
+        start += codes.size
+    return out
+
+
+def numpy_sparse_add(total: F32, gaps: NDArray[np.uint32], value_blocks: QuantBlocks, weight: float) -> None:
+    """numpy decoding what the frame carries: indices from gaps, 8-bit values, then np.add.at."""
+    np.add.at(
+        total, np.cumsum(gaps, dtype=np.intp), np.float32(weight) * numpy_dequantize8_in_place(value_blocks)
+    )
 
 
 def numpy_fwht(x: NDArray[Floating]) -> NDArray[Floating]:
@@ -165,6 +193,10 @@ TOPK_SAMPLED = Contender(
     lambda i: fc.kernels.topk_indices(i.x, TOPK, sampled=True, seed=1),
 )
 TORCH_TOPK = Contender("torch.topk", lambda i: torch_topk(i.x, TOPK))
+SPARSE_ADD = Contender(
+    "fc.Accumulator.add (parse+decode+add)", lambda i: i.accumulator.add(i.sparse_frame, 0.5)
+)
+FC_DECODE = Contender("fc.decode", lambda i: fc.decode(i.quant_frame))
 NUMPY_FWHT_F32 = Contender("numpy FWHT (float32)", lambda i: numpy_fwht(i.x_eden))
 
 PAIRS = [
@@ -175,8 +207,21 @@ PAIRS = [
     ),
     Pair(
         "decode quant:8, 10M",
-        Contender("fc.decode", lambda i: fc.decode(i.quant_frame)),
+        FC_DECODE,
         Contender("numpy codes*scale+lo", lambda i: numpy_dequantize8(i.quant_blocks)),
+    ),
+    Pair(
+        "decode quant:8, 10M",
+        FC_DECODE,
+        Contender("numpy lo + codes.astype(f32)*step", lambda i: numpy_dequantize8_astype(i.quant_blocks)),
+    ),
+    Pair(
+        "decode quant:8, 10M",
+        FC_DECODE,
+        Contender(
+            "numpy in place: multiply(codes, step, out=) += lo",
+            lambda i: numpy_dequantize8_in_place(i.quant_blocks),
+        ),
     ),
     Pair(
         "exact top-1%, 10M",
@@ -241,10 +286,18 @@ PAIRS = [
     ),
     Pair(
         "add a topk:0.01+quant:8 frame to a sum, 10M",
-        Contender("fc.Accumulator.add (parse+decode+add)", lambda i: i.accumulator.add(i.sparse_frame, 0.5)),
+        SPARSE_ADD,
         Contender(
             "np.add.at of decoded values",
             lambda i: np.add.at(i.numpy_sum, i.sparse_indices, np.float32(0.5) * i.sparse_values),
+        ),
+    ),
+    Pair(
+        "add a topk:0.01+quant:8 frame to a sum, 10M",
+        SPARSE_ADD,
+        Contender(
+            "numpy decoding the same information: cumsum(gaps), codes*step+lo, np.add.at",
+            lambda i: numpy_sparse_add(i.numpy_sum, i.sparse_gaps, i.sparse_value_blocks, 0.5),
         ),
     ),
 ]
@@ -253,15 +306,19 @@ PAIRS = [
 # --- timing and the report -----------------------------------------------------------------------
 
 
-def median_ms(run: Callable[[], object], repeats: int = REPEATS) -> float:
-    """Median wall time of `repeats` calls after one warm-up call."""
-    run()
-    times = []
+def paired_ms(
+    ours: Callable[[], object], theirs: Callable[[], object], repeats: int = REPEATS
+) -> tuple[float, float]:
+    """Median wall times of each side, alternating, so a passing load on a shared machine hits both."""
+    ours()
+    theirs()
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+        for run, spent in ((ours, times[0]), (theirs, times[1])):
+            start = time.perf_counter()
+            run()
+            spent.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times[0]), 1e3 * statistics.median(times[1])
 
 
 @dataclass(frozen=True)
@@ -277,14 +334,10 @@ class Row:
 
 
 def measure(inputs: Inputs) -> list[Row]:
-    cache: dict[str, float] = {}
-
-    def timed(contender: Contender) -> float:
-        if contender.label not in cache:
-            cache[contender.label] = median_ms(lambda: contender.run(inputs))
-        return cache[contender.label]
-
-    return [Row(pair, timed(pair.ours), timed(pair.theirs)) for pair in PAIRS]
+    return [
+        Row(pair, *paired_ms(lambda: pair.ours.run(inputs), lambda: pair.theirs.run(inputs)))  # noqa: B023
+        for pair in PAIRS
+    ]
 
 
 def cpu_model() -> str:
@@ -325,8 +378,8 @@ def report(rows: list[Row]) -> str:
     header = [
         "# fedcodec kernels beside numpy/torch",
         "",
-        f"Command: `make bench` (`.venv/bin/python benches/report.py`). Median of {REPEATS} runs after one "
-        "warm-up, same process, same inputs; ratio > 1 means fedcodec is faster.",
+        f"Command: `make bench` (`.venv/bin/python benches/report.py`). Median of {REPEATS} runs of each "
+        "side, alternating, after one warm-up, same process, same inputs; ratio > 1: fedcodec is faster.",
         "",
         *[line for line in machine() if line],
         "",

@@ -4,6 +4,7 @@ use rayon::prelude::*;
 
 use crate::codecs::pipeline::ParsedFrame;
 use crate::error::{CodecError, Result};
+use crate::kernels::huge_pages::try_filled_huge;
 use crate::wire::frame::DEFAULT_MAX_ELEMENTS;
 
 /// Weighted running sum of decoded updates; memory stays at about one model, however many frames arrive.
@@ -31,7 +32,9 @@ impl Accumulator {
             )));
         }
         Ok(Self {
-            sum: crate::error::try_filled(n, 0.0, "float32 values for the sum")?,
+            // Huge pages: a sparse add scatters across the whole sum, a TLB miss per few adds on
+            // 4 KiB pages.
+            sum: try_filled_huge(n, 0.0, "float32 values for the sum")?,
             scratch: Vec::new(),
             total_weight: 0.0,
             count: 0,
@@ -87,7 +90,7 @@ impl Accumulator {
             self.bound += added;
         } else {
             if self.scratch.len() != self.sum.len() {
-                self.scratch = crate::error::try_filled(self.sum.len(), 0.0, "float32 values")?;
+                self.scratch = try_filled_huge(self.sum.len(), 0.0, "float32 values")?;
             }
             parsed.decode_into(&mut self.scratch)?;
             add_bounded(&mut self.sum, &mut self.bound, weight, &self.scratch)?;

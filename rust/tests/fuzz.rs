@@ -158,6 +158,24 @@ fn run(frames: usize, seed: u64) -> Tally {
             bases.push((frame, n));
         }
     }
+    // 66 000 kept indices: the encoder writes them as Rice blocks (index tag 3), whose table
+    // and streams the mutations above then reach.
+    let n = 330_000;
+    let x: Vec<f32> = (0..n).map(|_| g.next_f64() as f32 - 0.5).collect();
+    let kept = fedcodec::topk::topk_exact(&x, 66_000);
+    assert_eq!(
+        fedcodec::index_coding::encode_indices(&kept, n)[0],
+        3,
+        "tag 3"
+    );
+    let frame = encode(
+        &Spec::parse("topk:0.2+quant:8").unwrap(),
+        &x,
+        &[n as u64],
+        3,
+    )
+    .unwrap();
+    bases.push((frame, n));
     let mut t = Tally::default();
     for _ in 0..frames {
         let (base, n) = &bases[g.below(bases.len() as u64) as usize];

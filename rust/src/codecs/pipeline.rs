@@ -16,7 +16,8 @@ use crate::kernels::seeded_mask::{mask_extract, mask_scatter_add};
 use crate::kernels::topk::{gather, scatter_add_sorted, topk_exact, topk_sampled};
 use crate::kernels::uninit::{self, as_uninit, copied};
 use crate::wire::frame::{
-    verified_body, Header, Reader, Writer, DEFAULT_MAX_ELEMENTS, MAX_ELEMENTS_PER_BYTE,
+    unverified_body, verified_body, verify_checksum, Header, Reader, Writer, DEFAULT_MAX_ELEMENTS,
+    MAX_ELEMENTS_PER_BYTE,
 };
 use crate::wire::index_coding::{decode_indices, encode_indices};
 
@@ -250,7 +251,31 @@ pub struct ParsedFrame<'a> {
 impl<'a> ParsedFrame<'a> {
     /// Checks magic, version, checksum, every count and every length, allocating nothing payload-sized.
     pub fn parse(frame: &'a [u8], max_elements: u64) -> Result<Self> {
-        let body = verified_body(frame)?;
+        verified_body(frame)?;
+        Self::parse_headers(frame, max_elements)
+    }
+
+    /// [`Self::parse`] without the checksum, which the caller verifies alongside the decode (see
+    /// [`Self::decode_verified_into`]); a frame whose headers do not parse is checked first, so
+    /// damage still reads as a checksum error, as [`Self::parse`] reports it.
+    pub fn parse_deferring_checksum(frame: &'a [u8], max_elements: u64) -> Result<Self> {
+        Self::parse_headers(frame, max_elements).map_err(|err| match verify_checksum(frame) {
+            Err(checksum) => checksum,
+            Ok(()) => err,
+        })
+    }
+
+    /// Verifies `frame`'s checksum (the one this was parsed from) while decoding into `out`, in
+    /// one pass of the thread pool: a caller off the pool pays one hand-off, not two. The
+    /// decoders treat every byte as hostile, so decoding before the checksum is known is safe;
+    /// a checksum error wins over a decode error, and `out` is then the caller's to discard.
+    pub fn decode_verified_into(&self, frame: &[u8], out: &mut [f32]) -> Result<()> {
+        let (checksum, decoded) = rayon::join(|| verify_checksum(frame), || self.decode_into(out));
+        checksum.and(decoded)
+    }
+
+    fn parse_headers(frame: &'a [u8], max_elements: u64) -> Result<Self> {
+        let body = unverified_body(frame)?;
         let mut r = Reader::new(body);
         let header = Header::read(&mut r, max_elements)?;
         if usize::try_from(header.n).is_err() {
@@ -531,6 +556,30 @@ mod tests {
         (0..n)
             .map(|_| (g.next_f64() * 2.0 - 1.0) as f32 * 3.0)
             .collect()
+    }
+
+    #[test]
+    fn a_deferred_checksum_still_catches_every_damaged_byte() {
+        let x = data(3000, 11);
+        for spec in SPECS {
+            let good = frame(spec, &x);
+            let parsed = ParsedFrame::parse_deferring_checksum(&good, u64::MAX).unwrap();
+            let mut y = vec![0.0f32; x.len()];
+            parsed.decode_verified_into(&good, &mut y).unwrap();
+            assert_eq!(y, decode(&good).unwrap().0, "{spec}");
+            // A flipped bit anywhere (header, stage headers, payload) is a checksum error, as
+            // `parse` reports it, whether the headers still parse or not.
+            for at in (0..good.len() - 4).step_by(good.len() / 37 + 1) {
+                let mut bad = good.clone();
+                bad[at] ^= 0x10;
+                let outcome = ParsedFrame::parse_deferring_checksum(&bad, u64::MAX)
+                    .and_then(|p| p.decode_verified_into(&bad, &mut y));
+                assert!(
+                    matches!(outcome, Err(CodecError::Checksum { .. })),
+                    "{spec}, byte {at}: {outcome:?}"
+                );
+            }
+        }
     }
 
     fn frame(spec: &str, x: &[f32]) -> Vec<u8> {

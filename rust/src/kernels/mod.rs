@@ -3,6 +3,7 @@
 
 pub mod bitpack;
 pub mod hadamard;
+pub(crate) mod huge_pages;
 pub mod lloyd_max;
 pub(crate) mod prefetch;
 pub(crate) mod quant_chunk;

@@ -151,6 +151,14 @@ impl<'a> Reader<'a> {
 
 /// Splits a frame into its body and verifies the trailing crc32c.
 pub fn verified_body(frame: &[u8]) -> Result<&[u8]> {
+    let body = unverified_body(frame)?;
+    verify_checksum(frame)?;
+    Ok(body)
+}
+
+/// Splits a frame into its body, checking the magic and the smallest length but not the crc32c:
+/// for a caller that verifies it with [`verify_checksum`] while it decodes.
+pub fn unverified_body(frame: &[u8]) -> Result<&[u8]> {
     if frame.len() < 4 || frame[..4] != MAGIC {
         return Err(CodecError::frame(
             "not a fedcodec frame: it does not start with the magic bytes 'FCDC'",
@@ -163,7 +171,16 @@ pub fn verified_body(frame: &[u8]) -> Result<&[u8]> {
             FIXED_HEADER_LEN + CHECKSUM_LEN
         )));
     }
-    let (body, tail) = frame.split_at(frame.len() - CHECKSUM_LEN);
+    Ok(&frame[..frame.len() - CHECKSUM_LEN])
+}
+
+/// Checks a frame's trailing crc32c against its body (of at least [`CHECKSUM_LEN`] bytes).
+pub fn verify_checksum(frame: &[u8]) -> Result<()> {
+    let split = frame
+        .len()
+        .checked_sub(CHECKSUM_LEN)
+        .ok_or_else(|| CodecError::frame("truncated: a frame is longer than its checksum"))?;
+    let (body, tail) = frame.split_at(split);
     let mut crc = [0u8; 4];
     crc.copy_from_slice(tail);
     let expected = u32::from_le_bytes(crc);
@@ -171,7 +188,7 @@ pub fn verified_body(frame: &[u8]) -> Result<&[u8]> {
     if expected != actual {
         return Err(CodecError::Checksum { expected, actual });
     }
-    Ok(body)
+    Ok(())
 }
 
 /// The fixed header of a frame: what was encoded and in which shape.
