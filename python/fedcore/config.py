@@ -492,6 +492,8 @@ def _check_async(config: FLConfig) -> None:
         "--local-head": config.local_head,
         "--ditto-rounds": config.ditto_rounds,
         "--shift": config.shift is not None,
+        "--server-memory": config.server_memory,
+        "--server-shrink": config.server_shrink,
         "--dropout": config.dropout > 0.0,
         "--eval-clients": config.eval_clients,
         f"--aggregator {config.aggregator}": not config.aggregator.streaming,

@@ -178,6 +178,7 @@ BAD_FLAGS: list[tuple[list[str], str]] = [
     (["--async", "--strategy", "scaffold"], "drop --strategy scaffold"),
     (["--async", "--stragglers", "0.5"], "drop --stragglers without --speed-spread"),
     (["--async", "--eval-clients"], "drop --eval-clients"),
+    (["--async", "--server-memory"], "drop --server-memory"),
     (["--async", "--aggregator", "median"], "drop --aggregator median"),
     (["--speed-spread", "0.5"], "--speed-spread must lie in [1, 1e6), got 0.5"),
 ]
