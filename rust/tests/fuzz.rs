@@ -241,6 +241,7 @@ fn mutated_frames_of_every_spec_decode_finite_or_fail_cleanly_within_bounds() {
     assert_eq!(t.non_finite, 0, "{t:?}");
     assert_eq!(t.wrong_error, 0, "{t:?}");
     assert!(t.decoded > frames / 50, "too few mutations decode: {t:?}");
-    assert!(t.slowest < Duration::from_millis(1000), "{t:?}"); // the bound; a loaded box stalls for 100s of ms
+    // The bound: a loaded box stalls a frame for hundreds of milliseconds now and then.
+    assert!(t.slowest < Duration::from_secs(1), "{t:?}");
     assert_eq!(t.over_memory_bound, 0, "{t:?}");
 }
