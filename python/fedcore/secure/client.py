@@ -8,7 +8,7 @@ Secrets (two X25519 keys, the self-mask seed, the Shamir coin) are derived from 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -135,6 +135,20 @@ class ClientMask:
     keys: _Secrets = field(repr=False)
     peers: dict[int, AdvertiseKeys]
     share_keys: dict[int, bytes] = field(repr=False)  # the pair keys stage 2 sealed with
+    pair_seeds: dict[int, bytes] = field(default_factory=dict, repr=False)  # from `agree_ahead`, if called
+
+    def agree_ahead(self) -> ClientMask:
+        """This state with the pair-mask agreements done for every neighbour, before the update exists.
+
+        The simulation calls it while the clients train, so stage 3 is left with the masking; the seeds
+        are the ones `mask` would agree on. A key that fails is left for `mask` to name, as without this.
+        """
+        publics = {v: p.mask_public for v, p in self.peers.items()}
+        try:
+            seeds = _agree(self.me, publics, self.keys.mask, self.setup.info(b"pair-mask"))
+        except (SecAggAbort, CodecError):
+            return self
+        return replace(self, pair_seeds=seeds)
 
     def mask(self, delivery: ShareDelivery, codes: NDArray[np.uint32]) -> tuple[MaskedInput, ClientUnmask]:
         """The masked upload of `codes` (ring elements) and the neighbours whose sealed shares failed."""
@@ -167,7 +181,11 @@ class ClientMask:
                 f"client {self.me}: {len(senders)} neighbours shared keys, threshold is {setup.threshold}"
             )
         publics = {v: self.peers[v].mask_public for v in senders}
-        pair_seeds = _agree(self.me, publics, self.keys.mask, setup.info(b"pair-mask"))
+        pair_seeds = (
+            self.pair_seeds
+            if publics.keys() <= self.pair_seeds.keys()
+            else _agree(self.me, publics, self.keys.mask, setup.info(b"pair-mask"))
+        )
         seeds = [self.keys.self_seed, *(pair_seeds[v] for v in senders)]
         signs = [1, *(1 if self.me < v else -1 for v in senders)]
         payload = secagg.mask(codes, seeds, signs, setup.ring_bits, setup.prg)

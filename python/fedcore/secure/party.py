@@ -35,9 +35,13 @@ class _Held:
 class SecureParty:
     """Client `client_id`'s secure-aggregation state: its held update and the stage it is at, per round."""
 
-    def __init__(self, client_id: int, secret: bytes | None = None) -> None:
+    def __init__(
+        self, client_id: int, secret: bytes | None = None, *, keys_before_update: bool = False
+    ) -> None:
         self.client_id = client_id
         self._secret = secret  # keys rounding and noise; None (simulation only): derived from public values
+        # the simulation's parties advertise and share keys while they train: they hold the update by stage 3
+        self._keys_before_update = keys_before_update
         self._held: dict[int, _Held] = {}
         self._announced: dict[int, SecureSetup] = {}
         self._stage: dict[int, ClientShare | ClientMask | ClientUnmask] = {}
@@ -58,7 +62,7 @@ class SecureParty:
             raise SecAggAbort(f"client {self.client_id}: a {type(message).__name__} for stage {stage!r}")
         me = self.client_id
         if isinstance(message, SecureSetup):
-            if round_num not in self._held:
+            if round_num not in self._held and not self._keys_before_update:
                 raise SecAggAbort(f"client {me}: no update held for round {round_num + 1}")
             self._announced[round_num] = message
             keys, share = start_client(message.setup, me).advertise()
@@ -67,10 +71,13 @@ class SecureParty:
         state = self._stage.pop(round_num, None)
         if isinstance(message, NeighbourKeys) and isinstance(state, ClientShare):
             shares, mask = state.share(message)
-            self._stage[round_num] = mask
+            # keys ahead of the update: the pair-mask agreements too, so stage 3 only masks
+            self._stage[round_num] = mask.agree_ahead() if self._keys_before_update else mask
             return shares
         if isinstance(message, ShareDelivery) and isinstance(state, ClientMask):
-            held = self._held.pop(round_num)
+            held = self._held.pop(round_num, None)
+            if held is None:
+                raise SecAggAbort(f"client {me}: no update held for round {round_num + 1}")
             codes = ring_input(held.update, held.num_examples, self._announced[round_num], me, self._secret)
             masked, unmask = state.mask(message, codes)
             self._stage[round_num] = unmask

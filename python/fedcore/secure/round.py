@@ -12,16 +12,23 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from fedcore.protocol.messages import Failure, Reply, Task
-from fedcore.protocol.transport import AggregatorFactory, ReplyInfo, RoundOutcome, Transport, collect_replies
+from fedcore.protocol.transport import (
+    AggregatorFactory,
+    ReplyCollector,
+    ReplyInfo,
+    RoundOutcome,
+    Transport,
+    collect_replies,
+)
 from fedcore.secure.encoding import RingConfig
 from fedcore.secure.messages import SecAggAbort, SecAggResult
 from fedcore.secure.params import SecAggParams, choose_params
-from fedcore.secure.server import start_server
+from fedcore.secure.server import ServerCollect, start_server
 from fedcore.secure.sim import make_setup
 from fedcore.secure.update import SecureSetup, kept_length, ring_sum
 from fedcore.secure.wire import STAGE_MESSAGES, STAGES, ClientMessage, ServerMessage
@@ -35,8 +42,10 @@ __all__ = [
     "SecureSettings",
     "SecureTransport",
     "StageAnswers",
+    "StageRun",
     "StageTransport",
     "StagedTransport",
+    "TrainsWhile",
     "run_stages",
 ]
 
@@ -62,6 +71,23 @@ class StagedTransport(Transport, StageTransport, Protocol):
     """A transport whose clients hold their updates (replies come without frames) and answer stages."""
 
 
+@runtime_checkable
+class TrainsWhile(Protocol):
+    """A staged transport that can run work of its own while its clients train (the simulation's).
+
+    Its clients must answer stages 1-2 before they hold their updates: those stages then run during
+    training, for the clients the round's tasks name.
+    """
+
+    def run_round_while(
+        self,
+        tasks: Sequence[Task],
+        make_aggregator: AggregatorFactory,
+        deadline_s: float | None,
+        meanwhile: Callable[[], None],
+    ) -> RoundOutcome: ...
+
+
 @dataclass(frozen=True)
 class SecureRoundReport:
     """The stages' outcome: the sum (None after an abort), who failed where, and seconds per stage."""
@@ -80,56 +106,100 @@ def run_stages(
     round_num: int, announced: SecureSetup, stages: StageTransport, deadline_s: float | None
 ) -> SecureRoundReport:
     """The four SecAgg+ stages with `announced.setup`'s clients; one that fails a stage is dropped."""
-    client_s = dict.fromkeys(STAGES, 0.0)
-    server_s = dict.fromkeys(STAGES, 0.0)
-    wall_s = dict.fromkeys(STAGES, 0.0)
-    failures: list[Failure] = []
-    upload = 0
-    digests: dict[int, str] = {}
+    run = StageRun(round_num, announced, stages, deadline_s)
+    run.keys()
+    return run.finish()
 
-    def exchange(stage: str, outbox: Mapping[int, ServerMessage]) -> list[Any]:
+
+class StageRun:
+    """One round's four stages in two halves: `keys` (stages 1-2, which need no update) then `finish`.
+
+    The simulation calls `keys` while its clients train and `finish` once they hold their updates;
+    `run_stages` calls both in a row. Either way the same messages pass and the same checks run.
+    """
+
+    def __init__(
+        self, round_num: int, announced: SecureSetup, stages: StageTransport, deadline_s: float | None
+    ) -> None:
+        self.round_num = round_num
+        self.announced = announced
+        self._stages = stages
+        self._deadline_s = deadline_s
+        self._client_s = dict.fromkeys(STAGES, 0.0)
+        self._server_s = dict.fromkeys(STAGES, 0.0)
+        self.wall_s = dict.fromkeys(STAGES, 0.0)
+        self._failures: list[Failure] = []
+        self._abort: SecAggAbort | None = None
+        self._third: ServerCollect | None = None
+        self._deliveries: Mapping[int, ServerMessage] = {}
+
+    def keys(self) -> None:
+        """Stages 1 and 2: the clients advertise their public keys, then share their secrets sealed."""
+        try:
+            t0 = time.perf_counter()
+            first = start_server(self.announced.setup)
+            self._server("advertise", t0)
+            adverts = self._exchange("advertise", dict.fromkeys(self.announced.setup.clients, self.announced))
+            t0 = time.perf_counter()
+            keys, second = first.collect(adverts)
+            self._server("advertise", t0)
+            shares = self._exchange("share", keys)
+            t0 = time.perf_counter()
+            self._deliveries, self._third = second.collect(shares)
+            self._server("share", t0)
+        except SecAggAbort as exc:
+            self._abort = exc
+
+    def finish(self) -> SecureRoundReport:
+        """Stages 3 and 4 (the masked inputs, then the unmasking) after `keys`: the round's report."""
+        upload = 0
+        digests: dict[int, str] = {}
+        if self._abort is not None:
+            return self._report(None, self._abort, upload, digests)
+        if self._third is None:
+            raise RuntimeError("StageRun.finish before StageRun.keys")
+        try:
+            masked = self._exchange("mask", self._deliveries)
+            upload = max((len(m.payload) for m in masked), default=0)
+            digests.update((m.sender, hashlib.sha256(m.payload).hexdigest()) for m in masked)
+            t0 = time.perf_counter()
+            requests, fourth = self._third.collect(masked)
+            self._server("mask", t0)
+            responses = self._exchange("unmask", requests)
+            t0 = time.perf_counter()
+            result = fourth.finish(responses)
+            self._server("unmask", t0)
+        except SecAggAbort as exc:
+            return self._report(None, exc, upload, digests)
+        return self._report(result, None, upload, digests)
+
+    def _report(
+        self, result: SecAggResult | None, abort: SecAggAbort | None, upload: int, digests: dict[int, str]
+    ) -> SecureRoundReport:
+        failures = tuple(self._failures)
+        return SecureRoundReport(
+            result, abort, failures, self._client_s, self._server_s, self.wall_s, upload, digests
+        )
+
+    def _exchange(self, stage: str, outbox: Mapping[int, ServerMessage]) -> list[Any]:
         t0 = time.perf_counter()
-        got = stages.exchange(round_num, stage, outbox, deadline_s)
-        wall_s[stage] = time.perf_counter() - t0
-        client_s[stage] = got.client_seconds
-        failures.extend(got.failures)
+        got = self._stages.exchange(self.round_num, stage, outbox, self._deadline_s)
+        self.wall_s[stage] = time.perf_counter() - t0
+        self._client_s[stage] = got.client_seconds
+        self._failures.extend(got.failures)
         answers = []
         for client, message in got.answers.items():
             problem = _misfit(stage, client, message, outbox)
             if problem is None:
                 answers.append(message)
             else:
-                failures.append(Failure(round_num, client, "bad_frame", f"secagg {stage}: {problem}"))
+                self._failures.append(
+                    Failure(self.round_num, client, "bad_frame", f"secagg {stage}: {problem}")
+                )
         return answers
 
-    def server(stage: str, t0: float) -> None:
-        server_s[stage] += time.perf_counter() - t0
-
-    try:
-        t0 = time.perf_counter()
-        first = start_server(announced.setup)
-        server("advertise", t0)
-        adverts = exchange("advertise", dict.fromkeys(announced.setup.clients, announced))
-        t0 = time.perf_counter()
-        keys, second = first.collect(adverts)
-        server("advertise", t0)
-        shares = exchange("share", keys)
-        t0 = time.perf_counter()
-        deliveries, third = second.collect(shares)
-        server("share", t0)
-        masked = exchange("mask", deliveries)
-        upload = max((len(m.payload) for m in masked), default=0)
-        digests.update((m.sender, hashlib.sha256(m.payload).hexdigest()) for m in masked)
-        t0 = time.perf_counter()
-        requests, fourth = third.collect(masked)
-        server("mask", t0)
-        responses = exchange("unmask", requests)
-        t0 = time.perf_counter()
-        result = fourth.finish(responses)
-        server("unmask", t0)
-    except SecAggAbort as exc:
-        return SecureRoundReport(None, exc, tuple(failures), client_s, server_s, wall_s, upload, digests)
-    return SecureRoundReport(result, None, tuple(failures), client_s, server_s, wall_s, upload, digests)
+    def _server(self, stage: str, t0: float) -> None:
+        self._server_s[stage] += time.perf_counter() - t0
 
 
 def _misfit(stage: str, client: int, message: object, outbox: Mapping[int, ServerMessage]) -> str | None:
@@ -226,7 +296,12 @@ class SecureSumResult:
 
 
 class SecureTransport:
-    """Runs the round's training on the inner transport (replies hold no update), then the SecAgg+ stages."""
+    """Runs the round's training on the inner transport (replies hold no update), then the SecAgg+ stages.
+
+    Where the inner transport can work while its clients train (`TrainsWhile`: the simulation), stages
+    1-2 run then, for the clients the tasks name; if one of them does not answer training, those keys
+    are dropped and the round runs all four stages afterwards, as it always does over gRPC.
+    """
 
     def __init__(self, inner: StagedTransport, settings: SecureSettings) -> None:
         self._inner = inner
@@ -239,14 +314,28 @@ class SecureTransport:
     def run_round(
         self, tasks: Sequence[Task], make_aggregator: AggregatorFactory, deadline_s: float | None
     ) -> RoundOutcome:
-        replies, lost = collect_replies(self._inner, tasks, deadline_s)
+        early = self._keys_while_training(tasks, deadline_s)
+        if early is None:
+            replies, lost = collect_replies(self._inner, tasks, deadline_s)
+        else:
+            assert isinstance(self._inner, TrainsWhile)
+            collected = self._inner.run_round_while(tasks, ReplyCollector, deadline_s, early.keys)
+            assert isinstance(collected.aggregator, ReplyCollector)
+            replies, lost = collected.aggregator.replies, collected.failures
         if not replies:
             return RoundOutcome(make_aggregator(), (), lost)
         round_num = replies[0].round
         cap = self._settings.weight_cap
-        announced = self._settings.announce(round_num, tuple(sorted(r.client_id for r in replies)))
+        answered = tuple(sorted(r.client_id for r in replies))
         start = time.perf_counter()
-        report = run_stages(round_num, announced, self._inner, deadline_s)
+        hidden_s = 0.0
+        if early is not None and (early.round_num, early.announced.setup.clients) == (round_num, answered):
+            # every task's client answered: the setup is the one announced now, and its keys are out
+            announced, report = early.announced, early.finish()
+            hidden_s = early.wall_s["advertise"] + early.wall_s["share"]
+        else:  # the round announces its setup after training, to those who answered (all keys anew)
+            announced = self._settings.announce(round_num, answered)
+            report = run_stages(round_num, announced, self._inner, deadline_s)
         if report.result is None:
             message = f"secure aggregation aborted: {report.abort}"
             failed = {f.client_id for f in report.failures}
@@ -303,6 +392,7 @@ class SecureTransport:
         )
         metrics = {
             "secagg_seconds": round(time.perf_counter() - start, 4),
+            "secagg_hidden_seconds": round(hidden_s, 4),
             "secagg_client_seconds": _rounded(report.client_seconds),
             "secagg_server_seconds": _rounded(report.server_seconds),
             "secagg_stage_wall_seconds": _rounded(report.wall_seconds),
@@ -327,6 +417,20 @@ class SecureTransport:
 
     def close(self) -> None:
         self._inner.close()
+
+    def _keys_while_training(self, tasks: Sequence[Task], deadline_s: float | None) -> StageRun | None:
+        """Stages 1-2 for the clients the tasks name, to run while they train; None where that cannot be."""
+        if not tasks or not isinstance(self._inner, TrainsWhile):
+            return None
+        round_num = tasks[0].round
+        clients = tuple(sorted({t.client_id for t in tasks}))
+        if len(clients) != len(tasks) or any(t.round != round_num for t in tasks):
+            return None
+        try:
+            announced = self._settings.announce(round_num, clients)
+        except ValueError:  # announced after training instead, where the error is the round's to report
+            return None
+        return StageRun(round_num, announced, self._inner, deadline_s)
 
 
 def _rounded(seconds: dict[str, float]) -> dict[str, float]:

@@ -13,7 +13,7 @@ import os
 import socket
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeVar, cast
 
 import ray
@@ -115,12 +115,16 @@ class RayPool:
     def size(self) -> int:
         return self._size
 
-    def run(self, jobs: Sequence[WorkerJob]) -> list[WorkerResult]:
+    def run(
+        self, jobs: Sequence[WorkerJob], meanwhile: Callable[[], None] | None = None
+    ) -> list[WorkerResult]:
         if len(jobs) > len(self._actors):
             raise ValueError(f"{len(jobs)} jobs for {len(self._actors)} workers")
         pending: list[ray.ObjectRef[WorkerResult]] = [
             a.run.remote(job) for a, job in zip(self._actors, jobs, strict=False)
         ]
+        if meanwhile is not None:  # this process's work while the actors train
+            meanwhile()
         return _get(pending, self._round_timeout_s, "running a round")
 
     def close(self) -> None:

@@ -9,12 +9,13 @@ the same parties in the client processes and the same driver in the server.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from fedcore.config import FLConfig
 from fedcore.protocol.messages import Failure, Task
 from fedcore.protocol.transport import (
     AggregatorFactory,
+    ReplyCollector,
     RoundOutcome,
     Transport,
     collect_replies,
@@ -24,6 +25,7 @@ from fedcore.secure.messages import SecAggAbort
 from fedcore.secure.party import SecureParty
 from fedcore.secure.round import SecureSettings, SecureTransport, StageAnswers
 from fedcore.secure.wire import ClientMessage, ServerMessage
+from fedcore.sim.transport import SimTransport
 
 
 def secagg_fraction(config: FLConfig) -> float:
@@ -82,6 +84,22 @@ class LocalParties:
         held = [self._party(r.client_id).hold(r) for r in replies]
         return fold_in_order(make_aggregator, tasks, [*held, *lost])
 
+    def run_round_while(
+        self,
+        tasks: Sequence[Task],
+        make_aggregator: AggregatorFactory,
+        deadline_s: float | None,
+        meanwhile: Callable[[], None],
+    ) -> RoundOutcome:
+        """`run_round`, with `meanwhile` run here while the workers train (the key stages: no update yet)."""
+        if not isinstance(self._inner, SimTransport):  # no pool to overlap with: simply first
+            meanwhile()
+            return self.run_round(tasks, make_aggregator, deadline_s)
+        collected = self._inner.run_round(tasks, ReplyCollector, deadline_s, meanwhile)
+        assert isinstance(collected.aggregator, ReplyCollector)
+        held = [self._party(r.client_id).hold(r) for r in collected.aggregator.replies]
+        return fold_in_order(make_aggregator, tasks, [*held, *collected.failures])
+
     def exchange(
         self, round_num: int, stage: str, outbox: Mapping[int, ServerMessage], deadline_s: float | None
     ) -> StageAnswers:
@@ -105,7 +123,7 @@ class LocalParties:
     def _party(self, client: int) -> SecureParty:
         party = self._parties.get(client)
         if party is None:
-            party = self._parties[client] = SecureParty(client)
+            party = self._parties[client] = SecureParty(client, keys_before_update=True)
         return party
 
 

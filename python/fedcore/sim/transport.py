@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from fedcore.client import ClientStateStore
 from fedcore.protocol.messages import Task
@@ -36,8 +36,13 @@ class SimTransport:
         return clients
 
     def run_round(
-        self, tasks: Sequence[Task], make_aggregator: AggregatorFactory, deadline_s: float | None
+        self,
+        tasks: Sequence[Task],
+        make_aggregator: AggregatorFactory,
+        deadline_s: float | None,
+        meanwhile: Callable[[], None] | None = None,
     ) -> RoundOutcome:
+        """The round's tasks on the pool; `meanwhile` runs here while the workers train (see Pool.run)."""
         del deadline_s  # simulated dropouts are decided by selection; nobody is late in a simulation
         jobs = [
             WorkerJob(tuple(group), tuple(self.devices.get(t.client_id) for t in group), make_aggregator)
@@ -46,9 +51,11 @@ class SimTransport:
         ]
         self.last_timing, self.last_pool_s = WorkTiming(), 0.0
         if not jobs:
+            if meanwhile is not None:
+                meanwhile()
             return RoundOutcome(make_aggregator(), (), ())
         start = time.perf_counter()
-        results = self._pool.run(jobs)
+        results = self._pool.run(jobs, meanwhile)
         self.last_pool_s = time.perf_counter() - start
         self.last_timing = functools.reduce(WorkTiming.plus, (r.timing for r in results), WorkTiming())
         for job, result in zip(jobs, results, strict=True):

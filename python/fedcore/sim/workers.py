@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
@@ -121,12 +121,18 @@ class ClientRunner:
 
 
 class Pool(Protocol):
-    """Runs one job per worker and returns results in the same order."""
+    """Runs one job per worker and returns results in the same order.
+
+    `meanwhile` runs in this process while the workers train (after the jobs went out, before the
+    results are read): the secure round's key stages, which need no update, hide behind training there.
+    """
 
     @property
     def size(self) -> int: ...
 
-    def run(self, jobs: Sequence[WorkerJob]) -> list[WorkerResult]: ...
+    def run(
+        self, jobs: Sequence[WorkerJob], meanwhile: Callable[[], None] | None = None
+    ) -> list[WorkerResult]: ...
 
     def close(self) -> None: ...
 
@@ -143,7 +149,11 @@ class InlinePool:
     def size(self) -> int:
         return 1
 
-    def run(self, jobs: Sequence[WorkerJob]) -> list[WorkerResult]:
+    def run(
+        self, jobs: Sequence[WorkerJob], meanwhile: Callable[[], None] | None = None
+    ) -> list[WorkerResult]:
+        if meanwhile is not None:  # one process: nothing to overlap with, so simply first
+            meanwhile()
         return [self._runner.run(job) for job in jobs]
 
     def close(self) -> None:
@@ -248,12 +258,16 @@ class ProcessPool:
     def size(self) -> int:
         return len(self._conns)
 
-    def run(self, jobs: Sequence[WorkerJob]) -> list[WorkerResult]:
+    def run(
+        self, jobs: Sequence[WorkerJob], meanwhile: Callable[[], None] | None = None
+    ) -> list[WorkerResult]:
         if len(jobs) > self.size:
             raise ValueError(f"{len(jobs)} jobs for {self.size} workers")
         for conn, job in zip(self._conns, jobs, strict=False):
             conn.send(job)
         try:
+            if meanwhile is not None:
+                meanwhile()
             return [self._receive(conn) for conn, _ in zip(self._conns, jobs, strict=False)]
         except BaseException:
             self._terminate()  # the others may be blocked sending results nobody will read
