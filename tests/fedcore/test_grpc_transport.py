@@ -35,7 +35,7 @@ from fedcore.transport.grpc.limits import Limits
 from fedcore.transport.grpc.server import GrpcServerTransport
 from fedcore.transport.grpc.wire import read_task
 
-DEADLINE_S = 3.0
+DEADLINE_S = 6.0  # a round of a dozen uploads one after another, on a loaded CI box
 
 
 @pytest.fixture
@@ -108,6 +108,9 @@ def test_each_bad_upload_is_that_clients_typed_failure_and_good_replies_fold_exa
 
     result = outcome.result(timeout=DEADLINE_S + 10)
     kinds = {f.client_id: f.kind for f in result.failures}
+    # 11 hung up mid-upload: "disconnected" once the server hears the cancellation, "dropped" when the round's
+    # deadline comes first; never a bad frame, since its stream never ended short of a cancellation
+    assert kinds.pop(11) in ("disconnected", "dropped")
     assert kinds == {
         2: "bad_frame",  # garbage
         3: "bad_frame",  # truncated
@@ -117,7 +120,6 @@ def test_each_bad_upload_is_that_clients_typed_failure_and_good_replies_fold_exa
         7: "wrong_shape",  # fewer elements (the aggregator's check)
         8: "wrong_round",
         9: "duplicate",
-        11: "disconnected",
     }
     told = (2, 3, 4, 5, 6, 8, 9)  # 7 passed the transport's checks; 11 hung up before its receipt
     assert {c: receipts[c].failure_kind for c in told} == {c: kinds[c] for c in told}
@@ -144,18 +146,17 @@ def _disconnect_mid_upload(stub: _Stub, welcome: pb.Welcome, client_id: int) -> 
     """Send the header and half the frame, then cancel the call: the client went away mid-upload."""
     frame = update_frame(client_id)
     sent_half = threading.Event()
-    release = threading.Event()
+    never = threading.Event()
 
     def chunks() -> Iterator[pb.UploadChunk]:
         yield header(welcome, 0, client_id, [len(frame)])
         yield pb.UploadChunk(data=frame[: len(frame) // 2])
         sent_half.set()
-        release.wait(10.0)
+        never.wait(10.0)
 
     call = stub._stub.SubmitReply.future(chunks(), timeout=10.0)
     assert sent_half.wait(5.0)
-    call.cancel()
-    release.set()
+    call.cancel()  # the stream stays open until then: it never half-closes, as a truncated upload would
 
 
 def test_missing_clients_are_dropped_at_the_deadline_and_the_rest_fold(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -122,6 +123,13 @@ def test_a_failure_in_an_actor_surfaces_with_its_traceback(ray: ModuleType) -> N
         simulate(replace(config, engine="ray"))
 
 
+def _answer_until_dead(ray: ModuleType, actor: object, tries: int = 600) -> None:
+    """Ask a killed actor until its death shows (RayActorError), at most `tries` times."""
+    for _ in range(tries):
+        ray.get(actor.ready.remote(), timeout=60)  # type: ignore[attr-defined]
+        time.sleep(0.1)
+
+
 def test_a_dead_actor_is_a_worker_error_not_a_hang(ray: ModuleType) -> None:
     from fedcore.sim.ray_pool import RayPool
 
@@ -129,7 +137,10 @@ def test_a_dead_actor_is_a_worker_error_not_a_hang(ray: ModuleType) -> None:
     pool = RayPool(config, load_data(config), round_timeout_s=60)
     try:
         assert pool.size == 2
-        ray.kill(pool._actors[0])  # as a node lost mid-run would
+        actor = pool._actors[0]
+        ray.kill(actor)  # as a node lost mid-run would; the kill lands asynchronously, so wait for it
+        with pytest.raises(ray.exceptions.RayActorError):
+            _answer_until_dead(ray, actor)
         nothing = WorkerJob((), (), make_aggregator=list)  # the dead actor never runs it
         with pytest.raises(WorkerError, match="a Ray simulation worker died while running a round"):
             pool.run([nothing])
