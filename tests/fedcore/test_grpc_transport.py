@@ -108,9 +108,10 @@ def test_each_bad_upload_is_that_clients_typed_failure_and_good_replies_fold_exa
 
     result = outcome.result(timeout=DEADLINE_S + 10)
     kinds = {f.client_id: f.kind for f in result.failures}
-    # 11 hung up mid-upload: "disconnected" once the server hears the cancellation, "dropped" when the round's
-    # deadline comes first; never a bad frame, since its stream never ended short of a cancellation
-    assert kinds.pop(11) in ("disconnected", "dropped")
+    # 11 hung up mid-upload: not in the sum, whatever the server saw first. "disconnected" once the
+    # cancellation reaches the call; "dropped" when the deadline comes first; "bad_frame" when gRPC ends
+    # the request stream a moment before the call turns inactive (a short upload, as the server sees it)
+    assert kinds.pop(11) in ("disconnected", "dropped", "bad_frame")
     assert kinds == {
         2: "bad_frame",  # garbage
         3: "bad_frame",  # truncated
