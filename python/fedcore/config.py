@@ -347,12 +347,17 @@ def _check_personal_rounds(config: FLConfig) -> None:
         "momentum": config.momentum > 0.0,
         f"strategy {config.strategy}": strategy.uses_control or not prox_only,
     }
-    for name, is_set in excluded.items():
-        if is_set:
-            raise ValueError(
-                f"local_head trains fixed head and body epochs of plain SGD (FedProx's pull allowed); drop "
-                f"{name} (stragglers pick their own epochs; momentum and SCAFFOLD change the local steps)"
-            )
+    name = _first_set(excluded)
+    if name is not None:
+        raise ValueError(
+            f"local_head trains fixed head and body epochs of plain SGD (FedProx's pull allowed); drop "
+            f"{name} (stragglers pick their own epochs; momentum and SCAFFOLD change the local steps)"
+        )
+
+
+def _first_set(flags: Mapping[str, bool]) -> str | None:
+    """The first of `flags` (in order) that is set: the one a refusal names; None when none is."""
+    return next((name for name, is_set in flags.items() if is_set), None)
 
 
 def _check_privacy(config: FLConfig) -> None:
@@ -437,9 +442,9 @@ def _check_secagg(config: FLConfig) -> None:
         f"--aggregator {config.aggregator}": not config.aggregator.streaming,
         f"--strategy {config.strategy}": config.strategy.name in ("scaffold", "fednova"),
     }
-    for flag, is_set in excluded.items():
-        if is_set:
-            raise ValueError(f"--secagg reveals only the sum of the round's weighted updates; drop {flag}")
+    flag = _first_set(excluded)
+    if flag is not None:
+        raise ValueError(f"--secagg reveals only the sum of the round's weighted updates; drop {flag}")
 
 
 def _check_update_rules(config: FLConfig) -> None:
@@ -501,12 +506,12 @@ def _check_async(config: FLConfig) -> None:
         f"--selection {config.selection}": config.selection != "random",
         "--stragglers without --speed-spread": config.stragglers > 0.0 and config.speed_spread is None,
     }
-    for flag, is_set in excluded.items():
-        if is_set:
-            raise ValueError(
-                f"--async (FedBuff) folds each update as it arrives, with no rounds to pick, mask, secure "
-                f"or personalize over; drop {flag}"
-            )
+    flag = _first_set(excluded)
+    if flag is not None:
+        raise ValueError(
+            f"--async (FedBuff) folds each update as it arrives, with no rounds to pick, mask, secure "
+            f"or personalize over; drop {flag}"
+        )
 
 
 def _check_server_memory(config: FLConfig) -> None:
@@ -530,9 +535,9 @@ def _check_server_memory(config: FLConfig) -> None:
         f"--aggregator {config.aggregator}": not config.aggregator.streaming,
         f"--strategy {config.strategy}": config.strategy.name in ("scaffold", "fednova"),
     }
-    for flag, is_set in excluded.items():
-        if is_set:
-            raise ValueError(f"{rule} reads each client's plain update; drop {flag}")
+    flag = _first_set(excluded)
+    if flag is not None:
+        raise ValueError(f"{rule} reads each client's plain update; drop {flag}")
 
 
 def _check_attack(config: FLConfig) -> None:
@@ -553,9 +558,9 @@ def _check_attack(config: FLConfig) -> None:
         "--local-head": config.local_head,
         "--adaptive": config.adaptive_deadline_s is not None,
     }
-    for flag, is_set in forged.items():
-        if is_set:
-            raise ValueError(f"--attack forges whole-model updates with the run's codec; drop {flag}")
+    flag = _first_set(forged)
+    if flag is not None:
+        raise ValueError(f"--attack forges whole-model updates with the run's codec; drop {flag}")
 
 
 def _check_adaptive(config: FLConfig) -> None:
@@ -570,9 +575,9 @@ def _check_adaptive(config: FLConfig) -> None:
         "codec": config.codec is not None and not config.codec.raw,
         "powersgd": config.powersgd is not None,
     }
-    for name, is_set in fixed.items():
-        if is_set:
-            raise ValueError(f"adaptive compression picks each client's codec; drop {name} (--{name})")
+    name = _first_set(fixed)
+    if name is not None:
+        raise ValueError(f"adaptive compression picks each client's codec; drop {name} (--{name})")
 
 
 _FIELD_TYPES: dict[str, str] = {f.name: str(f.type) for f in dataclasses.fields(FLConfig)}
