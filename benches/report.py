@@ -56,6 +56,8 @@ class Inputs:
     randk_values: F32
     accumulator: fc.Accumulator
     numpy_sum: F32
+    decode_out: F32
+    numpy_out: F32
 
 
 def make_inputs(seed: int = 0) -> Inputs:
@@ -85,6 +87,8 @@ def make_inputs(seed: int = 0) -> Inputs:
         randk_values=randk[randk_indices],
         accumulator=fc.Accumulator(N),
         numpy_sum=np.zeros(N, dtype=np.float32),
+        decode_out=np.zeros(N, dtype=np.float32),
+        numpy_out=np.zeros(N, dtype=np.float32),
     )
 
 
@@ -121,9 +125,10 @@ def numpy_dequantize8_astype(blocks: QuantBlocks) -> F32:
     return np.concatenate([(lo + codes.astype(np.float32) * scale).ravel() for codes, lo, scale in blocks])
 
 
-def numpy_dequantize8_in_place(blocks: QuantBlocks) -> F32:
-    """The careful numpy way: one output array, the multiply written into it, `lo` added in place."""
-    out = np.empty(sum(codes.size for codes, _, _ in blocks), dtype=np.float32)
+def numpy_dequantize8_in_place(blocks: QuantBlocks, out: F32 | None = None) -> F32:
+    """The careful numpy way: one output array (or `out`), the multiply written into it, `lo` added."""
+    if out is None:
+        out = np.empty(sum(codes.size for codes, _, _ in blocks), dtype=np.float32)
     start = 0
     for codes, lo, scale in blocks:
         view = out[start : start + codes.size].reshape(codes.shape)
@@ -138,6 +143,14 @@ def numpy_sparse_add(total: F32, gaps: NDArray[np.uint32], value_blocks: QuantBl
     np.add.at(
         total, np.cumsum(gaps, dtype=np.intp), np.float32(weight) * numpy_dequantize8_in_place(value_blocks)
     )
+
+
+def numpy_randk_add(total: F32, fraction: float, seed: int, values: F32, weight: float) -> None:
+    """numpy regenerating a seeded sparse mask as randk's decoder must: geometric gaps, cumsum, np.add.at."""
+    gaps = np.random.default_rng(seed).geometric(fraction, size=values.size)
+    idx = np.cumsum(gaps) - 1
+    kept = idx < total.size
+    np.add.at(total, idx[kept], np.float32(weight) * values[kept])
 
 
 def numpy_fwht(x: NDArray[Floating]) -> NDArray[Floating]:
@@ -197,6 +210,7 @@ SPARSE_ADD = Contender(
     "fc.Accumulator.add (parse+decode+add)", lambda i: i.accumulator.add(i.sparse_frame, 0.5)
 )
 FC_DECODE = Contender("fc.decode", lambda i: fc.decode(i.quant_frame))
+FC_DECODE_OUT = Contender("fc.decode(out=array)", lambda i: fc.decode(i.quant_frame, out=i.decode_out))
 NUMPY_FWHT_F32 = Contender("numpy FWHT (float32)", lambda i: numpy_fwht(i.x_eden))
 
 PAIRS = [
@@ -222,6 +236,19 @@ PAIRS = [
             "numpy in place: multiply(codes, step, out=) += lo",
             lambda i: numpy_dequantize8_in_place(i.quant_blocks),
         ),
+    ),
+    Pair(
+        "decode quant:8 over an existing array, 10M",
+        FC_DECODE_OUT,
+        Contender(
+            "numpy over an existing array: multiply(codes, step, out=) += lo",
+            lambda i: numpy_dequantize8_in_place(i.quant_blocks, i.numpy_out),
+        ),
+    ),
+    Pair(
+        "decode quant:8 over an existing array, 10M",
+        FC_DECODE_OUT,
+        Contender("numpy codes*scale+lo", lambda i: numpy_dequantize8(i.quant_blocks)),
     ),
     Pair(
         "exact top-1%, 10M",
@@ -282,6 +309,17 @@ PAIRS = [
         Contender(
             "np.add.at of decoded values at the mask's indices",
             lambda i: np.add.at(i.numpy_sum, i.randk_indices, np.float32(0.5) * i.randk_values),
+        ),
+    ),
+    Pair(
+        "add a randk:0.01+quant:8 frame to a sum, 10M",
+        Contender(
+            "fc.Accumulator.add of the randk frame (parse+decode+add)",
+            lambda i: i.accumulator.add(i.randk_frame, 0.5),
+        ),
+        Contender(
+            "numpy regenerating a seeded 1% mask: geometric gaps, cumsum, np.add.at",
+            lambda i: numpy_randk_add(i.numpy_sum, 0.01, 1, i.randk_values, 0.5),
         ),
     ),
     Pair(

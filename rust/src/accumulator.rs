@@ -14,6 +14,8 @@ pub struct Accumulator {
     /// Dense frames whose values cannot be bounded from their headers decode here first, so a
     /// frame that fails half-way leaves `sum` untouched.
     scratch: Vec<f32>,
+    /// The kept values of the last sparse frame: the next one decodes into the same pages.
+    sparse: Vec<f32>,
     total_weight: f64,
     count: usize,
     /// An upper bound on every `|sum[i]|`: while `bound + |weight| * max|frame|` stays below
@@ -36,6 +38,7 @@ impl Accumulator {
             // 4 KiB pages.
             sum: try_filled_huge(n, 0.0, "float32 values for the sum")?,
             scratch: Vec::new(),
+            sparse: Vec::new(),
             total_weight: 0.0,
             count: 0,
             bound: 0.0,
@@ -67,7 +70,8 @@ impl Accumulator {
         if parsed.stages.len() > 1 {
             // Sparse frames validate indices and values before scattering a single one; the
             // decoded values' largest magnitude bounds what the scatter adds.
-            let (values, scatter) = parsed.sparse_values()?;
+            let (values, scatter) =
+                parsed.sparse_values_reusing(std::mem::take(&mut self.sparse))?;
             let added = f64::from(weight.abs()) * max_abs(&values);
             if self.bound + added > SAFE {
                 let mut trial = self.sum.clone();
@@ -79,6 +83,7 @@ impl Accumulator {
                 scatter.add(&values, weight, &mut self.sum)?;
                 self.bound += added;
             }
+            self.sparse = values;
         } else if let Some(added) = parsed
             .decoded_bound()
             .map(|b| f64::from(weight.abs()) * b)

@@ -5,7 +5,8 @@
 use numpy::npyffi::{npy_intp, PY_ARRAY_API};
 use numpy::{
     Element, IntoPyArray, PyArray1, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods,
-    PyReadonlyArray1, PyReadonlyArrayDyn, PyReadwriteArrayDyn, PyUntypedArrayMethods,
+    PyReadonlyArray1, PyReadonlyArrayDyn, PyReadwriteArrayDyn, PyUntypedArray,
+    PyUntypedArrayMethods,
 };
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
@@ -217,14 +218,18 @@ fn fresh_bytes(
     Ok(bytes)
 }
 
-/// Decodes any frame into a float32 array of the shape it was encoded with.
+/// Decodes any frame into a float32 array of the shape it was encoded with, or over `out`.
 #[pyfunction]
-#[pyo3(signature = (frame, max_elements=DEFAULT_MAX_ELEMENTS))]
+#[pyo3(signature = (frame, max_elements=DEFAULT_MAX_ELEMENTS, out=None))]
 fn decode<'py>(
     py: Python<'py>,
     frame: &[u8],
     max_elements: u64,
+    out: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    if let Some(out) = out {
+        return decode_over(py, frame, max_elements, out);
+    }
     // The headers are read on this thread; the checksum is verified on the pool beside the
     // decode: one wake-up of the pool per call instead of two.
     let parsed = py.detach(|| ParsedFrame::parse_deferring_checksum(frame, max_elements))?;
@@ -239,6 +244,66 @@ fn decode<'py>(
         py.detach(|| parsed.decode_verified_into(frame, slice))?;
     }
     Ok(out)
+}
+
+/// `decode(frame, out=array)`: no fresh pages to fault in, so a server or client that decodes
+/// every round into the same array runs at the speed of the loop. The frame (checksum included)
+/// and the array are checked before the array is touched.
+fn decode_over<'py>(
+    py: Python<'py>,
+    frame: &[u8],
+    max_elements: u64,
+    out: Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    let array = match out.cast_into::<PyArrayDyn<f32>>() {
+        Ok(array) => array,
+        Err(err) => {
+            let given = err.into_inner();
+            let what = match given.cast::<PyUntypedArray>() {
+                Ok(array) => format!("a {} array", array.dtype()),
+                Err(_) => given.get_type().name()?.to_string(),
+            };
+            return Err(CodecError::new_err(format!(
+                "out must be a float32 numpy array, got {what}"
+            )));
+        }
+    };
+    let parsed = py.detach(|| ParsedFrame::parse(frame, max_elements))?;
+    if array.shape() != to_usize_shape(&parsed.header.shape).as_slice() {
+        return Err(CodecError::new_err(format!(
+            "out has shape {}, the frame holds {}",
+            py_shape(array.shape()),
+            py_shape(&to_usize_shape(&parsed.header.shape))
+        )));
+    }
+    if !array.is_c_contiguous() {
+        return Err(CodecError::new_err("out must be C-contiguous"));
+    }
+    {
+        let mut view = array
+            .try_readwrite()
+            .map_err(|err| CodecError::new_err(format!("out cannot be written: {err}")))?;
+        let slice = view
+            .as_slice_mut()
+            .map_err(|_| CodecError::new_err("out must be aligned for float32"))?;
+        py.detach(|| parsed.overwrite(slice))?;
+    }
+    Ok(array)
+}
+
+/// A shape as Python prints a tuple: `(3,)`, `(2, 3)`.
+fn py_shape(shape: &[usize]) -> String {
+    match shape {
+        [one] => format!("({one},)"),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 /// A zeroed C-ordered float32 array of `shape`, or numpy's `MemoryError` when it cannot be

@@ -360,6 +360,65 @@ def test_decode_refuses_frames_larger_than_max_elements() -> None:
         fc.inspect(frame, max_elements=999)
 
 
+# --- decoding over an array the caller keeps ------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec", ALL_SPECS)
+def test_decode_over_an_array_writes_what_decode_returns(spec: str) -> None:
+    x = normal(6000).reshape(60, 100)
+    frame = fc.from_spec(spec).encode(x, seed=4)
+    out = np.full((60, 100), 7.0, dtype=np.float32)
+    assert fc.decode(frame, out=out) is out
+    np.testing.assert_array_equal(out, fc.decode(frame))
+
+
+def test_decode_over_an_array_keeps_negative_zero() -> None:
+    x = np.array([-0.0, 1.0, -2.5], dtype=np.float32)
+    out = np.ones(3, dtype=np.float32)
+    fc.decode(fc.Identity().encode(x), out=out)
+    assert np.signbit(out[0])
+
+
+def _unaligned(n: int) -> NDArray[np.float32]:
+    return np.frombuffer(bytearray(4 * n + 1), dtype=np.float32, offset=1, count=n)
+
+
+def _read_only(n: int) -> NDArray[np.float32]:
+    out = np.zeros(n, dtype=np.float32)
+    out.flags.writeable = False
+    return out
+
+
+@pytest.mark.parametrize(
+    ("make", "needle"),
+    [
+        (lambda: np.zeros(6, dtype=np.float64), "float32 numpy array, got a float64 array"),
+        (lambda: [0.0] * 6, "float32 numpy array, got list"),
+        (lambda: np.zeros(7, dtype=np.float32), r"out has shape \(7,\), the frame holds \(6,\)"),
+        (lambda: np.zeros((2, 3), dtype=np.float32), r"out has shape \(2, 3\)"),
+        (lambda: np.zeros(12, dtype=np.float32)[::2], "C-contiguous"),
+        (lambda: _read_only(6), "cannot be written"),
+        (lambda: _unaligned(6), "aligned"),
+    ],
+)
+def test_decode_refuses_an_array_it_cannot_write_and_leaves_it_alone(make: object, needle: str) -> None:
+    frame = fc.Quantize(8).encode(normal(6))
+    out = make()  # type: ignore[operator]
+    before = np.array(out, copy=True)
+    with pytest.raises(fc.CodecError, match=needle):
+        fc.decode(frame, out=out)
+    np.testing.assert_array_equal(np.asarray(out), before)
+
+
+def test_a_damaged_frame_leaves_the_array_alone() -> None:
+    frame = bytearray(fc.from_spec("topk:0.1+quant:8").encode(normal(1000)))
+    frame[60] ^= 0x01
+    out = np.full(1000, 3.0, dtype=np.float32)
+    with pytest.raises(fc.ChecksumError):
+        fc.decode(frame, out=out)
+    assert np.all(out == 3.0)
+
+
 def test_a_flipped_bit_is_a_checksum_error() -> None:
     frame = bytearray(fc.Quantize(8).encode(normal(100)))
     frame[40] ^= 0x10

@@ -248,6 +248,23 @@ def test_a_bad_frame_added_to_an_accumulator_leaves_the_sum_alone() -> None:
     assert refused > 100
 
 
+def test_a_forged_frame_decoded_over_an_array_leaves_it_whole_or_zeroed() -> None:
+    rng = np.random.default_rng(6)
+    refused = 0
+    for frame in BASE_FRAMES[::3]:
+        shape = fc.inspect(frame).shape
+        for mutated in overwrite_bytes_resealed(frame, rng):
+            out = np.full(shape, 5.0, dtype=np.float32)
+            try:
+                fc.decode(mutated, out=out)
+            except fc.CodecError:
+                refused += 1
+                assert np.all(out == 5.0) or not out.any(), "a refused frame left values behind"
+            else:
+                np.testing.assert_array_equal(out, fc.decode(mutated))
+    assert refused > 100
+
+
 # --- forged headers with valid checksums ---------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ use crate::codecs::spec::{Spec, Stage, MAX_STAGES};
 use crate::codecs::stages::{payload_len, read_stage, stage_id, write_stage};
 pub use crate::codecs::stages::{topk_count, WireStage};
 use crate::error::{CodecError, Result};
+use crate::kernels::prefetch::prefetch;
 use crate::kernels::rng::derive;
 use crate::kernels::seeded_mask::{mask_extract, mask_scatter_add};
 use crate::kernels::topk::{gather, scatter_add_sorted, topk_exact, topk_sampled};
@@ -19,12 +20,18 @@ use crate::wire::frame::{
     unverified_body, verified_body, verify_checksum, Header, Reader, Writer, DEFAULT_MAX_ELEMENTS,
     MAX_ELEMENTS_PER_BYTE,
 };
-use crate::wire::index_coding::{decode_indices, encode_indices};
+use crate::wire::index_coding::{decode_indices_touching, encode_indices};
 
 /// A buffer of `len` copies of `fill`, a large one written by all cores (so fresh pages fault
 /// in parallel, once each); allocation failure is [`CodecError::Alloc`], not an abort.
 fn filled(len: usize, fill: f32) -> Result<Vec<f32>> {
-    let mut v = Vec::new();
+    filled_reusing(Vec::new(), len, fill)
+}
+
+/// [`filled`] in `v`'s allocation: a caller that decodes frame after frame reuses its pages
+/// instead of faulting fresh ones in every time.
+fn filled_reusing(mut v: Vec<f32>, len: usize, fill: f32) -> Result<Vec<f32>> {
+    v.clear();
     v.try_reserve_exact(len)
         .map_err(|_| CodecError::alloc(len, "float32 values for decoding"))?;
     if len <= 1 << 18 {
@@ -382,6 +389,12 @@ impl<'a> ParsedFrame<'a> {
     /// every later stage, and that sparsifier, which adds them back at their coordinates.
     /// Decoding checks indices and values before anything is scattered.
     pub fn sparse_values(&self) -> Result<(Vec<f32>, Sparsifier<'_>)> {
+        self.sparse_values_reusing(Vec::new())
+    }
+
+    /// [`Self::sparse_values`], decoded into `buffer`'s allocation (the values of an earlier
+    /// frame, handed back).
+    pub fn sparse_values_reusing(&self, buffer: Vec<f32>) -> Result<(Vec<f32>, Sparsifier<'_>)> {
         let count = self.stages.len();
         if count < 2 {
             return Err(CodecError::input(
@@ -389,7 +402,7 @@ impl<'a> ParsedFrame<'a> {
             ));
         }
         let terminal = &self.stages[count - 1];
-        let mut values = zeroed(terminal.count as usize)?;
+        let mut values = filled_reusing(buffer, terminal.count as usize, 0.0)?;
         decode_terminal_add(terminal, self.terminal_payload, 1.0, &mut values)?;
         for j in (1..count - 1).rev() {
             let mut wider = zeroed(self.stages[j - 1].count as usize)?;
@@ -432,6 +445,31 @@ impl<'a> ParsedFrame<'a> {
         Ok(out)
     }
 
+    /// Writes the decoded frame over `out`, whatever it held (a caller's array, reused). A sparse
+    /// frame's values are checked before `out` is touched; a payload refused after that leaves
+    /// `out` zeroed, never half-decoded.
+    pub fn overwrite(&self, out: &mut [f32]) -> Result<()> {
+        if out.len() != self.len() {
+            return Err(CodecError::input(format!(
+                "frame holds {} elements, buffer has {}",
+                self.len(),
+                out.len()
+            )));
+        }
+        let written = match self.stages.as_slice() {
+            [WireStage {
+                stage: Stage::Terminal(codec),
+                seed,
+                ..
+            }] => codec.decode_into(self.terminal_payload, *seed, out),
+            _ => self.sparse_values().and_then(|(values, first)| {
+                fill_zeros(out);
+                first.add(&values, 1.0, out)
+            }),
+        };
+        written.inspect_err(|_| fill_zeros(out))
+    }
+
     /// Decodes into `out`, which must hold zeros: a frame without sparsifiers is written by its
     /// codec's [`crate::codecs::codec::Codec::decode_into`] (raw floats are copied, so `-0.0`
     /// stays `-0.0`, which adding to `+0.0` would lose), everything else is added.
@@ -445,6 +483,11 @@ impl<'a> ParsedFrame<'a> {
             _ => self.add_into(1.0, out),
         }
     }
+}
+
+/// Zeroes `out` on all cores.
+fn fill_zeros(out: &mut [f32]) {
+    out.par_chunks_mut(1 << 16).for_each(|c| c.fill(0.0));
 }
 
 /// The first sparsifier of a frame, ready to add its kept values back.
@@ -489,7 +532,11 @@ fn expand(
     }
     match &ws.stage {
         Stage::TopK { .. } => {
-            let idx = decode_indices(payload, m_in, ws.count as usize)?;
+            let idx = decode_indices_touching(payload, m_in, ws.count as usize, |i| {
+                if let Some(target) = usize::try_from(i).ok().and_then(|i| out.get(i)) {
+                    prefetch(std::slice::from_ref(target));
+                }
+            })?;
             scatter_add_sorted(values, &idx, weight, out);
             Ok(())
         }

@@ -4,6 +4,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use crate::kernels::shared::run_shared;
 use crate::kernels::uninit::{assume_written, zeroed};
 use crate::wire::checksum::combine;
 
@@ -568,19 +569,20 @@ impl ChunkedLayout {
             }
             return;
         }
-        heads
-            .par_chunks(per_task * head)
-            .zip(codes.par_chunks(per_task * chunk_bytes))
-            .zip(out.par_chunks_mut(per_task * chunk))
-            .for_each(|((h, c), o)| {
-                for ((h, c), o) in h
-                    .chunks(head)
-                    .zip(c.chunks(chunk_bytes))
-                    .zip(o.chunks_mut(chunk))
-                {
-                    decode(h, c, o);
-                }
-            });
+        let tasks: Vec<_> = heads
+            .chunks(per_task * head)
+            .zip(codes.chunks(per_task * chunk_bytes))
+            .zip(out.chunks_mut(per_task * chunk))
+            .collect();
+        run_shared(tasks, |((h, c), o)| {
+            for ((h, c), o) in h
+                .chunks(head)
+                .zip(c.chunks(chunk_bytes))
+                .zip(o.chunks_mut(chunk))
+            {
+                decode(h, c, o);
+            }
+        });
     }
 }
 

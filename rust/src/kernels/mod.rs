@@ -9,6 +9,7 @@ pub(crate) mod prefetch;
 pub(crate) mod quant_chunk;
 pub mod rng;
 pub mod seeded_mask;
+pub(crate) mod shared;
 pub(crate) mod simd;
 pub mod topk;
 pub(crate) mod uninit;

@@ -17,8 +17,10 @@
 use rayon::prelude::*;
 
 use crate::error::{try_filled, CodecError, Result};
+use crate::kernels::prefetch::prefetch;
 use crate::kernels::rng::{derive, hash_u64, SplitMix64};
-use crate::kernels::topk::scatter_add_sorted;
+use crate::kernels::shared::run_shared;
+use crate::kernels::topk::scatter_from;
 
 /// Bitmap bytes per rayon task and per seeded block (65 536 elements).
 const BLOCK_BYTES: usize = 1 << 13;
@@ -114,27 +116,9 @@ impl SeededMask {
             }
             Rule::Gaps { inv_log_q } => {
                 words.fill(0);
-                let mut rng =
-                    SplitMix64::new(hash_u64(derive(self.seed, GAP_STREAM), block as u64));
-                // Gaps are independent draws: computing a batch before walking them keeps the
-                // logarithms' latency off the walk's dependency chain.
-                let mut gaps = [0usize; GAP_BATCH];
-                let mut j = 0usize;
-                'walk: loop {
-                    for g in &mut gaps {
-                        let u = ((rng.next_u64() >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64);
-                        // A gap past the block (or an infinite one) saturates, ending the block.
-                        *g = (ln_unit(u) * inv_log_q) as usize;
-                    }
-                    for &g in &gaps {
-                        j = j.saturating_add(g);
-                        if j >= len {
-                            break 'walk;
-                        }
-                        words[j / 64] |= 1u64 << (j % 64);
-                        j += 1;
-                    }
-                }
+                walk_gaps(self.seed, inv_log_q, block, len, |j| {
+                    words[j / 64] |= 1u64 << (j % 64);
+                });
             }
         }
     }
@@ -151,6 +135,31 @@ impl SeededMask {
                 f(b, words)
             })
             .collect()
+    }
+}
+
+/// Calls `select(j)` for each element `j < len` of block `block` that a sparse mask keeps, in
+/// ascending order: each gap to the next kept element is a geometric draw of the block's stream.
+fn walk_gaps(seed: u64, inv_log_q: f64, block: usize, len: usize, mut select: impl FnMut(usize)) {
+    let mut rng = SplitMix64::new(hash_u64(derive(seed, GAP_STREAM), block as u64));
+    // Gaps are independent draws: computing a batch before walking them keeps the logarithms'
+    // latency off the walk's dependency chain.
+    let mut gaps = [0usize; GAP_BATCH];
+    let mut j = 0usize;
+    loop {
+        for g in &mut gaps {
+            let u = ((rng.next_u64() >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64);
+            // A gap past the block (or an infinite one) saturates, ending the block.
+            *g = (ln_unit(u) * inv_log_q) as usize;
+        }
+        for &g in &gaps {
+            j = j.saturating_add(g);
+            if j >= len {
+                return;
+            }
+            select(j);
+            j += 1;
+        }
     }
 }
 
@@ -178,12 +187,11 @@ fn ln_one_minus(f: f64) -> f64 {
 fn ln_unit(u: f64) -> f64 {
     const LN2: f64 = std::f64::consts::LN_2;
     let bits = u.to_bits();
-    let mut e = ((bits >> 52) & 0x7FF) as i64 - 1023;
-    let mut m = f64::from_bits((bits & 0x000F_FFFF_FFFF_FFFF) | 0x3FF0_0000_0000_0000);
-    if m > std::f64::consts::SQRT_2 {
-        m *= 0.5;
-        e += 1;
-    }
+    let m = f64::from_bits((bits & 0x000F_FFFF_FFFF_FFFF) | 0x3FF0_0000_0000_0000);
+    // Branch-free (half of all draws take each side, so a branch would mispredict half the time).
+    let high = m > std::f64::consts::SQRT_2;
+    let e = ((bits >> 52) & 0x7FF) as i64 - 1023 + i64::from(high);
+    let m = if high { m * 0.5 } else { m };
     let s = (m - 1.0) / (m + 1.0);
     let s2 = s * s;
     let p = 1.0
@@ -270,31 +278,42 @@ pub fn mask_scatter_add(
         )));
     }
     let mask = SeededMask::new(fraction, seed);
-    if let (Rule::Gaps { .. }, Ok(_)) = (mask.rule, u32::try_from(n)) {
+    if let (Rule::Gaps { inv_log_q }, Ok(_)) = (mask.rule, u32::try_from(n)) {
         // A sparse mask: its indices (4 bytes per kept element, not a bit per element) are
-        // counted before anything is added, then scattered in order.
-        let idx = mask
-            .for_blocks(n, |block, words| {
-                let first = (block * BLOCK_ELEMS) as u32;
-                let mut idx = Vec::new();
-                for (g, &w) in words.iter().enumerate() {
-                    let mut word = w;
-                    while word != 0 {
-                        idx.push(first + 64 * g as u32 + word.trailing_zeros());
-                        word &= word - 1;
-                    }
+        // counted before anything is added, then scattered in order. Each block's indices come
+        // straight from its gaps, their targets prefetched as they are drawn, so the scatter
+        // finds them in cache; this thread starts at once and the pool joins as it wakes.
+        let blocks = n.div_ceil(BLOCK_ELEMS);
+        let mut parts: Vec<Vec<u32>> = vec![Vec::new(); blocks];
+        let target: &[f32] = out;
+        run_shared(parts.iter_mut().enumerate().collect(), |(block, idx)| {
+            let first = block * BLOCK_ELEMS;
+            let len = (n - first).min(BLOCK_ELEMS);
+            idx.reserve((len as f64 * fraction * 1.1) as usize + 16);
+            walk_gaps(seed, inv_log_q, block, len, |j| {
+                if let Some(t) = target.get(first + j) {
+                    prefetch(std::slice::from_ref(t));
                 }
-                idx
-            })
-            .concat();
-        if idx.len() != values.len() {
+                idx.push((first + j) as u32);
+            });
+        });
+        let selected: usize = parts.iter().map(Vec::len).sum();
+        if selected != values.len() {
             return Err(CodecError::frame(format!(
-                "mask selects {} elements, got {} values",
-                idx.len(),
+                "mask selects {selected} elements, got {} values",
                 values.len()
             )));
         }
-        scatter_add_sorted(values, &idx, weight, out);
+        let mut rest = values;
+        let mut tasks = Vec::with_capacity(blocks);
+        for (block, (idx, out)) in parts.iter().zip(out.chunks_mut(BLOCK_ELEMS)).enumerate() {
+            let (these, later) = rest.split_at(idx.len());
+            tasks.push((block * BLOCK_ELEMS, these, idx, out));
+            rest = later;
+        }
+        run_shared(tasks, |(first, values, idx, out)| {
+            scatter_from(values, idx, first, weight, out);
+        });
         return Ok(());
     }
     bitmap_scatter_add(values, &mask_bitmap(n, fraction, seed)?, weight, out)

@@ -4,6 +4,7 @@ use rayon::prelude::*;
 
 use crate::kernels::prefetch::prefetch;
 use crate::kernels::rng::hash_u64;
+use crate::kernels::shared::run_shared;
 
 /// Bits of the magnitude key that the first histogram resolves (65 536 bins, 256 KiB, L2-resident).
 const TOP_BITS: u32 = 16;
@@ -302,41 +303,57 @@ pub fn scatter_add(values: &[f32], idx: &[u32], weight: f32, out: &mut [f32]) {
     }
 }
 
-/// [`scatter_add`] for strictly increasing `idx` (a decoded top-k selection): a large selection
-/// is cut at an index into halves that own disjoint ranges of `out`, recursively, and the halves
-/// run in parallel; below [`SERIAL_SCATTER`] indices one thread is faster than the hand-off.
+/// [`scatter_add`] for strictly increasing `idx` (a decoded top-k selection): the selection is
+/// cut at indices into pieces that own disjoint ranges of `out`, shared between this thread and
+/// the pool (see [`run_shared`]); a small one stays on this thread.
 pub fn scatter_add_sorted(values: &[f32], idx: &[u32], weight: f32, out: &mut [f32]) {
     debug_assert!(idx.windows(2).all(|w| w[0] < w[1]));
-    scatter_from(values, idx, 0, weight, out);
-}
-
-/// Selections up to this size scatter on one thread.
-const SERIAL_SCATTER: usize = 1 << 18;
-
-/// `out[i - first] += weight * v`: `out` starts at element `first` of the whole array.
-fn scatter_from(values: &[f32], idx: &[u32], first: usize, weight: f32, out: &mut [f32]) {
-    if idx.len() <= SERIAL_SCATTER {
-        const AHEAD: usize = 24;
-        let at = |i: u32| (i as usize).checked_sub(first);
-        for (j, (&v, &i)) in values.iter().zip(idx).enumerate() {
-            if let Some(later) = idx.get(j + AHEAD).and_then(|&a| out.get(at(a)?)) {
-                prefetch(std::slice::from_ref(later));
-            }
-            if let Some(o) = at(i).and_then(|i| out.get_mut(i)) {
-                *o += weight * v;
-            }
-        }
+    if idx.len() < 2 * SCATTER_PIECE {
+        scatter_from(values, idx, 0, weight, out);
         return;
     }
-    let mid = idx.len() / 2;
-    let cut = (idx[mid] as usize).clamp(first, first + out.len());
-    let (lo_out, hi_out) = out.split_at_mut(cut - first);
-    let (lo_idx, hi_idx) = idx.split_at(mid);
-    let (lo_val, hi_val) = values.split_at(mid.min(values.len()));
-    rayon::join(
-        || scatter_from(lo_val, lo_idx, first, weight, lo_out),
-        || scatter_from(hi_val, hi_idx, cut, weight, hi_out),
-    );
+    let mut tasks = Vec::with_capacity(idx.len().div_ceil(SCATTER_PIECE));
+    let (mut first, mut rest) = (0usize, out);
+    for (j, (these, ids)) in values
+        .chunks(SCATTER_PIECE)
+        .zip(idx.chunks(SCATTER_PIECE))
+        .enumerate()
+    {
+        let next = idx
+            .get((j + 1) * SCATTER_PIECE)
+            .map_or(first + rest.len(), |&i| i as usize)
+            .clamp(first, first + rest.len());
+        let (mine, later) = std::mem::take(&mut rest).split_at_mut(next - first);
+        tasks.push((first, these, ids, mine));
+        (first, rest) = (next, later);
+    }
+    run_shared(tasks, |(first, values, idx, out)| {
+        scatter_from(values, idx, first, weight, out);
+    });
+}
+
+/// Indices per piece of a parallel scatter.
+const SCATTER_PIECE: usize = 1 << 14;
+
+/// `out[i - first] += weight * v` on this thread: `out` starts at element `first` of the whole
+/// array (an index outside `out` is skipped).
+pub(crate) fn scatter_from(
+    values: &[f32],
+    idx: &[u32],
+    first: usize,
+    weight: f32,
+    out: &mut [f32],
+) {
+    const AHEAD: usize = 24;
+    let at = |i: u32| (i as usize).checked_sub(first);
+    for (j, (&v, &i)) in values.iter().zip(idx).enumerate() {
+        if let Some(later) = idx.get(j + AHEAD).and_then(|&a| out.get(at(a)?)) {
+            prefetch(std::slice::from_ref(later));
+        }
+        if let Some(o) = at(i).and_then(|i| out.get_mut(i)) {
+            *o += weight * v;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -446,11 +463,11 @@ mod tests {
 
     #[test]
     fn a_sorted_scatter_split_across_threads_adds_what_a_serial_one_adds() {
-        // More indices than one thread takes, so the halves split (recursively) at an index.
+        // Many pieces, each owning the range of `out` up to the next piece's first index.
         let mut g = SplitMix64::new(4);
         let n = 3_000_000;
         let idx: Vec<u32> = (0..n as u32).filter(|_| g.next_f64() < 0.2).collect();
-        assert!(idx.len() > 2 * SERIAL_SCATTER);
+        assert!(idx.len() > 16 * SCATTER_PIECE);
         let values: Vec<f32> = idx.iter().map(|&i| (i % 97) as f32 - 48.0).collect();
         let mut serial = vec![1.0f32; n];
         scatter_add(&values, &idx, 0.5, &mut serial);

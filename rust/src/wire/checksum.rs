@@ -1,7 +1,7 @@
 //! The frame checksum, crc32c, on all cores for large buffers: pieces are hashed in parallel and
 //! joined with zlib's crc-combine arithmetic (a shift of the left crc by the right piece's length).
 
-use rayon::prelude::*;
+use crate::kernels::shared::run_shared;
 
 /// Bytes hashed per parallel task; shorter buffers are hashed on the calling thread.
 const PIECE: usize = 1 << 20;
@@ -27,14 +27,16 @@ pub fn crc32c_append(crc: u32, data: &[u8]) -> u32 {
     if data.len() <= PIECE {
         return crc32c::crc32c_append(crc, data);
     }
-    let (tail_crc, tail_len) = data
-        .par_chunks(PIECE)
-        .map(|piece| (crc32c::crc32c(piece), piece.len()))
-        .reduce(
-            || (0, 0),
-            |(a, a_len), (b, b_len)| (combine(a, b, b_len), a_len + b_len),
-        );
-    combine(crc, tail_crc, tail_len)
+    let mut crcs = vec![0u32; data.len().div_ceil(PIECE)];
+    run_shared(
+        crcs.iter_mut().zip(data.chunks(PIECE)).collect(),
+        |(crc, piece)| *crc = crc32c::crc32c(piece),
+    );
+    crcs.iter()
+        .zip(data.chunks(PIECE))
+        .fold(crc, |acc, (&piece_crc, piece)| {
+            combine(acc, piece_crc, piece.len())
+        })
 }
 
 /// crc32c of `A` then `B` from `crc32c(A)`, `crc32c(B)` and `B`'s length: kernels that hash

@@ -110,14 +110,26 @@ pub fn encode_indices(idx: &[u32], n: usize) -> Vec<u8> {
 /// Every byte must be consumed; varints may not exceed 5 bytes or overflow u32; a bitmap must be
 /// exactly `ceil(n / 8)` bytes with no bits set at or past `n` and exactly `k` bits set.
 pub fn decode_indices(bytes: &[u8], n: usize, k: usize) -> Result<Vec<u32>> {
+    decode_indices_touching(bytes, n, k, |_| {})
+}
+
+/// [`decode_indices`], calling `touch` with each Rice-coded index as it is decoded: a scatter
+/// prefetches its target there, so the cache misses overlap the decoding instead of following
+/// it (the dense varint and bitmap codings are not touched).
+pub(crate) fn decode_indices_touching(
+    bytes: &[u8],
+    n: usize,
+    k: usize,
+    touch: impl Fn(u64) + Sync,
+) -> Result<Vec<u32>> {
     let (&tag, body) = bytes
         .split_first()
         .ok_or_else(|| CodecError::frame("index block is empty"))?;
     match tag {
         TAG_VARINT => decode_varints(body, n, k),
         TAG_BITMAP => decode_bitmap(body, n, k),
-        TAG_RICE => rice::decode(body, n, k),
-        TAG_CHUNKED_RICE => rice::decode_chunked(body, n, k),
+        TAG_RICE => rice::decode_touching(body, n, k, touch),
+        TAG_CHUNKED_RICE => rice::decode_chunked_touching(body, n, k, touch),
         other => Err(CodecError::frame(format!(
             "unknown index coding tag {other}"
         ))),

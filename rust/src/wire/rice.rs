@@ -4,6 +4,7 @@
 use rayon::prelude::*;
 
 use crate::error::{CodecError, Result};
+use crate::kernels::shared::try_run_shared;
 
 /// Largest Rice parameter tried; gaps never need more than 32 bits.
 const MAX_PARAM: u32 = 31;
@@ -185,13 +186,24 @@ pub(crate) fn param(b: u8) -> Result<u32> {
 
 /// Decodes exactly `k` strictly ascending indices below `n`; every bit is accounted for.
 pub fn decode(bytes: &[u8], n: usize, k: usize) -> Result<Vec<u32>> {
+    decode_touching(bytes, n, k, |_| {})
+}
+
+/// [`decode`], calling `touch` with each index as it is decoded (see
+/// [`crate::wire::index_coding::decode_indices_touching`]).
+pub(crate) fn decode_touching(
+    bytes: &[u8],
+    n: usize,
+    k: usize,
+    touch: impl Fn(u64),
+) -> Result<Vec<u32>> {
     let (&b, stream) = bytes
         .split_first()
         .ok_or_else(|| CodecError::frame("rice index stream has no parameter byte"))?;
     let b = param(b)?;
     check_fits(k, b, stream.len())?;
     let mut out = crate::error::try_filled(k, 0u32, "rice indices")?;
-    decode_run(stream, b, n, 0, &mut out)?;
+    decode_run(stream, b, n, 0, &mut out, &touch)?;
     Ok(out)
 }
 
@@ -219,6 +231,7 @@ pub(crate) fn decode_run(
     n: usize,
     start: u64,
     out: &mut [u32],
+    touch: &impl Fn(u64),
 ) -> Result<()> {
     let n = n as u64;
     let low_mask = (1u64 << b) - 1;
@@ -254,6 +267,7 @@ pub(crate) fn decode_run(
         if i >= n {
             return Err(out_of_range(i, n));
         }
+        touch(i);
         *o = i as u32;
         next = i + 1;
         done += 1;
@@ -267,6 +281,7 @@ pub(crate) fn decode_run(
         if i >= n {
             return Err(out_of_range(i, n));
         }
+        touch(i);
         *o = i as u32;
         next = i + 1;
     }
@@ -290,11 +305,6 @@ fn out_of_range(i: u64, n: u64) -> CodecError {
 /// Smallest and largest `log2` of the indices per block a chunked stream may declare.
 pub const MIN_BLOCK_SHIFT: u32 = 4;
 pub const MAX_BLOCK_SHIFT: u32 = 24;
-
-/// Selections from this many indices decode their blocks on all cores. Below it one thread does:
-/// the decode takes under a millisecond, and handing it to the pool costs a wake-up that, on a
-/// loaded machine, waits for the next scheduler tick (4 ms here with 8 sessions on 2 cores).
-const PARALLEL_MIN: usize = 1 << 18;
 
 /// Bytes of one block's table entry: its first index and its stream's length, both u32.
 const BLOCK_ENTRY: usize = 8;
@@ -352,6 +362,17 @@ pub fn encode_chunked(idx: &[u32], b: u32, shift: u32) -> Vec<u8> {
 /// count that fits them) before the output is allocated; every block must end exactly at its
 /// stream's end, and each block's first index must follow the previous block's last.
 pub fn decode_chunked(bytes: &[u8], n: usize, k: usize) -> Result<Vec<u32>> {
+    decode_chunked_touching(bytes, n, k, |_| {})
+}
+
+/// [`decode_chunked`], calling `touch` with each index as it is decoded (see
+/// [`crate::wire::index_coding::decode_indices_touching`]).
+pub(crate) fn decode_chunked_touching(
+    bytes: &[u8],
+    n: usize,
+    k: usize,
+    touch: impl Fn(u64) + Sync,
+) -> Result<Vec<u32>> {
     let [b, shift, rest @ ..] = bytes else {
         return Err(CodecError::frame(
             "chunked rice index stream has no parameter and block bytes",
@@ -401,18 +422,11 @@ pub fn decode_chunked(bytes: &[u8], n: usize, k: usize) -> Result<Vec<u32>> {
         if first >= n as u64 {
             return Err(out_of_range(first, n as u64));
         }
+        touch(first);
         o[0] = first as u32;
-        decode_run(stream, b, n, first + 1, &mut o[1..])
+        decode_run(stream, b, n, first + 1, &mut o[1..], &touch)
     };
-    if k < PARALLEL_MIN {
-        out.chunks_mut(block)
-            .zip(&parts)
-            .try_for_each(decode_block)?;
-    } else {
-        out.par_chunks_mut(block)
-            .zip(parts.par_iter())
-            .try_for_each(decode_block)?;
-    }
+    try_run_shared(out.chunks_mut(block).zip(&parts).collect(), decode_block)?;
     for (j, &(first, _)) in parts.iter().enumerate().skip(1) {
         if first <= u64::from(out[j * block - 1]) {
             return Err(CodecError::frame(format!(
@@ -483,10 +497,9 @@ mod tests {
     }
 
     #[test]
-    fn a_selection_past_the_parallel_threshold_decodes_on_the_pool() {
+    fn a_large_selection_decodes_its_blocks_on_the_pool() {
         let n = 3_000_000;
         let idx = sparse(n, 0.1, 7);
-        assert!(idx.len() >= PARALLEL_MIN);
         let b = best_param(&idx, n);
         let mut bytes = encode_chunked(&idx, b, 13);
         assert_eq!(decode_chunked(&bytes, n, idx.len()).unwrap(), idx);
