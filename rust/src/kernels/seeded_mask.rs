@@ -32,7 +32,7 @@ const BLOCK_ELEMS: usize = BLOCK_BYTES * 8;
 const GAPS_BELOW: f64 = 0.125;
 
 /// Gaps drawn ahead of the walk that places them.
-const GAP_BATCH: usize = 16;
+pub(crate) const GAP_BATCH: usize = 16;
 
 /// Sub-stream of the seed that draws gaps, so it never repeats the per-element draws.
 const GAP_STREAM: u64 = 0x4741_5053;
@@ -143,15 +143,11 @@ impl SeededMask {
 fn walk_gaps(seed: u64, inv_log_q: f64, block: usize, len: usize, mut select: impl FnMut(usize)) {
     let mut rng = SplitMix64::new(hash_u64(derive(seed, GAP_STREAM), block as u64));
     // Gaps are independent draws: computing a batch before walking them keeps the logarithms'
-    // latency off the walk's dependency chain.
+    // latency off the walk's dependency chain, and lets the batch run in vector lanes.
     let mut gaps = [0usize; GAP_BATCH];
     let mut j = 0usize;
     loop {
-        for g in &mut gaps {
-            let u = ((rng.next_u64() >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64);
-            // A gap past the block (or an infinite one) saturates, ending the block.
-            *g = (ln_unit(u) * inv_log_q) as usize;
-        }
+        crate::kernels::simd::draw_gaps(&mut rng, inv_log_q, &mut gaps);
         for &g in &gaps {
             j = j.saturating_add(g);
             if j >= len {
@@ -160,6 +156,18 @@ fn walk_gaps(seed: u64, inv_log_q: f64, block: usize, len: usize, mut select: im
             select(j);
             j += 1;
         }
+    }
+}
+
+/// One batch of geometric gaps: `floor(ln(u) / ln(1 - fraction))` for uniforms `u` in (0, 1)
+/// from `rng` (a gap past any block, or an infinite one, saturates).
+#[inline(always)]
+pub(crate) fn draw_gap_batch(rng: &mut SplitMix64, inv_log_q: f64, gaps: &mut [usize; GAP_BATCH]) {
+    let mut raw = [0u64; GAP_BATCH];
+    rng.next_batch(&mut raw);
+    for (g, &r) in gaps.iter_mut().zip(&raw) {
+        let u = ((r >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64);
+        *g = (ln_unit(u) * inv_log_q) as usize;
     }
 }
 
@@ -184,6 +192,7 @@ fn ln_one_minus(f: f64) -> f64 {
 
 /// `ln(u)` for a normal `u` in (0, 1]: `u = m * 2^e` with `m` in `[sqrt(1/2), sqrt(2))`, then
 /// `ln(m) = ln_series((m - 1) / (m + 1))` (so `|s| < 0.172`) in nine terms, within 1e-13 of libm.
+#[inline(always)]
 fn ln_unit(u: f64) -> f64 {
     const LN2: f64 = std::f64::consts::LN_2;
     let bits = u.to_bits();

@@ -7,6 +7,8 @@
 use std::mem::MaybeUninit;
 
 use crate::kernels::quant_chunk::{encode_chunk, ChunkBytes, AVX2_LANES, PORTABLE_LANES};
+use crate::kernels::rng::SplitMix64;
+use crate::kernels::seeded_mask::{draw_gap_batch, GAP_BATCH};
 
 /// [`encode_chunk`], built for AVX2 when the CPU has it: the same IEEE
 /// operations in the same order, so the same bytes, in wider registers.
@@ -40,12 +42,32 @@ fn quantize_chunk_avx2<'h, 'c, const B: u32>(
     encode_chunk::<B, AVX2_LANES>(x, next, first, seed, head, codes)
 }
 
+/// [`draw_gap_batch`], built for AVX-512 (with its 64-bit multiplies and conversions) when the CPU
+/// has it: the same integer and IEEE operations lane by lane, so the same gaps, eight at a time.
+#[inline]
+pub(crate) fn draw_gaps(rng: &mut SplitMix64, inv_log_q: f64, gaps: &mut [usize; GAP_BATCH]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512dq")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+    {
+        // SAFETY: the CPU supports AVX-512 F, DQ and VL (DQ and VL imply F), checked just above.
+        unsafe { draw_gaps_avx512(rng, inv_log_q, gaps) };
+        return;
+    }
+    draw_gap_batch(rng, inv_log_q, gaps);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl")]
+fn draw_gaps_avx512(rng: &mut SplitMix64, inv_log_q: f64, gaps: &mut [usize; GAP_BATCH]) {
+    draw_gap_batch(rng, inv_log_q, gaps);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::kernels::bitpack::dispatch_bits;
     use crate::kernels::bitpack::ChunkedLayout;
-    use crate::kernels::rng::SplitMix64;
     use crate::kernels::uninit::as_uninit;
     use proptest::prelude::*;
 
@@ -111,6 +133,23 @@ mod tests {
             });
             prop_assert!(portable.is_some());
             prop_assert_eq!(portable, dispatched);
+        }
+    }
+
+    #[test]
+    fn both_builds_draw_the_same_gaps() {
+        // Fractions from near 0 (gaps that saturate) to the largest that uses gaps.
+        for fraction in [1e-300, 1e-12, 0.001, 0.01, 0.1, 0.124] {
+            let inv_log_q = 1.0 / (1.0f64 - fraction).ln().min(-f64::MIN_POSITIVE);
+            for seed in 0..200 {
+                let (mut fast, mut portable) = (SplitMix64::new(seed), SplitMix64::new(seed));
+                let (mut a, mut b) = ([0usize; GAP_BATCH], [0usize; GAP_BATCH]);
+                for _ in 0..4 {
+                    draw_gaps(&mut fast, inv_log_q, &mut a);
+                    draw_gap_batch(&mut portable, inv_log_q, &mut b);
+                    assert_eq!(a, b, "fraction {fraction}, seed {seed}");
+                }
+            }
         }
     }
 
