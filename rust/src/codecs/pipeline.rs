@@ -11,7 +11,7 @@ use crate::codecs::spec::{Spec, Stage, MAX_STAGES};
 use crate::codecs::stages::{payload_len, read_stage, stage_id, write_stage};
 pub use crate::codecs::stages::{topk_count, WireStage};
 use crate::error::{CodecError, Result};
-use crate::kernels::prefetch::prefetch;
+use crate::kernels::prefetch::{prefetch, CACHED_LINES};
 use crate::kernels::rng::derive;
 use crate::kernels::seeded_mask::{mask_extract, mask_scatter_add};
 use crate::kernels::topk::{gather, scatter_add_sorted, topk_exact, topk_sampled};
@@ -532,9 +532,14 @@ fn expand(
     }
     match &ws.stage {
         Stage::TopK { .. } => {
+            // Prefetching each target as its index decodes pays while the lines it brings in
+            // stay in cache until the scatter; past that, it only evicts them again.
+            let cached = ws.count <= CACHED_LINES as u64;
             let idx = decode_indices_touching(payload, m_in, ws.count as usize, |i| {
                 if let Some(target) = usize::try_from(i).ok().and_then(|i| out.get(i)) {
-                    prefetch(std::slice::from_ref(target));
+                    if cached {
+                        prefetch(std::slice::from_ref(target));
+                    }
                 }
             })?;
             scatter_add_sorted(values, &idx, weight, out);

@@ -17,7 +17,7 @@
 use rayon::prelude::*;
 
 use crate::error::{try_filled, CodecError, Result};
-use crate::kernels::prefetch::prefetch;
+use crate::kernels::prefetch::{prefetch, CACHED_LINES};
 use crate::kernels::rng::{derive, hash_u64, SplitMix64};
 use crate::kernels::shared::run_shared;
 use crate::kernels::topk::scatter_from;
@@ -290,17 +290,18 @@ pub fn mask_scatter_add(
     if let (Rule::Gaps { inv_log_q }, Ok(_)) = (mask.rule, u32::try_from(n)) {
         // A sparse mask: its indices (4 bytes per kept element, not a bit per element) are
         // counted before anything is added, then scattered in order. Each block's indices come
-        // straight from its gaps, their targets prefetched as they are drawn, so the scatter
+        // straight from its gaps, their targets prefetched as they are drawn (while they fit in cache), so the scatter
         // finds them in cache; this thread starts at once and the pool joins as it wakes.
         let blocks = n.div_ceil(BLOCK_ELEMS);
         let mut parts: Vec<Vec<u32>> = vec![Vec::new(); blocks];
         let target: &[f32] = out;
+        let cached = values.len() <= CACHED_LINES;
         run_shared(parts.iter_mut().enumerate().collect(), |(block, idx)| {
             let first = block * BLOCK_ELEMS;
             let len = (n - first).min(BLOCK_ELEMS);
             idx.reserve((len as f64 * fraction * 1.1) as usize + 16);
             walk_gaps(seed, inv_log_q, block, len, |j| {
-                if let Some(t) = target.get(first + j) {
+                if let Some(t) = target.get(first + j).filter(|_| cached) {
                     prefetch(std::slice::from_ref(t));
                 }
                 idx.push((first + j) as u32);
