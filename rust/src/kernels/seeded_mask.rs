@@ -290,8 +290,9 @@ pub fn mask_scatter_add(
     if let (Rule::Gaps { inv_log_q }, Ok(_)) = (mask.rule, u32::try_from(n)) {
         // A sparse mask: its indices (4 bytes per kept element, not a bit per element) are
         // counted before anything is added, then scattered in order. Each block's indices come
-        // straight from its gaps, their targets prefetched as they are drawn (while they fit in cache), so the scatter
-        // finds them in cache; this thread starts at once and the pool joins as it wakes.
+        // straight from its gaps, their targets prefetched as they are drawn (while they fit in
+        // cache), so the scatter finds them there; this thread starts at once and the pool
+        // joins as it wakes.
         let blocks = n.div_ceil(BLOCK_ELEMS);
         let mut parts: Vec<Vec<u32>> = vec![Vec::new(); blocks];
         let target: &[f32] = out;
