@@ -179,6 +179,7 @@ pub fn quantize(x: &[f32], clip: f32, bits: u32, seed: &[u8; 32]) -> Result<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::rng::SplitMix64;
     use proptest::prelude::*;
 
     proptest! {
@@ -233,6 +234,75 @@ mod tests {
         let whole = quantize(&x, 1.0, 12, &seed).unwrap();
         let prefix = quantize(&x[..5 * QUANT_BLOCK + 9], 1.0, 12, &seed).unwrap();
         assert_eq!(whole[..prefix.len()], prefix[..]);
+    }
+
+    /// Inputs that reach every branch of the rounding: arbitrary finite bit patterns (subnormals,
+    /// huge values, signed zeros), uniforms over 1.5 clip, and the code grid's exact points.
+    fn awkward_inputs(n: usize, clip: f32, bits: u32, seed: u64) -> Vec<f32> {
+        let mut g = SplitMix64::new(seed);
+        let (c, top) = (f64::from(clip), (1u64 << bits) - 1);
+        let finite = |v: f64| v.clamp(-f64::from(f32::MAX), f64::from(f32::MAX)) as f32;
+        (0..n)
+            .map(|i| match i % 4 {
+                0 => {
+                    let v = f32::from_bits(g.next_u64() as u32);
+                    if v.is_finite() {
+                        v
+                    } else {
+                        -0.0
+                    }
+                }
+                1 => finite((g.next_f64() * 3.0 - 1.5) * c),
+                2 => finite(-c + g.below(top + 1) as f64 * (2.0 * c / top as f64)),
+                _ => [clip, -clip, 0.0, -0.0, f32::MIN_POSITIVE, clip * 0.999_999_9][i / 4 % 6],
+            })
+            .collect()
+    }
+
+    /// FNV-1a over the codes' little-endian bytes.
+    fn fnv(codes: &[u32]) -> u64 {
+        codes
+            .iter()
+            .flat_map(|c| c.to_le_bytes())
+            .fold(0xcbf2_9ce4_8422_2325, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+            })
+    }
+
+    #[test]
+    fn codes_are_pinned() {
+        // Computed with the first (scalar, f64) implementation: a faster one must give these bits.
+        let n = 5 * QUANT_BLOCK + 77;
+        let big = super::super::SERIAL_BELOW + 3 * QUANT_BLOCK + 5;
+        let cases: [(usize, f32, u32, u8); 7] = [
+            (n, 0.05, 16, 3),
+            (n, 1.0, 1, 0),
+            (n, 1.0, 24, 7),
+            (n, 3.7e-3, 12, 200),
+            (n, f32::MAX, 20, 1),
+            (n, 1e-30, 8, 9),
+            (big, 0.05, 16, 4),
+        ];
+        let got: Vec<(u64, [u32; 4])> = cases
+            .iter()
+            .map(|&(n, clip, bits, s)| {
+                let x = awkward_inputs(n, clip, bits, u64::from(s));
+                let mut seed = [s; 32];
+                seed[31] = 0xa5;
+                let q = quantize(&x, clip, bits, &seed).unwrap();
+                (fnv(&q), [q[0], q[1], q[2], q[n - 1]])
+            })
+            .collect();
+        let want: [(u64, [u32; 4]); 7] = [
+            (14_982_440_136_635_539_626, [0, 52456, 40171, 0]),
+            (10_491_708_208_287_161_364, [1, 1, 0, 1]),
+            (17_389_021_018_034_217_218, [16_777_215, 0, 15_112_256, 16_777_215]),
+            (8_267_263_038_530_457_303, [0, 2993, 1160, 2047]),
+            (13_488_942_532_558_003_748, [524_288, 910_869, 1_018_170, 524_287]),
+            (8_531_844_640_863_032_193, [0, 223, 67, 255]),
+            (12_071_867_633_783_182_534, [0, 65535, 56303, 32767]),
+        ];
+        assert_eq!(got, want);
     }
 
     #[test]
