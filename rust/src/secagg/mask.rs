@@ -194,23 +194,40 @@ fn mask_chunk(
 /// `pack(x + Σ ±stream_m)` in Z_2^`ring_bits`: a client's masked upload in one pass, each chunk
 /// masked and packed while it is in cache (no masked copy of the whole vector).
 pub fn mask_and_pack(x: &[u32], masks: &[Mask<'_>], ring_bits: u32, prg: Prg) -> Result<Vec<u8>> {
+    check_ring_bits(ring_bits)?;
+    let mut out = vec![0u8; packed_len(x.len(), ring_bits)];
+    mask_and_pack_into(x, masks, ring_bits, prg, &mut out)?;
+    Ok(out)
+}
+
+/// [`mask_and_pack`] into `out`, which must hold exactly `packed_len(x.len(), ring_bits)` bytes:
+/// the caller's buffer (a Python `bytes`) takes the upload with no copy.
+pub fn mask_and_pack_into(
+    x: &[u32],
+    masks: &[Mask<'_>],
+    ring_bits: u32,
+    prg: Prg,
+    out: &mut [u8],
+) -> Result<()> {
     let keep = check_ring_bits(ring_bits)?;
     refuse_oversize(x.len())?;
-    let mut out = vec![0u8; packed_len(x.len(), ring_bits)];
+    let need = packed_len(x.len(), ring_bits);
+    if out.len() != need {
+        return Err(CodecError::input(format!(
+            "{} ring elements of {ring_bits} bits take {need} bytes, the output has {}",
+            x.len(),
+            out.len()
+        )));
+    }
     let work = x.len().saturating_mul(masks.len().max(1));
     // CHUNK is a multiple of 8, so every chunk's packed bytes start on a byte.
-    each_chunk(
-        &mut out,
-        CHUNK / 8 * ring_bits as usize,
-        work,
-        |c, packed| {
-            let start = c * CHUNK;
-            let mut chunk = x[start..(start + CHUNK).min(x.len())].to_vec();
-            mask_chunk(&mut chunk, start, masks, ring_bits, prg, keep);
-            pack_serial(&chunk, ring_bits, keep, packed);
-        },
-    );
-    Ok(out)
+    each_chunk(out, CHUNK / 8 * ring_bits as usize, work, |c, packed| {
+        let start = c * CHUNK;
+        let mut chunk = x[start..(start + CHUNK).min(x.len())].to_vec();
+        mask_chunk(&mut chunk, start, masks, ring_bits, prg, keep);
+        pack_serial(&chunk, ring_bits, keep, packed);
+    });
+    Ok(())
 }
 
 /// The first `n` elements of `seed`'s mask stream under `prg` in Z_2^`ring_bits` (tests and benchmarks).
@@ -377,6 +394,9 @@ mod tests {
                 let want = super::super::pack(&two_steps, bits).unwrap();
                 let got = mask_and_pack(&x, &masks, bits, Prg::Aes128Ctr).unwrap();
                 assert_eq!(got, want, "{n} {bits}");
+                let mut into = vec![0xa5u8; want.len()];
+                mask_and_pack_into(&x, &masks, bits, Prg::Aes128Ctr, &mut into).unwrap();
+                assert_eq!(into, want, "{n} {bits} into a dirty buffer");
             }
         }
     }
@@ -397,6 +417,20 @@ mod tests {
         }
         let err = Prg::parse("chacha8").unwrap_err().to_string();
         assert!(err.contains("aes128-ctr, chacha20"), "{err}");
+    }
+
+    #[test]
+    fn an_output_of_the_wrong_length_is_refused() {
+        let seed = [1u8; 32];
+        let masks = [Mask {
+            seed: &seed,
+            negate: false,
+        }];
+        let x = [7u32; 10];
+        for len in [0, packed_len(10, 20) - 1, packed_len(10, 20) + 1] {
+            let err = mask_and_pack_into(&x, &masks, 20, Prg::Aes128Ctr, &mut vec![0u8; len]);
+            assert!(err.unwrap_err().to_string().contains("take 25 bytes"), "{len}");
+        }
     }
 
     #[test]
