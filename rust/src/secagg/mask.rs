@@ -429,7 +429,10 @@ mod tests {
         let x = [7u32; 10];
         for len in [0, packed_len(10, 20) - 1, packed_len(10, 20) + 1] {
             let err = mask_and_pack_into(&x, &masks, 20, Prg::Aes128Ctr, &mut vec![0u8; len]);
-            assert!(err.unwrap_err().to_string().contains("take 25 bytes"), "{len}");
+            assert!(
+                err.unwrap_err().to_string().contains("take 25 bytes"),
+                "{len}"
+            );
         }
     }
 

@@ -352,7 +352,14 @@ mod tests {
                 }
                 1 => finite((g.next_f64() * 3.0 - 1.5) * c),
                 2 => finite(-c + g.below(top + 1) as f64 * (2.0 * c / top as f64)),
-                _ => [clip, -clip, 0.0, -0.0, f32::MIN_POSITIVE, clip * 0.999_999_9][i / 4 % 6],
+                _ => [
+                    clip,
+                    -clip,
+                    0.0,
+                    -0.0,
+                    f32::MIN_POSITIVE,
+                    clip * 0.999_999_9,
+                ][i / 4 % 6],
             })
             .collect()
     }
@@ -394,9 +401,15 @@ mod tests {
         let want: [(u64, [u32; 4]); 7] = [
             (14_982_440_136_635_539_626, [0, 52456, 40171, 0]),
             (10_491_708_208_287_161_364, [1, 1, 0, 1]),
-            (17_389_021_018_034_217_218, [16_777_215, 0, 15_112_256, 16_777_215]),
+            (
+                17_389_021_018_034_217_218,
+                [16_777_215, 0, 15_112_256, 16_777_215],
+            ),
             (8_267_263_038_530_457_303, [0, 2993, 1160, 2047]),
-            (13_488_942_532_558_003_748, [524_288, 910_869, 1_018_170, 524_287]),
+            (
+                13_488_942_532_558_003_748,
+                [524_288, 910_869, 1_018_170, 524_287],
+            ),
             (8_531_844_640_863_032_193, [0, 223, 67, 255]),
             (12_071_867_633_783_182_534, [0, 65535, 56303, 32767]),
         ];
@@ -481,7 +494,7 @@ mod tests {
     fn the_clip_never_rounds_past_the_top_code() {
         // For these clips `2c * ((2^bits - 1) / 2c)` rounds above 2^bits - 1, so a value at the
         // clip has a fraction of about 1e-10 above the top code: zero noise would round it up.
-        for (clip, bits) in [(6.790_312_8f32, 20), (9.704_344, 24), (1.950_446_8, 16)] {
+        for (clip, bits) in [(6.790_313_f32, 20), (9.704_344, 24), (1.950_446_8, 16)] {
             let rounding = Rounding::new(clip, bits);
             let top = (1u32 << bits) - 1;
             assert!(2.0 * rounding.c * rounding.scale > f64::from(top), "{clip}");
@@ -504,12 +517,20 @@ mod tests {
             3 * QUANT_BLOCK,
             super::super::SERIAL_BELOW + 2 * QUANT_BLOCK,
         ] {
-            for (first, later) in [(0, n - 1), (37, 38), (QUANT_STEP + 5, n - 1), (n - 2, n - 1)] {
+            for (first, later) in [
+                (0, n - 1),
+                (37, 38),
+                (QUANT_STEP + 5, n - 1),
+                (n - 2, n - 1),
+            ] {
                 let mut x = vec![0.25f32; n];
                 x[first] = f32::NEG_INFINITY;
                 x[later] = f32::NAN;
                 let err = quantize(&x, 1.0, 8, &[1u8; 32]).unwrap_err().to_string();
-                assert!(err.contains(&format!("(-inf) at flat index {first}")), "{n}: {err}");
+                assert!(
+                    err.contains(&format!("(-inf) at flat index {first}")),
+                    "{n}: {err}"
+                );
             }
         }
     }
