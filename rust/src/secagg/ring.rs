@@ -42,6 +42,21 @@ pub fn packed_len(n: usize, bits: u32) -> usize {
     (n * bits as usize).div_ceil(8)
 }
 
+/// `$f::<B>(args)` with `B` the const twin of `$bits` where it lies in 1..=32, else `$other`: each
+/// ring width gets its own kernel, its shifts and byte offsets fixed at compile time.
+macro_rules! with_width {
+    ($bits:expr, $f:ident $args:tt, $other:expr) => {
+        with_width!(@arms $bits, $f $args, $other,
+            1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32)
+    };
+    (@arms $bits:expr, $f:ident $args:tt, $other:expr, $($b:literal)*) => {
+        match $bits {
+            $($b => $f::<$b> $args,)*
+            _ => $other,
+        }
+    };
+}
+
 /// Packs `values` LSB-first into `out` (exactly `packed_len(values.len(), bits)` bytes).
 ///
 /// Eight elements fill exactly `bits` bytes, so whole groups of eight go through a kernel built
@@ -51,15 +66,11 @@ pub(crate) fn pack_serial(values: &[u32], bits: u32, keep: u32, out: &mut [u8]) 
     let groups = values.len() / 8;
     let (whole, rest) = out.split_at_mut((groups * bits as usize).min(out.len()));
     let (head, tail) = values.split_at(groups * 8);
-    macro_rules! by_width {
-        ($($b:literal)*) => {
-            match bits {
-                $($b => pack_groups::<$b>(head, keep, whole),)*
-                _ => pack_bytes(head, bits, keep, whole),
-            }
-        };
-    }
-    by_width!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32);
+    with_width!(
+        bits,
+        pack_groups(head, keep, whole),
+        pack_bytes(head, bits, keep, whole)
+    );
     pack_bytes(tail, bits, keep, rest);
 }
 
@@ -142,6 +153,46 @@ fn unpack_serial(data: &[u8], bits: u32, keep: u32, count: usize, mut put: impl 
     }
 }
 
+/// `op(out[i], element i)` for the elements packed in `data` (`packed_len(out.len(), bits)` bytes):
+/// whole groups of eight through a kernel per width while their 8-byte loads stay inside
+/// `data`, the rest through [`unpack_serial`].
+fn unpack_into(data: &[u8], bits: u32, keep: u32, out: &mut [u32], op: impl Fn(&mut u32, u32)) {
+    let b = bits as usize;
+    let groups = (data.len().saturating_sub(8).checked_div(b))
+        .unwrap_or(0)
+        .min(out.len() / 8);
+    with_width!(
+        bits,
+        unpack_groups(data, keep, &mut out[..groups * 8], &op),
+        ()
+    );
+    let done = if (1..=32).contains(&bits) { groups } else { 0 };
+    let rest = &mut out[done * 8..];
+    unpack_serial(&data[done * b..], bits, keep, rest.len(), |i, v| {
+        op(&mut rest[i], v);
+    });
+}
+
+/// `op(out[i], element i)` for whole groups of eight `B`-bit elements (`B` bytes each), one
+/// unaligned 8-byte load per element; `data` runs at least 8 bytes past the last group's `B`.
+fn unpack_groups<const B: u32>(
+    data: &[u8],
+    keep: u32,
+    out: &mut [u32],
+    op: impl Fn(&mut u32, u32),
+) {
+    let b = B as usize;
+    for (g, group) in out.chunks_exact_mut(8).enumerate() {
+        let base = g * b;
+        for (i, o) in group.iter_mut().enumerate() {
+            let bit = i * b;
+            let at = base + bit / 8;
+            let word = u64::from_le_bytes(data[at..at + 8].try_into().expect("8 bytes"));
+            op(o, (word >> (bit % 8)) as u32 & keep);
+        }
+    }
+}
+
 fn check_payload(data: &[u8], bits: u32, n: usize) -> Result<u32> {
     let keep = check_ring_bits(bits)?;
     let need = packed_len(n, bits);
@@ -160,7 +211,7 @@ pub fn unpack(data: &[u8], bits: u32, n: usize) -> Result<Vec<u32>> {
     let mut out = vec![0u32; n];
     each_chunk(&mut out, PACK_BLOCK, n, |b, o| {
         let d = block(data, b, PACK_BLOCK / 8 * bits as usize);
-        unpack_serial(d, bits, keep, o.len(), |i, v| o[i] = v);
+        unpack_into(d, bits, keep, o, |o, v| *o = v);
     });
     Ok(out)
 }
@@ -171,9 +222,7 @@ pub fn add_packed(acc: &mut [u32], data: &[u8], bits: u32) -> Result<()> {
     let n = acc.len();
     each_chunk(acc, PACK_BLOCK, n, |b, o| {
         let d = block(data, b, PACK_BLOCK / 8 * bits as usize);
-        unpack_serial(d, bits, keep, o.len(), |i, v| {
-            o[i] = o[i].wrapping_add(v) & keep;
-        });
+        unpack_into(d, bits, keep, o, |o, v| *o = o.wrapping_add(v) & keep);
     });
     Ok(())
 }
