@@ -45,9 +45,9 @@ impl AesCtr {
     /// The stream of `seed` (key `seed[..16]`, initial counter `seed[16..]`) from keystream
     /// block `block` on.
     fn at(seed: &[u8; SEED_LEN], block: u64) -> Self {
-        let (key, counter) = seed.split_at(16);
-        let key: [u8; 16] = key.try_into().expect("a seed holds 32 bytes");
-        let counter: [u8; 16] = counter.try_into().expect("a seed holds 32 bytes");
+        let (mut key, mut counter) = ([0u8; 16], [0u8; 16]);
+        key.copy_from_slice(&seed[..16]);
+        counter.copy_from_slice(&seed[16..]);
         Self {
             cipher: Aes128::new(&key.into()),
             counter: u128::from_be_bytes(counter).wrapping_add(u128::from(block)),
