@@ -1018,8 +1018,16 @@ fn secagg_mask<'py>(
         .map_err(|_| CodecError::new_err("x must be a C-contiguous uint32 array"))?;
     let seeds = secagg_seeds(seeds)?;
     let masks = secagg_masks(&seeds, &signs)?;
-    let packed = py.detach(|| crate::secagg::mask_and_pack(data, &masks, ring_bits, prg))?;
-    Ok(PyBytes::new(py, &packed))
+    // Packed straight into the new bytes object (no Rust buffer, no copy), off the GIL.
+    crate::secagg::check_ring_bits(ring_bits)?;
+    let len = crate::secagg::packed_len(data.len(), ring_bits);
+    fresh_bytes(py, len, |buf| {
+        py.detach(|| {
+            let out = crate::kernels::uninit::zeroed(buf);
+            crate::secagg::mask_and_pack_into(data, &masks, ring_bits, prg, out)
+        })
+        .map_err(PyErr::from)
+    })
 }
 
 /// In place: acc += sum of sign_i * stream(seed_i) in Z_2^ring_bits under `prg` (the server removes masks).

@@ -42,7 +42,7 @@ impl QsgdParams {
     fn problem(&self) -> Option<String> {
         if !(1..=MAX_LEVELS).contains(&self.levels) {
             Some(format!("qsgd levels {} outside 1..=32767", self.levels))
-        } else if self.bucket < 8 || self.bucket % 8 != 0 {
+        } else if self.bucket < 8 || !self.bucket.is_multiple_of(8) {
             Some(format!(
                 "qsgd bucket {} is not a multiple of 8 that is >= 8",
                 self.bucket

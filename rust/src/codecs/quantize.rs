@@ -34,7 +34,7 @@ impl QuantParams {
     fn problem(&self) -> Option<String> {
         if !(1..=MAX_BITS).contains(&self.bits) {
             Some(format!("quantization bits {} outside 1..=16", self.bits))
-        } else if self.chunk < 8 || self.chunk % 8 != 0 {
+        } else if self.chunk < 8 || !self.chunk.is_multiple_of(8) {
             Some(format!(
                 "quantization chunk {} is not a multiple of 8 that is >= 8",
                 self.chunk

@@ -26,7 +26,7 @@ impl SignParams {
     }
 
     fn problem(self) -> Option<String> {
-        (self.chunk < 8 || self.chunk % 8 != 0).then(|| {
+        (self.chunk < 8 || !self.chunk.is_multiple_of(8)).then(|| {
             format!(
                 "sign chunk {} is not a multiple of 8 that is >= 8",
                 self.chunk

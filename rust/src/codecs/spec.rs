@@ -70,7 +70,7 @@ pub(crate) fn check_bits(bits: u32, lo: u32, hi: u32, what: &str) -> Result<()> 
 
 /// Refuses a chunk that is not a multiple of 8 in `8..=2^24`.
 pub(crate) fn check_chunk(chunk: usize, what: &str) -> Result<()> {
-    if chunk >= 8 && chunk % 8 == 0 && chunk <= 1 << 24 {
+    if chunk >= 8 && chunk.is_multiple_of(8) && chunk <= 1 << 24 {
         Ok(())
     } else {
         Err(CodecError::param(format!(

@@ -236,7 +236,11 @@ mod tests {
         fwht(&mut x);
         let s = 1.0 / (n as f32).sqrt();
         for j in [0usize, 1, 65_535, 65_536, 99_999, n - 1] {
-            let expected = if (i & j).count_ones() % 2 == 0 { s } else { -s };
+            let expected = if (i & j).count_ones().is_multiple_of(2) {
+                s
+            } else {
+                -s
+            };
             assert!((x[j] - expected).abs() < 1e-7);
         }
     }

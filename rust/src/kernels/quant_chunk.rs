@@ -199,7 +199,7 @@ pub(crate) fn stochastic_floor(t: f32, u: f32) -> u32 {
 /// of `uniform_pair(seed, i / 2)`, so draws do not depend on how work is split.
 #[inline]
 pub(crate) fn fill_uniforms(seed: u64, first: usize, u: &mut [f32]) {
-    debug_assert!(first % 2 == 0);
+    debug_assert!(first.is_multiple_of(2));
     for (k, pair) in u.chunks_mut(2).enumerate() {
         let (a, b) = uniform_pair(seed, (first / 2 + k) as u64);
         pair[0] = a;

@@ -91,7 +91,7 @@ impl SeededMask {
         match self.rule {
             Rule::All => {
                 words.fill(u64::MAX);
-                if len % 64 != 0 {
+                if !len.is_multiple_of(64) {
                     words[len / 64] = (1u64 << (len % 64)) - 1;
                 }
             }
@@ -339,7 +339,7 @@ fn check_bitmap(bitmap: &[u8], n: usize) -> Result<()> {
             n.div_ceil(8)
         )));
     }
-    if n % 8 != 0 && bitmap.last().is_some_and(|&b| b >> (n % 8) != 0) {
+    if !n.is_multiple_of(8) && bitmap.last().is_some_and(|&b| b >> (n % 8) != 0) {
         return Err(CodecError::frame(
             "bitmap has bits set past the last element",
         ));

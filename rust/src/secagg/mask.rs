@@ -17,12 +17,66 @@
 use super::each_chunk;
 use super::ring::{check_ring_bits, pack_serial, packed_len};
 use crate::error::{CodecError, Result};
-use aes::cipher::generic_array::GenericArray;
+use aes::cipher::{Array, BlockCipherEncrypt, KeyInit};
+use aes::Aes128;
 use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 use chacha20::ChaCha20;
 
-/// AES-128 in CTR mode with a 128-bit big-endian counter (the whole block is the counter).
-type Aes128Ctr = ctr::Ctr128BE<aes::Aes128>;
+/// Keystream bytes per block of AES.
+const AES_BLOCK: usize = 16;
+/// Counter blocks per batch handed to the cipher at once (4 KiB: one step of 4-byte elements).
+const AES_BATCH: usize = STEP * 4 / AES_BLOCK;
+
+/// AES-128 in CTR mode (NIST SP 800-38A) with a 128-bit big-endian counter (the whole block is
+/// the counter, wrapping mod 2^128): keystream block `j` is `AES_k(counter + j)`.
+///
+/// The counter blocks are written a batch at a time and encrypted in place by RustCrypto's `aes`
+/// (VAES-512, VAES-256 or AES-NI, detected at run time), so the keystream is the cipher's output
+/// with nothing to XOR. RustCrypto's `ctr` 0.10 over `aes` 0.9 ran at 6.6 GB/s on one core of
+/// this AMD EPYC, below `ctr` 0.9 over `aes` 0.8 (AES-NI only, 8.2 GB/s); batches of counter
+/// blocks through `aes` 0.9 ran at 15 GB/s. The tests check the stream against `ctr` 0.9.
+struct AesCtr {
+    cipher: Aes128,
+    /// The counter block of the next keystream block.
+    counter: u128,
+}
+
+impl AesCtr {
+    /// The stream of `seed` (key `seed[..16]`, initial counter `seed[16..]`) from keystream
+    /// block `block` on.
+    fn at(seed: &[u8; SEED_LEN], block: u64) -> Self {
+        let (mut key, mut counter) = ([0u8; 16], [0u8; 16]);
+        key.copy_from_slice(&seed[..16]);
+        counter.copy_from_slice(&seed[16..]);
+        Self {
+            cipher: Aes128::new(&key.into()),
+            counter: u128::from_be_bytes(counter).wrapping_add(u128::from(block)),
+        }
+    }
+
+    /// Writes the next `out.len() / 16` keystream blocks into `out` (whole blocks only).
+    fn fill(&mut self, out: &mut [u8]) {
+        let (blocks, rest) = Array::slice_as_chunks_mut(out);
+        debug_assert!(rest.is_empty(), "the keystream is written in whole blocks");
+        for chunk in blocks.chunks_mut(AES_BATCH) {
+            let (high, low) = ((self.counter >> 64) as u64, self.counter as u64);
+            if low.checked_add(chunk.len() as u64).is_some() {
+                // No carry into the high half inside this batch: it is one constant.
+                let high = high.to_be_bytes();
+                for (b, j) in chunk.iter_mut().zip(0u64..) {
+                    b[..8].copy_from_slice(&high);
+                    b[8..].copy_from_slice(&(low + j).to_be_bytes());
+                }
+            } else {
+                for (b, j) in chunk.iter_mut().zip(0u128..) {
+                    *b = Array(self.counter.wrapping_add(j).to_be_bytes());
+                }
+            }
+            self.counter = self.counter.wrapping_add(chunk.len() as u128);
+            self.cipher.encrypt_blocks(chunk);
+        }
+    }
+}
 
 /// The keystream a mask seed expands into; part of the SecAgg+ setup, named on the wire.
 ///
@@ -102,39 +156,44 @@ fn add_words<const W: usize, const NEG: bool>(part: &mut [u32], bytes: &[u8]) {
     }
 }
 
-/// `chunk[i] = chunk[i] ± stream[i]` for `W`-byte elements of a keystream already at the chunk's start.
-fn add_stream<const W: usize>(cipher: &mut impl StreamCipher, negate: bool, chunk: &mut [u32]) {
+/// `chunk[i] = chunk[i] ± stream[i]` for `W`-byte elements of a keystream that `keystream`
+/// writes from the chunk's start, whole 16-byte blocks at a time (the last step may make up to
+/// 15 bytes more than it uses: only a stream's end has a short step).
+fn add_stream<const W: usize>(
+    mut keystream: impl FnMut(&mut [u8]),
+    negate: bool,
+    chunk: &mut [u32],
+) {
     let mut buf = [0u8; STEP * 4];
     for part in chunk.chunks_mut(STEP) {
-        let bytes = &mut buf[..part.len() * W];
-        cipher
-            .apply_keystream_b2b(&ZEROS[..bytes.len()], bytes)
-            .expect("input and output buffers have equal lengths");
+        let len = part.len() * W;
+        keystream(&mut buf[..len.next_multiple_of(AES_BLOCK)]);
         if negate {
-            add_words::<W, true>(part, bytes);
+            add_words::<W, true>(part, &buf[..len]);
         } else {
-            add_words::<W, false>(part, bytes);
+            add_words::<W, false>(part, &buf[..len]);
         }
     }
 }
 
 /// `chunk[i] = chunk[i] ± stream[first + i]` for one seed's stream under `prg`.
 fn add_seed_stream<const W: usize>(prg: Prg, mask: &Mask<'_>, first: usize, chunk: &mut [u32]) {
+    // Chunks start at multiples of CHUNK elements, so on a whole block of keystream.
     let offset = first as u64 * W as u64;
     match prg {
         Prg::Aes128Ctr => {
-            let (key, counter) = mask.seed.split_at(16);
-            let mut cipher = Aes128Ctr::new(
-                GenericArray::from_slice(key),
-                GenericArray::from_slice(counter),
-            );
-            cipher.seek(offset);
-            add_stream::<W>(&mut cipher, mask.negate, chunk);
+            let mut cipher = AesCtr::at(mask.seed, offset / AES_BLOCK as u64);
+            add_stream::<W>(|out| cipher.fill(out), mask.negate, chunk);
         }
         Prg::ChaCha20 => {
             let mut cipher = ChaCha20::new(mask.seed.into(), &[0u8; 12].into());
             cipher.seek(offset);
-            add_stream::<W>(&mut cipher, mask.negate, chunk);
+            let keystream = |out: &mut [u8]| {
+                cipher
+                    .apply_keystream_b2b(&ZEROS[..out.len()], out)
+                    .expect("input and output buffers have equal lengths");
+            };
+            add_stream::<W>(keystream, mask.negate, chunk);
         }
     }
 }
@@ -194,23 +253,40 @@ fn mask_chunk(
 /// `pack(x + Σ ±stream_m)` in Z_2^`ring_bits`: a client's masked upload in one pass, each chunk
 /// masked and packed while it is in cache (no masked copy of the whole vector).
 pub fn mask_and_pack(x: &[u32], masks: &[Mask<'_>], ring_bits: u32, prg: Prg) -> Result<Vec<u8>> {
+    check_ring_bits(ring_bits)?;
+    let mut out = vec![0u8; packed_len(x.len(), ring_bits)];
+    mask_and_pack_into(x, masks, ring_bits, prg, &mut out)?;
+    Ok(out)
+}
+
+/// [`mask_and_pack`] into `out`, which must hold exactly `packed_len(x.len(), ring_bits)` bytes:
+/// the caller's buffer (a Python `bytes`) takes the upload with no copy.
+pub fn mask_and_pack_into(
+    x: &[u32],
+    masks: &[Mask<'_>],
+    ring_bits: u32,
+    prg: Prg,
+    out: &mut [u8],
+) -> Result<()> {
     let keep = check_ring_bits(ring_bits)?;
     refuse_oversize(x.len())?;
-    let mut out = vec![0u8; packed_len(x.len(), ring_bits)];
+    let need = packed_len(x.len(), ring_bits);
+    if out.len() != need {
+        return Err(CodecError::input(format!(
+            "{} ring elements of {ring_bits} bits take {need} bytes, the output has {}",
+            x.len(),
+            out.len()
+        )));
+    }
     let work = x.len().saturating_mul(masks.len().max(1));
     // CHUNK is a multiple of 8, so every chunk's packed bytes start on a byte.
-    each_chunk(
-        &mut out,
-        CHUNK / 8 * ring_bits as usize,
-        work,
-        |c, packed| {
-            let start = c * CHUNK;
-            let mut chunk = x[start..(start + CHUNK).min(x.len())].to_vec();
-            mask_chunk(&mut chunk, start, masks, ring_bits, prg, keep);
-            pack_serial(&chunk, ring_bits, keep, packed);
-        },
-    );
-    Ok(out)
+    each_chunk(out, CHUNK / 8 * ring_bits as usize, work, |c, packed| {
+        let start = c * CHUNK;
+        let mut chunk = x[start..(start + CHUNK).min(x.len())].to_vec();
+        mask_chunk(&mut chunk, start, masks, ring_bits, prg, keep);
+        pack_serial(&chunk, ring_bits, keep, packed);
+    });
+    Ok(())
 }
 
 /// The first `n` elements of `seed`'s mask stream under `prg` in Z_2^`ring_bits` (tests and benchmarks).
@@ -256,11 +332,8 @@ mod tests {
         match prg {
             Prg::Aes128Ctr => {
                 let (key, counter) = seed.split_at(16);
-                Aes128Ctr::new(
-                    GenericArray::from_slice(key),
-                    GenericArray::from_slice(counter),
-                )
-                .apply_keystream(&mut out);
+                ctr::Ctr128BE::<aes_v08::Aes128>::new(key.into(), counter.into())
+                    .apply_keystream(&mut out);
             }
             Prg::ChaCha20 => {
                 ChaCha20::new(seed.into(), &[0u8; 12].into()).apply_keystream(&mut out);
@@ -291,6 +364,34 @@ mod tests {
             assert_ne!(u, x);
             apply_masks(&mut u, &masks(true), 20, prg).unwrap();
             assert_eq!(u, x);
+        }
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn aes_counter_blocks_match_rustcrypto_ctr(
+            key: [u8; 16],
+            // Counters anywhere, and just below where the low half or the whole counter wraps.
+            counter in prop_oneof![
+                any::<u128>(),
+                (0u128..600).prop_map(|d| u128::from(u64::MAX) - d),
+                (0u128..600).prop_map(|d| u128::MAX - d),
+            ],
+            block in 0u64..300,
+            blocks in 0usize..600,
+        ) {
+            let seed: [u8; 32] = [key, counter.to_be_bytes()].concat().try_into().unwrap();
+            let mut want = vec![0u8; (block as usize + blocks) * AES_BLOCK];
+            ctr::Ctr128BE::<aes_v08::Aes128>::new(key[..].into(), counter.to_be_bytes()[..].into())
+                .apply_keystream(&mut want);
+            let mut got = vec![0u8; blocks * AES_BLOCK];
+            let mut cipher = AesCtr::at(&seed, block);
+            let (first, second) = got.split_at_mut(blocks / 3 * AES_BLOCK);
+            cipher.fill(first);
+            cipher.fill(second);
+            prop_assert_eq!(&got[..], &want[block as usize * AES_BLOCK..]);
         }
     }
 
@@ -377,6 +478,9 @@ mod tests {
                 let want = super::super::pack(&two_steps, bits).unwrap();
                 let got = mask_and_pack(&x, &masks, bits, Prg::Aes128Ctr).unwrap();
                 assert_eq!(got, want, "{n} {bits}");
+                let mut into = vec![0xa5u8; want.len()];
+                mask_and_pack_into(&x, &masks, bits, Prg::Aes128Ctr, &mut into).unwrap();
+                assert_eq!(into, want, "{n} {bits} into a dirty buffer");
             }
         }
     }
@@ -397,6 +501,23 @@ mod tests {
         }
         let err = Prg::parse("chacha8").unwrap_err().to_string();
         assert!(err.contains("aes128-ctr, chacha20"), "{err}");
+    }
+
+    #[test]
+    fn an_output_of_the_wrong_length_is_refused() {
+        let seed = [1u8; 32];
+        let masks = [Mask {
+            seed: &seed,
+            negate: false,
+        }];
+        let x = [7u32; 10];
+        for len in [0, packed_len(10, 20) - 1, packed_len(10, 20) + 1] {
+            let err = mask_and_pack_into(&x, &masks, 20, Prg::Aes128Ctr, &mut vec![0u8; len]);
+            assert!(
+                err.unwrap_err().to_string().contains("take 25 bytes"),
+                "{len}"
+            );
+        }
     }
 
     #[test]

@@ -91,7 +91,7 @@ pub fn interpolate(xs: &[u32], shares: &[&[u8]], at: &[u32]) -> Result<Vec<Vec<u
     }
     distinct_points(xs)?;
     let width = shares[0].len();
-    if width == 0 || width % SCALAR_LEN != 0 || shares.iter().any(|s| s.len() != width) {
+    if width == 0 || !width.is_multiple_of(SCALAR_LEN) || shares.iter().any(|s| s.len() != width) {
         return Err(CodecError::input(format!(
             "shares must all be the same non-zero multiple of {SCALAR_LEN} bytes"
         )));

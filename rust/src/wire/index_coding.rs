@@ -192,7 +192,7 @@ fn decode_bitmap(body: &[u8], n: usize, k: usize) -> Result<Vec<u32>> {
             n.div_ceil(8)
         )));
     }
-    if n % 8 != 0 && body.last().is_some_and(|&b| b >> (n % 8) != 0) {
+    if !n.is_multiple_of(8) && body.last().is_some_and(|&b| b >> (n % 8) != 0) {
         return Err(CodecError::frame("index bitmap has bits set past the end"));
     }
     let ones: usize = body.iter().map(|b| b.count_ones() as usize).sum();

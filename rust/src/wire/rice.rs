@@ -292,7 +292,7 @@ pub(crate) fn decode_run(
             stream.len() - used_bytes
         )));
     }
-    if r.pos % 8 != 0 && stream[used_bytes - 1] >> (r.pos % 8) != 0 {
+    if !r.pos.is_multiple_of(8) && stream[used_bytes - 1] >> (r.pos % 8) != 0 {
         return Err(CodecError::frame("rice index stream has non-zero padding"));
     }
     Ok(())
