@@ -424,6 +424,11 @@ def report(rows: list[Row]) -> str:
         "The server's path (decode, dense and sparse adds) at 10M and 100M with 1 and 2 threads, with CPU "
         "time and GB/s: `benches/RESULTS_server_path.md`, written by `benches/bench_server_path.py`.",
         "",
+        "`fc.decode` without `out=` writes a fresh 40 MB array, and its time is mostly the kernel faulting "
+        "those pages in: on a 2-core virtual machine two threads faulting fresh memory at once sometimes "
+        "slow to 20-50 ms a call for seconds at a time, so those rows vary from run to run. "
+        "`fc.decode(frame, out=array)` writes over an array that is already mapped and does not vary.",
+        "",
     ]
     return "\n".join([*header, *table(rows), ""])
 
