@@ -16,8 +16,6 @@ const TASK_CODES: usize = 1 << 16;
 
 /// Elements per parallel task in the chunked layout (rounded to whole chunks).
 const TASK_ELEMS: usize = 1 << 15;
-/// Payloads up to this many elements decode on the calling thread.
-const SERIAL_DECODE: usize = 1 << 18;
 
 /// Calls `$func::<B>($args)` with `B` the const twin of `$bits`, so every width gets its own
 /// monomorphised, unrolled kernel; callers check `1..=16` first.
@@ -557,24 +555,15 @@ impl ChunkedLayout {
         let (heads, codes) = bytes.split_at(out.len().div_ceil(chunk) * head);
         let per_task = (TASK_ELEMS / chunk).max(1);
         let chunk_bytes = chunk / 8 * bits as usize;
-        if out.len() <= SERIAL_DECODE {
-            // A small payload (the values a sparse frame kept): handing it to the thread pool
-            // costs more than decoding it here, and on a loaded machine, a wait for a core.
-            for ((h, c), o) in heads
-                .chunks(head)
-                .zip(codes.chunks(chunk_bytes))
-                .zip(out.chunks_mut(chunk))
-            {
-                decode(h, c, o);
-            }
-            return;
-        }
+        // A small payload (the values a sparse frame kept) decodes on this thread (see
+        // `run_shared`).
+        let elements = out.len();
         let tasks: Vec<_> = heads
             .chunks(per_task * head)
             .zip(codes.chunks(per_task * chunk_bytes))
             .zip(out.chunks_mut(per_task * chunk))
             .collect();
-        run_shared(tasks, |((h, c), o)| {
+        run_shared(tasks, elements, |((h, c), o)| {
             for ((h, c), o) in h
                 .chunks(head)
                 .zip(c.chunks(chunk_bytes))

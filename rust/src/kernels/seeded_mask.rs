@@ -297,17 +297,21 @@ pub fn mask_scatter_add(
         let mut parts: Vec<Vec<u32>> = vec![Vec::new(); blocks];
         let target: &[f32] = out;
         let cached = values.len() <= CACHED_LINES;
-        run_shared(parts.iter_mut().enumerate().collect(), |(block, idx)| {
-            let first = block * BLOCK_ELEMS;
-            let len = (n - first).min(BLOCK_ELEMS);
-            idx.reserve((len as f64 * fraction * 1.1) as usize + 16);
-            walk_gaps(seed, inv_log_q, block, len, |j| {
-                if let Some(t) = target.get(first + j).filter(|_| cached) {
-                    prefetch(std::slice::from_ref(t));
-                }
-                idx.push((first + j) as u32);
-            });
-        });
+        run_shared(
+            parts.iter_mut().enumerate().collect(),
+            values.len(),
+            |(block, idx)| {
+                let first = block * BLOCK_ELEMS;
+                let len = (n - first).min(BLOCK_ELEMS);
+                idx.reserve((len as f64 * fraction * 1.1) as usize + 16);
+                walk_gaps(seed, inv_log_q, block, len, |j| {
+                    if let Some(t) = target.get(first + j).filter(|_| cached) {
+                        prefetch(std::slice::from_ref(t));
+                    }
+                    idx.push((first + j) as u32);
+                });
+            },
+        );
         let selected: usize = parts.iter().map(Vec::len).sum();
         if selected != values.len() {
             return Err(CodecError::frame(format!(
@@ -322,7 +326,7 @@ pub fn mask_scatter_add(
             tasks.push((block * BLOCK_ELEMS, these, idx, out));
             rest = later;
         }
-        run_shared(tasks, |(first, values, idx, out)| {
+        run_shared(tasks, selected, |(first, values, idx, out)| {
             scatter_from(values, idx, first, weight, out);
         });
         return Ok(());

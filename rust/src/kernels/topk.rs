@@ -4,7 +4,7 @@ use rayon::prelude::*;
 
 use crate::kernels::prefetch::prefetch;
 use crate::kernels::rng::hash_u64;
-use crate::kernels::shared::run_shared;
+use crate::kernels::shared::{run_shared, SERIAL_BELOW};
 
 /// Bits of the magnitude key that the first histogram resolves (65 536 bins, 256 KiB, L2-resident).
 const TOP_BITS: u32 = 16;
@@ -305,10 +305,10 @@ pub fn scatter_add(values: &[f32], idx: &[u32], weight: f32, out: &mut [f32]) {
 
 /// [`scatter_add`] for strictly increasing `idx` (a decoded top-k selection): the selection is
 /// cut at indices into pieces that own disjoint ranges of `out`, shared between this thread and
-/// the pool (see [`run_shared`]); a small one stays on this thread.
+/// the pool (see [`run_shared`]); one below [`SERIAL_BELOW`] indices stays on this thread.
 pub fn scatter_add_sorted(values: &[f32], idx: &[u32], weight: f32, out: &mut [f32]) {
     debug_assert!(idx.windows(2).all(|w| w[0] < w[1]));
-    if idx.len() < 2 * SCATTER_PIECE {
+    if idx.len() < SERIAL_BELOW {
         scatter_from(values, idx, 0, weight, out);
         return;
     }
@@ -327,7 +327,7 @@ pub fn scatter_add_sorted(values: &[f32], idx: &[u32], weight: f32, out: &mut [f
         tasks.push((first, these, ids, mine));
         (first, rest) = (next, later);
     }
-    run_shared(tasks, |(first, values, idx, out)| {
+    run_shared(tasks, idx.len(), |(first, values, idx, out)| {
         scatter_from(values, idx, first, weight, out);
     });
 }
@@ -467,7 +467,7 @@ mod tests {
         let mut g = SplitMix64::new(4);
         let n = 3_000_000;
         let idx: Vec<u32> = (0..n as u32).filter(|_| g.next_f64() < 0.2).collect();
-        assert!(idx.len() > 16 * SCATTER_PIECE);
+        assert!(idx.len() > SERIAL_BELOW);
         let values: Vec<f32> = idx.iter().map(|&i| (i % 97) as f32 - 48.0).collect();
         let mut serial = vec![1.0f32; n];
         scatter_add(&values, &idx, 0.5, &mut serial);

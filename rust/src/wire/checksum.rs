@@ -28,8 +28,10 @@ pub fn crc32c_append(crc: u32, data: &[u8]) -> u32 {
         return crc32c::crc32c_append(crc, data);
     }
     let mut crcs = vec![0u32; data.len().div_ceil(PIECE)];
+    // Past one piece (1 MiB, far more bytes than `SERIAL_BELOW`), the pieces are shared.
     run_shared(
         crcs.iter_mut().zip(data.chunks(PIECE)).collect(),
+        data.len(),
         |(crc, piece)| *crc = crc32c::crc32c(piece),
     );
     crcs.iter()

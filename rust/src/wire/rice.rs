@@ -426,7 +426,7 @@ pub(crate) fn decode_chunked_touching(
         o[0] = first as u32;
         decode_run(stream, b, n, first + 1, &mut o[1..], &touch)
     };
-    try_run_shared(out.chunks_mut(block).zip(&parts).collect(), decode_block)?;
+    try_run_shared(out.chunks_mut(block).zip(&parts).collect(), k, decode_block)?;
     for (j, &(first, _)) in parts.iter().enumerate().skip(1) {
         if first <= u64::from(out[j * block - 1]) {
             return Err(CodecError::frame(format!(
@@ -500,6 +500,7 @@ mod tests {
     fn a_large_selection_decodes_its_blocks_on_the_pool() {
         let n = 3_000_000;
         let idx = sparse(n, 0.1, 7);
+        assert!(idx.len() >= crate::kernels::shared::SERIAL_BELOW);
         let b = best_param(&idx, n);
         let mut bytes = encode_chunked(&idx, b, 13);
         assert_eq!(decode_chunked(&bytes, n, idx.len()).unwrap(), idx);
