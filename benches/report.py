@@ -209,6 +209,10 @@ TORCH_TOPK = Contender("torch.topk", lambda i: torch_topk(i.x, TOPK))
 SPARSE_ADD = Contender(
     "fc.Accumulator.add (parse+decode+add)", lambda i: i.accumulator.add(i.sparse_frame, 0.5)
 )
+RANDK_ADD = Contender(
+    "fc.Accumulator.add of the randk frame (parse+decode+add)",
+    lambda i: i.accumulator.add(i.randk_frame, 0.5),
+)
 FC_DECODE = Contender("fc.decode", lambda i: fc.decode(i.quant_frame))
 FC_DECODE_OUT = Contender("fc.decode(out=array)", lambda i: fc.decode(i.quant_frame, out=i.decode_out))
 NUMPY_FWHT_F32 = Contender("numpy FWHT (float32)", lambda i: numpy_fwht(i.x_eden))
@@ -302,10 +306,7 @@ PAIRS = [
     ),
     Pair(
         "add a randk:0.01+quant:8 frame to a sum, 10M",
-        Contender(
-            "fc.Accumulator.add of the randk frame (parse+decode+add)",
-            lambda i: i.accumulator.add(i.randk_frame, 0.5),
-        ),
+        RANDK_ADD,
         Contender(
             "np.add.at of decoded values at the mask's indices",
             lambda i: np.add.at(i.numpy_sum, i.randk_indices, np.float32(0.5) * i.randk_values),
@@ -313,10 +314,7 @@ PAIRS = [
     ),
     Pair(
         "add a randk:0.01+quant:8 frame to a sum, 10M",
-        Contender(
-            "fc.Accumulator.add of the randk frame (parse+decode+add)",
-            lambda i: i.accumulator.add(i.randk_frame, 0.5),
-        ),
+        RANDK_ADD,
         Contender(
             "numpy regenerating a seeded 1% mask: geometric gaps, cumsum, np.add.at",
             lambda i: numpy_randk_add(i.numpy_sum, 0.01, 1, i.randk_values, 0.5),

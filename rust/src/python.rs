@@ -269,11 +269,12 @@ fn decode_over<'py>(
         }
     };
     let parsed = py.detach(|| ParsedFrame::parse(frame, max_elements))?;
-    if array.shape() != to_usize_shape(&parsed.header.shape).as_slice() {
+    let shape = to_usize_shape(&parsed.header.shape);
+    if array.shape() != shape.as_slice() {
         return Err(CodecError::new_err(format!(
             "out has shape {}, the frame holds {}",
             py_shape(array.shape()),
-            py_shape(&to_usize_shape(&parsed.header.shape))
+            py_shape(&shape)
         )));
     }
     if !array.is_c_contiguous() {

@@ -59,7 +59,7 @@ pub trait Codec: fmt::Debug + Send + Sync + 'static {
     /// Writes the decoded payload into `out`, whatever it held. The default zeroes `out` and adds;
     /// a codec that can write each value once overrides it (decode is then one pass).
     fn decode_into(&self, payload: &[u8], seed: u64, out: &mut [f32]) -> Result<()> {
-        out.par_chunks_mut(1 << 16).for_each(|c| c.fill(0.0));
+        fill_zeros(out);
         self.decode_add(payload, seed, 1.0, out)
     }
 
@@ -82,6 +82,11 @@ pub trait Codec: fmt::Debug + Send + Sync + 'static {
     fn growth(&self) -> f64 {
         1.01
     }
+}
+
+/// Zeroes `out` on all cores (a decode that adds into it, or a refused one, starts from there).
+pub(crate) fn fill_zeros(out: &mut [f32]) {
+    out.par_chunks_mut(1 << 16).for_each(|c| c.fill(0.0));
 }
 
 /// What the registry knows of a codec before there is one: its wire id, the names a spec may

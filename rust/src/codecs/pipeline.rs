@@ -5,6 +5,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use crate::codecs::codec::fill_zeros;
 pub use crate::codecs::input::check_input;
 use crate::codecs::input::{check_finite, check_shape, SCAN_BLOCK};
 use crate::codecs::spec::{Spec, Stage, MAX_STAGES};
@@ -483,11 +484,6 @@ impl<'a> ParsedFrame<'a> {
             _ => self.add_into(1.0, out),
         }
     }
-}
-
-/// Zeroes `out` on all cores.
-fn fill_zeros(out: &mut [f32]) {
-    out.par_chunks_mut(1 << 16).for_each(|c| c.fill(0.0));
 }
 
 /// The first sparsifier of a frame, ready to add its kept values back.
