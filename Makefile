@@ -14,7 +14,7 @@ OLDEST_PYTHON ?= $(shell for p in $$(pyenv root 2>/dev/null)/versions/3.10*/bin/
 	"$$p" --version >/dev/null 2>&1 && { command -v "$$p"; break; }; done)
 OLD_VENV := .venv-py310
 
-RUST_SOURCES := $(shell find rust/src -name '*.rs') Cargo.toml
+RUST_SOURCES := $(shell find rust/src -name '*.rs') Cargo.toml .cargo/config.toml
 PY_META := pyproject.toml
 
 .PHONY: help sim study test lint rust-test py-test bench bench-rust fuzz fuzz-million clean test-oldest-python

@@ -28,8 +28,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3, help="pairs of runs (plain, secure), alternating")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--model", default="mlp")
+    parser.add_argument("--neighbors", type=int, default=None, help="SecAgg+ degree k (default: chosen)")
     args = parser.parse_args()
-    job = FLConfig(rounds=args.rounds, workers=args.workers)
+    job = FLConfig(
+        rounds=args.rounds,
+        workers=args.workers,
+        dataset=args.dataset,
+        model=args.model,
+        secagg_neighbors=args.neighbors,
+    )
     walls: dict[bool, list[float]] = {False: [], True: []}
     cpu: dict[bool, list[float]] = {False: [], True: []}  # this (the server's) process, whole runs
     secure: list[dict[str, Any]] = []
@@ -41,7 +50,10 @@ def main() -> None:
             walls[secagg] += [r.wall_s for r in result.records[1:]]  # round 1 warms the workers up
             secure += [r.secagg for r in result.records[1:] if r.secagg is not None]
     plain, sec = statistics.median(walls[False]), statistics.median(walls[True])
-    print(f"job: FLConfig(rounds={args.rounds}, workers={args.workers}) (digits, 100 clients, 10 per round)")
+    print(
+        f"job: FLConfig(rounds={args.rounds}, workers={args.workers}, dataset={args.dataset!r}, "
+        f"model={args.model!r}, secagg_neighbors={args.neighbors}) (100 clients, 10 per round)"
+    )
     print(
         f"round wall median (rounds 2..): plain {plain:.4f} s, --secagg {sec:.4f} s, ratio {sec / plain:.2f}x"
     )

@@ -1,12 +1,15 @@
-//! Criterion throughput of the secure-aggregation kernels: mask streams, masking, packing, quantizing.
+//! Criterion throughput of the secure-aggregation kernels: mask streams, masking, packing, quantizing,
+//! a client's whole upload, and key agreement beside x25519-dalek's ladder.
 //!
 //! Run with `RAYON_NUM_THREADS=1` for per-core numbers (benches/bench_secagg.py does, beside numpy).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fedcodec::secagg::{
-    add_packed, apply_masks, derive_scalar, mask_stream, pack, quantize, Mask, Prg,
+    add_packed, agree, apply_masks, derive_scalar, mask_stream, pack, packed_len, public_key,
+    quantize, quantize_mask_and_pack_into, Mask, Prg,
 };
 use std::hint::black_box;
+use x25519_dalek::{PublicKey, StaticSecret};
 
 const N: usize = 1 << 20;
 
@@ -50,8 +53,42 @@ fn masks(c: &mut Criterion) {
     g.bench_function("quantize 1M f32 to 16 bits", |b| {
         b.iter(|| quantize(black_box(&floats), 1.0, 16, &seed).unwrap());
     });
+    let mut upload = vec![0u8; packed_len(N, 23)];
+    g.bench_function(
+        "a client's upload: round 1M f32 to 16 bits, 11 masks, pack at 23 bits",
+        |b| {
+            b.iter(|| {
+                quantize_mask_and_pack_into(
+                    black_box(&floats),
+                    1.0,
+                    16,
+                    &seed,
+                    &list,
+                    23,
+                    Prg::Aes128Ctr,
+                    &mut upload,
+                )
+                .unwrap();
+            });
+        },
+    );
     g.finish();
 }
 
-criterion_group!(benches, masks);
+fn agreements(c: &mut Criterion) {
+    let me = derive_scalar(b"bench", b"me");
+    let peer = public_key(&derive_scalar(b"bench", b"peer"));
+    let mut g = c.benchmark_group("secagg key agreement");
+    g.bench_function("agree (X25519 through Edwards + HKDF)", |b| {
+        b.iter(|| agree(black_box(&me), &peer, b"pair").unwrap());
+    });
+    g.bench_function("x25519-dalek's Montgomery ladder (no HKDF)", |b| {
+        let secret = StaticSecret::from(me);
+        let public = PublicKey::from(peer);
+        b.iter(|| black_box(&secret).diffie_hellman(&public));
+    });
+    g.finish();
+}
+
+criterion_group!(benches, masks, agreements);
 criterion_main!(benches);

@@ -127,6 +127,7 @@ def centered_clip(
     tau: float,
     iters: int = 1,
 ) -> NDArray[np.float32]: ...
+
 # ---- Secure aggregation (rust/src/secagg/) ----
 
 __all__ += [
@@ -136,6 +137,7 @@ __all__ += [
     "secagg_apply_masks",
     "secagg_derive_scalar",
     "secagg_interpolate",
+    "secagg_key_faults",
     "secagg_mask",
     "secagg_mask_stream",
     "secagg_open",
@@ -143,9 +145,9 @@ __all__ += [
     "secagg_prgs",
     "secagg_public_key",
     "secagg_quantize",
+    "secagg_quantize_mask",
     "secagg_seal",
     "secagg_share",
-    "secagg_small_order",
     "secagg_unpack",
 ]
 
@@ -160,6 +162,16 @@ def secagg_quantize(x: NDArray[np.float32], clip: float, bits: int, seed: bytes)
 def secagg_mask(
     x: NDArray[np.uint32], seeds: list[bytes], signs: list[int], ring_bits: int, prg: str
 ) -> bytes: ...
+def secagg_quantize_mask(
+    x: NDArray[np.float32],
+    clip: float,
+    bits: int,
+    rounding_seed: bytes,
+    seeds: list[bytes],
+    signs: list[int],
+    ring_bits: int,
+    prg: str,
+) -> bytes: ...
 def secagg_apply_masks(
     acc: NDArray[np.uint32], seeds: list[bytes], signs: list[int], ring_bits: int, prg: str
 ) -> None: ...
@@ -169,4 +181,4 @@ def secagg_unpack(payload: bytes, ring_bits: int, n: int) -> NDArray[np.uint32]:
 def secagg_mask_stream(seed: bytes, n: int, ring_bits: int, prg: str) -> NDArray[np.uint32]: ...
 def secagg_prgs() -> list[str]: ...
 def secagg_agree_many(secret: bytes, peer_publics: list[bytes], info: bytes) -> list[bytes]: ...
-def secagg_small_order(publics: list[bytes]) -> list[bool]: ...
+def secagg_key_faults(publics: list[bytes]) -> list[str | None]: ...

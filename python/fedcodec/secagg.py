@@ -9,6 +9,7 @@ from fedcodec._fedcodec import secagg_agree_many as agree_many
 from fedcodec._fedcodec import secagg_apply_masks as apply_masks
 from fedcodec._fedcodec import secagg_derive_scalar as derive_scalar
 from fedcodec._fedcodec import secagg_interpolate as interpolate
+from fedcodec._fedcodec import secagg_key_faults as key_faults
 from fedcodec._fedcodec import secagg_mask as mask
 from fedcodec._fedcodec import secagg_mask_stream as mask_stream
 from fedcodec._fedcodec import secagg_open as open_sealed
@@ -16,9 +17,9 @@ from fedcodec._fedcodec import secagg_pack as pack
 from fedcodec._fedcodec import secagg_prgs as prgs
 from fedcodec._fedcodec import secagg_public_key as public_key
 from fedcodec._fedcodec import secagg_quantize as quantize
+from fedcodec._fedcodec import secagg_quantize_mask as quantize_mask
 from fedcodec._fedcodec import secagg_seal as seal
 from fedcodec._fedcodec import secagg_share as share
-from fedcodec._fedcodec import secagg_small_order as small_order
 from fedcodec._fedcodec import secagg_unpack as unpack
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "apply_masks",
     "derive_scalar",
     "interpolate",
+    "key_faults",
     "mask",
     "mask_stream",
     "open_sealed",
@@ -35,8 +37,8 @@ __all__ = [
     "prgs",
     "public_key",
     "quantize",
+    "quantize_mask",
     "seal",
     "share",
-    "small_order",
     "unpack",
 ]

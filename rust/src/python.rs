@@ -1031,6 +1031,45 @@ fn secagg_mask<'py>(
     })
 }
 
+/// quantize(x, clip, bits, rounding_seed) masked like `secagg_mask`, in one pass: the codes never exist whole.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn secagg_quantize_mask<'py>(
+    py: Python<'py>,
+    x: PyReadonlyArray1<'py, f32>,
+    clip: f32,
+    bits: u32,
+    rounding_seed: &[u8],
+    seeds: Vec<Vec<u8>>,
+    signs: Vec<i8>,
+    ring_bits: u32,
+    prg: &str,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let prg = crate::secagg::Prg::parse(prg)?;
+    let data = flat(&x)?;
+    let rounding_seed = secagg_key(rounding_seed, "rounding seed")?;
+    let seeds = secagg_seeds(seeds)?;
+    let masks = secagg_masks(&seeds, &signs)?;
+    crate::secagg::check_ring_bits(ring_bits)?;
+    let len = crate::secagg::packed_len(data.len(), ring_bits);
+    fresh_bytes(py, len, |buf| {
+        py.detach(|| {
+            let out = crate::kernels::uninit::zeroed(buf);
+            crate::secagg::quantize_mask_and_pack_into(
+                data,
+                clip,
+                bits,
+                &rounding_seed,
+                &masks,
+                ring_bits,
+                prg,
+                out,
+            )
+        })
+        .map_err(PyErr::from)
+    })
+}
+
 /// In place: acc += sum of sign_i * stream(seed_i) in Z_2^ring_bits under `prg` (the server removes masks).
 #[pyfunction]
 fn secagg_apply_masks(
@@ -1109,12 +1148,12 @@ fn secagg_prgs() -> Vec<&'static str> {
     crate::secagg::Prg::ALL.iter().map(|p| p.name()).collect()
 }
 
-/// For each public key, whether it has small order (every X25519 agreement with it gives zero).
+/// For each public key, why X25519 with it is refused (off the curve, or small order), or None.
 #[pyfunction]
-fn secagg_small_order(publics: Vec<Vec<u8>>) -> PyResult<Vec<bool>> {
+fn secagg_key_faults(publics: Vec<Vec<u8>>) -> PyResult<Vec<Option<&'static str>>> {
     publics
         .iter()
-        .map(|p| Ok(crate::secagg::is_small_order(&secagg_key(p, "public key")?)))
+        .map(|p| Ok(crate::secagg::key_fault(&secagg_key(p, "public key")?)))
         .collect()
 }
 
@@ -1145,6 +1184,7 @@ fn register_secagg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(secagg_interpolate, m)?)?;
     m.add_function(wrap_pyfunction!(secagg_quantize, m)?)?;
     m.add_function(wrap_pyfunction!(secagg_mask, m)?)?;
+    m.add_function(wrap_pyfunction!(secagg_quantize_mask, m)?)?;
     m.add_function(wrap_pyfunction!(secagg_apply_masks, m)?)?;
     m.add_function(wrap_pyfunction!(secagg_add_packed, m)?)?;
     m.add_function(wrap_pyfunction!(secagg_pack, m)?)?;
@@ -1152,6 +1192,6 @@ fn register_secagg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(secagg_mask_stream, m)?)?;
     m.add_function(wrap_pyfunction!(secagg_prgs, m)?)?;
     m.add_function(wrap_pyfunction!(secagg_agree_many, m)?)?;
-    m.add_function(wrap_pyfunction!(secagg_small_order, m)?)?;
+    m.add_function(wrap_pyfunction!(secagg_key_faults, m)?)?;
     Ok(())
 }

@@ -126,3 +126,45 @@ def test_stochastic_rounding_is_unbiased_clipped_and_seeded() -> None:
     np.testing.assert_array_equal(edges, [0, 15])
     with pytest.raises(CodecError, match="non-finite"):
         secagg.quantize(np.array([np.nan], dtype=np.float32), 1.0, 4, seed)
+
+
+@pytest.mark.parametrize("prg", secagg.prgs())
+def test_rounding_and_masking_in_one_pass_uploads_the_same_bytes(prg: str) -> None:
+    rng = np.random.default_rng(4)
+    seed = secagg.derive_scalar(b"r", b"one pass")
+    seeds = [secagg.derive_scalar(b"m", b"%d" % i) for i in range(4)]
+    signs = [1, -1, 1, -1]
+    for n in (0, 7, 70_001):  # the last spans several parallel chunks
+        x = (rng.standard_normal(n) * 0.02).astype(np.float32)
+        for bits, ring_bits in ((8, 12), (16, 23), (24, 32)):
+            two_calls = secagg.mask(secagg.quantize(x, 0.05, bits, seed), seeds, signs, ring_bits, prg)
+            assert secagg.quantize_mask(x, 0.05, bits, seed, seeds, signs, ring_bits, prg) == two_calls
+
+
+def test_rounding_and_masking_in_one_pass_refuses_what_either_step_refuses() -> None:
+    seed, masks = secagg.derive_scalar(b"r", b"s"), [secagg.derive_scalar(b"m", b"0")]
+    x = np.zeros(50_000, dtype=np.float32)
+    x[40_123] = np.inf
+    with pytest.raises(CodecError, match="non-finite value \\(inf\\) at flat index 40123"):
+        secagg.quantize_mask(x, 1.0, 8, seed, masks, [1], 16, "aes128-ctr")
+    with pytest.raises(CodecError, match="do not fit a ring of 12 bits"):
+        secagg.quantize_mask(x[:10], 1.0, 16, seed, masks, [1], 12, "aes128-ctr")
+    with pytest.raises(CodecError, match="clip must be finite"):
+        secagg.quantize_mask(x[:10], 0.0, 8, seed, masks, [1], 16, "aes128-ctr")
+    with pytest.raises(CodecError, match="rounding seed"):
+        secagg.quantize_mask(x[:10], 1.0, 8, b"short", masks, [1], 16, "aes128-ctr")
+
+
+def test_a_key_off_the_curve_or_of_small_order_is_faulted_and_refused() -> None:
+    me = secagg.derive_scalar(b"me", b"k")
+    honest = secagg.public_key(secagg.derive_scalar(b"peer", b"k"))
+    candidates = [secagg.derive_scalar(b"raw", bytes([i])) for i in range(32)]  # about half lie on the twist
+    faults = secagg.key_faults([honest, bytes(32), *candidates])
+    assert faults[:2] == [None, "it has small order (non-contributory X25519 agreement)"]
+    twist = [k for k, fault in zip(candidates, faults[2:], strict=True) if fault is not None]
+    assert 4 <= len(twist) <= 28
+    for key in twist:
+        with pytest.raises(CodecError, match="not on Curve25519"):
+            secagg.agree(me, key, b"x")
+    for key in (k for k in candidates if k not in twist):
+        assert len(secagg.agree(me, key, b"x")) == 32

@@ -22,6 +22,7 @@ import fedcodec as fc
 from fedcore.protocol import Reply, Task
 from fedcore.protocol.transport import RoundOutcome
 from fedcore.records import RoundRecord
+from fedcore.secure.encoding import ring_codes
 from fedcore.secure.party import SecureParty
 from fedcore.secure.round import SecureSettings, SecureSumResult, SecureTransport
 from fedcore.secure.update import ring_input, ring_sum
@@ -96,7 +97,8 @@ def _run_round(tmp_path: Path, modes: dict[int, str], clients: int = 5) -> Round
 def _expected(included: list[int], answered: list[int]) -> tuple[np.ndarray, float]:
     """The plain sum of the included clients' ring inputs, decoded: what the unmasked sum must equal."""
     announced = SETTINGS.announce(0, tuple(sorted(answered)))
-    codes = sum(ring_input(update(c), examples(c), announced, c).astype(np.uint64) for c in included)
+    inputs = [ring_codes(ring_input(update(c), examples(c), announced, c)) for c in included]
+    codes = sum(x.astype(np.uint64) for x in inputs)
     assert isinstance(codes, np.ndarray)
     total = (codes % (1 << announced.setup.ring_bits)).astype(np.uint32)
     delta, weight = ring_sum(total, len(included), N, announced)

@@ -13,7 +13,9 @@ from fedcore.secure import (
     decode_sum,
     encode_update,
     encoded_length,
+    run_secagg_round,
     secure_sum,
+    unrounded_update,
 )
 
 
@@ -38,6 +40,22 @@ def test_secure_sum_matches_the_clipped_float_sum() -> None:
     step = 2.0 / config.levels
     assert np.max(np.abs(total - want)) <= len(survivors) * step
     assert report.upload_bytes == (3000 * config.ring_bits + 7) // 8
+
+
+def test_an_update_rounded_while_it_is_masked_sums_like_its_codes() -> None:
+    rng = np.random.default_rng(5)
+    config = RingConfig(clip=0.5, bits=12, max_clients=8, seed=2)
+    updates = {c: (rng.standard_normal(40_000) * 0.2).astype(np.float32) for c in range(8)}
+    unrounded = {c: unrounded_update(x, config, bytes([c]) * 32) for c, x in updates.items()}
+    codes = {c: encode_update(x, config, bytes([c]) * 32) for c, x in updates.items()}
+    assert all(np.array_equal(unrounded[c].codes(), codes[c]) for c in updates)
+    params, drop = SecAggParams(4, 3, "test"), {"mask": [3]}
+    fused = run_secagg_round(unrounded, params, config.ring_bits, drop=drop)
+    plain = run_secagg_round(codes, params, config.ring_bits, drop=drop)
+    assert fused.result.included == plain.result.included
+    np.testing.assert_array_equal(fused.result.total, plain.result.total)
+    summed = sum(codes[c].astype(np.uint64) for c in fused.result.included)
+    np.testing.assert_array_equal(fused.result.total, summed % (1 << config.ring_bits))
 
 
 def test_rotation_and_random_k_compose_linearly() -> None:

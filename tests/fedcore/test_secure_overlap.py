@@ -14,6 +14,7 @@ import fedcodec as fc
 from fedcore.config import FLConfig
 from fedcore.protocol import Failure, Reply, Task
 from fedcore.protocol.transport import AggregatorFactory, RoundOutcome, fold_in_order
+from fedcore.secure.encoding import ring_codes
 from fedcore.secure.round import SecureSettings, SecureSumResult, SecureTransport, StageAnswers, TrainsWhile
 from fedcore.secure.update import ring_input, ring_sum
 from fedcore.secure.wire import ServerMessage
@@ -87,7 +88,8 @@ def _round(fails: frozenset[int] = frozenset()) -> tuple[RoundOutcome, list[str]
 def _expected(included: list[int]) -> tuple[np.ndarray, float]:
     """The included clients' ring inputs summed in the clear and decoded: what the secure sum must equal."""
     announced = SETTINGS.announce(0, tuple(included))
-    codes = sum(ring_input(update(c), examples(c), announced, c).astype(np.uint64) for c in included)
+    inputs = [ring_codes(ring_input(update(c), examples(c), announced, c)) for c in included]
+    codes = sum(x.astype(np.uint64) for x in inputs)
     assert isinstance(codes, np.ndarray)
     total = (codes % (1 << announced.setup.ring_bits)).astype(np.uint32)
     delta, weight = ring_sum(total, len(included), N, announced)

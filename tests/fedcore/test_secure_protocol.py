@@ -128,13 +128,19 @@ def test_a_revealed_share_that_does_not_match_names_its_holder() -> None:
     np.testing.assert_array_equal(result.total, _plain(codes, result.included))
 
 
-def test_a_small_order_public_key_is_refused_and_named() -> None:
+def test_a_small_order_or_twist_public_key_is_refused_and_named() -> None:
     setup = make_setup(tuple(range(6)), 8, SecAggParams(5, 3, "complete graph of 6"), RING)
     adverts = [start_client(setup, c).advertise()[0] for c in setup.clients]
+    raw = [secagg.derive_scalar(b"raw", bytes([i])) for i in range(32)]
+    twist = next(k for k, fault in zip(raw, secagg.key_faults(raw), strict=True) if fault is not None)
     adverts[4] = replace(adverts[4], mask_public=bytes(32))
+    adverts[1] = replace(adverts[1], enc_public=twist)
     keys, stage2 = start_server(setup).collect(adverts)
-    assert 4 not in keys
-    assert [f.client for f in stage2.flagged] == [4]
+    assert sorted(keys) == [0, 2, 3, 5]
+    assert {f.client: f.reason for f in stage2.flagged} == {
+        1: "advertised an unusable public key: it is not on Curve25519 (a point of its twist)",
+        4: "advertised an unusable public key: it has small order (non-contributory X25519 agreement)",
+    }
 
 
 def test_setup_refuses_a_threshold_above_the_degree() -> None:

@@ -8,7 +8,17 @@ beside them. Cryptography is in Rust (`fedcodec.secagg`).
 
 from fedcore.secure.aggregator import ModularSum
 from fedcore.secure.client import ClientAdvertise, ClientMask, ClientShare, ClientUnmask, start_client
-from fedcore.secure.encoding import RingConfig, decode_mean, decode_sum, encode_update, encoded_length
+from fedcore.secure.encoding import (
+    RingConfig,
+    RingElements,
+    Unrounded,
+    decode_mean,
+    decode_sum,
+    encode_update,
+    encoded_length,
+    ring_codes,
+    unrounded_update,
+)
 from fedcore.secure.graph import all_neighbours, neighbours
 from fedcore.secure.messages import (
     AdvertiseKeys,
@@ -43,6 +53,7 @@ __all__ = [
     "NeighbourKeys",
     "RevealedShare",
     "RingConfig",
+    "RingElements",
     "RoundReport",
     "RoundSetup",
     "SecAggAbort",
@@ -56,6 +67,7 @@ __all__ = [
     "ShareKeys",
     "UnmaskRequest",
     "UnmaskResponse",
+    "Unrounded",
     "all_neighbours",
     "choose_params",
     "decode_mean",
@@ -64,8 +76,10 @@ __all__ = [
     "encoded_length",
     "make_setup",
     "neighbours",
+    "ring_codes",
     "run_secagg_round",
     "secure_sum",
     "start_client",
     "start_server",
+    "unrounded_update",
 ]

@@ -11,9 +11,9 @@ import secrets
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from numpy.typing import NDArray
 
 from fedcodec import CodecError, secagg
+from fedcore.secure.encoding import RingElements, Unrounded
 from fedcore.secure.graph import neighbours
 from fedcore.secure.messages import (
     AdvertiseKeys,
@@ -150,12 +150,17 @@ class ClientMask:
             return self
         return replace(self, pair_seeds=seeds)
 
-    def mask(self, delivery: ShareDelivery, codes: NDArray[np.uint32]) -> tuple[MaskedInput, ClientUnmask]:
-        """The masked upload of `codes` (ring elements) and the neighbours whose sealed shares failed."""
+    def mask(self, delivery: ShareDelivery, elements: RingElements) -> tuple[MaskedInput, ClientUnmask]:
+        """The masked upload of `elements` (codes, or an update rounded on the way) and the neighbours
+        whose sealed shares failed."""
         setup = self.setup
-        if codes.shape != (setup.length,) or codes.dtype != np.uint32:
+        values = elements.values if isinstance(elements, Unrounded) else elements
+        kind = np.float32 if isinstance(elements, Unrounded) else np.uint32
+        if values.shape != (setup.length,) or values.dtype != kind:
+            what = "update" if kind == np.float32 else "codes"
             raise ValueError(
-                f"codes must be a uint32 vector of length {setup.length}, got {codes.dtype} {codes.shape}"
+                f"{what} must be a {np.dtype(kind)} vector of length {setup.length}, "
+                f"got {values.dtype} {values.shape}"
             )
         held: dict[int, bytes] = {}
         bad: list[int] = []
@@ -188,7 +193,13 @@ class ClientMask:
         )
         seeds = [self.keys.self_seed, *(pair_seeds[v] for v in senders)]
         signs = [1, *(1 if self.me < v else -1 for v in senders)]
-        payload = secagg.mask(codes, seeds, signs, setup.ring_bits, setup.prg)
+        if isinstance(elements, Unrounded):
+            e = elements
+            payload = secagg.quantize_mask(
+                e.values, e.clip, e.bits, e.seed, seeds, signs, setup.ring_bits, setup.prg
+            )
+        else:
+            payload = secagg.mask(elements, seeds, signs, setup.ring_bits, setup.prg)
         message = MaskedInput(self.me, payload, tuple(sorted(set(bad))))
         return message, ClientUnmask(setup, self.me, held, frozenset(senders))
 

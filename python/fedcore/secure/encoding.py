@@ -14,7 +14,18 @@ from numpy.typing import NDArray
 
 from fedcodec import kernels, secagg
 
-__all__ = ["RingConfig", "decode_mean", "decode_sum", "encode_update", "encoded_length", "ring_margin"]
+__all__ = [
+    "RingConfig",
+    "RingElements",
+    "Unrounded",
+    "decode_mean",
+    "decode_sum",
+    "encode_update",
+    "encoded_length",
+    "ring_codes",
+    "ring_margin",
+    "unrounded_update",
+]
 
 
 @dataclass(frozen=True)
@@ -111,9 +122,47 @@ def _transform(x: NDArray[np.float32], config: RingConfig) -> NDArray[np.float32
     return y
 
 
+@dataclass(frozen=True)
+class Unrounded:
+    """A client's update one step short of the ring: its transformed floats and the rounding that makes codes.
+
+    `ClientMask.mask` rounds, masks and packs it in one pass (`secagg.quantize_mask`), so a client's codes
+    never exist as an array (1M of them are 4 MB of fresh memory a round); `codes()` makes them where they
+    are needed whole (distributed DP adds its noise share to them).
+    """
+
+    values: NDArray[np.float32]
+    clip: float
+    bits: int
+    seed: bytes  # the client's 32-byte rounding stream key
+
+    @property
+    def size(self) -> int:
+        """Ring elements the update becomes."""
+        return int(self.values.size)
+
+    def codes(self) -> NDArray[np.uint32]:
+        """The codes in 0..=2^bits-1, as `encode_update` gives them."""
+        return secagg.quantize(self.values, self.clip, self.bits, self.seed)
+
+
+# What a client masks: its codes, or an update still to be rounded (the same codes either way).
+RingElements = NDArray[np.uint32] | Unrounded
+
+
+def ring_codes(elements: RingElements) -> NDArray[np.uint32]:
+    """The codes of `elements`, rounded now if they are still an update."""
+    return elements.codes() if isinstance(elements, Unrounded) else elements
+
+
+def unrounded_update(x: NDArray[np.float32], config: RingConfig, rounding_seed: bytes) -> Unrounded:
+    """`encode_update` up to the rounding, which the masking then does in the same pass."""
+    return Unrounded(_transform(x, config), config.clip, config.bits, rounding_seed)
+
+
 def encode_update(x: NDArray[np.float32], config: RingConfig, rounding_seed: bytes) -> NDArray[np.uint32]:
     """A client's update as codes in 0..=2^bits-1 (rounding noise from its own 32-byte seed)."""
-    return secagg.quantize(_transform(x, config), config.clip, config.bits, rounding_seed)
+    return unrounded_update(x, config, rounding_seed).codes()
 
 
 def decode_sum(total: NDArray[np.uint32], count: int, n: int, config: RingConfig) -> NDArray[np.float32]:

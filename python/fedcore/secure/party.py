@@ -78,8 +78,9 @@ class SecureParty:
             held = self._held.pop(round_num, None)
             if held is None:
                 raise SecAggAbort(f"client {me}: no update held for round {round_num + 1}")
-            codes = ring_input(held.update, held.num_examples, self._announced[round_num], me, self._secret)
-            masked, unmask = state.mask(message, codes)
+            announced = self._announced[round_num]
+            elements = ring_input(held.update, held.num_examples, announced, me, self._secret)
+            masked, unmask = state.mask(message, elements)
             self._stage[round_num] = unmask
             return masked
         if isinstance(message, UnmaskRequest) and isinstance(state, ClientUnmask):

@@ -73,11 +73,13 @@ class ServerAdvertise:
         keys: dict[int, AdvertiseKeys] = {}
         flagged: list[Flag] = []
         unique = _unique(messages, self.setup.clients)
-        # a small-order key would fix every key derived with it: refuse it before anyone uses it
-        small = secagg.small_order([p for m in unique.values() for p in (m.enc_public, m.mask_public)])
+        # a key off the curve or of small order would make its neighbours refuse it (or fix every key derived
+        # with it): refuse it before anyone uses it
+        faults = secagg.key_faults([p for m in unique.values() for p in (m.enc_public, m.mask_public)])
         for i, (u, m) in enumerate(unique.items()):
-            if small[2 * i] or small[2 * i + 1]:
-                flagged.append(Flag(u, "advertised an unusable public key: it has small order"))
+            fault = faults[2 * i] or faults[2 * i + 1]
+            if fault is not None:
+                flagged.append(Flag(u, f"advertised an unusable public key: {fault}"))
             else:
                 keys[u] = m
         out = {

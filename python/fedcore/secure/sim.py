@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 
 from fedcodec import secagg
 from fedcore.secure.client import ClientAdvertise, ClientMask, ClientShare, ClientUnmask, start_client
-from fedcore.secure.encoding import RingConfig, decode_sum, encode_update
+from fedcore.secure.encoding import RingConfig, RingElements, decode_sum, unrounded_update
 from fedcore.secure.messages import (
     MASK_PRG,
     AdvertiseKeys,
@@ -31,7 +31,7 @@ __all__ = ["STAGES", "RoundReport", "make_setup", "run_secagg_round", "secure_su
 STAGES = ("advertise", "share", "mask", "unmask")
 
 # A client's update, the round's ring and its 32-byte rounding seed -> its ring elements.
-RingInput = Callable[[NDArray[np.float32], RingConfig, bytes], NDArray[np.uint32]]
+RingInput = Callable[[NDArray[np.float32], RingConfig, bytes], RingElements]
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def _flip(data: bytes) -> bytes:
 
 
 def run_secagg_round(
-    codes: Mapping[int, NDArray[np.uint32]],
+    codes: Mapping[int, RingElements],
     params: SecAggParams,
     ring_bits: int,
     *,
@@ -102,7 +102,7 @@ def run_secagg_round(
     clock: Callable[[], float] = time.perf_counter,
     prg: str = MASK_PRG,
 ) -> RoundReport:
-    """One SecAgg+ round over `codes` (client id -> ring elements), all four stages in process.
+    """One SecAgg+ round over `codes` (client id -> ring elements or an update to round), all four stages.
 
     `drop[stage]` lists clients that go silent at that stage (send nothing from it on).
     `tamper_sealed` holds (sender, recipient) pairs whose sealed share is corrupted in transit;
@@ -191,13 +191,13 @@ def secure_sum(
     params: SecAggParams,
     *,
     clock: Callable[[], float] = time.perf_counter,
-    ring_input: RingInput = encode_update,
+    ring_input: RingInput = unrounded_update,
     **kwargs: object,
 ) -> tuple[NDArray[np.float32], RoundReport, dict[str, float]]:
     """The float sum of the surviving clients' updates through a full SecAgg+ round, and the seconds spent.
 
-    `ring_input` turns one client's update into its ring elements (default: quantize only; distributed DP's
-    `DistributedDP.ring_input` also clips and adds the client's noise share).
+    `ring_input` turns one client's update into its ring elements (default: rounded as it is masked;
+    distributed DP's `DistributedDP.ring_input` also clips and adds the client's noise share).
     """
     n = next(iter(updates.values())).size
     t0 = clock()

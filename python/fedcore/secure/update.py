@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fedcodec import kernels, secagg
-from fedcore.secure.encoding import RingConfig, decode_sum, encode_update
+from fedcore.secure.encoding import RingConfig, RingElements, decode_sum, unrounded_update
 from fedcore.secure.messages import RoundSetup
 
 if TYPE_CHECKING:
@@ -70,8 +70,11 @@ def ring_input(
     announced: SecureSetup,
     client_id: int,
     secret: bytes | None = None,
-) -> NDArray[np.uint32]:
+) -> RingElements:
     """The ring elements client `client_id` masks: its weighted, random-k'd update, then its weight.
+
+    Without distributed DP they come unrounded (`ClientMask.mask` rounds them as it masks); under it, as
+    the noised codes.
 
     Under distributed DP, `secret` (a deployed client's own random bytes) keys the rounding and the noise
     share; without it they derive from public values, which only a simulation may do (a server that knows
@@ -89,7 +92,7 @@ def ring_input(
             f"an update of {update.size} parameters does not fit a round of {announced.setup.length}"
         )
     if announced.dp is None:
-        return encode_update(x, announced.ring, rounding_seed(client_id, ring_seed))
+        return unrounded_update(x, announced.ring, rounding_seed(client_id, ring_seed))
     if secret is None:
         seed = rounding_seed(client_id, ring_seed)
     else:

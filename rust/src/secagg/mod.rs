@@ -12,10 +12,12 @@ pub mod ring;
 pub mod shamir;
 
 pub use keys::{
-    agree, agree_many, derive_scalar, is_small_order, open, public_key, seal, KEY_LEN, NONCE_LEN,
+    agree, agree_many, derive_scalar, is_small_order, key_fault, open, public_key, seal, KEY_LEN,
+    NONCE_LEN,
 };
 pub use mask::{
-    apply_masks, element_bytes, mask_and_pack, mask_and_pack_into, mask_stream, Mask, Prg, SEED_LEN,
+    apply_masks, element_bytes, mask_and_pack, mask_and_pack_into, mask_stream,
+    quantize_mask_and_pack_into, Mask, Prg, SEED_LEN,
 };
 pub use ring::{add_packed, check_ring_bits, pack, packed_len, quantize, unpack};
 pub use shamir::{interpolate, share};

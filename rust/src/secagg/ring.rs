@@ -229,15 +229,13 @@ pub fn add_packed(acc: &mut [u32], data: &[u8], bits: u32) -> Result<()> {
 
 /// Values per step of a quantizing task: their 4 KiB of rounding noise stays in L1 while it is used.
 const QUANT_STEP: usize = 1024;
-/// All-zero input, so the cipher writes its keystream instead of XORing it into a buffer.
-static QUANT_ZEROS: [u8; QUANT_STEP * 4] = [0u8; QUANT_STEP * 4];
 /// 2^52: in `[2^52, 2^53)` an f64's unit in the last place is 1, so adding it to a value in
 /// `[0, 2^52)` rounds that value to an integer (to nearest, ties to even) held in the low bits.
 const TWO_52: f64 = 4_503_599_627_370_496.0;
 
 /// The rounding arithmetic of [`quantize`] for one clip and code width.
 #[derive(Clone, Copy)]
-struct Rounding {
+pub(crate) struct Rounding {
     /// The clip, widened.
     c: f64,
     /// Codes per unit: `(2^bits - 1) / 2c`.
@@ -317,13 +315,8 @@ fn codes_avx2(rounding: Rounding, x: &[f32], noise: &[u8], out: &mut [u32]) -> b
     rounding.portable_codes(x, noise, out)
 }
 
-/// Clips `x` to `[-clip, clip]` and rounds it stochastically (unbiased, seeded) to `bits`-bit codes.
-///
-/// The rounding uniforms come from the ChaCha8 keystream keyed by `seed` (element `i` reads the
-/// little-endian u32 at keystream byte `4i`), so a client's codes are reproducible for its seed
-/// and independent of the number of threads. Each task makes its keystream in L1-sized steps and
-/// rounds them while they are there; the check for non-finite input rides along.
-pub fn quantize(x: &[f32], clip: f32, bits: u32, seed: &[u8; 32]) -> Result<Vec<u32>> {
+/// The rounding of [`quantize`] for `clip` and `bits`, or a refusal naming the bad one.
+pub(crate) fn check_rounding(clip: f32, bits: u32) -> Result<Rounding> {
     if !(1..=24).contains(&bits) {
         return Err(CodecError::param(format!(
             "quantization bits must be in 1..=24, got {bits}"
@@ -334,32 +327,68 @@ pub fn quantize(x: &[f32], clip: f32, bits: u32, seed: &[u8; 32]) -> Result<Vec<
             "clip must be finite and positive, got {clip}"
         )));
     }
-    let rounding = Rounding::new(clip, bits);
+    Ok(Rounding::new(clip, bits))
+}
+
+/// [`quantize`]'s rounding from element `first` of the input on: its ChaCha8 noise stream
+/// positioned there, made in L1-sized steps and used while it is there.
+pub(crate) struct Quantizer {
+    rounding: Rounding,
+    cipher: ChaCha8,
+    noise: [u8; QUANT_STEP * 4],
+}
+
+impl Quantizer {
+    pub(crate) fn at(rounding: Rounding, seed: &[u8; 32], first: usize) -> Self {
+        let mut cipher = ChaCha8::new(seed.into(), &[0u8; 12].into());
+        cipher.seek(first as u64 * 4);
+        Self {
+            rounding,
+            cipher,
+            noise: [0u8; QUANT_STEP * 4],
+        }
+    }
+
+    /// `out[i]` = the code of `xs[i]`, the next `xs.len()` uniforms of the stream rounding it;
+    /// false if some `xs[i]` is not finite.
+    pub(crate) fn codes(&mut self, xs: &[f32], out: &mut [u32]) -> bool {
+        let mut finite = true;
+        for (o, xs) in out.chunks_mut(QUANT_STEP).zip(xs.chunks(QUANT_STEP)) {
+            let noise = &mut self.noise[..xs.len() * 4];
+            self.cipher.write_keystream(noise);
+            finite &= self.rounding.codes(xs, noise, o);
+        }
+        finite
+    }
+}
+
+/// The refusal for input that failed [`Quantizer::codes`]'s finiteness check: the first
+/// non-finite value of `x` and where it is.
+pub(crate) fn refuse_non_finite(x: &[f32]) -> Result<()> {
+    match x.iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(CodecError::non_finite(i, x[i])),
+        None => Ok(()),
+    }
+}
+
+/// Clips `x` to `[-clip, clip]` and rounds it stochastically (unbiased, seeded) to `bits`-bit codes.
+///
+/// The rounding uniforms come from the ChaCha8 keystream keyed by `seed` (element `i` reads the
+/// little-endian u32 at keystream byte `4i`), so a client's codes are reproducible for its seed
+/// and independent of the number of threads. Each task makes its keystream in L1-sized steps and
+/// rounds them while they are there; the check for non-finite input rides along.
+pub fn quantize(x: &[f32], clip: f32, bits: u32, seed: &[u8; 32]) -> Result<Vec<u32>> {
+    let rounding = check_rounding(clip, bits)?;
     let mut out = vec![0u32; x.len()];
     let all_finite = AtomicBool::new(true);
     each_chunk(&mut out, QUANT_BLOCK, x.len(), |b, o| {
-        let mut cipher = ChaCha8::new(seed.into(), &[0u8; 12].into());
-        cipher.seek((b * QUANT_BLOCK * 4) as u64);
-        let mut noise = [0u8; QUANT_STEP * 4];
-        let mut finite = true;
-        for (o, xs) in o
-            .chunks_mut(QUANT_STEP)
-            .zip(block(x, b, QUANT_BLOCK).chunks(QUANT_STEP))
-        {
-            let noise = &mut noise[..xs.len() * 4];
-            cipher
-                .apply_keystream_b2b(&QUANT_ZEROS[..noise.len()], noise)
-                .expect("input and output buffers have equal lengths");
-            finite &= rounding.codes(xs, noise, o);
-        }
-        if !finite {
+        let mut quantizer = Quantizer::at(rounding, seed, b * QUANT_BLOCK);
+        if !quantizer.codes(block(x, b, QUANT_BLOCK), o) {
             all_finite.store(false, Ordering::Relaxed);
         }
     });
     if !all_finite.into_inner() {
-        if let Some(i) = x.iter().position(|v| !v.is_finite()) {
-            return Err(CodecError::non_finite(i, x[i]));
-        }
+        refuse_non_finite(x)?;
     }
     Ok(out)
 }
