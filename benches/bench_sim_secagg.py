@@ -31,28 +31,33 @@ def main() -> None:
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--model", default="mlp")
     parser.add_argument("--neighbors", type=int, default=None, help="SecAgg+ degree k (default: chosen)")
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--per-round", type=int, default=10)
     args = parser.parse_args()
     job = FLConfig(
         rounds=args.rounds,
         workers=args.workers,
         dataset=args.dataset,
         model=args.model,
-        secagg_neighbors=args.neighbors,
+        clients=args.clients,
+        per_round=args.per_round,
     )
+    secure_job = replace(job, secagg=True, secagg_neighbors=args.neighbors)
     walls: dict[bool, list[float]] = {False: [], True: []}
     cpu: dict[bool, list[float]] = {False: [], True: []}  # this (the server's) process, whole runs
     secure: list[dict[str, Any]] = []
     for _ in range(args.repeat):
         for secagg in (False, True):
             c0 = time.process_time()
-            result = simulate(replace(job, secagg=secagg))
+            result = simulate(secure_job if secagg else job)
             cpu[secagg].append(time.process_time() - c0)
             walls[secagg] += [r.wall_s for r in result.records[1:]]  # round 1 warms the workers up
             secure += [r.secagg for r in result.records[1:] if r.secagg is not None]
     plain, sec = statistics.median(walls[False]), statistics.median(walls[True])
     print(
         f"job: FLConfig(rounds={args.rounds}, workers={args.workers}, dataset={args.dataset!r}, "
-        f"model={args.model!r}, secagg_neighbors={args.neighbors}) (100 clients, 10 per round)"
+        f"model={args.model!r}, clients={args.clients}, per_round={args.per_round}, "
+        f"secagg_neighbors={args.neighbors})"
     )
     print(
         f"round wall median (rounds 2..): plain {plain:.4f} s, --secagg {sec:.4f} s, ratio {sec / plain:.2f}x"

@@ -1,10 +1,11 @@
 """One client's side of secure rounds, wherever the client runs: it keeps its own update and secrets.
 
-After training, `hold` keeps the update and gives back the reply without it (only counts and loss
-leave the client in the clear). The four stages then arrive as server messages; `answer` runs the
-client state machine of `fedcore.secure.client` for each and returns the client's message. In the
-simulation one `SecureParty` per client lives in the simulating process; a gRPC client process has
-one for itself (`answer_bytes` speaks `fedcore.secure.wire`).
+After training, `hold` keeps the update's frame and gives back the reply without it (only counts and
+loss leave the client in the clear); the frame is decoded when the update is masked, so a simulation
+that holds many clients' updates decodes one at a time into warm memory. The four stages then arrive
+as server messages; `answer` runs the client state machine of `fedcore.secure.client` for each and
+returns the client's message. In the simulation one `SecureParty` per client lives in the simulating
+process; a gRPC client process has one for itself (`answer_bytes` speaks `fedcore.secure.wire`).
 """
 
 from __future__ import annotations
@@ -28,8 +29,12 @@ __all__ = ["SecureParty"]
 class _Held:
     """The client's own training result for a round, kept until its masked input is sent."""
 
-    update: NDArray[np.float32]
+    frame: bytes  # the update, as the training reply carried it (checked when held)
     num_examples: int
+
+    def update(self) -> NDArray[np.float32]:
+        """The update, flat."""
+        return np.asarray(fedcodec.decode(self.frame), dtype=np.float32).reshape(-1)
 
 
 class SecureParty:
@@ -47,12 +52,13 @@ class SecureParty:
         self._stage: dict[int, ClientShare | ClientMask | ClientUnmask] = {}
 
     def hold(self, reply: Reply) -> Reply:
-        """Keep the reply's update (its first frame, decoded) for this round; the reply without frames."""
+        """Keep the reply's update (its first frame, checked) for this round; the reply without frames."""
         if reply.client_id != self.client_id:
             raise ValueError(f"client {self.client_id} cannot hold client {reply.client_id}'s update")
         self._forget_before(reply.round)
-        update = np.asarray(fedcodec.decode(reply.payloads[0]), dtype=np.float32).reshape(-1)
-        self._held[reply.round] = _Held(update, reply.num_examples)
+        frame = bytes(reply.payloads[0])
+        fedcodec.inspect(frame)  # a damaged frame is refused now, not at the masking stage
+        self._held[reply.round] = _Held(frame, reply.num_examples)
         return replace(reply, payloads=())
 
     def answer(self, round_num: int, stage: str, message: ServerMessage) -> ClientMessage:
@@ -78,8 +84,12 @@ class SecureParty:
             held = self._held.pop(round_num, None)
             if held is None:
                 raise SecAggAbort(f"client {me}: no update held for round {round_num + 1}")
+            try:
+                update = held.update()
+            except fedcodec.CodecError as exc:
+                raise SecAggAbort(f"client {me}: its update does not decode: {exc}") from exc
             announced = self._announced[round_num]
-            elements = ring_input(held.update, held.num_examples, announced, me, self._secret)
+            elements = ring_input(update, held.num_examples, announced, me, self._secret)
             masked, unmask = state.mask(message, elements)
             self._stage[round_num] = unmask
             return masked
