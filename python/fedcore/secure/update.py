@@ -83,10 +83,15 @@ def ring_input(
     cap = announced.weight_cap
     weight = 1.0 if announced.dp is not None else min(num_examples, cap) / cap
     ring_seed = announced.ring.seed
-    kept = np.ascontiguousarray(weight * update, dtype=np.float32)
+    kept, scale = np.ravel(update), weight
     if announced.fraction < 1.0:
-        kept = np.asarray(kernels.mask_extract(kept, announced.fraction, ring_seed), dtype=np.float32)
-    x = kept if announced.dp is not None else np.append(kept, np.float32(weight)).astype(np.float32)
+        scaled = np.ascontiguousarray(weight * kept, dtype=np.float32)
+        kept, scale = kernels.mask_extract(scaled, announced.fraction, ring_seed), 1.0
+    # one array for the (weighted) values and the weight coordinate: no copy of a 4 MB update to append it
+    x = np.empty(kept.size + (announced.dp is None), dtype=np.float32)
+    np.multiply(kept, scale, out=x[: kept.size])
+    if announced.dp is None:
+        x[-1] = weight
     if x.size != announced.setup.length:
         raise ValueError(
             f"an update of {update.size} parameters does not fit a round of {announced.setup.length}"
