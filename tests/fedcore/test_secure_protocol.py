@@ -7,13 +7,14 @@ import pytest
 from numpy.typing import NDArray
 from scipy import stats
 
-from fedcodec import secagg
+from fedcodec import CodecError, secagg
 from fedcore.secure import (
     STAGES,
     RoundSetup,
     SecAggAbort,
     SecAggParams,
     UnmaskRequest,
+    Unrounded,
     all_neighbours,
     make_setup,
     run_secagg_round,
@@ -104,6 +105,26 @@ def test_client_refuses_to_reveal_both_shares_of_one_client() -> None:
         unmask.unmask(UnmaskRequest(0, survivors=(0, 1, 2, 3), dropped=(3,)))
     with pytest.raises(SecAggAbort, match="only 2 survivors"):
         unmask.unmask(UnmaskRequest(0, survivors=(0, 1), dropped=(2, 3, 4, 5)))
+
+
+def test_an_update_rounded_while_masked_uploads_its_codes_masked_and_wrong_inputs_are_refused() -> None:
+    setup = make_setup(tuple(range(6)), 5000, SecAggParams(5, 3, "complete graph of 6"), RING)
+    mask, delivery = _through_stage_two(setup)[0]
+    values = np.random.default_rng(3).uniform(-1.2, 1.2, 5000).astype(np.float32)
+    update = Unrounded(values, clip=1.0, bits=16, seed=bytes(range(32)))
+    rounded, _ = mask.mask(delivery, update)  # type: ignore[arg-type]
+    assert rounded.payload == mask.mask(delivery, update.codes())[0].payload  # type: ignore[arg-type]
+    for wrong, why in [
+        (replace(update, values=values[:-1]), "update must be a float32 vector of length 5000"),
+        (replace(update, values=values.astype(np.float64)), "update must be a float32 vector"),
+        (values.view(np.uint32)[:10], "codes must be a uint32 vector of length 5000"),
+    ]:
+        with pytest.raises(ValueError, match=why):
+            mask.mask(delivery, wrong)  # type: ignore[arg-type]
+    spoiled = values.copy()
+    spoiled[4321] = np.nan
+    with pytest.raises(CodecError, match="non-finite value \\(NaN\\) at flat index 4321"):
+        mask.mask(delivery, replace(update, values=spoiled))  # type: ignore[arg-type]
 
 
 def _neighbours_of(client: int, n: int) -> frozenset[int]:

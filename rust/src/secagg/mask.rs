@@ -716,6 +716,41 @@ mod tests {
 
     proptest! {
         #[test]
+        fn one_pass_uploads_equal_rounding_then_masking_for_any_ring(
+            raw in prop::collection::vec(any::<u32>(), 0..3 * STEP),
+            clip_bits in 1u32..0x7f80_0000,
+            bits in 1u32..=24,
+            extra in 0u32..=8,
+            signs in prop::collection::vec(any::<bool>(), 0..4),
+            chacha: bool,
+        ) {
+            // Values of every size, from raw bits (the non-finite patterns replaced by small values).
+            let clip = f32::from_bits(clip_bits);
+            let x: Vec<f32> = raw
+                .iter()
+                .map(|&r| {
+                    let v = f32::from_bits(r);
+                    if v.is_finite() { v } else { (r % 7) as f32 - 3.0 }
+                })
+                .collect();
+            let ring_bits = (bits + extra).min(32);
+            let prg = if chacha { Prg::ChaCha20 } else { Prg::Aes128Ctr };
+            let seeds: Vec<[u8; 32]> = (0..signs.len() as u8).map(|i| [i; 32]).collect();
+            let masks: Vec<Mask<'_>> = seeds
+                .iter()
+                .zip(&signs)
+                .map(|(seed, &negate)| Mask { seed, negate })
+                .collect();
+            let rounding_seed = [9u8; 32];
+            let codes = super::super::quantize(&x, clip, bits, &rounding_seed).unwrap();
+            let want = mask_and_pack(&codes, &masks, ring_bits, prg).unwrap();
+            let mut got = vec![0u8; want.len()];
+            quantize_mask_and_pack_into(&x, clip, bits, &rounding_seed, &masks, ring_bits, prg, &mut got)
+                .unwrap();
+            prop_assert_eq!(got, want);
+        }
+
+        #[test]
         fn the_dispatched_adds_equal_the_portable_ones(
             raw in prop::collection::vec(any::<u32>(), 0..=STEP),
             width in prop::sample::select(vec![1usize, 2, 4]),
