@@ -251,6 +251,30 @@ mod tests {
     }
 
     #[test]
+    fn non_canonical_keys_agree_as_in_the_ladder() {
+        // u + p and u with the top bit set: X25519 reads both as u (u = 9 is the base point).
+        let secret = derive_scalar(b"probe", b"s");
+        let p = key("edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f");
+        for small in 9u8..=16 {
+            let mut canonical = [0u8; 32];
+            canonical[0] = small;
+            let mut plus_p = p;
+            plus_p[0] += small; // p's low byte is 0xed: no carry for u below 19
+            let mut top_bit = canonical;
+            top_bit[31] = 0x80;
+            let want = x25519(&secret, &canonical).map(|s| s.to_bytes());
+            for public in [plus_p, top_bit] {
+                let got = x25519(&secret, &public).map(|s| s.to_bytes());
+                assert_eq!(got, want, "{small}");
+                if let Some(shared) = got {
+                    assert_eq!(shared, ladder(&secret, &public), "{small}");
+                }
+            }
+        }
+        assert!(x25519(&secret, &key(&format!("09{}", "0".repeat(62)))).is_some());
+    }
+
+    #[test]
     fn the_small_order_points_agree_on_zero_as_in_the_ladder() {
         let secret = derive_scalar(b"probe", b"s");
         for hex in SMALL_ORDER {
