@@ -1019,15 +1019,24 @@ fn secagg_mask<'py>(
         .map_err(|_| CodecError::new_err("x must be a C-contiguous uint32 array"))?;
     let seeds = secagg_seeds(seeds)?;
     let masks = secagg_masks(&seeds, &signs)?;
-    // Packed straight into the new bytes object (no Rust buffer, no copy), off the GIL.
+    masked_upload(py, data.len(), ring_bits, |out| {
+        crate::secagg::mask_and_pack_into(data, &masks, ring_bits, prg, out)
+    })
+}
+
+/// A masked upload of `n` ring elements of `ring_bits` bits, packed by `pack` straight into a new
+/// bytes object (no Rust buffer, no copy), off the GIL.
+fn masked_upload(
+    py: Python<'_>,
+    n: usize,
+    ring_bits: u32,
+    pack: impl FnOnce(&mut [u8]) -> crate::error::Result<()> + Send,
+) -> PyResult<Bound<'_, PyBytes>> {
     crate::secagg::check_ring_bits(ring_bits)?;
-    let len = crate::secagg::packed_len(data.len(), ring_bits);
+    let len = crate::secagg::packed_len(n, ring_bits);
     fresh_bytes(py, len, |buf| {
-        py.detach(|| {
-            let out = crate::kernels::uninit::zeroed(buf);
-            crate::secagg::mask_and_pack_into(data, &masks, ring_bits, prg, out)
-        })
-        .map_err(PyErr::from)
+        py.detach(|| pack(crate::kernels::uninit::zeroed(buf)))
+            .map_err(PyErr::from)
     })
 }
 
@@ -1050,23 +1059,17 @@ fn secagg_quantize_mask<'py>(
     let rounding_seed = secagg_key(rounding_seed, "rounding seed")?;
     let seeds = secagg_seeds(seeds)?;
     let masks = secagg_masks(&seeds, &signs)?;
-    crate::secagg::check_ring_bits(ring_bits)?;
-    let len = crate::secagg::packed_len(data.len(), ring_bits);
-    fresh_bytes(py, len, |buf| {
-        py.detach(|| {
-            let out = crate::kernels::uninit::zeroed(buf);
-            crate::secagg::quantize_mask_and_pack_into(
-                data,
-                clip,
-                bits,
-                &rounding_seed,
-                &masks,
-                ring_bits,
-                prg,
-                out,
-            )
-        })
-        .map_err(PyErr::from)
+    masked_upload(py, data.len(), ring_bits, |out| {
+        crate::secagg::quantize_mask_and_pack_into(
+            data,
+            clip,
+            bits,
+            &rounding_seed,
+            &masks,
+            ring_bits,
+            prg,
+            out,
+        )
     })
 }
 

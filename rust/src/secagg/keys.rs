@@ -45,14 +45,19 @@ pub fn public_key(secret: &[u8; KEY_LEN]) -> [u8; KEY_LEN] {
     PublicKey::from(&StaticSecret::from(*secret)).to_bytes()
 }
 
-/// Why X25519 with `public` is refused: it lies on the curve's twist, or it has small order (so the
-/// shared secret is all zero whatever the secret key); `None` for a usable key.
+/// Why a key on the curve's twist is refused.
+const TWIST_KEY: &str = "it is not on Curve25519 (a point of its twist)";
+/// Why a key of small order is refused (the shared secret is all zero whatever the secret key).
+const SMALL_ORDER_KEY: &str = "it has small order (non-contributory X25519 agreement)";
+
+/// Why X25519 with `public` is refused: it lies on the curve's twist, or it has small order;
+/// `None` for a usable key.
 #[must_use]
 pub fn key_fault(public: &[u8; KEY_LEN]) -> Option<&'static str> {
     if MontgomeryPoint(*public).to_edwards(0).is_none() {
-        Some("it is not on Curve25519 (a point of its twist)")
+        Some(TWIST_KEY)
     } else if is_small_order(public) {
-        Some("it has small order (non-contributory X25519 agreement)")
+        Some(SMALL_ORDER_KEY)
     } else {
         None
     }
@@ -63,9 +68,10 @@ pub fn key_fault(public: &[u8; KEY_LEN]) -> Option<&'static str> {
 /// The same function as x25519-dalek's Montgomery ladder on every key of the curve (a test checks
 /// it against the ladder), computed as dalek's variable-base scalar multiplication on the
 /// birationally equivalent Edwards curve, which runs in its vector backend where the CPU has one
-/// (AVX2 here): 37 us an agreement against 53-69 us for the ladder on this AMD EPYC. `u` of
-/// `[k]P` does not depend on which of the two points with that `u` is taken, so sign 0 is. Every
-/// step is constant time in dalek except the decompression, which only sees the public key.
+/// (AVX2 here): 34 us an agreement with its HKDF against 53 us for the ladder alone on this AMD
+/// EPYC (`cargo bench --bench secagg -- agreement`). `u` of `[k]P` does not depend on which of the
+/// two points with that `u` is taken, so sign 0 is. Every step is constant time in dalek except the
+/// decompression, which only sees the public key.
 fn x25519(secret: &[u8; KEY_LEN], peer: &[u8; KEY_LEN]) -> Option<MontgomeryPoint> {
     let point = MontgomeryPoint(*peer).to_edwards(0)?;
     Some(point.mul_clamped(*secret).to_montgomery())
@@ -77,13 +83,10 @@ fn x25519(secret: &[u8; KEY_LEN], peer: &[u8; KEY_LEN]) -> Option<MontgomeryPoin
 /// of small order it would fix the derived key.
 pub fn agree(secret: &[u8; KEY_LEN], peer: &[u8; KEY_LEN], info: &[u8]) -> Result<[u8; KEY_LEN]> {
     let refuse = |why: &str| CodecError::input(format!("peer public key refused: {why}"));
-    let shared = x25519(secret, peer)
-        .ok_or_else(|| refuse("it is not on Curve25519 (a point of its twist)"))?;
+    let shared = x25519(secret, peer).ok_or_else(|| refuse(TWIST_KEY))?;
     // MontgomeryPoint's == is constant time (subtle's ct_eq): the shared secret is secret.
     if shared == MontgomeryPoint([0u8; KEY_LEN]) {
-        return Err(refuse(
-            "it has small order (non-contributory X25519 agreement)",
-        ));
+        return Err(refuse(SMALL_ORDER_KEY));
     }
     let mut out = [0u8; KEY_LEN];
     Hkdf::<Sha256>::new(None, shared.as_bytes())

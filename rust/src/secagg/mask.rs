@@ -190,10 +190,10 @@ impl Keystream {
     }
 }
 
-/// The masks' keystreams for the chunk of the vector that starts at element `first`.
-fn streams_at(first: usize, masks: &[Mask<'_>], ring_bits: u32, prg: Prg) -> Vec<Keystream> {
+/// The masks' keystreams (`width` bytes an element) for the chunk that starts at element `first`.
+fn streams_at(first: usize, masks: &[Mask<'_>], width: usize, prg: Prg) -> Vec<Keystream> {
     // Chunks start at multiples of CHUNK elements, so on a whole block of keystream.
-    let offset = first as u64 * element_bytes(ring_bits) as u64;
+    let offset = first as u64 * width as u64;
     masks
         .iter()
         .map(|m| Keystream::at(prg, m.seed, offset))
@@ -289,7 +289,7 @@ pub fn apply_masks(acc: &mut [u32], masks: &[Mask<'_>], ring_bits: u32, prg: Prg
     let work = acc.len().saturating_mul(masks.len().max(1));
     let width = element_bytes(ring_bits);
     each_chunk(acc, CHUNK, work, |c, chunk| {
-        let mut streams = streams_at(c * CHUNK, masks, ring_bits, prg);
+        let mut streams = streams_at(c * CHUNK, masks, width, prg);
         let mut buf = [0u8; STEP * 4];
         for part in chunk.chunks_mut(STEP) {
             add_streams(part, &mut streams, masks, width, &mut buf);
@@ -375,7 +375,7 @@ fn mask_source_into(
     each_chunk(out, CHUNK / 8 * ring_bits as usize, work, |c, packed| {
         let first = c * CHUNK;
         let mut state = source.chunk(first);
-        let mut streams = streams_at(first, masks, ring_bits, prg);
+        let mut streams = streams_at(first, masks, width, prg);
         let (mut part, mut buf) = ([0u32; STEP], [0u8; STEP * 4]);
         let mut made = true;
         let steps = (first..(first + CHUNK).min(n)).step_by(STEP);
@@ -460,6 +460,15 @@ mod tests {
     use super::*;
     // The reference CTR mode (`ctr` 0.9) speaks `cipher` 0.4's traits.
     use ctr::cipher::{KeyIvInit as _, StreamCipher as _};
+
+    /// One mask per seed, negated where `negate` says.
+    fn masks_of<'a>(seeds: &'a [[u8; 32]], negate: &[bool]) -> Vec<Mask<'a>> {
+        seeds
+            .iter()
+            .zip(negate)
+            .map(|(seed, &negate)| Mask { seed, negate })
+            .collect()
+    }
 
     fn hex(s: &str) -> Vec<u8> {
         (0..s.len())
@@ -615,14 +624,7 @@ mod tests {
     #[test]
     fn masking_and_packing_in_one_pass_equals_the_two_steps() {
         let seeds = [[1u8; 32], [2u8; 32], [3u8; 32]];
-        let masks: Vec<Mask<'_>> = seeds
-            .iter()
-            .enumerate()
-            .map(|(i, seed)| Mask {
-                seed,
-                negate: i == 1,
-            })
-            .collect();
+        let masks = masks_of(&seeds, &[false, true, false]);
         for n in [0, 5, CHUNK + 3, super::super::SERIAL_BELOW / 3 + CHUNK + 1] {
             let x: Vec<u32> = (0..n as u32).map(|i| i % 4099).collect();
             for bits in [13, 20, 23, 32] {
@@ -641,14 +643,7 @@ mod tests {
     #[test]
     fn rounding_masking_and_packing_in_one_pass_equals_the_three_steps() {
         let seeds = [[1u8; 32], [2u8; 32], [3u8; 32]];
-        let masks: Vec<Mask<'_>> = seeds
-            .iter()
-            .enumerate()
-            .map(|(i, seed)| Mask {
-                seed,
-                negate: i == 1,
-            })
-            .collect();
+        let masks = masks_of(&seeds, &[false, true, false]);
         let rounding_seed = [7u8; 32];
         for n in [
             0,
@@ -736,11 +731,7 @@ mod tests {
             let ring_bits = (bits + extra).min(32);
             let prg = if chacha { Prg::ChaCha20 } else { Prg::Aes128Ctr };
             let seeds: Vec<[u8; 32]> = (0..signs.len() as u8).map(|i| [i; 32]).collect();
-            let masks: Vec<Mask<'_>> = seeds
-                .iter()
-                .zip(&signs)
-                .map(|(seed, &negate)| Mask { seed, negate })
-                .collect();
+            let masks = masks_of(&seeds, &signs);
             let rounding_seed = [9u8; 32];
             let codes = super::super::quantize(&x, clip, bits, &rounding_seed).unwrap();
             let want = mask_and_pack(&codes, &masks, ring_bits, prg).unwrap();
@@ -768,18 +759,13 @@ mod tests {
             let seeds: Vec<[u8; 32]> = (0..negate.len() as u128)
                 .map(|i| [key, counter.wrapping_add(i * 7).to_be_bytes()].concat().try_into().unwrap())
                 .collect();
-            let masks: Vec<Mask<'_>> = seeds
-                .iter()
-                .zip(&negate)
-                .map(|(seed, &negate)| Mask { seed, negate })
-                .collect();
-            let ring_bits = 8 * width as u32;
+            let masks = masks_of(&seeds, &negate);
             let mut buf = [0u8; STEP * 4];
             let (mut dispatched, mut portable) = (raw.clone(), raw);
-            let mut streams = streams_at(0, &masks, ring_bits, prg);
+            let mut streams = streams_at(0, &masks, width, prg);
             add_streams(&mut dispatched, &mut streams, &masks, width, &mut buf);
             add_streams(&mut dispatched, &mut streams, &masks, width, &mut buf);
-            let mut streams = streams_at(0, &masks, ring_bits, prg);
+            let mut streams = streams_at(0, &masks, width, prg);
             add_streams_portable(&mut portable, &mut streams, &masks, width, &mut buf);
             add_streams_portable(&mut portable, &mut streams, &masks, width, &mut buf);
             prop_assert_eq!(dispatched, portable);
