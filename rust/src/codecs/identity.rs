@@ -147,27 +147,88 @@ fn decode_identity(
     out: &mut [f32],
     copy: bool,
 ) -> Result<()> {
-    let width = dtype.width();
-    let all_finite = out
-        .par_chunks_mut(SCAN_BLOCK)
-        .zip(bytes.par_chunks(width * SCAN_BLOCK))
-        .map(|(o, b)| {
-            let mut ok = true;
-            for (dst, src) in o.iter_mut().zip(b.chunks_exact(width)) {
-                let v = match dtype {
-                    Dtype::F32 => f32::from_le_bytes([src[0], src[1], src[2], src[3]]),
-                    Dtype::F16 => f16::from_bits(u16::from_le_bytes([src[0], src[1]])).to_f32(),
-                    Dtype::Bf16 => bf16::from_bits(u16::from_le_bytes([src[0], src[1]])).to_f32(),
-                };
-                ok &= v.is_finite();
-                *dst = if copy { weight * v } else { *dst + weight * v };
-            }
-            ok
-        })
-        .reduce(|| true, |a, b| a & b);
+    let f32_of = |b: [u8; 4]| f32::from_le_bytes(b);
+    let f16_of = |b: [u8; 2]| f16::from_bits(u16::from_le_bytes(b)).to_f32();
+    let bf16_of = |b: [u8; 2]| bf16::from_bits(u16::from_le_bytes(b)).to_f32();
+    let all_finite = match (dtype, copy) {
+        (Dtype::F32, true) => decode_as::<4, true>(bytes, weight, out, f32_of),
+        (Dtype::F32, false) => decode_as::<4, false>(bytes, weight, out, f32_of),
+        (Dtype::F16, true) => decode_as::<2, true>(bytes, weight, out, f16_of),
+        (Dtype::F16, false) => decode_as::<2, false>(bytes, weight, out, f16_of),
+        (Dtype::Bf16, true) => decode_as::<2, true>(bytes, weight, out, bf16_of),
+        (Dtype::Bf16, false) => decode_as::<2, false>(bytes, weight, out, bf16_of),
+    };
     if all_finite {
         Ok(())
     } else {
         Err(CodecError::frame("payload holds NaN or Inf values"))
+    }
+}
+
+/// `decode_identity` for one element width and mode, so the inner loop has no branch and vectorizes
+/// (a `match` on the dtype per element kept a raw float32 decode at 1.7 ms per million); whether
+/// every value was finite.
+fn decode_as<const W: usize, const COPY: bool>(
+    bytes: &[u8],
+    weight: f32,
+    out: &mut [f32],
+    value: impl Fn([u8; W]) -> f32 + Sync,
+) -> bool {
+    out.par_chunks_mut(SCAN_BLOCK)
+        .zip(bytes.par_chunks(W * SCAN_BLOCK))
+        .map(|(o, b)| {
+            let mut ok = true;
+            for (dst, src) in o.iter_mut().zip(b.chunks_exact(W)) {
+                let mut raw = [0u8; W];
+                raw.copy_from_slice(src);
+                let v = value(raw);
+                ok &= v.is_finite();
+                *dst = if COPY { weight * v } else { *dst + weight * v };
+            }
+            ok
+        })
+        .reduce(|| true, |a, b| a & b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every width and mode decodes through its own loop: each must write (or add) its own values
+    /// and refuse a NaN wherever it sits, also past the first parallel block.
+    #[test]
+    fn each_dtype_copies_adds_and_refuses_nan_in_any_block() {
+        let n = 3 * SCAN_BLOCK + 5;
+        let values: Vec<f32> = (0..n).map(|i| (i % 97) as f32 * 0.25 - 12.0).collect();
+        for dtype in [Dtype::F32, Dtype::F16, Dtype::Bf16] {
+            let mut bytes = vec![0u8; dtype.width() * n];
+            encode_identity(dtype, &values, &mut bytes).unwrap();
+            let mut copied = vec![f32::NAN; n];
+            decode_identity(dtype, &bytes, 1.0, &mut copied, true).unwrap();
+            assert_eq!(
+                copied, values,
+                "{dtype:?}: these values are exact in every width"
+            );
+            let mut added = vec![1.0f32; n];
+            decode_identity(dtype, &bytes, 2.0, &mut added, false).unwrap();
+            let expected: Vec<f32> = values.iter().map(|v| 1.0 + 2.0 * v).collect();
+            assert_eq!(added, expected, "{dtype:?}");
+            let nan: &[u8] = match dtype {
+                Dtype::F32 => &[0, 0, 0xc0, 0x7f],
+                Dtype::F16 => &[0x00, 0x7e],
+                Dtype::Bf16 => &[0xc0, 0x7f],
+            };
+            let mut bad = bytes.clone();
+            let at = dtype.width() * (2 * SCAN_BLOCK + 3);
+            bad[at..at + dtype.width()].copy_from_slice(nan);
+            for copy in [true, false] {
+                let mut out = vec![0.0f32; n];
+                let err = decode_identity(dtype, &bad, 1.0, &mut out, copy).unwrap_err();
+                assert!(
+                    err.to_string().contains("NaN or Inf"),
+                    "{dtype:?} copy={copy}: {err}"
+                );
+            }
+        }
     }
 }
