@@ -25,6 +25,7 @@ from fedcore.data import FederatedData, build_federated
 from fedcore.protocol.aggregator import Aggregator
 from fedcore.protocol.messages import Failure, Reply, Task
 from fedcore.protocol.transport import AggregatorFactory, ReplyInfo, fold_answer, outcome_of
+from fedcore.sim import handover
 from fedcore.sim.attack import poisoned_data
 from fedcore.sim.profile import WorkTiming
 
@@ -164,6 +165,7 @@ def _worker_main(
     conn: Connection, config: FLConfig, data: FederatedData, rayon_threads: int, user: UserModel | None
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it terminates us
+    sender = handover.Sender(conn)
     try:
         # the codec's Rust thread pool starts on first use: give each worker its share of the cores
         os.environ.setdefault("RAYON_NUM_THREADS", str(rayon_threads))
@@ -171,9 +173,9 @@ def _worker_main(
         runner = ClientRunner(config, data, user)
         limit_threads(config, user)  # again: building your model may have imported torch
     except Exception:  # any failure goes to the parent, which raises it
-        _answer(conn, ("error", traceback.format_exc()))
+        _answer(sender, ("error", traceback.format_exc()))
         return
-    if not _answer(conn, ("ready", None)):
+    if not _answer(sender, ("ready", None)):
         return
     while True:
         try:
@@ -187,14 +189,14 @@ def _worker_main(
             result = ("ok", runner.run(job))
         except Exception:  # any failure goes to the parent, which raises it
             result = ("error", traceback.format_exc())
-        if not _answer(conn, result):
+        if not _answer(sender, result):
             return
 
 
-def _answer(conn: Connection, message: tuple[str, Any]) -> bool:
+def _answer(sender: handover.Sender, message: tuple[str, Any]) -> bool:
     """Send to the parent; False when it is gone (after Ctrl-C nobody reads: no error worth printing)."""
     try:
-        conn.send(message)
+        sender.send(message)
     except OSError:  # BrokenPipeError, ConnectionResetError
         return False
     return True
@@ -238,6 +240,7 @@ class ProcessPool:
         ctx = _context(config)
         rayon_threads = max(1, (os.cpu_count() or 1) // workers)
         self._conns: list[Connection] = []
+        self._receivers: list[handover.Receiver] = []
         self._procs: list[Any] = []
         for _ in range(workers):
             parent, child = ctx.Pipe()
@@ -246,10 +249,11 @@ class ProcessPool:
             proc.start()
             child.close()
             self._conns.append(parent)
+            self._receivers.append(handover.Receiver(parent))
             self._procs.append(proc)
         try:
-            for conn in self._conns:
-                self._receive(conn)
+            for receiver in self._receivers:
+                self._receive(receiver)
         except BaseException:
             self._terminate()
             raise
@@ -268,15 +272,15 @@ class ProcessPool:
         try:
             if meanwhile is not None:
                 meanwhile()
-            return [self._receive(conn) for conn, _ in zip(self._conns, jobs, strict=False)]
+            return [self._receive(receiver) for receiver, _ in zip(self._receivers, jobs, strict=False)]
         except BaseException:
             self._terminate()  # the others may be blocked sending results nobody will read
             raise
 
     @staticmethod
-    def _receive(conn: Connection) -> Any:
+    def _receive(receiver: handover.Receiver) -> Any:
         try:
-            status, payload = conn.recv()
+            status, payload = receiver.receive()
         except EOFError:
             raise WorkerError("a simulation worker exited unexpectedly") from None
         if status == "error":
@@ -288,6 +292,8 @@ class ProcessPool:
             with contextlib.suppress(BrokenPipeError, OSError):
                 conn.send(None)
             conn.close()
+        for receiver in self._receivers:
+            receiver.close()
         for proc in self._procs:
             proc.join(timeout=5)
         self._terminate()
