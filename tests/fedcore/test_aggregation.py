@@ -11,6 +11,7 @@ import pytest
 from fedcore.config import FLConfig
 from fedcore.layout import ParamLayout
 from fedcore.protocol import Failure, Reply, Task, fold_in_order
+from fedcore.protocol.transport import ReplyCollector, fold_answer
 from fedcore.server import Collecting, FoldContext, LinearFold, aggregator_factory
 from fedcore.sim import simulate
 from fedcore.strategies import FedAvg
@@ -157,3 +158,15 @@ def test_fold_in_order_folds_in_task_order_and_names_every_client_that_is_not_in
     only = LinearFold(round_context())
     assert only.add(good) is None
     np.testing.assert_array_equal(outcome.aggregator.finish().delta_sum, only.finish().delta_sum)
+
+
+def test_a_collector_keeps_replies_whole_so_their_fold_records_no_digests() -> None:
+    good = reply(2, encode_frame(None, update(2), 0))
+    collector = ReplyCollector()
+    info = fold_answer(collector, good)
+    assert collector.replies == [good]  # whoever reads the reply there records it, digests and all
+    assert not isinstance(info, Failure)
+    assert info.sha256 == ()
+    folded = fold_answer(LinearFold(round_context()), good)
+    assert not isinstance(folded, Failure)
+    assert folded.sha256 == (hashlib.sha256(good.payloads[0]).hexdigest(),)

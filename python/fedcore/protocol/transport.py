@@ -25,10 +25,11 @@ class ReplyInfo:
     metrics: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, reply: Reply) -> ReplyInfo:
+    def of(cls, reply: Reply, *, digests: bool = True) -> ReplyInfo:
+        """What to record of `reply`; `digests=False` leaves out its frames' SHA-256 (nobody records them)."""
         import hashlib
 
-        digests = tuple(hashlib.sha256(p).hexdigest() for p in reply.payloads)
+        sha256 = tuple(hashlib.sha256(p).hexdigest() for p in reply.payloads) if digests else ()
         return cls(
             reply.client_id,
             reply.num_examples,
@@ -36,7 +37,7 @@ class ReplyInfo:
             reply.loss,
             reply.nbytes,
             reply.train_s,
-            digests,
+            sha256,
             dict(reply.metrics),
         )
 
@@ -74,7 +75,10 @@ def fold_answer(aggregator: Aggregator, answer: Reply | Failure) -> ReplyInfo | 
     if isinstance(answer, Failure):
         return answer
     refusal = aggregator.add(answer)
-    return ReplyInfo.of(answer) if refusal is None else refusal
+    if refusal is not None:
+        return refusal
+    # a collector keeps the reply whole, and whoever reads it there records it: no digests to make here
+    return ReplyInfo.of(answer, digests=not isinstance(aggregator, ReplyCollector))
 
 
 def fold_in_order(
