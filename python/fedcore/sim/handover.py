@@ -68,26 +68,24 @@ class Sender:
 
     def send(self, message: Any) -> None:
         """Send `message` to the `Receiver` at the other end (OSError when it is gone)."""
-        buffer = io.BytesIO()
-        if not self._shared:
-            pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(message)
-            self._conn.send_bytes(buffer.getbuffer())
-            self._conn.send(((), False))
-            return
-        pickler = _OutOfBand(buffer)
-        pickler.dump(message)
-        sizes = tuple(len(b) for b in pickler.set_aside)
-        grown = self._fit(sum(sizes))
-        if sizes:
-            assert self._arena is not None
-            at = 0
-            for blob in pickler.set_aside:
-                self._arena[at : at + len(blob)] = blob
-                at += len(blob)
-        self._conn.send_bytes(buffer.getbuffer())
-        self._conn.send((sizes, grown))
-        if grown:
-            reduction.send_handle(self._conn, self._fd, os.getppid())  # the pid only counts on Windows
+        if self._shared:
+            buffer = io.BytesIO()
+            pickler = _OutOfBand(buffer)
+            pickler.dump(message)
+            sizes = tuple(len(b) for b in pickler.set_aside)
+            try:
+                grown = self._fit(sum(sizes))
+            except OSError:  # no memory for the shared file: this message goes through the pipe whole
+                self.close()
+            else:
+                self._write(pickler.set_aside)
+                self._conn.send_bytes(buffer.getbuffer())
+                self._conn.send((sizes, grown))
+                if grown:
+                    reduction.send_handle(self._conn, self._fd, os.getppid())  # pid: Windows only
+                return
+        self._conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+        self._conn.send(((), False))
 
     def close(self) -> None:
         """Unmap and close the shared file (the receiver's mapping stays valid until it lets go)."""
@@ -99,15 +97,28 @@ class Sender:
             self._fd = -1
 
     def _fit(self, needed: int) -> bool:
-        """Make the shared file at least `needed` bytes; True when it is a new file the receiver must map."""
+        """Make the shared file at least `needed` bytes; True when it is a new file the receiver must map.
+
+        Its pages are reserved at once (`posix_fallocate`), so a machine short of memory refuses here
+        with an OSError rather than killing the worker with SIGBUS when the bytes are written.
+        """
         if needed == 0 or (self._arena is not None and len(self._arena) >= needed):
             return False
         self.close()
         size = needed + needed // 4  # room for a somewhat larger round without a new file
         self._fd = os.memfd_create("fedcore-handover", os.MFD_CLOEXEC)
         os.ftruncate(self._fd, size)
+        os.posix_fallocate(self._fd, 0, size)
         self._arena = mmap.mmap(self._fd, size)
         return True
+
+    def _write(self, blobs: list[bytes]) -> None:
+        """The set-aside bytes, one after another from the start of the shared file."""
+        at = 0
+        for blob in blobs:
+            assert self._arena is not None
+            self._arena[at : at + len(blob)] = blob
+            at += len(blob)
 
 
 class Receiver:
